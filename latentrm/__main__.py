@@ -1,0 +1,3 @@
+from latentrm.cli import main
+
+raise SystemExit(main())
