@@ -155,6 +155,32 @@ class EvalConfig:
     best_of_n: int = _f(16, "N for Best-of-N.")
     bon_draws: int = _f(1, "Independent N-candidate draws per prompt.")
     n_bootstrap: int = _f(1000, "Bootstrap resamples for 95% confidence intervals.")
+    bon_seed: int = _f(
+        0,
+        "Seed of the Best-of-N draws and of the candidate_pool/max_prompts subsets. Fixed across "
+        "methods and split seeds: all see the same draws and share one embedding cache.",
+    )
+    skip_short: bool = _f(
+        False, "Skip (and count) candidate sets with fewer than best_of_n candidates, not fail."
+    )
+    candidate_pool: int | None = _f(
+        None,
+        "Candidates data: keep this many candidates per instruction (fixed random subset) for "
+        "training pairs and Best-of-N; bounds the embedding cost. None = all candidates.",
+    )
+    max_prompts: int | None = _f(
+        None, "Candidates data: use at most this many instructions (fixed random subset)."
+    )
+    heldout_prompts: float = _f(
+        0.5,
+        "Candidates data as data.path: share of instructions held out for evaluation (pairwise "
+        "accuracy + Best-of-N); training pairs come from the other instructions only.",
+    )
+    fidelity: bool = _f(
+        True,
+        "Measure synthetic-pair fidelity: agreement of a reference head, trained on every labelled "
+        "pair (seed + held-out), with the order of each synthetic pair.",
+    )
 
 
 @dataclass(frozen=True)
@@ -174,6 +200,28 @@ class RunConfig:
     out_dir: str = _f("runs/default", "Run directory: artifacts, resolved config, metrics.")
     cache_dir: str = _f("cache", "Embedding cache root (keyed subfolders).")
     threads: int | None = _f(None, "torch threads for the whole run (None = torch default).")
+    select_gamma: tuple[float, ...] = _f(
+        (),
+        "LENS: grid of vae.gamma values chosen on the validation split carved from the seed set "
+        "(never the test split). () = no selection, use vae.gamma.",
+    )
+    select_sigma2: tuple[float, ...] = _f(
+        (), "LENS: grid of synth.sigma2 values chosen on validation (with select_gamma). () = none."
+    )
+    select_direct_noise: tuple[float, ...] = _f(
+        (), "Direct perturbation: grid of synth.direct_noise chosen on validation. () = none."
+    )
+    text_baselines: tuple[str, ...] = _f(
+        (),
+        "Text baselines for `latentrm experiment` (full | lora | self-rewarding) on embed.model; "
+        "run only when latentrm.text_baselines is importable.",
+    )
+    sweep: str | None = _f(
+        None, "Ablation: one config key to sweep in `latentrm experiment`, e.g. vae.gamma."
+    )
+    sweep_values: tuple[str, ...] = _f(
+        (), "Ablation: values of `sweep` (each parsed as YAML, e.g. [0, 0.01, 0.1])."
+    )
 
 
 C = TypeVar("C")
