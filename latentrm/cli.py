@@ -70,6 +70,87 @@ def _cmd_config(args: argparse.Namespace) -> int:
 # --- synth / train / run (issue: LENS core) -------------------------------------------------------
 # --- experiment (issue: evaluation) ---------------------------------------------------------------
 # --- score / bon / export (issue: put the reward model to work) ----------------------------------
+def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--model", required=True, help="reward model directory (RewardModel.save)")
+    p.add_argument(
+        "--input", required=True, help=f"{what}; .jsonl/.json/.csv/.tsv/.parquet"
+    )
+    p.add_argument("--out", required=True, help="output file; its suffix picks the format")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per scoring call")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+
+
+def _add_score(p: argparse.ArgumentParser) -> None:
+    _add_model_io(
+        p, "rows with prompt (text or messages) + response/completion, or chosen/rejected pairs"
+    )
+
+
+def _load_for_serving(args: argparse.Namespace):
+    from latentrm.serve import load_model
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return load_model(args.model)
+
+
+@command("score", "Score responses or chosen/rejected pairs in a file with a reward model.",
+         _add_score)
+def _cmd_score(args: argparse.Namespace) -> int:
+    from latentrm.serve import format_summary, read_rows, score_rows, write_rows
+
+    rows = read_rows(args.input)
+    model = _load_for_serving(args)
+    out, summary = score_rows(model, rows, path=args.input, batch_size=args.batch_size)
+    write_rows(out, args.out)
+    print(format_summary(summary))
+    print(f"wrote {len(out)} rows to {args.out}")
+    return 0
+
+
+def _add_bon(p: argparse.ArgumentParser) -> None:
+    _add_model_io(p, "rows with prompt/instruction + a list of candidates")
+    p.add_argument(
+        "--candidates-field", default="candidates",
+        help="column of candidates: strings, messages, or dicts with output/text (+ gold)",
+    )
+
+
+@command("bon", "Best-of-N: pick the highest-scoring candidate per prompt.", _add_bon)
+def _cmd_bon(args: argparse.Namespace) -> int:
+    from latentrm.serve import bon_rows, format_summary, read_rows, write_rows
+
+    rows = read_rows(args.input)
+    model = _load_for_serving(args)
+    out, summary = bon_rows(
+        model, rows, path=args.input, candidates_field=args.candidates_field,
+        batch_size=args.batch_size,
+    )
+    write_rows(out, args.out)
+    print(format_summary(summary))
+    print(f"wrote {len(out)} rows to {args.out}")
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--augmented", required=True, help="directory written by `latentrm synth`")
+    p.add_argument("--out", required=True, help="output .parquet file")
+
+
+@command("export", "Export an augmented training set (`latentrm synth` output) to Parquet.",
+         _add_export)
+def _cmd_export(args: argparse.Namespace) -> int:
+    from latentrm.export import export_synth_dir
+
+    info = export_synth_dir(args.augmented, args.out)
+    print(
+        f"wrote {info['pairs']} pairs ({info['synthetic_pairs']} synthetic, "
+        f"method {info['method']}, ratio {info['ratio']}, d={info['dim']}) to {args.out}"
+    )
+    return 0
+
 
 
 def build_parser() -> argparse.ArgumentParser:
