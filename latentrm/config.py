@@ -54,6 +54,11 @@ class DataConfig:
         32768,
         "Responses longer than this are cut (keeping the start) when read; tokens are cut later anyway.",
     )
+    allow_empty_response: bool = _f(
+        True,
+        "Keep pairs whose chosen or rejected reply is empty (HH-RLHF harmless-base test has 4, "
+        "where silence is preferred); false = DataError naming the line. Empty prompts always fail",
+    )
 
 
 @dataclass(frozen=True)
