@@ -38,8 +38,17 @@ def test_columns_and_provenance(tmp_path):
     t = pq.read_table(path)
     assert t.num_rows == 7
     assert t.column_names == [
-        "pair_id", "seed_id", "seed_index", "source", "method", "ratio", "chosen_row",
-        "rejected_row", "chosen_synthetic", "rejected_synthetic", "chosen_embedding",
+        "pair_id",
+        "seed_id",
+        "seed_index",
+        "source",
+        "method",
+        "ratio",
+        "chosen_row",
+        "rejected_row",
+        "chosen_synthetic",
+        "rejected_synthetic",
+        "chosen_embedding",
         "rejected_embedding",
     ]
     assert t.schema.field("chosen_embedding").type == pa.list_(pa.float32(), D)
@@ -78,8 +87,9 @@ def test_round_trip(tmp_path, monkeypatch, rows_per_group):
     np.testing.assert_array_equal(got.synthetic, aug.synthetic)
     assert (got.method, got.ratio, got.stats) == (aug.method, aug.ratio, aug.stats)
     # Every pair's embeddings bit-equal.
-    for a, b in zip(got.pair_embeddings(np.arange(7)), aug.pair_embeddings(np.arange(7)),
-                    strict=True):
+    for a, b in zip(
+        got.pair_embeddings(np.arange(7)), aug.pair_embeddings(np.arange(7)), strict=True
+    ):
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, b)
     # Pool compacted to the 10 referenced rows (10, 11 unused), order kept: identity on 0..9.

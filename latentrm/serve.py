@@ -1,0 +1,606 @@
+"""Put a trained reward model to work: score files, pick Best-of-N, reward online RL (TRL).
+
+Everything here sits on one contract, `Scorer.score(prompts, responses) -> (N,) float32`, prompts
+as tuples of ``{"role", "content"}`` messages; `latentrm.reward.RewardModel` is the real one. Inputs
+arrive in the shapes people already have: plain strings or chat messages (TRL's "standard" and
+"conversational" formats), as JSONL, JSON, CSV or Parquet rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from latentrm.data import parse_hh
+from latentrm.errors import DataError
+from latentrm.io import atomic_write, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+Prompt = tuple[Message, ...]
+
+_ROLES = ("system", "user", "assistant", "tool")
+_RESPONSE_KEYS = ("response", "completion")
+_PROMPT_KEYS = ("prompt", "instruction")
+_CANDIDATE_TEXT_KEYS = ("output", "response", "completion", "text", "content")
+
+
+class Scorer(Protocol):
+    """What serve needs of a reward model (`latentrm.reward.RewardModel` satisfies it)."""
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray: ...
+
+
+def load_model(model_or_dir: Scorer | str | Path, embedder: Any | None = None) -> Scorer:
+    """A ready scorer: returned as is when it has `.score`, else `RewardModel.load(dir, embedder)`.
+
+    `embedder` (an already loaded `latentrm.embed.Embedder`) saves loading the LLM again.
+    """
+    if hasattr(model_or_dir, "score"):
+        return model_or_dir  # type: ignore[return-value]
+    from latentrm.reward import RewardModel
+
+    path = Path(model_or_dir)  # type: ignore[arg-type]
+    if not path.is_dir():
+        raise DataError("reward model directory not found", path=str(path))
+    return RewardModel.load(path, embedder=embedder)
+
+
+# --- message normalisation ------------------------------------------------------------------------
+def _content_text(content: Any) -> str:
+    """Message content as text; multimodal content lists keep their text parts only."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") if isinstance(p, Mapping) else str(p) for p in content]
+        return "".join(p for p in parts if p)
+    return str(content)
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(m, Mapping) and "role" in m for m in value)
+    )
+
+
+def _maybe_json_list(value: Any) -> Any:
+    """CSV cells hold lists as JSON text: decode text that parses as a JSON list, else keep it."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(decoded, list):
+            return decoded
+    return value
+
+
+def _maybe_json_messages(value: Any) -> Any:
+    """Like _maybe_json_list, but only for message lists: a text prompt may well start with '['."""
+    decoded = _maybe_json_list(value)
+    return decoded if _is_messages(decoded) else value
+
+
+def _messages(value: Sequence[Mapping[str, Any]], where: dict[str, Any]) -> Prompt:
+    out = []
+    for m in value:
+        role = m.get("role")
+        if role not in _ROLES:
+            raise DataError(f"message role must be one of {_ROLES}, got {role!r}", **where)
+        out.append({"role": str(role), "content": _content_text(m.get("content")).strip()})
+    return tuple(out)
+
+
+def _looks_hh(text: str) -> bool:
+    return "\n\nHuman:" in text or text.lstrip().startswith("Human:")
+
+
+def _hh_prompt(text: str, where: dict[str, Any]) -> Prompt:
+    """'\\n\\nHuman: hi\\n\\nAssistant:' -> messages, by the rule training data was parsed with."""
+    body = text.rstrip()
+    if not body.endswith("Assistant:"):
+        body += "\n\nAssistant:"
+    try:
+        # parse_hh splits a whole dialogue at its last Assistant turn; "." stands in for the reply.
+        return parse_hh(body + " .")[0]
+    except DataError as e:
+        raise DataError(str(e), **where) from None
+
+
+def as_prompt(value: Any, **where: Any) -> Prompt:
+    """A prompt as a message tuple: text becomes one user turn, a message list is kept.
+
+    HH-style text ("\\n\\nHuman: ...\\n\\nAssistant:") keeps its turns, as `latentrm.data` parses
+    training prompts, so served inputs render like the training data. Contents are stripped (so are
+    the training pairs'). `where` (path=, line=, field=) goes into any DataError.
+    """
+    value = _maybe_json_messages(value)
+    if isinstance(value, str):
+        if _looks_hh(value):
+            return _hh_prompt(value, where)
+        return ({"role": "user", "content": value.strip()},)
+    if _is_messages(value):
+        return _messages(value, where)
+    raise DataError(f"prompt must be a string or a list of messages, got {_short(value)}", **where)
+
+
+def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, str]:
+    """(context, response) for a completion given as text or as messages; the response is stripped.
+
+    A conversational completion's last assistant message is the response; messages before it (tool
+    calls and tool results in agentic rollouts) belong to the context the response answers, so they
+    are appended to `prompt`.
+    """
+    value = _maybe_json_messages(value)
+    if isinstance(value, str):
+        return prompt, value.strip()
+    if isinstance(value, Mapping) and "role" in value:
+        value = [value]
+    if _is_messages(value):
+        msgs = _messages(value, where)
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        if last is None:
+            raise DataError("completion messages contain no assistant message", **where)
+        return prompt + msgs[:last], msgs[last]["content"]
+    raise DataError(
+        f"response must be a string or a list of messages, got {_short(value)}", **where
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+# --- scoring --------------------------------------------------------------------------------------
+def score_in_batches(
+    model: Scorer,
+    prompts: Sequence[Prompt],
+    responses: Sequence[str],
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """`model.score` over slices of `batch_size` rows (bounds memory, logs progress) -> (N,) f32."""
+    n = len(prompts)
+    if n != len(responses):
+        raise ValueError(f"{n} prompts but {len(responses)} responses")
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    step = n if not batch_size or batch_size >= n else batch_size
+    out = []
+    for start in range(0, n, step):
+        s = np.asarray(model.score(prompts[start : start + step], responses[start : start + step]))
+        if s.shape != (min(step, n - start),):
+            raise ValueError(
+                f"model.score returned shape {s.shape} for {min(step, n - start)} rows"
+            )
+        out.append(s.astype(np.float32, copy=False))
+        if step < n:
+            log.info("scored %d/%d", min(start + step, n), n)
+    return np.concatenate(out)
+
+
+class TRLRewardFunc:
+    """A reward function as TRL's online trainers (GRPOTrainer, RLOOTrainer) call it.
+
+    ``f(prompts=..., completions=..., completion_ids=..., **dataset_columns) -> list[float]``, one
+    reward per (prompt, completion), in input order. Prompts and completions may be plain text
+    ("standard" format) or lists of ``{"role", "content"}`` messages ("conversational"), mixed per
+    item. A class instance rather than a closure so TRL can pickle it; `__name__` is what TRL logs
+    the reward under (``rewards/<name>/mean``).
+    """
+
+    def __init__(
+        self, model: Scorer, name: str = "latentrm", batch_size: int | None = None
+    ) -> None:
+        self.model = model
+        self.__name__ = name
+        self.batch_size = batch_size
+
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        ctx, resp = [], []
+        for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+            c_prompt, c_text = as_response(
+                c, as_prompt(p, line=i + 1, field="prompts"), line=i + 1, field="completions"
+            )
+            ctx.append(c_prompt)
+            resp.append(c_text)
+        scores = score_in_batches(self.model, ctx, resp, self.batch_size)
+        return [float(s) for s in scores]
+
+    def __repr__(self) -> str:
+        return f"TRLRewardFunc(name={self.__name__!r}, model={type(self.model).__name__})"
+
+
+def make_trl_reward_func(
+    model_or_dir: Scorer | str | Path,
+    name: str = "latentrm",
+    batch_size: int | None = None,
+    embedder: Any | None = None,
+) -> TRLRewardFunc:
+    """Reward function for ``GRPOTrainer(reward_funcs=...)`` from a RewardModel or its saved dir.
+
+    ``f(prompts=, completions=, **kw) -> list[float]``; `name` is its ``__name__`` (TRL's log key).
+    """
+    return TRLRewardFunc(load_model(model_or_dir, embedder), name=name, batch_size=batch_size)
+
+
+def best_of_n(
+    model: Scorer,
+    prompts: Sequence[Any],
+    candidates: Sequence[Sequence[str]],
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pick the highest-scoring candidate per prompt.
+
+    Returns ``(indices, scores)``: indices (n,) int64, the argmax per prompt (first on ties, NaN
+    counts as lowest); scores[i] (len(candidates[i]),) float32. All candidates go through one
+    batched scoring pass.
+    """
+    if len(prompts) != len(candidates):
+        raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
+    flat_p: list[Prompt] = []
+    flat_r: list[str] = []
+    sizes = []
+    for i, (p, cands) in enumerate(zip(prompts, candidates, strict=True)):
+        if len(cands) == 0:
+            raise DataError(f"prompt {i} has no candidates", field="candidates")
+        prompt = as_prompt(p, line=i + 1, field="prompts")
+        for c in cands:
+            ctx, text = as_response(c, prompt, line=i + 1, field="candidates")
+            flat_p.append(ctx)
+            flat_r.append(text)
+        sizes.append(len(cands))
+    flat = score_in_batches(model, flat_p, flat_r, batch_size)
+    scores = np.split(flat, np.cumsum(sizes)[:-1])
+    indices = np.array(
+        [int(np.argmax(np.where(np.isnan(s), -np.inf, s))) for s in scores], dtype=np.int64
+    )
+    return indices, scores
+
+
+# --- row files ------------------------------------------------------------------------------------
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    return Path(name).suffix
+
+
+def read_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, row) pairs from .jsonl/.json/.csv/.tsv/.parquet (optionally .gz); line is 1-based.
+
+    For CSV the line is the file line of the record (header = 1); for Parquet/JSON arrays, the row's
+    1-based position.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("input file not found", path=str(path))
+    suffix = _suffix(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:  # pyarrow raises several types for corrupt files
+            raise DataError(f"cannot read Parquet: {e}", path=str(path)) from None
+        return list(enumerate(rows, start=1))
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:  # type: ignore[operator]
+        if suffix in (".csv", ".tsv"):
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            out = []
+            for row in reader:
+                out.append((reader.line_num, {k: _maybe_json_messages(v) for k, v in row.items()}))
+            return out
+        text = f.read()
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=e.lineno) from None
+        for i, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                raise DataError(f"expected an object, got {_short(row)}", path=str(path), line=i)
+        return list(enumerate(rows, start=1))
+    if suffix not in (".jsonl", ".json", ".ndjson"):
+        raise DataError(
+            f"unknown file type '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)",
+            path=str(path),
+        )
+    out = []
+    for lineno, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=lineno) from None
+        if not isinstance(row, dict):
+            raise DataError(f"expected an object, got {_short(row)}", path=str(path), line=lineno)
+        out.append((lineno, row))
+    return out
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    return list(cols)
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Write rows atomically as .jsonl/.json/.csv/.tsv/.parquet (chosen by suffix; .gz compresses).
+
+    CSV cells that are lists or dicts are written as JSON text (read_rows decodes message lists).
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cols = _columns(rows)
+        try:
+            table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in cols})
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise DataError(
+                f"cannot store these rows as Parquet ({e}); mixed types in a column? write .jsonl",
+                path=str(path),
+            ) from None
+        atomic_write(path, lambda p: pq.write_table(table, p))
+        return
+    if suffix in (".csv", ".tsv"):
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=_columns(rows), delimiter="\t" if suffix == ".tsv" else ","
+        )
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _csv_cell(v) for k, v in r.items()})
+        text = buf.getvalue()
+    elif suffix == ".json":
+        text = json.dumps(list(rows), ensure_ascii=False, indent=1) + "\n"
+    elif suffix in (".jsonl", ".ndjson"):
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    else:
+        raise DataError(
+            f"unknown output type '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)",
+            path=str(path),
+        )
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, gzip.compress(data) if path.name.lower().endswith(".gz") else data)
+
+
+def _csv_cell(v: Any) -> Any:
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v
+
+
+# --- score / bon over rows ------------------------------------------------------------------------
+def _field(row: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    return next((k for k in keys if k in row and row[k] is not None), None)
+
+
+def _pair_split(value: Any, **where: Any) -> tuple[Prompt, str]:
+    """A prompt-less pair's side (conversation or HH dialogue): its last reply is the response."""
+    value = _maybe_json_messages(value)
+    if _is_messages(value):
+        return as_response(value, (), **where)
+    if isinstance(value, str) and "\n\nAssistant:" in value:
+        try:
+            return parse_hh(value)
+        except DataError as e:
+            raise DataError(str(e), **where) from None
+    raise DataError(
+        "without a 'prompt' field, chosen/rejected must be conversations (message lists) or "
+        "'\\n\\nHuman: ...\\n\\nAssistant: ...' dialogues",
+        **where,
+    )
+
+
+def score_rows(
+    model: Scorer,
+    rows: Sequence[tuple[int, dict[str, Any]]],
+    path: str = "<rows>",
+    batch_size: int | None = 1024,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score every row; returns (rows with new fields, summary).
+
+    A row is either a single response (`prompt` + `response`/`completion`) and gains `score`, or a
+    preference pair (`chosen` + `rejected`, with or without `prompt`) and gains `score_chosen`,
+    `score_rejected` and `correct` (score_chosen > score_rejected). The first row decides the kind.
+    """
+    if not rows:
+        raise DataError("no rows to score", path=path)
+    first = rows[0][1]
+    paired = "chosen" in first and "rejected" in first
+    prompts: list[Prompt] = []
+    responses: list[str] = []
+    for line, row in rows:
+        where = {"path": path, "line": line}
+        if paired:
+            for side in ("chosen", "rejected"):
+                if row.get(side) is None:
+                    raise DataError("missing preference field", field=side, **where)
+            pkey = _field(row, _PROMPT_KEYS)
+            for side in ("chosen", "rejected"):
+                if pkey is not None:
+                    prompt = as_prompt(row[pkey], field=pkey, **where)
+                    ctx, text = as_response(row[side], prompt, field=side, **where)
+                else:
+                    ctx, text = _pair_split(row[side], field=side, **where)
+                prompts.append(ctx)
+                responses.append(text)
+        else:
+            pkey = _field(row, _PROMPT_KEYS)
+            rkey = _field(row, _RESPONSE_KEYS)
+            if pkey is None:
+                raise DataError("missing prompt", field="prompt", **where)
+            if rkey is None:
+                raise DataError(
+                    "missing response (or chosen/rejected for pairs, as in the first row)"
+                    if not paired and ("chosen" in row or "rejected" in row)
+                    else "missing response",
+                    field="response",
+                    **where,
+                )
+            prompt = as_prompt(row[pkey], field=pkey, **where)
+            ctx, text = as_response(row[rkey], prompt, field=rkey, **where)
+            prompts.append(ctx)
+            responses.append(text)
+    scores = score_in_batches(model, prompts, responses, batch_size)
+    out: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"rows": len(rows), "kind": "pairs" if paired else "responses"}
+    if paired:
+        sc, sr = scores[0::2], scores[1::2]
+        for (_, row), c, r in zip(rows, sc, sr, strict=True):
+            out.append(
+                {
+                    **row,
+                    "score_chosen": float(c),
+                    "score_rejected": float(r),
+                    "correct": bool(c > r),
+                }
+            )
+        summary.update(
+            accuracy=float(np.mean(sc > sr)),
+            ties=int(np.sum(sc == sr)),
+            mean_margin=float(np.mean(sc - sr)),
+            **_stats(scores),
+        )
+    else:
+        for (_, row), s in zip(rows, scores, strict=True):
+            out.append({**row, "score": float(s)})
+        summary.update(_stats(scores))
+    return out, summary
+
+
+def _stats(scores: np.ndarray) -> dict[str, float]:
+    return {
+        "score_mean": float(np.mean(scores)),
+        "score_std": float(np.std(scores)),
+        "score_min": float(np.min(scores)),
+        "score_max": float(np.max(scores)),
+    }
+
+
+def _candidate(c: Any, **where: Any) -> tuple[Any, float | None]:
+    """(text or messages, gold) of a candidate: a string, messages, or a dict with a text field."""
+    if isinstance(c, Mapping) and "role" not in c:
+        key = _field(c, _CANDIDATE_TEXT_KEYS)
+        if key is None:
+            raise DataError(f"candidate dict needs one of {_CANDIDATE_TEXT_KEYS}", **where)
+        gold = c.get("gold")
+        return c[key], (float(gold) if gold is not None else None)
+    return c, None
+
+
+def bon_rows(
+    model: Scorer,
+    rows: Sequence[tuple[int, dict[str, Any]]],
+    path: str = "<rows>",
+    candidates_field: str = "candidates",
+    batch_size: int | None = 1024,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Best-of-N per row (`prompt`/`instruction` + a list of candidates); returns (rows, summary).
+
+    Candidates are strings, message lists, or dicts with an `output`/`response`/`text` field (the
+    alpaca-eval layout); dicts may carry `gold`. Rows gain `best_index`, `best_response`,
+    `best_score` and `scores` (one per candidate), and `best_gold` when every candidate has gold;
+    the summary then compares the mean gold of the picks with random (mean) and oracle (max) picks.
+    """
+    if not rows:
+        raise DataError("no rows to rank", path=path)
+    prompts: list[Any] = []
+    cands: list[list[Any]] = []
+    golds: list[list[float] | None] = []
+    for line, row in rows:
+        where = {"path": path, "line": line}
+        pkey = _field(row, _PROMPT_KEYS)
+        if pkey is None:
+            raise DataError("missing prompt", field="prompt", **where)
+        raw = _maybe_json_list(row.get(candidates_field))
+        if not isinstance(raw, (list, tuple)) or len(raw) == 0:
+            raise DataError(
+                "expected a non-empty list of candidates", field=candidates_field, **where
+            )
+        parsed = [_candidate(c, field=candidates_field, **where) for c in raw]
+        prompts.append(as_prompt(row[pkey], field=pkey, **where))
+        cands.append([c for c, _ in parsed])
+        g = [g for _, g in parsed]
+        golds.append(None if any(x is None for x in g) else g)  # type: ignore[misc]
+    indices, scores = best_of_n(model, prompts, cands, batch_size=batch_size)
+    out = []
+    for (_, row), i, s, c in zip(rows, indices, scores, cands, strict=True):
+        best = c[int(i)]
+        text = best if isinstance(best, str) else as_response(best)[1]
+        out.append(
+            {
+                **row,
+                "best_index": int(i),
+                "best_response": text,
+                "best_score": float(s[i]),
+                "scores": [float(x) for x in s],
+            }
+        )
+    summary: dict[str, Any] = {
+        "rows": len(rows),
+        "candidates": int(sum(len(c) for c in cands)),
+        "best_score_mean": float(np.mean([s[i] for i, s in zip(indices, scores, strict=True)])),
+    }
+    if all(g is not None for g in golds):
+        picked = [g[int(i)] for g, i in zip(golds, indices, strict=True)]  # type: ignore[index]
+        for r, p in zip(out, picked, strict=True):
+            r["best_gold"] = p
+        summary.update(
+            gold_picked=float(np.mean(picked)),
+            gold_random=float(np.mean([np.mean(g) for g in golds])),  # type: ignore[arg-type]
+            gold_oracle=float(np.mean([np.max(g) for g in golds])),  # type: ignore[arg-type]
+        )
+    return out, summary
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """One `key: value` line per summary entry (floats to 4 decimals)."""
+    lines = []
+    for k, v in summary.items():
+        shown = f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else v
+        lines.append(f"{k}: {shown}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "Scorer",
+    "TRLRewardFunc",
+    "as_prompt",
+    "as_response",
+    "best_of_n",
+    "bon_rows",
+    "format_summary",
+    "load_model",
+    "make_trl_reward_func",
+    "read_rows",
+    "score_in_batches",
+    "score_rows",
+    "write_rows",
+]

@@ -1,0 +1,395 @@
+"""Serving a reward model: file scoring, TRL reward function, Best-of-N, CLI score/bon.
+
+The LLM is replaced by small deterministic embedders so expected scores are worked out by hand:
+`LengthEmbedder` gives e = [len(response), #prompt messages, len(last prompt message)], and a linear
+head with weights [1, 0, 0] then scores a response by its length in characters.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from latentrm import serve
+from latentrm.cli import main
+from latentrm.config import EmbedConfig
+from latentrm.errors import DataError
+from latentrm.reward import RewardHead, RewardModel
+from latentrm.serve import (
+    as_prompt,
+    best_of_n,
+    make_trl_reward_func,
+    read_rows,
+    score_rows,
+    write_rows,
+)
+
+
+class LengthEmbedder:
+    """e = [len(response), #prompt messages, len(last prompt content)]; records its inputs."""
+
+    dim = 3
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list, list]] = []
+
+    def embed(self, prompts, responses) -> np.ndarray:
+        self.calls.append((list(prompts), list(responses)))
+        return np.array(
+            [
+                [len(r), len(p), len(p[-1]["content"])]
+                for p, r in zip(prompts, responses, strict=True)
+            ],
+            np.float32,
+        ).reshape(-1, 3)
+
+
+class HashEmbedder:
+    """A pseudo-random but deterministic (N, 8) embedding per (prompt, response) text."""
+
+    dim = 8
+
+    def embed(self, prompts, responses) -> np.ndarray:
+        out = []
+        for p, r in zip(prompts, responses, strict=True):
+            key = hashlib.sha256(json.dumps([list(p), r]).encode()).digest()
+            out.append(np.random.default_rng(list(key)).standard_normal(8))
+        return np.asarray(out, np.float32).reshape(-1, 8)
+
+
+def _length_model() -> RewardModel:
+    head = RewardHead(3, hidden=(), dropout=0.0)
+    with torch.no_grad():
+        head.mlp[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        head.mlp[0].bias.zero_()
+    return RewardModel(EmbedConfig(model="fake"), head.eval(), embedder=LengthEmbedder())
+
+
+@pytest.fixture
+def length_dir(tmp_path, monkeypatch):
+    """A saved length model; the CLI loads it with a LengthEmbedder instead of an LLM."""
+    path = tmp_path / "rm"
+    _length_model().save(path)
+    real = serve.load_model
+    monkeypatch.setattr(serve, "load_model", lambda m, embedder=None: real(m, LengthEmbedder()))
+    return path
+
+
+def test_saved_and_loaded_model_scores_bit_equal(tmp_path):
+    torch.manual_seed(0)
+    head = RewardHead(8, hidden=(16,), dropout=0.1)  # dropout must be off when scoring
+    rng = np.random.default_rng(1)
+    head.set_standardization(rng.standard_normal(8), rng.uniform(0.5, 2.0, 8))
+    cfg = EmbedConfig(model="fake-model", pooling="mean", max_length=64)
+    model = RewardModel(cfg, head, embedder=HashEmbedder())
+    prompts = [as_prompt(f"question {i}") for i in range(20)]
+    responses = [f"answer {i}" * (i + 1) for i in range(20)]
+    before = model.score(prompts, responses)
+    model.save(tmp_path / "rm")
+    loaded = RewardModel.load(tmp_path / "rm", embedder=HashEmbedder())
+    after = loaded.score(prompts, responses)
+    assert loaded.embed_cfg == cfg
+    assert before.dtype == after.dtype == np.float32 and before.shape == (20,)
+    np.testing.assert_array_equal(before, after)
+    assert len(np.unique(after)) == 20  # a non-degenerate head, so equality means something
+    # Chunked scoring agrees to float32 rounding (BLAS blocks the matmul by batch size).
+    np.testing.assert_allclose(
+        serve.score_in_batches(loaded, prompts, responses, batch_size=7), after, rtol=1e-6
+    )
+
+
+def test_trl_reward_func_text_and_conversational():
+    model = _length_model()
+    f = make_trl_reward_func(model)
+    assert f.__name__ == "latentrm"
+    # Standard format, with the extra kwargs GRPOTrainer passes (dataset columns, trainer state).
+    out = f(
+        prompts=[
+            "Say hi",
+            "Say hi",
+            "\n\nHuman: hello\n\nAssistant: hey\n\nHuman: more?\n\nAssistant:",
+        ],
+        completions=["hi!", " hello there ", "sure"],
+        completion_ids=[[1], [2, 3], [4]],
+        trainer_state=None,
+        log_extra=None,
+        log_metric=None,
+        answer=["a", "b", "c"],
+    )
+    assert out == [3.0, 11.0, 4.0] and all(type(x) is float for x in out)
+    prompts, responses = model.embedder.calls[-1]
+    assert responses == ["hi!", "hello there", "sure"]  # stripped, as training responses are
+    # The HH-style prompt keeps its turns: user, assistant, user.
+    assert [m["role"] for m in prompts[2]] == ["user", "assistant", "user"]
+    assert prompts[2][-1]["content"] == "more?"
+    # Conversational format; the tool-call turns join the context, the last assistant turn scores.
+    out = f(
+        prompts=[
+            [{"role": "user", "content": "2+2?"}],
+            [{"role": "system", "content": "be brief"}, {"role": "user", "content": "weather"}],
+        ],
+        completions=[
+            [{"role": "assistant", "content": "4"}],
+            [
+                {"role": "assistant", "content": "", "tool_calls": [{"name": "w"}]},
+                {"role": "tool", "content": "rain"},
+                {"role": "assistant", "content": [{"type": "text", "text": "Rainy."}]},
+            ],
+        ],
+    )
+    assert out == [1.0, 6.0]
+    prompts, responses = model.embedder.calls[-1]
+    assert responses == ["4", "Rainy."]
+    assert [m["role"] for m in prompts[1]] == ["system", "user", "assistant", "tool"]
+    # Picklable (TRL may ship reward functions to workers) and named for TRL's logs.
+    g = pickle.loads(pickle.dumps(make_trl_reward_func(model, name="rm_len")))
+    assert g.__name__ == "rm_len" and g(prompts=["q"], completions=["abcd"]) == [4.0]
+    trl_utils = pytest.importorskip("trl.trainer.utils")
+    assert trl_utils.get_callable_name(g) == "rm_len"
+    assert not trl_utils.is_async_callable(g)
+
+
+def test_trl_reward_func_from_dir(length_dir):
+    f = make_trl_reward_func(str(length_dir), embedder=LengthEmbedder())
+    assert f(prompts=["a", "b"], completions=["xy", "xyz"]) == [2.0, 3.0]
+
+
+def test_best_of_n_picks_argmax():
+    model = _length_model()
+    cands = [
+        ["aa", "aaaa", "a"],
+        ["bbb"],
+        ["cc", "cc", "c"],
+        [[{"role": "assistant", "content": "dd"}], "d"],
+    ]
+    idx, scores = best_of_n(model, ["p1", "p2", "p3", [{"role": "user", "content": "p4"}]], cands)
+    np.testing.assert_array_equal(idx, [1, 0, 0, 0])  # ties -> first
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(scores[0], np.array([2, 4, 1], np.float32))
+    assert [len(s) for s in scores] == [3, 1, 3, 2]
+    assert len(model.embedder.calls) == 1  # one batched scoring pass for all 9 candidates
+    with pytest.raises(DataError, match="prompt 1 has no candidates"):
+        best_of_n(model, ["p", "q"], [["x"], []])
+
+
+def test_nan_scores_lose():
+    class NanFirst:
+        def score(self, prompts, responses):
+            return np.array([np.nan, -5.0, 1.0, np.nan], np.float32)[: len(responses)]
+
+    idx, _ = best_of_n(NanFirst(), ["p"], [["a", "b", "c", "d"]])
+    assert idx.tolist() == [2]
+
+
+def test_score_rows_pairs_formats():
+    model = _length_model()
+    rows = [
+        (1, {"prompt": "q", "chosen": "long answer", "rejected": "short"}),  # 11 vs 5
+        (
+            2,
+            {
+                "chosen": "\n\nHuman: hi\n\nAssistant: yo",
+                "rejected": "\n\nHuman: hi\n\nAssistant: hello",
+            },
+        ),
+        (
+            3,
+            {
+                "chosen": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "abc"},
+                ],
+                "rejected": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "ab"},
+                ],
+            },
+        ),
+        (4, {"prompt": [{"role": "user", "content": "y"}], "chosen": "same", "rejected": "four"}),
+    ]
+    out, summary = score_rows(model, rows, path="pairs.jsonl")
+    assert [(r["score_chosen"], r["score_rejected"], r["correct"]) for r in out] == [
+        (11.0, 5.0, True),
+        (2.0, 5.0, False),
+        (3.0, 2.0, True),
+        (4.0, 4.0, False),
+    ]
+    assert out[0]["prompt"] == "q"  # the input fields are kept
+    assert summary["accuracy"] == 0.5 and summary["ties"] == 1
+    assert summary["mean_margin"] == pytest.approx((6 - 3 + 1 + 0) / 4)
+    prompts, _ = model.embedder.calls[-1]
+    assert prompts[2] == ({"role": "user", "content": "hi"},)  # HH dialogue split at last turn
+
+
+def test_score_rows_errors_name_file_line_field():
+    model = _length_model()
+    with pytest.raises(DataError, match=r"^in\.jsonl:2: missing response \(field 'response'\)"):
+        score_rows(model, [(1, {"prompt": "a", "response": "b"}), (2, {"prompt": "a"})], "in.jsonl")
+    with pytest.raises(DataError, match=r"in\.csv:3: .*role.*\(field 'prompt'\)"):
+        score_rows(
+            model, [(3, {"prompt": [{"role": "bot", "content": "x"}], "response": "r"})], "in.csv"
+        )
+    with pytest.raises(
+        DataError, match=r"in\.jsonl:1: missing preference field \(field 'rejected'\)"
+    ):
+        score_rows(model, [(1, {"prompt": "a", "chosen": "b", "rejected": None})], "in.jsonl")
+
+
+def test_read_rows_errors(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": oops}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:3: invalid JSON"):
+        read_rows(p)
+    with pytest.raises(DataError, match="input file not found"):
+        read_rows(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", ".json", ".jsonl.gz"])
+def test_rows_round_trip(tmp_path, suffix):
+    rows = [
+        {"id": "a", "prompt": [{"role": "user", "content": "hi"}], "response": "x", "score": 1.5},
+        {
+            "id": "b",
+            "prompt": [{"role": "user", "content": "[not json"}],
+            "response": "y",
+            "score": -2.0,
+        },
+    ]
+    write_rows(rows, tmp_path / f"r{suffix}")
+    back = [r for _, r in read_rows(tmp_path / f"r{suffix}")]
+    if suffix == ".csv":
+        for r in back:
+            r["score"] = float(r["score"])
+    assert back == rows
+
+
+def test_cli_score_responses_jsonl_and_parquet(tmp_path, length_dir, capsys):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(
+        '{"id": 1, "prompt": "Name a colour", "response": "blue"}\n'
+        '{"id": 2, "prompt": [{"role": "user", "content": "A fruit?"}], "completion": "banana"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 0
+    rows = [r for _, r in read_rows(out)]
+    assert [r["score"] for r in rows] == [4.0, 6.0]
+    assert [r["id"] for r in rows] == [1, 2]
+    assert set(rows[1]) == {"id", "prompt", "completion", "score"}
+    printed = capsys.readouterr().out
+    assert "score_mean: 5.0000" in printed and "wrote 2 rows" in printed
+    # Parquet needs one type per column: text and message prompts mixed cannot go there.
+    pq_out = tmp_path / "out.parquet"
+    assert (
+        main(["score", "--model", str(length_dir), "--input", str(inp), "--out", str(pq_out)]) == 2
+    )
+    assert "mixed types in a column? write .jsonl" in capsys.readouterr().err
+    write_rows(
+        [{"prompt": "p", "response": "abc"}, {"prompt": "q", "response": "ab"}],
+        tmp_path / "in.parquet",
+    )
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(length_dir),
+                "--input",
+                str(tmp_path / "in.parquet"),
+                "--out",
+                str(pq_out),
+            ]
+        )
+        == 0
+    )
+    table = pq.read_table(pq_out)
+    assert table.column("score").to_pylist() == [3.0, 2.0]
+    assert str(table.schema.field("score").type) == "double"
+
+
+def test_cli_score_pairs_csv(tmp_path, length_dir, capsys):
+    inp = tmp_path / "pairs.csv"
+    inp.write_text('prompt,chosen,rejected\nq1,good answer,bad\nq2,no,maybe\n"q3, quoted",abc,ab\n')
+    out = tmp_path / "scored.csv"
+    assert main(["score", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 0
+    rows = [r for _, r in read_rows(out)]
+    assert [(r["score_chosen"], r["score_rejected"], r["correct"]) for r in rows] == [
+        ("11.0", "3.0", "True"),
+        ("2.0", "5.0", "False"),
+        ("3.0", "2.0", "True"),
+    ]
+    assert rows[2]["prompt"] == "q3, quoted"
+    assert "accuracy: 0.6667" in capsys.readouterr().out
+
+
+def test_cli_score_error_is_one_line(tmp_path, length_dir, capsys):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a", "answer": "b"}\n')
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"latentrm: error: {inp}:2: missing response (field 'response')"
+    assert not out.exists()
+
+
+def test_cli_bon_with_gold(tmp_path, length_dir, capsys):
+    inp = tmp_path / "cands.jsonl.gz"
+    rows = [
+        {
+            "instruction": "i1",
+            "candidates": [
+                {"generator": "m1", "output": "short", "gold": 0.2},
+                {"generator": "m2", "output": "much longer", "gold": 0.9},
+                {"generator": "m3", "output": "mid size", "gold": 0.1},
+            ],
+        },
+        {
+            "instruction": "i2",
+            "candidates": [
+                {"generator": "m1", "output": "a long wrong one", "gold": 0.0},
+                {"generator": "m2", "output": "right", "gold": 1.0},
+            ],
+        },
+    ]
+    inp.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    out = tmp_path / "best.jsonl"
+    assert main(["bon", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 0
+    got = [r for _, r in read_rows(out)]
+    assert [r["best_index"] for r in got] == [1, 0]
+    assert [r["best_response"] for r in got] == ["much longer", "a long wrong one"]
+    assert [r["best_score"] for r in got] == [11.0, 16.0]
+    assert got[0]["scores"] == [5.0, 11.0, 8.0]
+    assert [r["best_gold"] for r in got] == [0.9, 0.0]
+    printed = capsys.readouterr().out
+    assert "gold_picked: 0.4500" in printed  # (0.9 + 0.0) / 2
+    assert "gold_random: 0.4500" in printed  # ((0.2 + 0.9 + 0.1) / 3 + 0.5) / 2
+    assert "gold_oracle: 0.9500" in printed  # (0.9 + 1.0) / 2
+
+
+def test_cli_bon_string_candidates_csv(tmp_path, length_dir):
+    inp = tmp_path / "c.csv"
+    write_rows([{"prompt": "p", "options": ["x", "xyz", "xy"]}], inp)
+    out = tmp_path / "o.parquet"
+    code = main(
+        [
+            "bon",
+            "--model",
+            str(length_dir),
+            "--input",
+            str(inp),
+            "--out",
+            str(out),
+            "--candidates-field",
+            "options",
+        ]
+    )
+    assert code == 0
+    (row,) = pq.read_table(out).to_pylist()
+    assert row["best_index"] == 1 and row["best_response"] == "xyz" and row["scores"] == [1, 3, 2]
+    assert "best_gold" not in row
