@@ -33,6 +33,7 @@ line and field; "line" is the file line for .jsonl/.csv and the 1-based record n
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import gzip
 import hashlib
@@ -760,13 +761,15 @@ def load_pairs(path: str | Path, cfg: DataConfig | None = None) -> PreferenceDat
 
 
 def load_candidates(path: str | Path, cfg: DataConfig | None = None) -> list[CandidateSet]:
-    """Load alpaca-eval style candidate sets: one prompt, N responses with gold scores each."""
+    """Load alpaca-eval style candidate sets: one prompt, N responses with gold scores each.
+
+    Outputs are stripped and cut to ``cfg.max_response_chars``; empty outputs are kept (they are
+    real candidates with a gold score). ``cfg.format`` is ignored: the file must hold candidates.
+    """
     cfg = cfg or DataConfig()
     _check_limit(cfg)
     src = _read_source(str(path), cfg)
-    shape, _ = _file_format(src, DataConfig(format="candidates") if cfg.format == "auto" else cfg)
-    if shape != "candidates":
-        raise DataError("not a candidates file", path=src.label)
+    _file_format(src, dataclasses.replace(cfg, format="candidates"))
     return _candidate_sets(src, cfg)
 
 
