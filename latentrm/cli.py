@@ -67,8 +67,98 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 # --- embed (issue: foundation) ----------------------------------------------------------------------
+def _add_embed(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from latentrm.config import EmbedConfig
+
+    p.add_argument("--data", help="preference data file or Hub id (default: data.path)")
+    p.add_argument("--out", help="cache root; the cache is OUT/<key>/ (default: cache_dir)")
+    p.add_argument("--limit", type=int, help="embed only the first N pairs")
+    p.add_argument("--config", help="YAML run config; its data/embed sections are the defaults")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. embed.layer=-2")
+    # One flag per EmbedConfig field, help text from the config; None = keep the config's value.
+    for f in dataclasses.fields(EmbedConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, dest=f"embed_{f.name}", action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=f"embed_{f.name}", default=None, metavar="V", help=help_text)
+
+
+@command("embed", "Embed preference pairs into the on-disk cache (resumable; a hit loads no model).",
+         _add_embed)
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import time
+
+    from latentrm.config import EmbedConfig, from_dict, load_config, to_dict
+    from latentrm.data import load_pairs
+    from latentrm.embed import embed_pairs
+
+    cfg = load_config(args.config, list(args.overrides))
+    flags = {k[len("embed_"):]: v for k, v in vars(args).items() if k.startswith("embed_")}
+    embed_cfg = from_dict(
+        EmbedConfig, {**to_dict(cfg.embed), **{k: v for k, v in flags.items() if v is not None}},
+        prefix="embed.",
+    )
+    t0 = time.perf_counter()
+    ds = load_pairs(args.data or cfg.data.path, cfg.data)
+    if args.limit is not None:
+        ds = ds.subset(range(min(args.limit, len(ds))))
+    out = embed_pairs(ds, embed_cfg, args.out or cfg.cache_dir)
+    info = out.meta["cache"]
+    state = "hit" if info["hit"] else f"miss ({info['chunks_computed']} chunks computed)"
+    print(f"cache: {info['dir']}")
+    print(f"chosen {out.chosen.shape}, rejected {out.rejected.shape}, float32")
+    print(f"{state} in {time.perf_counter() - t0:.1f}s (embedding step {info['seconds']:.1f}s)")
+    return 0
+
+
 # --- synth / train / run (issue: LENS core) -------------------------------------------------------
+def _add_run(p: argparse.ArgumentParser) -> None:
+    config_args(p)
+    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
+
+
+@command("run", "Train and evaluate every method x ratio on one split; artifacts in out_dir.",
+         _add_run)
+def _cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from latentrm.pipeline import json_safe, run_pipeline
+
+    cfg = load_run_config(args)
+    metrics = run_pipeline(cfg)
+    if args.json:
+        print(json.dumps(json_safe(metrics), indent=2, sort_keys=True))
+    else:
+        print(metrics["table"], end="")
+        print(f"artifacts in {cfg.out_dir}/ (metrics.json, results.md, heads/, config.yaml)")
+    return 0
+
+
 # --- experiment (issue: evaluation) ---------------------------------------------------------------
+def _add_experiment(p: argparse.ArgumentParser) -> None:
+    config_args(p, config_required=True)
+
+
+@command("experiment",
+         "Methods x ratios x seeds (x a swept key): results.csv/md and plots in out_dir.",
+         _add_experiment)
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from latentrm.experiment import run_experiment
+
+    cfg = load_run_config(args)
+    run_experiment(cfg)
+    print((Path(cfg.out_dir) / "results.md").read_text(), end="")
+    print(f"results in {cfg.out_dir}/ (results.csv, results.md, plots/)")
+    return 0
+
+
 # --- score / bon / export (issue: put the reward model to work) ----------------------------------
 def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--model", required=True, help="reward model directory (RewardModel.save)")

@@ -1,0 +1,312 @@
+"""`latentrm experiment`: methods x ratios x seeds (x one swept config key) -> table and plots.
+
+Each seed is a different split *and* a different training seed (data.split_seed = seed = s).
+Embeddings are computed once per dataset and embedder (`pipeline.prepare_data(embed_all=True)`,
+cached on disk) and reused by every seed and every swept value that leaves data/embed/eval alone.
+
+Outputs in cfg.out_dir:
+- results.csv: one row per (sweep value, method, ratio, seed) with accuracy (+ bootstrap CI on
+  the held-out pairs), Best-of-N gold, Spearman, fidelity, selected hyperparameters, times and
+  parameter counts. Rewritten (atomically) after every seed, so a killed run keeps its seeds.
+- results.md: mean +- 95% Student-t half width across seeds for every (sweep, method, ratio), and
+  the hyperparameters selected on validation per seed.
+- plots/*.png: metrics vs ratio per method with CI bands; with a sweep, metrics vs swept value.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latentrm.config import RunConfig, deep_merge, from_dict, parse_overrides, save_config, to_dict
+from latentrm.errors import ConfigError
+from latentrm.evaluate import (
+    bootstrap_ci,
+    mean_ci_over_seeds,
+    pair_correctness,
+    spearman_with_gold,
+)
+from latentrm.io import atomic_write, atomic_write_text
+from latentrm.pipeline import (
+    PreparedData,
+    Split,
+    _with,
+    evaluate_split,
+    fit_reference_head,
+    prepare_data,
+    torch_threads,
+)
+
+log = logging.getLogger(__name__)
+
+# Metrics summarised across seeds (those present in the results), in table order.
+SUMMARY_METRICS = (
+    "accuracy", "bon_picked", "bon_gap_closed", "spearman_prompt", "fidelity",
+    "time_fit_s", "time_synth_s", "time_head_s",
+)
+TEXT_MODES = ("full", "lora", "self-rewarding")
+
+
+def sweep_configs(cfg: RunConfig) -> list[tuple[str | None, RunConfig]]:
+    """(value label, config) per value of cfg.sweep; [(None, cfg)] without a sweep.
+
+    Each value is applied as the override `{sweep}={value}` (parsed as YAML), so it is checked and
+    typed like any command-line override.
+    """
+    if cfg.sweep is None:
+        if cfg.sweep_values:
+            raise ConfigError("sweep_values is set but sweep (the key to sweep) is not")
+        return [(None, cfg)]
+    if not cfg.sweep_values:
+        raise ConfigError(f"sweep={cfg.sweep} needs sweep_values, e.g. sweep_values=[0,0.1,1]")
+    out = []
+    base = to_dict(cfg)
+    for v in cfg.sweep_values:
+        merged = deep_merge(base, parse_overrides([f"{cfg.sweep}={v}"]))
+        try:
+            out.append((str(v), from_dict(RunConfig, merged)))
+        except ConfigError as e:
+            raise ConfigError(f"sweep {cfg.sweep}={v}: {e}") from None
+    return out
+
+
+def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> list[dict[str, Any]]:
+    """Rows for the text baselines (fine-tuned LLM reward models) on this split, if enabled."""
+    modes = [m for m in cfg.text_baselines]
+    if not modes:
+        return []
+    unknown = sorted(set(modes) - set(TEXT_MODES))
+    if unknown:
+        raise ConfigError(f"unknown text_baselines {unknown}; choose from {TEXT_MODES}")
+    if importlib.util.find_spec("latentrm.text_baselines") is None:
+        log.warning("text_baselines=%s skipped: latentrm.text_baselines is not available", modes)
+        return []
+    from latentrm import text_baselines as tb
+
+    ds = data.ds
+    train_ds, val_ds, test_ds = ds.subset(split.train), ds.subset(split.val), ds.subset(split.test)
+    rows = []
+    for mode in modes:
+        t0 = time.perf_counter()
+        model = tb.text_reward_model(cfg, mode, train_ds, val_ds, cfg.seed)
+        t_fit = time.perf_counter() - t0
+        rc = np.asarray(model.score(test_ds.prompts, test_ds.chosen), np.float64)
+        rr = np.asarray(model.score(test_ds.prompts, test_ds.rejected), np.float64)
+        correct = pair_correctness(rc, rr)
+        lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, cfg.seed)
+        row: dict[str, Any] = {
+            "method": f"text-{mode}", "ratio": 0, "seed": cfg.seed,
+            "split_seed": split.split_seed, "n_train": len(split.train), "n_val": len(split.val),
+            "n_test": len(split.test), "accuracy": float(correct.mean()), "accuracy_lo": lo,
+            "accuracy_hi": hi, "time_fit_s": 0.0, "time_synth_s": 0.0, "time_head_s": t_fit,
+            "params_augmenter": 0, "params_head": int(getattr(model, "n_trainable_", 0)),
+        }
+        if len(split.bon_sets):
+            from latentrm.evaluate import best_of_n
+
+            sets = [data.sets[i] for i in split.bon_sets]
+            scores = [np.asarray(model.score([s.prompt] * len(s.responses), list(s.responses)),
+                                 np.float64) for s in sets]
+            row.update(best_of_n(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
+                                 cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
+            row.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
+        rows.append(row)
+    return rows
+
+
+def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
+    """Every (sweep value,) method, ratio and seed of `cfg`; writes results.csv/md and plots.
+
+    LENS's gamma/sigma2 (select_gamma, select_sigma2) and direct's noise (select_direct_noise) are
+    chosen per seed and ratio on the validation split carved from that seed's seed set; the chosen
+    values are columns of results.csv. Returns the results as a DataFrame.
+    """
+    if len(cfg.seeds) < 5:
+        log.warning("%d seeds: the 95%% intervals across seeds will be wide (use >= 5)",
+                    len(cfg.seeds))
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    rows: list[dict[str, Any]] = []
+    memo: tuple[str, PreparedData] | None = None
+    t0 = time.perf_counter()
+    with torch_threads(cfg.threads):
+        for value, vcfg in sweep_configs(cfg):
+            key = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
+                              vcfg.cache_dir, list(vcfg.seeds)], sort_keys=True)
+            if memo is None or memo[0] != key:
+                memo = (key, prepare_data(vcfg, vcfg.seeds, embed_all=True, embedder=embedder))
+            data = memo[1]
+            reference = fit_reference_head(data, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
+            for s in vcfg.seeds:
+                scfg = _with(vcfg, seed=s, **{"data.split_seed": s})
+                split = data.splits[s]
+                new = evaluate_split(scfg, data, split, reference)
+                new += _text_baseline_rows(scfg, data, split)
+                for r in new:
+                    if cfg.sweep is not None:
+                        r["sweep"], r["sweep_value"] = cfg.sweep, value
+                rows.extend(new)
+                _write_csv(rows, out / "results.csv")
+                log.info("seed %d%s done (%d rows, %.0fs so far)", s,
+                         f" ({cfg.sweep}={value})" if value is not None else "", len(rows),
+                         time.perf_counter() - t0)
+    df = pd.DataFrame(rows)
+    _write_csv(rows, out / "results.csv")
+    atomic_write_text(out / "results.md", summary_markdown(df, cfg))
+    write_plots(df, out / "plots")
+    return df
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    df = pd.DataFrame(rows)
+    atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def _groups(df: pd.DataFrame) -> list[str]:
+    return (["sweep_value"] if "sweep_value" in df.columns else []) + ["method", "ratio"]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% Student-t half width across seeds per (sweep value,) method and ratio."""
+    metrics = [m for m in SUMMARY_METRICS if m in df.columns]
+    out = []
+    for keys, g in df.groupby(_groups(df), sort=False):
+        rec = dict(zip(_groups(df), keys if isinstance(keys, tuple) else (keys,), strict=True))
+        rec["seeds"] = int(g["seed"].nunique())
+        for m in metrics:
+            rec[m], rec[f"{m}_ci"] = mean_ci_over_seeds(g[m].to_numpy(dtype=np.float64))
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _pm(mean: float, hw: float, spec: str) -> str:
+    if not np.isfinite(mean):
+        return "-"
+    return format(mean, spec) + (f" ± {format(hw, spec)}" if np.isfinite(hw) else "")
+
+
+def summary_markdown(df: pd.DataFrame, cfg: RunConfig | None = None) -> str:
+    """results.md: mean ± 95% CI (Student t across seeds) table + selected hyperparameters."""
+    summ = summarize(df)
+    metrics = [m for m in SUMMARY_METRICS if m in summ.columns]
+    head = [*_groups(df), "seeds", *metrics]
+    lines = []
+    if cfg is not None:
+        lines.append(f"Data: `{cfg.data.path}`, embedder `{cfg.embed.model}`, seeds "
+                     f"{list(cfg.seeds)}; mean ± 95% CI (Student t across seeds).\n")
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summ.iterrows():
+        cells = [str(r[g]) for g in _groups(df)] + [str(r["seeds"])]
+        cells += [_pm(r[m], r[f"{m}_ci"], ".1f" if m.startswith("time") else ".3f")
+                  for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    chosen = [c for c in ("gamma", "sigma2", "direct_noise") if c in df.columns]
+    if chosen and "select_grid" in df.columns:
+        sel = df[df["select_grid"].fillna(0) > 1]
+        if len(sel):
+            lines += ["", "Hyperparameters selected on the validation split, per seed:", ""]
+            for keys, g in sel.groupby(_groups(df), sort=False):
+                vals = "; ".join(
+                    f"seed {int(r['seed'])}: " + ", ".join(
+                        f"{c}={r[c]:g}" for c in chosen if pd.notna(r.get(c)))
+                    for _, r in g.iterrows())
+                label = " ".join(map(str, keys if isinstance(keys, tuple) else (keys,)))
+                lines.append(f"- {label}: {vals}")
+    return "\n".join(lines) + "\n"
+
+
+def _numeric(values: Sequence[Any]) -> np.ndarray | None:
+    try:
+        return np.array([float(v) for v in values])
+    except (TypeError, ValueError):
+        return None
+
+
+def write_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """PNG plots (matplotlib Agg, no pyplot state): metric vs ratio per method with 95% CI bands;
+    with a sweep, metric vs swept value per method/ratio. Returns the written paths."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    summ = summarize(df)
+    metrics = [m for m in ("accuracy", "bon_gap_closed", "bon_picked", "fidelity")
+               if m in summ.columns and summ[m].notna().any()]
+    written: list[Path] = []
+    sweeps = summ["sweep_value"].unique().tolist() if "sweep_value" in summ.columns else [None]
+    for metric in metrics:
+        for sv in sweeps:
+            part = summ if sv is None else summ[summ["sweep_value"] == sv]
+            fig = Figure(figsize=(5.5, 4))
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+            ratios = sorted(r for r in part["ratio"].unique() if r > 0)
+            for method, g in part.groupby("method", sort=False):
+                m, hw = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))
+                if (g["ratio"] == 0).all() and ratios:  # un-augmented: a flat reference line
+                    x = np.array([min(ratios), max(ratios)])
+                    line = ax.plot(x, [m[0]] * 2, "--", label=method)[0]
+                    ax.fill_between(x, m[0] - hw[0], m[0] + hw[0], color=line.get_color(),
+                                    alpha=0.15)
+                    continue
+                g = g.sort_values("ratio")
+                x = g["ratio"].to_numpy(float)
+                m, hw = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))
+                line = ax.plot(x, m, "o-", label=method)[0]
+                ax.fill_between(x, m - hw, m + hw, color=line.get_color(), alpha=0.2)
+            if ratios and len(ratios) > 1:
+                ax.set_xscale("log", base=2)
+            ax.set_xlabel("augmentation ratio (new pairs per seed pair)")
+            ax.set_ylabel(metric + " (mean ± 95% CI over seeds)")
+            ax.set_title(metric if sv is None else f"{metric}, {df['sweep'].iloc[0]}={sv}")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+            name = f"{metric}_vs_ratio" + ("" if sv is None else f"_{df['sweep'].iloc[0]}={sv}")
+            written.append(_save(fig, out_dir / f"{name}.png"))
+        if sweeps != [None]:
+            written.append(_sweep_plot(summ, df["sweep"].iloc[0], metric, out_dir))
+    return written
+
+
+def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path) -> Path:
+    """Ablation curve: metric vs the swept value, one line per method (and ratio)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    values = list(dict.fromkeys(summ["sweep_value"]))
+    num = _numeric(values)
+    for (method, ratio), g in summ.groupby(["method", "ratio"], sort=False):
+        pos = [values.index(v) for v in g["sweep_value"]]
+        x = num[pos] if num is not None else np.array(pos, float)
+        order = np.argsort(x)
+        m = g[metric].to_numpy(float)[order]
+        hw = np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))[order]
+        line = ax.plot(x[order], m, "o-", label=f"{method} r{ratio}" if ratio else method)[0]
+        ax.fill_between(x[order], m - hw, m + hw, color=line.get_color(), alpha=0.2)
+    if num is None:
+        ax.set_xticks(range(len(values)), values)
+    elif (num > 0).all() and num.max() / num.min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(sweep)
+    ax.set_ylabel(metric + " (mean ± 95% CI over seeds)")
+    ax.set_title(f"ablation: {sweep}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, out_dir / f"{metric}_vs_{sweep}.png")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    return path
