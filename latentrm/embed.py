@@ -1,0 +1,597 @@
+"""Texts -> (N, d) embeddings from any Hugging Face model, cached on disk in resumable chunks.
+
+One (prompt, response) becomes one text: the tokenizer's chat template when it has one, otherwise
+`render_plain`. Decoders are pooled at the last real token, encoders by a masked mean. Inputs
+longer than `max_length` lose *prompt* tokens from the left: HH chosen/rejected share every turn but
+the last reply, so cutting from the right would make them identical.
+
+Cache layout (`cache_root/<key>/`): `meta.json` (request + embedder metadata + chunk size),
+`ids.json`, and `chunk-NNNNN.npy` files, chunk c holding rows [c*chunk_size, (c+1)*chunk_size) of
+the flat row list (pairs: chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}). Every file is written
+atomically, so a killed run leaves only whole chunks and the next run computes only missing ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from latentrm import __version__
+from latentrm.config import EmbedConfig
+from latentrm.errors import CacheError, ConfigError
+from latentrm.io import atomic_write, atomic_write_json, sha256_json
+from latentrm.models import is_decoder_config, load_model, model_identity, resolve_model
+
+if TYPE_CHECKING:
+    from latentrm.data import CandidateSet, Message, PreferenceDataset
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Request fields that decide the numbers in a cache (its key); batch size, threads, device do not.
+_KEY_FIELDS = ("pooling", "layer", "max_length", "text_format", "dtype")
+# Embedder metadata that must match between the run that started a cache and one that resumes it.
+_RESOLVED_FIELDS = ("is_decoder", "pooling", "layer", "max_length", "text_format", "dtype", "dim")
+
+
+def truncate_ids(
+    ids: Sequence[int], resp_start: int, max_length: int, n_head: int = 0, n_tail: int = 0
+) -> list[int]:
+    """Cut `ids` to `max_length` tokens, giving up prompt tokens before response tokens.
+
+    ids = head (n_head leading special tokens, e.g. BOS/CLS) + prompt + response + tail (n_tail
+    trailing special tokens, e.g. SEP); the response starts at index `resp_start`. Head and tail are
+    always kept. Prompt tokens are dropped from the left (the turns nearest the response survive);
+    only when the response alone does not fit is it cut, keeping its first tokens.
+    """
+    n = len(ids)
+    if n <= max_length:
+        return list(ids)
+    if n_head + n_tail >= max_length:  # no room for any text: the frame goes first
+        n_head = n_tail = 0
+    start = max(resp_start, n_head)
+    head, tail = list(ids[:n_head]), list(ids[n - n_tail :]) if n_tail else []
+    prompt, resp = list(ids[n_head:start]), list(ids[start : n - n_tail])
+    room = max_length - n_head - n_tail
+    if len(resp) >= room:
+        return head + resp[:room] + tail
+    keep = room - len(resp)
+    return head + prompt[len(prompt) - keep :] + resp + tail
+
+
+def make_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped longest-first so each batch pads little and holds <= max_batch_tokens padded
+    tokens (a single over-long text still gets its own batch)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        # order is descending, so cur[0] is the longest text and sets the padded width
+        if cur and (len(cur) >= batch_size or (len(cur) + 1) * lengths[cur[0]] > max_batch_tokens):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block only, then restore it."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _check_cfg(cfg: EmbedConfig) -> None:
+    checks = [
+        (
+            cfg.pooling in ("auto", "last", "mean"),
+            f"embed.pooling must be auto|last|mean, got {cfg.pooling!r}",
+        ),
+        (
+            cfg.text_format in ("auto", "chat", "plain"),
+            f"embed.text_format must be auto|chat|plain, got {cfg.text_format!r}",
+        ),
+        (
+            cfg.dtype in _DTYPES,
+            f"embed.dtype must be one of {'|'.join(_DTYPES)}, got {cfg.dtype!r}",
+        ),
+        (cfg.max_length >= 2, f"embed.max_length must be >= 2, got {cfg.max_length}"),
+        (cfg.batch_size >= 1, f"embed.batch_size must be >= 1, got {cfg.batch_size}"),
+        (
+            cfg.max_batch_tokens >= 1,
+            f"embed.max_batch_tokens must be >= 1, got {cfg.max_batch_tokens}",
+        ),
+        (cfg.chunk_size >= 1, f"embed.chunk_size must be >= 1, got {cfg.chunk_size}"),
+        (cfg.threads is None or cfg.threads >= 1, f"embed.threads must be >= 1, got {cfg.threads}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"embed.device must be auto|cpu|cuda|cuda:N, got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"embed.device={name!r} but CUDA is not available")
+    return dev
+
+
+class Embedder:
+    """A Hugging Face model + tokenizer mapping (prompt, response) pairs to (N, d) float32 rows."""
+
+    def __init__(self, cfg: EmbedConfig) -> None:
+        _check_cfg(cfg)
+        self.cfg = cfg
+        self.path, alias_gguf = resolve_model(cfg.model)
+        self.gguf_file = cfg.gguf_file or alias_gguf
+        self.device = _device(cfg.device)
+        self.tokenizer, self.model = load_model(
+            self.path,
+            self.gguf_file,
+            cfg.revision,
+            cfg.trust_remote_code,
+            _DTYPES[cfg.dtype],
+            self.device,
+        )
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        self.is_decoder: bool = is_decoder_config(config)
+        self.dim: int = int(text_config.hidden_size)
+        self.pooling: str = (
+            cfg.pooling if cfg.pooling != "auto" else ("last" if self.is_decoder else "mean")
+        )
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if cfg.text_format == "chat" and not has_template:
+            raise ConfigError(f"embed.text_format='chat' but {cfg.model} has no chat template")
+        # auto: encoders (MiniLM) were trained on plain sentences, so only decoders get the template
+        self.text_format: str = (
+            "chat"
+            if cfg.text_format == "chat"
+            or (cfg.text_format == "auto" and has_template and self.is_decoder)
+            else "plain"
+        )
+        n_layers = int(getattr(text_config, "num_hidden_layers", 0) or 0)
+        if n_layers and not -(n_layers + 1) <= cfg.layer <= n_layers:
+            raise ConfigError(
+                f"embed.layer={cfg.layer} but {cfg.model} has hidden states "
+                f"-{n_layers + 1}..{n_layers}"
+            )
+        # Position embeddings bound the usable length (BERT: 512), whatever max_length asks for.
+        max_pos = getattr(text_config, "max_position_embeddings", None)
+        self.max_length: int = min(cfg.max_length, int(max_pos)) if max_pos else cfg.max_length
+        if self.max_length < cfg.max_length:
+            log.info("max_length %d capped to the model's %d positions", cfg.max_length, max_pos)
+        tok = self.tokenizer
+        self.pad_id: int = next(
+            (t for t in (tok.pad_token_id, tok.eos_token_id, 0) if t is not None), 0
+        )
+        self.padding_side: str = getattr(tok, "padding_side", "right") or "right"
+        self._special = set(getattr(tok, "all_special_ids", []) or [])
+        params = inspect.signature(self.model.forward).parameters
+        self._takes_positions = "position_ids" in params
+        self._takes_cache = "use_cache" in params
+        self.last_stats: dict[str, float] = {}
+        self._identity: dict | None = None
+
+    # --- text -> token ids ---------------------------------------------------------------------
+    def render(self, prompt: Sequence[Message], response: str) -> tuple[str, int]:
+        """(text, character index where the response starts) in this embedder's text format."""
+        from latentrm.data import render_plain
+
+        prefix: str | None
+        if self.text_format == "chat":
+            tok = self.tokenizer
+            full = tok.apply_chat_template(
+                [*prompt, {"role": "assistant", "content": response}], tokenize=False
+            )
+            try:
+                prefix = tok.apply_chat_template(
+                    list(prompt), tokenize=False, add_generation_prompt=True
+                )
+            except Exception:  # noqa: BLE001 - templates may reject e.g. an empty prompt
+                prefix = None
+        else:
+            full, prefix = render_plain(prompt, response), render_plain(prompt, None)
+        if prefix is not None and full.startswith(prefix):
+            return full, len(prefix)
+        # Templates that rewrite earlier turns break the prefix property; the reply is then the
+        # last occurrence of the response text.
+        at = full.rfind(response) if response else -1
+        if at < 0:
+            at = full.rfind(response.strip()) if response.strip() else -1
+        if at < 0:
+            log.warning("cannot locate the response in the rendered text; truncation may cut it")
+            at = len(prefix) if prefix is not None and len(prefix) <= len(full) else 0
+        return full, at
+
+    def tokenize(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
+    ) -> list[list[int]]:
+        """Token ids per (prompt, response), truncated to max_length by `truncate_ids`."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        rendered = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
+        texts = [t for t, _ in rendered]
+        # Chat templates already contain BOS etc.; plain text needs the tokenizer's own specials.
+        add_special = self.text_format == "plain"
+        tok = self.tokenizer
+        fast = bool(getattr(tok, "is_fast", False))
+        enc = tok(texts, add_special_tokens=add_special, return_offsets_mapping=fast, verbose=False)
+        out = []
+        for i, (text, boundary) in enumerate(rendered):
+            ids = list(enc["input_ids"][i])
+            n_head = 0
+            while n_head < len(ids) and ids[n_head] in self._special:
+                n_head += 1
+            n_tail = 0
+            while n_tail < len(ids) - n_head and ids[len(ids) - 1 - n_tail] in self._special:
+                n_tail += 1
+            if fast:
+                # first token ending after the boundary; a token straddling it counts as response
+                ends = [e for _, e in enc["offset_mapping"][i]]
+                r = next((j for j, e in enumerate(ends) if e > boundary), len(ids) - n_tail)
+            else:
+                pre = tok(text[:boundary], add_special_tokens=add_special, verbose=False)[
+                    "input_ids"
+                ]
+                r = 0
+                while r < min(len(pre), len(ids)) and pre[r] == ids[r]:
+                    r += 1
+            n_head = min(n_head, r)
+            out.append(truncate_ids(ids, r, self.max_length, n_head, n_tail))
+        return out
+
+    # --- token ids -> vectors ------------------------------------------------------------------
+    def _forward(self, batch: list[list[int]]) -> torch.Tensor:
+        """(B, d) pooled float32 for one batch of id lists."""
+        width = max(len(x) for x in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, x in enumerate(batch):
+            sl = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
+            ids[b, sl] = torch.tensor(x, dtype=torch.long)
+            mask[b, sl] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        kw: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if self._takes_positions:
+            # left padding would otherwise shift every real token's position
+            kw["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        if self._takes_cache:
+            kw["use_cache"] = False
+        if self.cfg.layer != -1:
+            kw["output_hidden_states"] = True
+        out = self.model(**kw)
+        h = (
+            out.last_hidden_state if self.cfg.layer == -1 else out.hidden_states[self.cfg.layer]
+        )  # (B, T, d)
+        if self.pooling == "last":
+            # last real token from the mask: right/left padding and pad == eos all work
+            last = width - 1 - mask.flip(-1).argmax(-1)  # (B,)
+            pooled = h[torch.arange(len(batch), device=h.device), last]
+        else:
+            m = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+            pooled = (h * m).sum(1) / m.sum(1)
+        return pooled.float()
+
+    def embed_ids(self, ids: list[list[int]], bar: Any = None) -> np.ndarray:
+        """(N, d) float32 for pre-tokenized inputs, in input order."""
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        lengths = [len(x) for x in ids]
+        batches = make_batches(lengths, self.cfg.batch_size, self.cfg.max_batch_tokens)
+        t0, real, padded = time.perf_counter(), sum(lengths), 0
+        with torch_threads(self.cfg.threads), torch.inference_mode():
+            for b in batches:
+                out[b] = self._forward([ids[i] for i in b]).cpu().numpy()
+                padded += len(b) * max(lengths[i] for i in b)
+                if bar is not None:
+                    bar.update(len(b))
+        secs = time.perf_counter() - t0
+        self.last_stats = {
+            "texts": len(ids),
+            "seconds": secs,
+            "tokens": real,
+            "padded_tokens": padded,
+            "texts_per_s": len(ids) / secs if secs else 0.0,
+            "tokens_per_s": real / secs if secs else 0.0,
+            "padding_waste": 1 - real / padded if padded else 0.0,
+        }
+        log.info(
+            "embedded %d texts in %.1fs: %.1f texts/s, %.0f tokens/s, %.1f%% padding",
+            len(ids),
+            secs,
+            self.last_stats["texts_per_s"],
+            self.last_stats["tokens_per_s"],
+            100 * self.last_stats["padding_waste"],
+        )
+        return out
+
+    def embed(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], bar: Any = None
+    ) -> np.ndarray:
+        """(N, d) float32: row i embeds (prompts[i], responses[i])."""
+        ids = self.tokenize(prompts, responses)
+        own = bar is None and self.cfg.show_progress
+        if own:
+            bar = tqdm(total=len(ids), unit="text", desc="embed")
+        try:
+            return self.embed_ids(ids, bar)
+        finally:
+            if own:
+                bar.close()
+
+    def identity(self, memo_path: Path | None = None) -> dict:
+        if self._identity is None:
+            ident = model_identity(self.path, self.gguf_file, self.cfg.revision, memo_path)
+            self._identity = (
+                ident
+                if ident is not None
+                else {
+                    "hub_id": self.path,
+                    "revision": self.cfg.revision,
+                    "gguf_file": self.gguf_file,
+                }
+            )
+        return self._identity
+
+    def metadata(self) -> dict:
+        """Everything that decides the vectors, plus where the model came from."""
+        ident = self.identity()
+        return {
+            "model": self.cfg.model,
+            "path": self.path,
+            "gguf_file": self.gguf_file,
+            "revision": self.cfg.revision,
+            "model_identity": ident,
+            "model_type": getattr(self.model.config, "model_type", None),
+            "is_decoder": self.is_decoder,
+            "pooling": self.pooling,
+            "layer": self.cfg.layer,
+            "max_length": self.max_length,
+            "text_format": self.text_format,
+            "dtype": self.cfg.dtype,
+            "dim": self.dim,
+            "device": str(self.device),
+            "latentrm_version": __version__,
+        }
+
+
+# --- cache ---------------------------------------------------------------------------------------
+@dataclass
+class PairEmbeddings:
+    ids: list[str]
+    chosen: np.ndarray  # (N, d) float32, row i = pair i
+    rejected: np.ndarray  # (N, d) float32
+    meta: dict
+
+
+def _request(cfg: EmbedConfig, identity: dict, kind: str, content_hash: str, n_rows: int) -> dict:
+    return {
+        "kind": kind,
+        "content_hash": content_hash,
+        "n_rows": n_rows,
+        "model_identity": identity,
+        **{f: getattr(cfg, f) for f in _KEY_FIELDS},
+        "latentrm_version": __version__,
+    }
+
+
+def _diff(where: Path, made: dict, asked: dict, fields: Sequence[str]) -> None:
+    bad = [f for f in fields if made.get(f) != asked.get(f)]
+    if bad:
+        parts = ", ".join(f"{f}={made.get(f)!r}" for f in bad)
+        want = ", ".join(f"{f}={asked.get(f)!r}" for f in bad)
+        raise CacheError(f"cache at {where} was made with {parts}, asked {want}")
+
+
+def _chunk_path(d: Path, c: int) -> Path:
+    return d / f"chunk-{c:05d}.npy"
+
+
+def _write_chunk(path: Path, rows: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a path
+            np.save(f, rows, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def _read_chunk(path: Path, n: int, dim: int) -> np.ndarray:
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{path}: unreadable chunk ({e}); delete it to recompute") from None
+    if rows.shape != (n, dim) or rows.dtype != np.float32:
+        raise CacheError(
+            f"{path}: expected float32 ({n}, {dim}), found {rows.dtype} {rows.shape}; "
+            "delete it to recompute"
+        )
+    if not np.isfinite(rows).all():
+        raise CacheError(f"{path}: chunk holds NaN/Inf values; delete it to recompute")
+    return rows
+
+
+def _read_meta(d: Path) -> dict:
+    try:
+        return json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{d}: cannot read meta.json ({e})") from None
+
+
+def _load_rows(d: Path, meta: dict) -> np.ndarray:
+    n, cs, dim = meta["request"]["n_rows"], meta["chunk_size"], meta["embedder"]["dim"]
+    out = np.empty((n, dim), dtype=np.float32)
+    for c in range(-(-n // cs)):
+        lo, hi = c * cs, min(n, (c + 1) * cs)
+        p = _chunk_path(d, c)
+        if not p.exists():
+            raise CacheError(f"{d}: chunk {p.name} is missing (an interrupted run?); rerun embed")
+        out[lo:hi] = _read_chunk(p, hi - lo, dim)
+    return out
+
+
+def _cached_rows(
+    prompts: list,
+    responses: list[str],
+    ids_doc: dict,
+    kind: str,
+    content_hash: str,
+    cfg: EmbedConfig,
+    cache_root: str | Path,
+    embedder: Embedder | None,
+) -> tuple[np.ndarray, dict]:
+    """Rows for (prompts[i], responses[i]) from cache_root/<key>, computing only missing chunks."""
+    _check_cfg(cfg)
+    t0 = time.perf_counter()
+    root = Path(cache_root)
+    memo = root / "file-hashes.json"
+    if embedder is not None:
+        asked = {f: getattr(cfg, f) for f in (*_KEY_FIELDS, "model", "gguf_file", "revision")}
+        have = {f: getattr(embedder.cfg, f) for f in asked}
+        if asked != have:
+            raise ConfigError(f"embedder was built with {have}, but the request asks {asked}")
+        identity = embedder.identity(memo)
+    else:
+        path, alias_gguf = resolve_model(cfg.model)
+        found = model_identity(path, cfg.gguf_file or alias_gguf, cfg.revision, memo)
+        if found is None:  # a Hub model not downloaded yet: loading it resolves the commit
+            embedder = Embedder(cfg)
+            found = embedder.identity(memo)
+        identity = found
+    request = _request(cfg, identity, kind, content_hash, len(responses))
+    d = root / sha256_json(request)[:24]
+    meta = _read_meta(d) if (d / "meta.json").exists() else None
+    if meta is not None:
+        _diff(d, meta["request"], request, list(request))
+    cs = meta["chunk_size"] if meta is not None else cfg.chunk_size
+    n = len(responses)
+    missing = [c for c in range(-(-n // cs)) if not _chunk_path(d, c).exists()]
+    if missing:
+        embedder = embedder if embedder is not None else Embedder(cfg)
+        emb_meta = embedder.metadata()
+        if meta is None:
+            meta = {
+                "request": request,
+                "embedder": emb_meta,
+                "chunk_size": cs,
+                "created": time.time(),
+            }
+            atomic_write_json(d / "ids.json", ids_doc)
+            atomic_write_json(d / "meta.json", meta)
+        else:
+            _diff(d, meta["embedder"], emb_meta, _RESOLVED_FIELDS)
+        todo = sum(min(n, (c + 1) * cs) - c * cs for c in missing)
+        log.info(
+            "cache %s: computing %d of %d chunks (%d rows)", d, len(missing), -(-n // cs), todo
+        )
+        with tqdm(total=todo, unit="text", desc="embed", disable=not cfg.show_progress) as bar:
+            for c in missing:
+                lo, hi = c * cs, min(n, (c + 1) * cs)
+                rows = embedder.embed(prompts[lo:hi], responses[lo:hi], bar=bar)
+                if not np.isfinite(rows).all():
+                    raise ConfigError(
+                        f"the model produced NaN/Inf embeddings for rows {lo}..{hi - 1} "
+                        f"(dtype={cfg.dtype}; float32 avoids overflow)"
+                    )
+                _write_chunk(_chunk_path(d, c), rows)
+    assert meta is not None
+    rows = _load_rows(d, meta)
+    secs = time.perf_counter() - t0
+    info = {"dir": str(d), "hit": not missing, "chunks_computed": len(missing), "seconds": secs}
+    log.info(
+        "cache %s: %s in %.1fs",
+        d,
+        "hit" if not missing else f"{len(missing)} chunks computed",
+        secs,
+    )
+    return rows, {**meta, "cache": info}
+
+
+def embed_pairs(
+    ds: PreferenceDataset,
+    cfg: EmbedConfig,
+    cache_root: str | Path,
+    embedder: Embedder | None = None,
+) -> PairEmbeddings:
+    """Chosen and rejected embeddings of every pair, from cache_root/<key> (computed if missing).
+
+    Rows are chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}; the model is loaded only when a
+    chunk is missing. meta["cache"] says where, whether it was a hit and how long it took.
+    """
+    prompts = [p.prompt for p in ds.pairs] * 2
+    responses = [p.chosen for p in ds.pairs] + [p.rejected for p in ds.pairs]
+    ids = [p.id for p in ds.pairs]
+    rows, meta = _cached_rows(
+        prompts, responses, {"ids": ids}, "pairs", ds.content_hash(), cfg, cache_root, embedder
+    )
+    n = len(ids)
+    return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)
+
+
+def _candidates_hash(sets: Sequence[CandidateSet]) -> str:
+    recs = [[s.id, [[m["role"], m["content"]] for m in s.prompt], list(s.responses)] for s in sets]
+    return sha256_json(recs)
+
+
+def embed_candidates(
+    sets: list[CandidateSet],
+    cfg: EmbedConfig,
+    cache_root: str | Path,
+    embedder: Embedder | None = None,
+) -> list[np.ndarray]:
+    """One (N_i, d) float32 array per candidate set (row j = responses[j]), cached like pairs."""
+    prompts = [s.prompt for s in sets for _ in s.responses]
+    responses = [r for s in sets for r in s.responses]
+    counts = [len(s.responses) for s in sets]
+    doc = {"ids": [s.id for s in sets], "counts": counts}
+    rows, _ = _cached_rows(
+        prompts, responses, doc, "candidates", _candidates_hash(sets), cfg, cache_root, embedder
+    )
+    return np.split(rows, np.cumsum(counts)[:-1]) if sets else []
+
+
+def load_pair_cache(cache_dir: str | Path, expect: EmbedConfig | None = None) -> PairEmbeddings:
+    """Read a complete pair cache folder; with `expect`, CacheError if it was made differently."""
+    d = Path(cache_dir)
+    meta = _read_meta(d)
+    if meta["request"].get("kind") != "pairs":
+        raise CacheError(f"cache at {d} holds {meta['request'].get('kind')}, not pairs")
+    if expect is not None:
+        asked = {f: getattr(expect, f) for f in _KEY_FIELDS}
+        _diff(d, meta["request"], asked, _KEY_FIELDS)
+        path, alias_gguf = resolve_model(expect.model)
+        ident = model_identity(
+            path, expect.gguf_file or alias_gguf, expect.revision, d.parent / "file-hashes.json"
+        )
+        if ident is not None:
+            _diff(d, meta["request"], {"model_identity": ident}, ["model_identity"])
+    ids = json.loads((d / "ids.json").read_text())["ids"]
+    rows = _load_rows(d, meta)
+    n = len(ids)
+    if rows.shape[0] != 2 * n:
+        raise CacheError(f"cache at {d}: {rows.shape[0]} rows for {n} pairs")
+    return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)

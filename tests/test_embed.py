@@ -1,0 +1,442 @@
+"""Embedder: pooling vs manual forward passes, layers, text formats, truncation, model resolution.
+
+Tiny randomly initialised models (Llama decoder, BERT encoder) and a byte-level BPE tokenizer are
+built here and saved to a temp folder, so everything runs offline in seconds. Builders are reused
+by test_cache.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentrm.config import EmbedConfig
+from latentrm.data import PreferencePair, parse_hh, render_plain
+from latentrm.embed import Embedder, make_batches, truncate_ids
+from latentrm.errors import ConfigError
+from latentrm.io import sha256_file
+from latentrm.models import SMOLLM2_GGUF, is_decoder_config, resolve_model
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "how do I bake bread at home? mix flour water salt and yeast then wait",
+    "I cannot help with that request, but here is something else you could try",
+    "pens paper ink jokes pranks friends arm draw list choose fun examples",
+    "Human: Assistant: what are some good books to read this summer",
+] * 4
+
+
+def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE, bert: bool = False, **kw: str):
+    """Byte-level BPE (no unknown tokens) wrapped as a fast HF tokenizer; BOS or CLS/SEP framing."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = (
+        ["[PAD]", "[CLS]", "[SEP]"] if bert else ["<pad>", "<s>", "<|im_start|>", "<|im_end|>"]
+    )
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tk.train_from_iterator(CORPUS, trainer)
+    if bert:
+        tk.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            special_tokens=[("[CLS]", tk.token_to_id("[CLS]")), ("[SEP]", tk.token_to_id("[SEP]"))],
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tk, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+        )
+    tk.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tk.token_to_id("<s>"))]
+    )
+    kw = {"pad_token": "<pad>", **kw}
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+        **kw,
+    )
+    if chat_template:
+        tok.chat_template = chat_template
+    return tok
+
+
+def save_tiny_llama(folder: Path, tok, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    LlamaModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertModel
+
+    tok = build_tokenizer(None, bert=True)
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+    )
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """Tiny Llama with a ChatML-like template whose texts END with eos (= <|im_end|>)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("llama"), build_tokenizer())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+def cfg_for(model: Path | str, **kw) -> EmbedConfig:
+    base = {"model": str(model), "show_progress": False, "batch_size": 3, "device": "cpu"}
+    return EmbedConfig(**{**base, **kw})
+
+
+def make_pairs(n: int, prompt_words: int = 0) -> list[PreferencePair]:
+    """Pairs of varied lengths (so batches pad), sharing each prompt, differing in the reply."""
+    words = " ".join(CORPUS).split()
+    pairs = []
+    for i in range(n):
+        prompt = [{"role": "user", "content": " ".join(words[i : i + 3 + 4 * (i % 3)])}]
+        if i % 2:
+            prompt = [
+                {"role": "system", "content": "be kind"},
+                *prompt,
+                {"role": "assistant", "content": "sure"},
+                {"role": "user", "content": words[i]},
+            ]
+        if prompt_words:
+            filler = " ".join(words[j % len(words)] for j in range(prompt_words))
+            prompt = [{"role": "user", "content": filler}]
+        chosen = " ".join(words[i + 1 : i + 2 + 2 * (i % 4)])
+        rejected = " ".join(words[i + 7 : i + 9 + i % 5])
+        pairs.append(PreferencePair(f"p{i}", tuple(prompt), chosen, rejected))
+    return pairs
+
+
+def manual_last(folder: Path, ids: list[int], layer: int = -1) -> np.ndarray:
+    """Reference: one unpadded forward pass, hidden state of the final token."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+    return out.hidden_states[layer][0, -1].numpy()
+
+
+def chat_ids(tok, prompt, response) -> list[int]:
+    text = tok.apply_chat_template(
+        [*prompt, {"role": "assistant", "content": response}], tokenize=False
+    )
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+# --- pure helpers --------------------------------------------------------------------------------
+def test_truncate_ids_keeps_response_and_frame():
+    ids = list(range(10))  # 0 = BOS (head), 1..5 prompt, 6..8 response, 9 = SEP (tail)
+    assert truncate_ids(ids, 6, 10, 1, 1) == ids  # fits: untouched
+    # 7 tokens: head + tail + all 3 response tokens leave room for the 2 prompt tokens nearest them
+    assert truncate_ids(ids, 6, 7, 1, 1) == [0, 4, 5, 6, 7, 8, 9]
+    assert truncate_ids(ids, 6, 5, 1, 1) == [0, 6, 7, 8, 9]  # exactly the response
+    assert truncate_ids(ids, 6, 4, 1, 1) == [0, 6, 7, 9]  # response too long: keep its start
+    assert truncate_ids(ids, 6, 2, 1, 1) == [6, 7]  # no room for the frame: response first
+    assert truncate_ids(ids, 6, 4) == [6, 7, 8, 9]  # no frame: the last 4 are all response
+
+
+def test_make_batches_longest_first_and_token_cap():
+    lengths = [5, 1, 9, 3, 7]
+    assert make_batches(lengths, 2, 100) == [[2, 4], [0, 3], [1]]
+    # cap 15 padded tokens: 9+9 > 15 so 9 sits alone; 7*2 = 14 fits; 3*2 = 6 fits
+    assert make_batches(lengths, 4, 15) == [[2], [4, 0], [3, 1]]
+    assert make_batches([50], 4, 15) == [[0]]  # an over-long text still gets a batch
+
+
+def test_is_decoder_config():
+    from transformers import BertConfig, LlamaConfig, T5Config
+
+    assert is_decoder_config(LlamaConfig())
+    assert not is_decoder_config(BertConfig())
+    assert is_decoder_config(BertConfig(is_decoder=True))
+    with pytest.raises(ConfigError, match="encoder-decoder"):
+        is_decoder_config(T5Config())
+
+
+# --- pooling -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "padding_side,pad_is_eos", [("right", False), ("left", False), ("right", True), ("left", True)]
+)
+def test_last_token_pooling_equals_unpadded_forward(tmp_path, tiny_llama, padding_side, pad_is_eos):
+    # SmolLM2: pad == eos == <|im_end|>, and every chat text here ends with it
+    extra = {"pad_token": "<|im_end|>"} if pad_is_eos else {}
+    tok = build_tokenizer(padding_side=padding_side, **extra)
+    folder = save_tiny_llama(tmp_path / "m", tok)
+    emb = Embedder(cfg_for(folder))
+    assert (emb.padding_side, emb.pad_id == tok.eos_token_id) == (padding_side, pad_is_eos)
+    assert (emb.is_decoder, emb.pooling, emb.text_format, emb.dim) == (True, "last", "chat", 32)
+    pairs = make_pairs(7)
+    got = emb.embed([p.prompt for p in pairs], [p.chosen for p in pairs])
+    lengths = [len(chat_ids(tok, p.prompt, p.chosen)) for p in pairs]
+    assert len(set(lengths)) > 3  # the batches really pad
+    assert emb.last_stats["padding_waste"] > 0
+    for i, p in enumerate(pairs):
+        ids = chat_ids(tok, p.prompt, p.chosen)
+        assert ids[-1] == tok.eos_token_id
+        np.testing.assert_allclose(got[i], manual_last(folder, ids), atol=1e-5)
+
+
+def test_mean_pooling_equals_masked_mean(tiny_bert):
+    from transformers import AutoModel, AutoTokenizer
+
+    emb = Embedder(cfg_for(tiny_bert))
+    assert (emb.is_decoder, emb.pooling, emb.text_format) == (False, "mean", "plain")
+    assert emb.max_length == 128  # capped at BERT's position table, not the 512 asked
+    pairs = make_pairs(6)
+    got = emb.embed([p.prompt for p in pairs], [p.rejected for p in pairs])
+    tok, model = (
+        AutoTokenizer.from_pretrained(tiny_bert),
+        AutoModel.from_pretrained(tiny_bert).eval(),
+    )
+    for i, p in enumerate(pairs):
+        ids = tok(render_plain(p.prompt, p.rejected))["input_ids"]
+        assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+        with torch.no_grad():
+            h = model(torch.tensor([ids])).last_hidden_state[0]  # (T, d)
+        np.testing.assert_allclose(got[i], h.mean(0).numpy(), atol=1e-5)
+
+
+def test_layer_selection(tiny_llama):
+    tok = build_tokenizer()
+    pairs = make_pairs(4)
+    prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
+    by_layer = {}
+    for layer in (1, -2, 0):
+        by_layer[layer] = Embedder(cfg_for(tiny_llama, layer=layer)).embed(prompts, responses)
+    last = Embedder(cfg_for(tiny_llama)).embed(prompts, responses)
+    for i, p in enumerate(pairs):
+        ids = chat_ids(tok, p.prompt, p.chosen)
+        np.testing.assert_allclose(by_layer[1][i], manual_last(tiny_llama, ids, 1), atol=1e-5)
+        np.testing.assert_allclose(last[i], manual_last(tiny_llama, ids, -1), atol=1e-5)
+    np.testing.assert_array_equal(by_layer[1], by_layer[-2])  # 3 hidden states: 1 == -2
+    assert not np.allclose(by_layer[1], last, atol=1e-3)
+    assert not np.allclose(by_layer[0], by_layer[1], atol=1e-3)
+    with pytest.raises(ConfigError, match="layer=5"):
+        Embedder(cfg_for(tiny_llama, layer=5))
+
+
+# --- text formats --------------------------------------------------------------------------------
+def test_chat_template_used_when_present_and_plain_otherwise(tmp_path, tiny_llama):
+    prompt = ({"role": "user", "content": "how do I bake bread"},)
+    chat = Embedder(cfg_for(tiny_llama))
+    text, at = chat.render(prompt, "mix flour")
+    want = "<|im_start|>user\nhow do I bake bread<|im_end|>"
+    assert text == want + "<|im_start|>assistant\nmix flour<|im_end|>"
+    assert text[at:] == "mix flour<|im_end|>"
+    plain = Embedder(cfg_for(tiny_llama, text_format="plain"))
+    text, at = plain.render(prompt, "mix flour")
+    assert text == "\n\nHuman: how do I bake bread\n\nAssistant: mix flour"
+    assert text[at:] == " mix flour"
+    ids = plain.tokenize([prompt], ["mix flour"])[0]
+    tok = plain.tokenizer
+    assert ids == tok(text)["input_ids"] and ids[0] == tok.bos_token_id  # plain adds BOS
+    assert chat.tokenize([prompt], ["mix flour"])[0] == chat_ids(tok, prompt, "mix flour")
+    a, b = chat.embed([prompt], ["mix flour"]), plain.embed([prompt], ["mix flour"])
+    assert not np.allclose(a, b, atol=1e-3)
+    # a decoder without a template falls back to plain; asking for chat then is an error
+    no_template = save_tiny_llama(tmp_path / "nt", build_tokenizer(chat_template=None))
+    assert Embedder(cfg_for(no_template)).text_format == "plain"
+    with pytest.raises(ConfigError, match="no chat template"):
+        Embedder(cfg_for(no_template, text_format="chat"))
+
+
+def test_response_located_when_template_rewrites_the_prompt(tmp_path):
+    # A template that drops earlier assistant turns breaks the prompt-prefix property; the boundary
+    # must then come from the response's own position, not from the generation-prompt rendering.
+    template = (
+        "{% for m in messages %}{% if m['role'] != 'assistant' or loop.last %}"
+        "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    folder = save_tiny_llama(tmp_path / "m", build_tokenizer(template))
+    emb = Embedder(cfg_for(folder))
+    prompt = (
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "old"},
+        {"role": "user", "content": "bake bread"},
+    )
+    text, at = emb.render(prompt, "mix flour")
+    assert text[at:] == "mix flour<|im_end|>"
+
+
+# --- truncation ----------------------------------------------------------------------------------
+def test_truncation_keeps_the_response_of_long_shared_prompts(tiny_llama):
+    emb = Embedder(cfg_for(tiny_llama, max_length=64))
+    tok = emb.tokenizer
+    pairs = make_pairs(2, prompt_words=1000)
+    prompts = [pairs[0].prompt, pairs[0].prompt]
+    responses = ["mix flour water salt", "I cannot help with that"]
+    full = [chat_ids(tok, prompts[0], r) for r in responses]
+    assert min(len(f) for f in full) > 2000
+    ids = emb.tokenize(prompts, responses)
+    for f, x, r in zip(full, ids, responses, strict=True):
+        assert len(x) == 64
+        assert x[0] == f[0] == tok.convert_tokens_to_ids("<|im_start|>")  # leading special kept
+        assert x[1:] == f[len(f) - 63 :]  # then the tail: end of prompt + the whole response
+        assert tok.decode(x).endswith(f"<|im_start|>assistant\n{r}<|im_end|>")
+    # cutting from the right would have made the two texts identical
+    assert full[0][:64] == full[1][:64]
+    got = emb.embed(prompts, responses)
+    assert not np.allclose(got[0], got[1], atol=1e-4)
+    for i in range(2):
+        np.testing.assert_allclose(got[i], manual_last(tiny_llama, ids[i]), atol=1e-5)
+
+
+def test_truncation_cuts_an_over_long_response_from_its_end(tiny_llama):
+    emb = Embedder(cfg_for(tiny_llama, max_length=16))
+    tok = emb.tokenizer
+    prompt = ({"role": "user", "content": "hi"},)
+    response = " ".join(CORPUS[:3])
+    full = chat_ids(tok, prompt, response)
+    gen = tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+    head = tok(gen, add_special_tokens=False)["input_ids"]
+    assert full[: len(head)] == head
+    resp_ids = full[len(head) : -1]  # between "<|im_start|>assistant\n" and "<|im_end|>"
+    assert tok.decode(resp_ids) == response
+    ids = emb.tokenize([prompt], [response])[0]
+    # head <|im_start|> + first 14 response tokens + trailing <|im_end|>
+    assert ids == [full[0], *resp_ids[:14], tok.eos_token_id]
+
+
+# --- resources, metadata, threads ---------------------------------------------------------------
+def test_resolve_model_aliases():
+    folder, gguf = resolve_model("smollm2")
+    assert gguf == SMOLLM2_GGUF and (Path(folder) / gguf).is_file()
+    minilm, none = resolve_model("minilm")
+    assert none is None and (Path(minilm) / "model.safetensors").is_file()
+    assert resolve_model("org/some-model") == ("org/some-model", None)
+    assert resolve_model("./local/dir") == ("./local/dir", None)
+    with pytest.raises(ConfigError, match="not found"):
+        Embedder(cfg_for("./no/such/model"))
+
+
+def test_metadata_names_model_files_and_resolved_choices(tiny_llama):
+    emb = Embedder(cfg_for(tiny_llama, layer=-2, max_length=100))
+    meta = emb.metadata()
+    files = meta["model_identity"]["files"]
+    assert files["model.safetensors"] == sha256_file(tiny_llama / "model.safetensors")
+    assert "tokenizer.json" in files and "config.json" in files
+    want = {
+        "pooling": "last",
+        "layer": -2,
+        "max_length": 100,
+        "text_format": "chat",
+        "dtype": "float32",
+        "dim": 32,
+        "is_decoder": True,
+        "model_type": "llama",
+    }
+    assert {k: meta[k] for k in want} == want
+    assert meta["latentrm_version"]
+
+
+def test_threads_set_only_inside_the_call(tiny_llama):
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    emb = Embedder(cfg_for(tiny_llama, threads=target))
+    seen = []
+    orig = emb._forward
+    emb._forward = lambda batch: (seen.append(torch.get_num_threads()), orig(batch))[1]
+    emb.embed([make_pairs(1)[0].prompt], ["hello"])
+    assert seen == [target] and torch.get_num_threads() == before
+
+
+def test_bad_config_values_are_config_errors(tiny_llama):
+    for kw, msg in [
+        ({"pooling": "max"}, "pooling"),
+        ({"dtype": "int8"}, "dtype"),
+        ({"device": "tpu"}, "device"),
+        ({"max_length": 1}, "max_length"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            Embedder(dataclasses.replace(cfg_for(tiny_llama), **kw))
+
+
+# --- real models ---------------------------------------------------------------------------------
+def test_minilm_matches_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers")
+    folder, _ = resolve_model("minilm")
+    emb = Embedder(EmbedConfig(model="minilm", show_progress=False, max_length=128, device="cpu"))
+    assert (emb.is_decoder, emb.pooling, emb.dim) == (False, "mean", 384)
+    pairs = make_pairs(5)
+    texts = [render_plain(p.prompt, p.chosen) for p in pairs]
+    ours = emb.embed([p.prompt for p in pairs], [p.chosen for p in pairs])
+    model = st.SentenceTransformer(str(folder), device="cpu")
+    model.max_seq_length = 128
+    ref = model.encode(texts, normalize_embeddings=False)  # the model's own Normalize layer applies
+    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_smollm2_on_real_hh_pairs(shared_data):
+    path = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        recs = [json.loads(next(f)) for _ in range(8)]
+    prompts, chosen, rejected = [], [], []
+    for r in recs:
+        p, c = parse_hh(r["chosen"])
+        _, rj = parse_hh(r["rejected"])
+        prompts.append(p)
+        chosen.append(c)
+        rejected.append(rj)
+    emb = Embedder(EmbedConfig(model="smollm2", show_progress=False, max_length=256, threads=2))
+    assert (emb.dim, emb.text_format, emb.pooling) == (576, "chat", "last")
+    assert emb.pad_id == emb.tokenizer.eos_token_id  # SmolLM2: pad == eos
+    c, r = emb.embed(prompts, chosen), emb.embed(prompts, rejected)
+    assert c.shape == r.shape == (8, 576) and np.isfinite(c).all()
+    dist = np.linalg.norm(c - r, axis=1)
+    assert (dist > 1e-3 * np.linalg.norm(c, axis=1)).all()  # no pair collapsed by truncation
