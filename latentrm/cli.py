@@ -76,7 +76,9 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="cache root; the cache is OUT/<key>/ (default: cache_dir)")
     p.add_argument("--limit", type=int, help="embed only the first N pairs")
     p.add_argument("--config", help="YAML run config; its data/embed sections are the defaults")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. embed.layer=-2")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. embed.layer=-2"
+    )
     # One flag per EmbedConfig field, help text from the config; None = keep the config's value.
     for f in dataclasses.fields(EmbedConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -88,7 +90,7 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=f"embed_{f.name}", default=None, metavar="V", help=help_text)
 
 
-@command("embed", "Embed preference pairs into the on-disk cache (resumable; a hit loads no model).",
+@command("embed", "Embed preference pairs into the on-disk cache (resumable; hits load no model).",
          _add_embed)
 def _cmd_embed(args: argparse.Namespace) -> int:
     import time
@@ -100,7 +102,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, list(args.overrides))
     flags = {k[len("embed_"):]: v for k, v in vars(args).items() if k.startswith("embed_")}
     embed_cfg = from_dict(
-        EmbedConfig, {**to_dict(cfg.embed), **{k: v for k, v in flags.items() if v is not None}},
+        EmbedConfig,
+        {**to_dict(cfg.embed), **{k: v for k, v in flags.items() if v is not None}},
         prefix="embed.",
     )
     t0 = time.perf_counter()
