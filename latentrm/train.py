@@ -1,0 +1,142 @@
+"""The one training loop, shared by the divergence VAE and the reward head.
+
+Read it top to bottom (minGPT-style): for each epoch, draw shuffled minibatches from a seeded
+``torch.Generator``, take AdamW steps, evaluate on validation data, keep the best weights, stop
+early when validation has not improved for ``patience`` epochs, and restore the best weights.
+
+Determinism: everything random inside the loop (batch order, dropout, reparameterisation noise
+that a ``step_fn`` draws from the global torch RNG) runs inside :func:`seeded`, which forks the
+global RNG, so one seed gives bit-identical weights on CPU and the caller's RNG state is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from latentrm.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with the global torch RNG seeded to `seed`, restoring the caller's state after.
+
+    Used for parameter initialisation and dropout, which draw from the global RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def minibatches(n: int, batch_size: int, rng: torch.Generator) -> list[torch.Tensor]:
+    """A random permutation of ``range(n)`` split into index batches of at most `batch_size`."""
+    if batch_size < 1:
+        raise TrainingError(f"batch_size must be >= 1, got {batch_size}")
+    return list(torch.randperm(n, generator=rng).split(batch_size))
+
+
+def fit_loop(
+    model: nn.Module,
+    params: Iterable[nn.Parameter],
+    step_fn: Callable[[Any], torch.Tensor],
+    make_batches: Callable[[int, torch.Generator], Sequence[Any]],
+    val_fn: Callable[[], float] | None,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    patience: int,
+    seed: int,
+    name: str = "model",
+) -> dict[str, Any]:
+    """Train `model` in place with AdamW and early stopping; return the history.
+
+    Args:
+        model: module whose ``state_dict`` is snapshotted at the best epoch and restored at the
+            end; it is in ``train()`` mode for steps and ``eval()`` mode (``no_grad``) for `val_fn`.
+        params: parameters to optimise.
+        step_fn: ``batch -> scalar loss`` (a graph to backpropagate through).
+        make_batches: ``(epoch, rng) -> batches`` for one epoch; shuffle with `rng`.
+        val_fn: ``() -> float`` validation loss, lower is better. ``None``: the epoch's mean
+            training loss is used for early stopping instead.
+        epochs, lr, weight_decay, patience: the usual; stop after `patience` epochs without
+            improvement.
+        seed: seeds batch order and the global RNG (dropout, noise) for the duration of the loop.
+        name: used in log lines and errors.
+
+    Returns:
+        ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "best_val": float,
+        "epochs_run": int, "steps": int, "seconds": float}``; epochs are 0-based.
+
+    Raises:
+        TrainingError: a loss (training or validation) is NaN/Inf; says which epoch and step.
+    """
+    if epochs < 1:
+        raise TrainingError(f"{name}: epochs must be >= 1, got {epochs}")
+    params = list(params)
+    history: dict[str, Any] = {
+        "train_loss": [], "val_loss": [], "best_epoch": -1, "best_val": math.inf,
+        "epochs_run": 0, "steps": 0, "seconds": 0.0,
+    }
+    t0 = time.perf_counter()
+    best_state: dict[str, torch.Tensor] | None = None
+    with seeded(seed):
+        rng = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        for epoch in range(epochs):
+            # --- train one epoch
+            model.train()
+            total, count = 0.0, 0
+            for step, batch in enumerate(make_batches(epoch, rng)):
+                loss = step_fn(batch)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"{name}: loss is {loss.item()} at epoch {epoch} step {step}; "
+                        "check the inputs for NaN/Inf or lower the learning rate"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                count += 1
+                history["steps"] += 1
+            train_loss = total / max(count, 1)
+            history["train_loss"].append(train_loss)
+            # --- validate
+            if val_fn is not None:
+                model.eval()
+                with torch.no_grad():
+                    val = float(val_fn())
+                if not math.isfinite(val):
+                    raise TrainingError(f"{name}: validation loss is {val} at epoch {epoch}")
+            else:
+                val = train_loss
+            history["val_loss"].append(val)
+            history["epochs_run"] = epoch + 1
+            # --- early stopping on the best validation loss, keeping its weights
+            if val < history["best_val"]:
+                history["best_val"], history["best_epoch"] = val, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - history["best_epoch"] >= patience:
+                log.debug("%s: early stop at epoch %d (best %d)", name, epoch,
+                          history["best_epoch"])
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history["seconds"] = time.perf_counter() - t0
+    log.info(
+        "%s: %d epochs, best val %.4f at epoch %d, %.1fs", name, history["epochs_run"],
+        history["best_val"], history["best_epoch"], history["seconds"],
+    )
+    return history

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from latentrm.errors import TrainingError
+from latentrm.train import fit_loop, minibatches, seeded
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _quadratic_problem(target: float = 3.0):
+    """One parameter w, loss (w - target)^2: plain SGD-like problem with a known optimum."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+
+    def step(batch: object) -> torch.Tensor:
+        return (model.weight.squeeze() - target) ** 2
+
+    return model, step
+
+
+def test_minibatches_cover_every_index_once():
+    rng = torch.Generator().manual_seed(0)
+    batches = minibatches(10, 3, rng)
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+
+
+def test_early_stopping_restores_best_weights():
+    model, step = _quadratic_problem()
+    # Validation curve scripted per epoch: best at epoch 2, then worse; patience 2 -> stop at 4.
+    curve = [5.0, 4.0, 1.0, 2.0, 3.0, 0.5, 0.1]
+    seen: list[float] = []
+
+    def val_fn() -> float:
+        seen.append(model.weight.item())
+        return curve[len(seen) - 1]
+
+    hist = fit_loop(
+        model, model.parameters(), step, lambda e, rng: [torch.zeros(1)], val_fn,
+        epochs=7, lr=0.1, weight_decay=0.0, patience=2, seed=0,
+    )
+    assert hist["epochs_run"] == 5 and hist["best_epoch"] == 2 and hist["best_val"] == 1.0
+    assert hist["val_loss"] == curve[:5]
+    assert hist["steps"] == 5 and len(hist["train_loss"]) == 5
+    # The weights are those that were validated at epoch 2, not the last ones.
+    assert model.weight.item() == seen[2] != seen[4]
+
+
+def test_loss_decreases_towards_optimum():
+    model, step = _quadratic_problem(target=3.0)
+    hist = fit_loop(
+        model, model.parameters(), step, lambda e, rng: [torch.zeros(1)] * 5, None,
+        epochs=100, lr=0.1, weight_decay=0.0, patience=100, seed=0,
+    )
+    # Adam moves w by ~lr per step: the first epoch's 5 steps average (3 - 0.1 t)^2, t = 0..4.
+    assert hist["train_loss"][0] == pytest.approx(sum((3 - 0.1 * t) ** 2 for t in range(5)) / 5, abs=0.05)
+    assert hist["train_loss"][-1] < 0.01
+    assert model.weight.item() == pytest.approx(3.0, abs=0.1)
+
+
+def test_nan_loss_raises_with_epoch_and_step():
+    model, _ = _quadratic_problem()
+    calls = {"n": 0}
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        value = float("nan") if calls["n"] == 5 else 1.0
+        return model.weight.squeeze() * 0 + value
+
+    with pytest.raises(TrainingError, match="epoch 1 step 1"):
+        fit_loop(
+            model, model.parameters(), step, lambda e, rng: [0, 1, 2], None,
+            epochs=3, lr=0.1, weight_decay=0.0, patience=5, seed=0,
+        )
+
+
+def test_nan_validation_raises():
+    model, step = _quadratic_problem()
+    with pytest.raises(TrainingError, match="validation loss is nan at epoch 0"):
+        fit_loop(
+            model, model.parameters(), step, lambda e, rng: [0], lambda: float("nan"),
+            epochs=3, lr=0.1, weight_decay=0.0, patience=5, seed=0,
+        )
+
+
+def _train_dropout_net(seed: int) -> torch.Tensor:
+    with seeded(seed):
+        net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+    x = torch.linspace(-1, 1, 40).reshape(10, 4)
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        return net(x[idx]).pow(2).mean()
+
+    fit_loop(
+        net, net.parameters(), step, lambda e, rng: minibatches(10, 3, rng), None,
+        epochs=5, lr=0.01, weight_decay=0.0, patience=5, seed=seed,
+    )
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def test_deterministic_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b, c = _train_dropout_net(0), _train_dropout_net(0), _train_dropout_net(1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert torch.equal(torch.get_rng_state(), state)
