@@ -1,0 +1,354 @@
+"""LENS synthesis: latent sampling, likelihood top-k, and pairing within each seed pair.
+
+For every seed pair (c_i, r_i) and each side, LENS encodes the embedding to its posterior mean mu,
+draws K latents ``z = mu + eta`` with ``eta ~ N(0, sigma2 I)``, keeps the k most likely ones and
+decodes them. The (1 + k) chosen-side embeddings (original + kept) and (1 + k) rejected-side ones
+form a grid of ``(1+k)^2 - 1`` new pairs (the (original, original) cell is the seed pair itself);
+``ratio`` of them are drawn without replacement. Pairs never mix two seeds, so each synthetic pair
+inherits its preference label from exactly one human-labelled pair.
+
+All randomness of :meth:`LensAugmenter.augment` comes from one ``torch.Generator(seed)`` and is
+drawn up front in latent space (small: N*K*z floats), so the chunking that bounds memory while
+decoding does not change which samples are drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latentrm.config import SynthConfig, VAEConfig
+from latentrm.errors import ConfigError, LatentrmError
+from latentrm.io import atomic_write, atomic_write_json
+from latentrm.vae import DivergenceVAE, VAEFitter, check_pairs
+
+if TYPE_CHECKING:
+    from latentrm.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+LIKELIHOODS = ("prior", "posterior", "recon")
+METHODS = ("none", "lens", "direct", "gaussian")
+
+
+@dataclass
+class AugmentedPairs:
+    """Preference pairs as index pairs into one embedding pool (nothing bigger is materialised).
+
+    pool: (M, d) float32; rows [0, N) original chosen, [N, 2N) original rejected, then synthetic.
+    chosen_idx, rejected_idx: (P,) int64 rows of `pool`; pair p prefers chosen over rejected.
+    seed_idx: (P,) int64 seed pair each pair derives from. The first N pairs are the originals.
+    synthetic: (P,) bool, the pair uses at least one synthetic embedding.
+    """
+
+    pool: np.ndarray
+    chosen_idx: np.ndarray
+    rejected_idx: np.ndarray
+    seed_idx: np.ndarray
+    synthetic: np.ndarray
+    method: str
+    ratio: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def originals(
+        cls, chosen: np.ndarray, rejected: np.ndarray, method: str = "none", ratio: int = 0,
+        pool_rows: int | None = None,
+    ) -> AugmentedPairs:
+        """The un-augmented pairs. `pool_rows` reserves room for synthetic rows after the 2N."""
+        check_pairs(chosen, rejected, "pairs")
+        n, d = chosen.shape
+        pool = np.empty((pool_rows or 2 * n, d), np.float32)
+        pool[:n], pool[n : 2 * n] = chosen, rejected
+        idx = np.arange(n, dtype=np.int64)
+        return cls(
+            pool=pool, chosen_idx=idx, rejected_idx=idx + n, seed_idx=idx.copy(),
+            synthetic=np.zeros(n, bool), method=method, ratio=ratio,
+            stats={"n_seed": n, "pairs_made": 0, "n_pairs": n},
+        )
+
+    @property
+    def n_seed(self) -> int:
+        """Number of seed (original) pairs N."""
+        return int(np.count_nonzero(~self.synthetic))
+
+    def __len__(self) -> int:
+        return len(self.chosen_idx)
+
+    def pair_embeddings(self, batch_idx: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of pairs `batch_idx`: (chosen (B, d), rejected (B, d)) float32."""
+        b = np.asarray(batch_idx)
+        return self.pool[self.chosen_idx[b]], self.pool[self.rejected_idx[b]]
+
+    def add_pairs(
+        self, chosen_rows: np.ndarray, rejected_rows: np.ndarray, seed_rows: np.ndarray
+    ) -> None:
+        """Append synthetic pairs (pool rows, seed ids); used by the augmenters."""
+        self.chosen_idx = np.concatenate([self.chosen_idx, chosen_rows.astype(np.int64).ravel()])
+        self.rejected_idx = np.concatenate(
+            [self.rejected_idx, rejected_rows.astype(np.int64).ravel()]
+        )
+        self.seed_idx = np.concatenate([self.seed_idx, seed_rows.astype(np.int64).ravel()])
+        self.synthetic = np.concatenate([self.synthetic, np.ones(seed_rows.size, bool)])
+        self.stats["pairs_made"] = int(self.synthetic.sum())
+        self.stats["n_pairs"] = len(self.chosen_idx)
+
+
+class Augmenter(Protocol):
+    """What LENS and the baselines share: fit on seed pairs, then make originals + ratio*N pairs."""
+
+    def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> Augmenter: ...
+
+    def augment(
+        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
+    ) -> AugmentedPairs: ...
+
+
+def check_ratio(ratio: Any) -> int:
+    """`ratio` as an int >= 0, or ConfigError naming it."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 0:
+        raise ConfigError(f"augmentation ratio must be an integer >= 0, got {ratio!r}")
+    return int(ratio)
+
+
+def default_top_k(ratio: int) -> int:
+    """Smallest k >= 1 with (1+k)^2 - 1 >= ratio: 1->1, 2->1, 3->1, 4->2, 8->2, 16->4."""
+    side = math.isqrt(ratio + 1)  # integer sqrt, so no float rounding at perfect squares
+    if side * side < ratio + 1:
+        side += 1
+    return max(1, side - 1)
+
+
+def sample_grid_pairs(
+    n: int, k: int, ratio: int, generator: torch.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `ratio` distinct cells per seed from the (1+k) x (1+k) grid minus cell (0, 0).
+
+    Returns (a, b), each (n, ratio) int64: a = chosen-side slot, b = rejected-side slot, where slot
+    0 is the original embedding and slot j >= 1 the j-th kept synthetic one. Vectorised: one row of
+    random keys per seed, argsort, first `ratio` cells (= uniform sampling without replacement).
+    """
+    cells = (1 + k) ** 2 - 1
+    if ratio > cells:
+        raise ConfigError(
+            f"ratio {ratio} needs (1+top_k)^2 - 1 >= ratio, but top_k={k} gives only {cells} pairs"
+        )
+    keys = torch.rand(n, cells, generator=generator)  # (n, cells)
+    g = keys.argsort(dim=1)[:, :ratio].numpy().astype(np.int64) + 1  # skip cell 0 = (orig, orig)
+    return g // (1 + k), g % (1 + k)
+
+
+class LensAugmenter:
+    """LENS: divergence-VAE latent sampling + likelihood top-k + within-seed pairing.
+
+    Likelihood used to rank the K candidates of a seed embedding e with posterior (mu, logvar):
+
+    - ``prior``: ``log N(z; 0, I) = -0.5 ||z||^2 + c`` (prefers samples in the dense region of the
+      latent space, which the decoder saw most in training);
+    - ``posterior``: ``log q(z | e) = -0.5 sum_j ((z_j - mu_j)^2 / exp(logvar_j) + logvar_j) + c``
+      (prefers samples closest to the seed in the posterior's own metric);
+    - ``recon``: ``-||decode(z) - e||^2`` in standardised space (prefers samples whose decoding
+      stays closest to the seed embedding; decodes all K candidates, so costs K/k times more).
+
+    Learned state: ``vae_`` (a fitted :class:`~latentrm.vae.VAEFitter`).
+    """
+
+    method = "lens"
+
+    def __init__(self, vae_cfg: VAEConfig, synth_cfg: SynthConfig, seed: int) -> None:
+        self.vae_cfg, self.synth_cfg, self.seed = vae_cfg, synth_cfg, seed
+
+    def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> LensAugmenter:
+        """Fit the divergence VAE on the seed pairs (10% of them carved for early stopping)."""
+        self.vae_ = VAEFitter(self.vae_cfg, self.seed).fit(chosen, rejected)
+        return self
+
+    def top_k(self, ratio: int) -> int:
+        """Kept samples per seed embedding: synth.top_k, or the smallest k covering `ratio`."""
+        k = self.synth_cfg.top_k if self.synth_cfg.top_k is not None else default_top_k(ratio)
+        if k < 1 or k > self.synth_cfg.n_candidates:
+            raise ConfigError(
+                f"synth.top_k={k} must be in [1, synth.n_candidates={self.synth_cfg.n_candidates}]"
+            )
+        return k
+
+    def augment(
+        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
+    ) -> AugmentedPairs:
+        """Originals + ``ratio * N`` synthetic pairs, deterministic given `seed`."""
+        ratio, cfg = check_ratio(ratio), self.synth_cfg
+        check_pairs(chosen, rejected, "augment")
+        if ratio == 0:
+            return AugmentedPairs.originals(chosen, rejected, method=self.method)
+        if not hasattr(self, "vae_"):
+            raise LatentrmError("LensAugmenter.augment called before fit()")
+        if cfg.likelihood not in LIKELIHOODS:
+            raise ConfigError(
+                f"synth.likelihood must be one of {LIKELIHOODS}, got {cfg.likelihood!r}"
+            )
+        if cfg.sigma2 < 0 or cfg.chunk_size < 1:
+            raise ConfigError(f"need synth.sigma2 >= 0 and synth.chunk_size >= 1, got {cfg}")
+        t0 = time.perf_counter()
+        n, d = chosen.shape
+        k, big_k = self.top_k(ratio), cfg.n_candidates
+        out = AugmentedPairs.originals(
+            chosen, rejected, method=self.method, ratio=ratio, pool_rows=2 * n + 2 * n * k
+        )
+        gen = torch.Generator().manual_seed(seed)
+        z_dim = self.vae_.model_.latent_dim
+        # Latent noise for both sides, drawn before any chunking: (n, K, z) each.
+        noise = [torch.randn(n, big_k, z_dim, generator=gen) * math.sqrt(cfg.sigma2)
+                 for _ in range(2)]
+        a, b = sample_grid_pairs(n, k, ratio, gen)  # (n, ratio) slots
+        for side, (emb, eta) in enumerate(zip((chosen, rejected), noise, strict=True)):
+            base = 2 * n + side * n * k  # first pool row of this side's synthetic block
+            for s0 in range(0, n, cfg.chunk_size):
+                s1 = min(n, s0 + cfg.chunk_size)
+                kept = self._sample_chunk(emb[s0:s1], eta[s0:s1], k)  # (B, k, d)
+                out.pool[base + s0 * k : base + s1 * k] = kept.reshape(-1, d)
+        seeds = np.arange(n, dtype=np.int64)[:, None]
+        # Slot 0 is the original row; slot j >= 1 the (j-1)-th kept sample of that seed.
+        c_rows = np.where(a == 0, seeds, 2 * n + seeds * k + a - 1)
+        r_rows = np.where(b == 0, n + seeds, 2 * n + n * k + seeds * k + b - 1)
+        out.add_pairs(c_rows, r_rows, np.broadcast_to(seeds, a.shape))
+        out.stats.update({
+            "candidates_drawn": 2 * n * big_k, "kept": 2 * n * k, "top_k": k,
+            "likelihood": cfg.likelihood, "sigma2": cfg.sigma2,
+            "seconds": time.perf_counter() - t0,
+            "vae_epochs": self.vae_.history_["epochs_run"],
+            "vae_seconds": self.vae_.history_["seconds"],
+        })
+        log.info(
+            "lens: %d seeds, %d candidates drawn, %d kept, %d pairs made in %.2fs",
+            n, out.stats["candidates_drawn"], out.stats["kept"], out.stats["pairs_made"],
+            out.stats["seconds"],
+        )
+        return out
+
+    def _sample_chunk(self, emb: np.ndarray, eta: Tensor, k: int) -> np.ndarray:
+        """Seed embeddings (B, d) + latent noise (B, K, z) -> kept decoded samples (B, k, d) raw."""
+        kept = top_k_samples(
+            self.vae_.model_, self.vae_.standardize(emb), eta, k, self.synth_cfg.likelihood
+        )
+        return self.vae_.unstandardize(kept)
+
+
+@torch.no_grad()
+def top_k_samples(model: DivergenceVAE, x: Tensor, eta: Tensor, k: int, likelihood: str) -> Tensor:
+    """Sample ``z = mu(x) + eta``, keep the k most likely per row, return their decodings.
+
+    x: (B, d) standardised embeddings; eta: (B, K, z) latent noise -> (B, k, d) decoded, most
+    likely first. Likelihoods as in :class:`LensAugmenter` (prior / posterior / recon).
+    """
+    mu, logvar = model.encode(x)  # (B, z)
+    z = mu[:, None, :] + eta  # (B, K, z)
+    decoded = None
+    if likelihood == "prior":
+        score = -0.5 * z.pow(2).sum(-1)  # (B, K)
+    elif likelihood == "posterior":
+        var = logvar.exp()[:, None]  # (B, 1, z)
+        score = -0.5 * ((z - mu[:, None]).pow(2) / var + logvar[:, None]).sum(-1)
+    elif likelihood == "recon":
+        decoded = model.decode(z)  # (B, K, d)
+        score = -(decoded - x[:, None]).pow(2).sum(-1)  # (B, K)
+    else:
+        raise ConfigError(f"synth.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    top = score.topk(k, dim=1).indices  # (B, k)
+    if decoded is None:  # decode only the kept samples
+        return model.decode(z.gather(1, top[..., None].expand(-1, -1, z.shape[-1])))
+    return decoded.gather(1, top[..., None].expand(-1, -1, decoded.shape[-1]))
+
+
+def make_augmenter(method: str, run_cfg: RunConfig, seed: int) -> Augmenter:
+    """The augmenter for `method` (none | lens | direct | gaussian), configured from `run_cfg`."""
+    from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
+
+    if method == "lens":
+        return LensAugmenter(run_cfg.vae, run_cfg.synth, seed)
+    if method == "none":
+        return NoAugmenter()
+    if method == "direct":
+        return DirectPerturbation(run_cfg.synth.direct_noise, run_cfg.synth.chunk_size)
+    if method == "gaussian":
+        return GaussianSampling(run_cfg.synth.gaussian_cov, run_cfg.synth.chunk_size)
+    raise ConfigError(f"unknown augmentation method {method!r}; choose one of {METHODS}")
+
+
+# --- persistence ----------------------------------------------------------------------------------
+_ARRAYS = ("pool", "chosen_idx", "rejected_idx", "seed_idx", "synthetic")
+
+
+def save_augmented(
+    out_dir: str | Path, aug: AugmentedPairs, val: tuple[np.ndarray, np.ndarray] | None = None,
+    ids: list[str] | None = None, meta: dict[str, Any] | None = None,
+) -> None:
+    """Write `aug` (+ optional validation pairs) as ``augmented.safetensors`` + ``augmented.json``.
+
+    No pickle: arrays go to safetensors; method, ratio, stats, seed ids and `meta` go to JSON.
+    """
+    from safetensors.numpy import save_file
+
+    out = Path(out_dir)
+    tensors = {name: np.ascontiguousarray(getattr(aug, name)) for name in _ARRAYS}
+    if val is not None:
+        tensors["val_chosen"], tensors["val_rejected"] = (np.ascontiguousarray(v) for v in val)
+    atomic_write(out / "augmented.safetensors", lambda p: save_file(tensors, str(p)))
+    atomic_write_json(out / "augmented.json", {
+        "format": "latentrm.augmented/1", "method": aug.method, "ratio": aug.ratio,
+        "stats": aug.stats, "ids": ids, "meta": meta or {},
+    })
+
+
+def load_augmented(
+    in_dir: str | Path,
+) -> tuple[AugmentedPairs, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
+    """Read what :func:`save_augmented` wrote: (pairs, validation pairs or None, JSON header)."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    d = Path(in_dir)
+    if not (d / "augmented.json").exists() or not (d / "augmented.safetensors").exists():
+        raise ConfigError(f"{d}: not an augmented set (augmented.json/.safetensors missing)")
+    head = json.loads((d / "augmented.json").read_text())
+    t = load_file(str(d / "augmented.safetensors"))
+    aug = AugmentedPairs(
+        **{name: t[name] for name in _ARRAYS},
+        method=head["method"], ratio=int(head["ratio"]), stats=head.get("stats", {}),
+    )
+    val = (t["val_chosen"], t["val_rejected"]) if "val_chosen" in t else None
+    return aug, val, head
+
+
+# --- toy data -------------------------------------------------------------------------------------
+def toy_pairs(
+    n: int, d: int, seed: int, rank: int = 8, signal: float = 1.0, noise: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic preference pairs with a planted preference direction (tests, benchmarks, demos).
+
+    Each pair shares a prompt "content" vector ``c @ U`` (rank `rank`, per-dimension variance ~1).
+    Each response gets a quality ``q ~ N(0, 1)`` and the embedding
+    ``content + signal * q * w + noise * eps`` with a unit direction w; chosen is the response with
+    the higher quality. The ideal reward ``e @ w`` ranks a pair correctly with probability
+    ``P(signal*|q1 - q2| > noise*sqrt(2)*N(0,1))`` (~0.85 with the defaults).
+
+    Returns (chosen (n, d), rejected (n, d), w (d,)), float32; one seed fixes U, w and the pairs.
+    """
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((rank, d)) / math.sqrt(rank)  # (rank, d)
+    w = rng.standard_normal(d)
+    w /= np.linalg.norm(w)
+    content = rng.standard_normal((n, rank)) @ u  # (n, d)
+    q = rng.standard_normal((n, 2))
+    q_hi, q_lo = q.max(1, keepdims=True), q.min(1, keepdims=True)
+    chosen = content + signal * q_hi * w + noise * rng.standard_normal((n, d))
+    rejected = content + signal * q_lo * w + noise * rng.standard_normal((n, d))
+    return chosen.astype(np.float32), rejected.astype(np.float32), w.astype(np.float32)

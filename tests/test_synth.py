@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
+from latentrm.config import RunConfig, SynthConfig, VAEConfig
+from latentrm.errors import ConfigError
+from latentrm.synth import (
+    AugmentedPairs,
+    LensAugmenter,
+    check_ratio,
+    default_top_k,
+    load_augmented,
+    make_augmenter,
+    sample_grid_pairs,
+    save_augmented,
+    top_k_samples,
+    toy_pairs,
+)
+from latentrm.vae import DivergenceVAE
+
+VAE = VAEConfig(epochs=5, patience=5, batch_size=32)
+N, D = 40, 10
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    c, r, _ = toy_pairs(N, D, seed=0)
+    return c, r
+
+
+@pytest.fixture(scope="module")
+def lens(data):
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        return LensAugmenter(VAE, SynthConfig(), seed=0).fit(*data)
+
+
+def row_owner(aug: AugmentedPairs, n: int, k: int, side: str) -> np.ndarray:
+    """Seed each pool row belongs to, per the documented LENS layout; -1 = other side's row."""
+    rows = np.arange(len(aug.pool))
+    owner = np.full(len(rows), -1)
+    if side == "chosen":
+        owner[:n] = rows[:n]
+        syn = (rows >= 2 * n) & (rows < 2 * n + n * k)
+        owner[syn] = (rows[syn] - 2 * n) // k
+    else:
+        owner[n : 2 * n] = rows[n : 2 * n] - n
+        syn = rows >= 2 * n + n * k
+        owner[syn] = (rows[syn] - 2 * n - n * k) // k
+    return owner
+
+
+@pytest.mark.parametrize(
+    "ratio,k", [(1, 1), (2, 1), (3, 1), (4, 2), (8, 2), (9, 3), (15, 3), (16, 4), (24, 4), (25, 5)]
+)
+def test_default_top_k(ratio, k):
+    assert default_top_k(ratio) == k
+    assert (1 + k) ** 2 - 1 >= ratio > k**2 - 1 or k == 1
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "4", True, None])
+def test_ratio_must_be_nonnegative_int(bad):
+    with pytest.raises(ConfigError, match=f"ratio must be an integer >= 0, got {bad!r}"):
+        check_ratio(bad)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 5), st.data())
+def test_grid_sampler_property(n, k, data):
+    ratio = data.draw(st.integers(0, (1 + k) ** 2 - 1))
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 99)))
+    a, b = sample_grid_pairs(n, k, ratio, gen)
+    assert a.shape == b.shape == (n, ratio)
+    assert ((a >= 0) & (a <= k) & (b >= 0) & (b <= k)).all()
+    assert not ((a == 0) & (b == 0)).any()  # never the seed pair itself
+    cells = a * (1 + k) + b
+    assert all(len(set(row)) == ratio for row in cells.tolist())  # no duplicates within a seed
+
+
+def test_grid_sampler_too_many():
+    with pytest.raises(ConfigError, match="ratio 9"):
+        sample_grid_pairs(3, 2, 9, torch.Generator())
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 4, 8, 16])
+def test_lens_pair_counts_and_within_seed(data, lens, ratio):
+    c, r = data
+    aug = lens.augment(c, r, ratio, seed=0)
+    k = default_top_k(ratio)
+    assert len(aug) == N + ratio * N and aug.pool.shape == (2 * N + 2 * N * k, D)
+    assert aug.pool.dtype == np.float32 and aug.n_seed == N
+    # Originals first, unchanged.
+    assert np.array_equal(aug.pool[:N], c) and np.array_equal(aug.pool[N : 2 * N], r)
+    assert aug.chosen_idx[:N].tolist() == list(range(N))
+    assert aug.rejected_idx[:N].tolist() == list(range(N, 2 * N))
+    assert not aug.synthetic[:N].any() and aug.synthetic[N:].all()
+    # Exactly ratio new pairs per seed, no duplicates, no pair mixes two seeds.
+    assert np.bincount(aug.seed_idx[N:], minlength=N).tolist() == [ratio] * N
+    pairs = set(zip(aug.chosen_idx.tolist(), aug.rejected_idx.tolist(), strict=True))
+    assert len(pairs) == len(aug)
+    c_owner = row_owner(aug, N, k, "chosen")[aug.chosen_idx]
+    r_owner = row_owner(aug, N, k, "rejected")[aug.rejected_idx]
+    assert np.array_equal(c_owner, aug.seed_idx) and np.array_equal(r_owner, aug.seed_idx)
+    assert aug.stats["candidates_drawn"] == 2 * N * 16
+    assert aug.stats["kept"] == 2 * N * k and aug.stats["pairs_made"] == ratio * N
+    assert aug.method == "lens" and aug.ratio == ratio
+
+
+def test_lens_ratio_zero_and_bad_ratio(data, lens):
+    aug = lens.augment(*data, 0, seed=0)
+    assert len(aug) == N and aug.pool.shape == (2 * N, D) and not aug.synthetic.any()
+    with pytest.raises(ConfigError, match="1.5"):
+        lens.augment(*data, 1.5, seed=0)
+
+
+def test_lens_deterministic_and_chunk_invariant(data, lens):
+    a = lens.augment(*data, 4, seed=7)
+    b = lens.augment(*data, 4, seed=7)
+    other = lens.augment(*data, 4, seed=8)
+    assert a.pool.tobytes() == b.pool.tobytes()
+    assert np.array_equal(a.chosen_idx, b.chosen_idx)
+    assert not np.array_equal(a.pool[2 * N :], other.pool[2 * N :])
+    # Refitting from scratch with the same seed gives bit-identical synthetic embeddings.
+    again = LensAugmenter(VAE, SynthConfig(), seed=0).fit(*data).augment(*data, 4, seed=7)
+    assert again.pool.tobytes() == a.pool.tobytes()
+    small = LensAugmenter(VAE, SynthConfig(chunk_size=3), seed=0)
+    small.vae_ = lens.vae_
+    chunked = small.augment(*data, 4, seed=7)
+    assert np.array_equal(chunked.chosen_idx, a.chosen_idx)
+    assert np.allclose(chunked.pool, a.pool, atol=1e-5)
+
+
+def test_synthetic_embeddings_stay_near_their_seed(data, lens):
+    c, r = data
+    aug = lens.augment(c, r, 8, seed=0)
+    syn_c = aug.pool[2 * N : 2 * N + 2 * N].reshape(N, 2, D)  # k = 2 per seed
+    dist_own = np.linalg.norm(syn_c - c[:, None], axis=-1).mean()
+    dist_other = np.linalg.norm(syn_c - np.roll(c, 1, axis=0)[:, None], axis=-1).mean()
+    assert dist_own < dist_other
+
+
+def _identity_vae(d: int) -> DivergenceVAE:
+    """hidden=(): mu = x, logvar = logvar bias, decode(z) = z (d == latent_dim)."""
+    m = DivergenceVAE(d, hidden=(), latent_dim=d)
+    with torch.no_grad():
+        for lin in (m.mu_head, m.decoder[0]):
+            lin.weight.copy_(torch.eye(d))
+            lin.bias.zero_()
+        m.logvar_head.weight.zero_()
+        m.logvar_head.bias.copy_(torch.tensor([0.0, math.log(100.0)]))  # var (1, 100)
+    return m
+
+
+def test_top_k_keeps_the_most_likely():
+    m = _identity_vae(2)
+    x = torch.tensor([[1.0, 0.0]])
+    eta = torch.tensor([[[0.0, 3.0], [-0.9, 0.0], [2.0, 0.0], [0.0, -1.5], [-1.0, 0.5]]])
+    # z = x + eta: (1,3), (0.1,0), (3,0), (1,-1.5), (0,0.5)
+    # prior -0.5|z|^2: best (0.1,0), (0,0.5), (1,-1.5)
+    kept = top_k_samples(m, x, eta, 3, "prior")[0]
+    assert torch.allclose(kept, torch.tensor([[0.1, 0.0], [0.0, 0.5], [1.0, -1.5]]))
+    # posterior, var (1, 100): eta_1^2 + eta_2^2/100 = .09, .81, 4, .0225, 1.0025
+    kept = top_k_samples(m, x, eta, 3, "posterior")[0]
+    assert torch.allclose(kept, torch.tensor([[1.0, -1.5], [1.0, 3.0], [0.1, 0.0]]))
+    # recon -|z - x|^2 = -|eta|^2 (decoder is identity): 9, .81, 4, 2.25, 1.25
+    kept = top_k_samples(m, x, eta, 3, "recon")[0]
+    assert torch.allclose(kept, torch.tensor([[0.1, 0.0], [0.0, 0.5], [1.0, -1.5]]))
+    with pytest.raises(ConfigError, match="likelihood"):
+        top_k_samples(m, x, eta, 1, "max")
+
+
+@pytest.mark.parametrize("likelihood", ["prior", "posterior", "recon"])
+def test_lens_likelihoods_run(data, lens, likelihood):
+    aug2 = LensAugmenter(VAE, SynthConfig(likelihood=likelihood), seed=0)
+    aug2.vae_ = lens.vae_
+    out = aug2.augment(*data, 2, seed=0)
+    assert len(out) == 3 * N and np.isfinite(out.pool).all()
+
+
+def test_lens_top_k_config_checks(data, lens):
+    aug = LensAugmenter(VAE, SynthConfig(top_k=1), seed=0)
+    aug.vae_ = lens.vae_
+    with pytest.raises(ConfigError, match="top_k=1 gives only 3"):
+        aug.augment(*data, 4, seed=0)
+    aug.synth_cfg = SynthConfig(top_k=20, n_candidates=16)
+    with pytest.raises(ConfigError, match="top_k=20"):
+        aug.augment(*data, 4, seed=0)
+
+
+def test_pair_embeddings_and_originals(data):
+    c, r = data
+    aug = AugmentedPairs.originals(c, r)
+    ce, re_ = aug.pair_embeddings(np.array([3, 0]))
+    assert np.array_equal(ce, c[[3, 0]]) and np.array_equal(re_, r[[3, 0]])
+    assert aug.method == "none" and aug.ratio == 0 and len(aug) == N
+
+
+def test_save_load_round_trip(tmp_path, data, lens):
+    aug = lens.augment(*data, 2, seed=0)
+    val = (data[0][:5], data[1][:5])
+    save_augmented(tmp_path, aug, val=val, ids=[str(i) for i in range(N)])
+    back, val_back, head = load_augmented(tmp_path)
+    for name in ("pool", "chosen_idx", "rejected_idx", "seed_idx", "synthetic"):
+        assert np.array_equal(getattr(back, name), getattr(aug, name))
+    assert back.method == "lens" and back.ratio == 2 and head["ids"][1] == "1"
+    assert back.stats["pairs_made"] == 2 * N
+    assert np.array_equal(val_back[0], val[0])
+    with pytest.raises(ConfigError, match="not an augmented set"):
+        load_augmented(tmp_path / "nope")
+
+
+def test_make_augmenter():
+    cfg = RunConfig(synth=dataclasses.replace(SynthConfig(), direct_noise=0.3, gaussian_cov="full"))
+    assert isinstance(make_augmenter("lens", cfg, 0), LensAugmenter)
+    assert isinstance(make_augmenter("none", cfg, 0), NoAugmenter)
+    assert make_augmenter("direct", cfg, 0).noise == 0.3
+    g = make_augmenter("gaussian", cfg, 0)
+    assert isinstance(g, GaussianSampling) and g.cov == "full"
+    assert isinstance(make_augmenter("direct", cfg, 0), DirectPerturbation)
+    with pytest.raises(ConfigError, match="unknown augmentation method 'len'"):
+        make_augmenter("len", cfg, 0)
+
+
+def test_toy_pairs_ideal_accuracy():
+    c, r, w = toy_pairs(20000, 16, seed=1)
+    # P(|q1 - q2| > 0.5 sqrt(2) * |noise| ...) = 1/2 + arctan(signal/noise)/pi = 0.5 + arctan(2)/pi
+    assert np.mean((c - r) @ w > 0) == pytest.approx(0.5 + math.atan(2.0) / math.pi, abs=0.01)
+    assert np.linalg.norm(w) == pytest.approx(1.0)
