@@ -136,6 +136,11 @@ class SynthConfig:
         "Direct perturbation: noise std as a fraction of each embedding dimension's std in the seed set.",
     )
     chunk_size: int = _f(4096, "Seed pairs processed per synthesis chunk (bounds peak memory).")
+    gaussian_cov: str = _f(
+        "diag",
+        "Gaussian baseline covariance. diag: per-dimension variances; full: the sample covariance "
+        "(sampled through the centred seed embeddings, so no d x d matrix is formed).",
+    )
 
 
 @dataclass(frozen=True)
