@@ -120,6 +120,99 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 # --- synth / train / run (issue: LENS core) -------------------------------------------------------
+def _seed_split(pairs, cfg):
+    """(train, validation) rows of a pair cache: the seed set `latentrm run` would draw from it
+    (data.n_seed, data.n_test, data.split_seed), then data.val_fraction of it as validation."""
+    from latentrm.data import carve_validation, split_indices
+
+    seed_idx, _ = split_indices(
+        len(pairs.ids), cfg.data.n_seed, cfg.data.n_test, cfg.data.split_seed
+    )
+    train, val = carve_validation(seed_idx, cfg.data.val_fraction, cfg.data.split_seed)
+    if len(val) == 0:
+        raise LatentrmError("empty validation split: raise data.val_fraction or data.n_seed")
+    return train, val
+
+
+def _add_synth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cache", help="pair embedding cache folder (written by `latentrm embed`)")
+    config_args(p)
+    p.add_argument("--out", required=True, help="output folder for augmented.safetensors/.json")
+
+
+@command("synth", "Augment cached seed-pair embeddings (synth.method, synth.ratio) and save them.",
+         _add_synth)
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import time
+
+    from latentrm.config import to_dict
+    from latentrm.embed import load_pair_cache
+    from latentrm.synth import make_augmenter, save_augmented
+
+    cfg = load_run_config(args)
+    pairs = load_pair_cache(args.cache, expect=cfg.embed)
+    train, val = _seed_split(pairs, cfg)
+    c, r = pairs.chosen[train], pairs.rejected[train]
+    t0 = time.perf_counter()
+    aug = make_augmenter(cfg.synth.method, cfg, cfg.seed).fit(c, r)
+    out = aug.augment(c, r, cfg.synth.ratio, cfg.seed)
+    seconds = time.perf_counter() - t0
+    meta = {"cache": str(args.cache), "embed": to_dict(cfg.embed), "config": to_dict(cfg),
+            "val_ids": [pairs.ids[i] for i in val], "seconds": seconds}
+    save_augmented(args.out, out, val=(pairs.chosen[val], pairs.rejected[val]),
+                   ids=[pairs.ids[i] for i in train], meta=meta)
+    st = out.stats
+    print(f"method {out.method}, ratio {out.ratio}: {len(train)} seed pairs "
+          f"({len(val)} more kept for validation), d={c.shape[1]}")
+    if "candidates_drawn" in st:
+        print(f"candidates drawn {st['candidates_drawn']}, kept {st['kept']} (top-k {st['top_k']})")
+    print(f"pairs made {st['pairs_made']}, total {len(out)} pairs, {seconds:.1f}s (fit + synth)")
+    print(f"wrote {args.out}/augmented.safetensors, augmented.json")
+    return 0
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="`latentrm synth` output folder, or a pair embedding cache folder")
+    config_args(p)
+    p.add_argument("--out", required=True, help="output folder for the reward model")
+
+
+@command("train", "Train a reward head on an augmented set (or plain cached pairs).", _add_train)
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from latentrm.config import EmbedConfig, from_dict
+    from latentrm.reward import RewardModel, fit_reward_head
+
+    cfg = load_run_config(args)
+    if (Path(args.input) / "augmented.json").exists():
+        from latentrm.synth import load_augmented
+
+        aug, val, header = load_augmented(args.input)
+        embed_cfg = from_dict(EmbedConfig, header["meta"]["embed"], prefix="embed.")
+        if val is None:
+            raise LatentrmError(f"{args.input}: the augmented set holds no validation pairs")
+    else:
+        from latentrm.embed import load_pair_cache
+        from latentrm.synth import AugmentedPairs
+
+        pairs = load_pair_cache(args.input, expect=cfg.embed)
+        train, va = _seed_split(pairs, cfg)
+        aug = AugmentedPairs.originals(pairs.chosen[train], pairs.rejected[train])
+        val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), cfg.embed
+    head = fit_reward_head(aug, val, cfg.reward, cfg.seed)
+    RewardModel(embed_cfg, head).save(args.out)
+    h = head.history_
+    acc = float(np.mean(head.score(val[0]) > head.score(val[1])))
+    print(f"trained on {len(aug)} pairs ({aug.method}, ratio {aug.ratio}), d={aug.pool.shape[1]}: "
+          f"{h['epochs_run']} epochs in {h['seconds']:.1f}s, best epoch {h['best_epoch']}")
+    print(f"validation: BT loss {h['best_val']:.4f}, accuracy {acc:.3f} on {len(val[0])} pairs")
+    print(f"wrote {args.out}/ (head.safetensors, head.json, embed_config.json)")
+    return 0
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
     config_args(p)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
