@@ -64,7 +64,8 @@ def test_loss_decreases_towards_optimum():
         epochs=100, lr=0.1, weight_decay=0.0, patience=100, seed=0,
     )
     # Adam moves w by ~lr per step: the first epoch's 5 steps average (3 - 0.1 t)^2, t = 0..4.
-    assert hist["train_loss"][0] == pytest.approx(sum((3 - 0.1 * t) ** 2 for t in range(5)) / 5, abs=0.05)
+    first = sum((3 - 0.1 * t) ** 2 for t in range(5)) / 5
+    assert hist["train_loss"][0] == pytest.approx(first, abs=0.05)
     assert hist["train_loss"][-1] < 0.01
     assert model.weight.item() == pytest.approx(3.0, abs=0.1)
 

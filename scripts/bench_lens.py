@@ -1,0 +1,114 @@
+"""Benchmark the LENS core on synthetic embeddings: VAE fit + synthesis + reward head training.
+
+Each configuration runs in a fresh subprocess (so peak RSS is its own) on `toy_pairs` data with a
+planted preference direction, using the library defaults (VAEConfig, SynthConfig, RewardConfig)
+unless overridden. Prints a markdown table: seconds per stage, total, held-out accuracy of the
+head (and of the planted direction, the ceiling), peak RSS, and bytes of embeddings held.
+
+    .venv/bin/python scripts/bench_lens.py                      # 1k seeds, d=576 and d=4096, 8x
+    .venv/bin/python scripts/bench_lens.py --scale 5000 20000   # + scale rows at d=4096
+    .venv/bin/python scripts/bench_lens.py --runs 1000:576:8 --set reward.epochs=5
+
+Targets (issue 5): 1k seeds 8x under 5 s at d=576 and under 30 s at d=4096 on 2 cores;
+50k/5k wall time <= 11x; peak RSS <= 2x the bytes of embeddings held (inputs + pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def rss_mb() -> float:
+    """Current resident set size (MB), from /proc (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def one_run(n: int, d: int, ratio: int, threads: int, overrides: list[str]) -> dict:
+    """Toy data -> LENS fit + augment -> head; timings, accuracy, memory. Runs in a child."""
+    import numpy as np
+    import torch
+
+    from latentrm.config import load_config
+    from latentrm.reward import fit_reward_head
+    from latentrm.synth import LensAugmenter, toy_pairs
+
+    torch.set_num_threads(threads)
+    cfg = load_config(None, overrides)
+    n_val, n_test = max(1, n // 10), 2000
+    base_mb = rss_mb()
+    c, r, w = toy_pairs(n + n_test, d, seed=0)
+    test = (c[n:], r[n:])
+    c, r = c[:n], r[:n]
+    train, val = (c[n_val:], r[n_val:]), (c[:n_val], r[:n_val])
+    t0 = time.perf_counter()
+    lens = LensAugmenter(cfg.vae, cfg.synth, seed=0).fit(*train)
+    t1 = time.perf_counter()
+    aug = lens.augment(*train, ratio, seed=0)
+    t2 = time.perf_counter()
+    head = fit_reward_head(aug, val, cfg.reward, seed=0)
+    t3 = time.perf_counter()
+    held = c.nbytes + r.nbytes + aug.pool.nbytes + test[0].nbytes + test[1].nbytes
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return {
+        "n": n, "d": d, "ratio": ratio, "pairs": len(aug),
+        "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0,
+        "vae_epochs": lens.vae_.history_["epochs_run"], "head_epochs": head.history_["epochs_run"],
+        "acc": float(np.mean(head.score(test[0]) > head.score(test[1]))),
+        "acc_ideal": float(np.mean((test[0] - test[1]) @ w > 0)),
+        "peak_rss_mb": peak_mb, "base_rss_mb": base_mb, "held_mb": held / 2**20,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", nargs="*", default=["1000:576:8", "1000:4096:8"],
+                    help="N:d:ratio per row (default: the two 1k-seed speed targets)")
+    ap.add_argument("--scale", nargs="*", type=int, default=[],
+                    help="extra seed counts at d=4096, ratio 8 (e.g. 5000 20000 50000)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (target: 2)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
+                    help="config overrides, e.g. vae.epochs=30 reward.patience=5")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        n, d, ratio = (int(x) for x in args.child.split(":"))
+        print(json.dumps(one_run(n, d, ratio, args.threads, args.set)))
+        return
+    runs = list(args.runs) + [f"{n}:4096:8" for n in args.scale]
+    rows = []
+    for spec in runs:
+        cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads)]
+        if args.set:
+            cmd += ["--set", *args.set]
+        load = os.getloadavg()[0]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append({**json.loads(out.strip().splitlines()[-1]), "load": load})
+        print(f"done {spec}: {rows[-1]['total_s']:.1f}s", file=sys.stderr)
+    print(f"torch threads {args.threads}; overrides: {' '.join(args.set) or 'none'}\n")
+    print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
+          "acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['n']} | {r['d']} | {r['ratio']} | {r['pairs']} | {r['vae_s']:.1f} "
+              f"({r['vae_epochs']}) | {r['synth_s']:.2f} | {r['head_s']:.1f} ({r['head_epochs']}) "
+              f"| **{r['total_s']:.1f}** | {r['acc']:.3f} ({r['acc_ideal']:.3f}) | "
+              f"{r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) | {r['held_mb']:.0f} | "
+              f"{r['load']:.1f} |")
+    scale = {r["n"]: r for r in rows if r["d"] == 4096 and r["ratio"] == 8}
+    ns = sorted(scale)
+    if len(ns) >= 2:
+        lo, hi = scale[ns[0]], scale[ns[-1]]
+        print(f"\nwall time {hi['n']}/{lo['n']} seeds: {hi['total_s'] / lo['total_s']:.1f}x "
+              f"for {hi['n'] / lo['n']:.0f}x data; peak RSS above base / embeddings held at "
+              f"{hi['n']}: {(hi['peak_rss_mb'] - hi['base_rss_mb']) / hi['held_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
