@@ -88,6 +88,65 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
                            default=None, help=help_text)
         else:
             p.add_argument(flag, dest=f"embed_{f.name}", default=None, metavar="V", help=help_text)
+    _add_embed_scale_out(p)
+
+
+def _add_embed_scale_out(p: argparse.ArgumentParser) -> None:
+    """Flags of issue 8 (latentrm.distributed): Ray engine, static shards, verification."""
+    g = p.add_argument_group("scale-out (see README: embedding on a cluster)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (or its shard); ray: a pool of Ray actors")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster: auto (the one this node belongs to) or ray://HOST:10001; "
+                        "default: start a local Ray instance")
+    g.add_argument("--num-actors", type=int, default=2, help="Ray actors (one model copy each)")
+    g.add_argument("--num-gpus-per-actor", type=float, default=None,
+                   help="GPUs per Ray actor (default: 1 if the cluster has GPUs, else 0)")
+    g.add_argument("--ray-write-on", choices=("actors", "driver"), default="actors",
+                   help="who writes chunk files: actors (OUT on storage all nodes share) or driver")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="embed only chunks c with c %% N == I (torchrun/accelerate: from "
+                        "RANK/WORLD_SIZE); shards share OUT, merging is just reading")
+    g.add_argument("--verify", action="store_true",
+                   help="compute nothing: check the cache is complete (all chunks, shapes, no NaN)")
+
+
+def _embed_scale_out(args: argparse.Namespace, ds, embed_cfg, root: str) -> int | None:
+    """--verify / --engine ray / shards; None when this is a plain single-process run."""
+    from latentrm import distributed as dist
+    from latentrm.errors import ConfigError
+
+    shard = dist.parse_shard(args.shard) if args.shard else dist.shard_from_env()
+    if args.verify:
+        info = dist.verify_cache(dist.plan_cache(dist.pair_rows(ds), embed_cfg, root).dir)
+        print(f"cache: {info['dir']}\nverified: {info['chunks']} chunks, {info['rows']} rows x "
+              f"{info['dim']}, float32, finite" + (f"; {len(info['stale_tmp'])} stale temp files "
+              "(killed writers, safe to delete)" if info["stale_tmp"] else ""))
+        return 0
+    if args.engine == "ray":
+        if shard is not None:
+            raise ConfigError("--engine ray shards by itself; drop --shard / RANK/WORLD_SIZE")
+        out = dist.embed_pairs_ray(ds, embed_cfg, root, args.ray_address, args.num_actors,
+                                   args.num_gpus_per_actor, args.ray_write_on)
+        ray = out.meta["ray"]
+        print(f"cache: {ray['dir']}\nchosen {out.chosen.shape}, rejected {out.rejected.shape}, "
+              f"float32\nray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
+              f"{ray['seconds']:.1f}s (Ray start {ray['ray_init_s']:.1f}s, "
+              f"{len(ray['per_actor'])} actors)")
+        return 0
+    if shard is None:
+        return None
+    st = dist.embed_rows_shard(dist.pair_rows(ds), dist.shard_config(embed_cfg, shard), root, shard)
+    print(f"shard {shard.rank}/{shard.world_size}: computed {st['chunks_computed']} of its "
+          f"{st['chunks_mine']} chunks ({st['chunks_total']} in all) in {st['seconds']:.1f}s")
+    if dist.barrier_if_launched():  # torchrun / accelerate: all shards done, rank 0 checks
+        if shard.rank == 0:
+            info = dist.verify_cache(st["dir"])
+            print(f"cache: {info['dir']}\nmerged and verified: {info['chunks']} chunks, "
+                  f"{info['rows']} rows x {info['dim']}")
+    else:
+        print(f"cache: {st['dir']}\nwhen every shard is done: the same command with --verify")
+    return 0
 
 
 @command("embed", "Embed preference pairs into the on-disk cache (resumable; hits load no model).",
@@ -110,6 +169,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     ds = load_pairs(args.data or cfg.data.path, cfg.data)
     if args.limit is not None:
         ds = ds.subset(range(min(args.limit, len(ds))))
+    code = _embed_scale_out(args, ds, embed_cfg, args.out or cfg.cache_dir)
+    if code is not None:
+        return code
     out = embed_pairs(ds, embed_cfg, args.out or cfg.cache_dir)
     info = out.meta["cache"]
     state = "hit" if info["hit"] else f"miss ({info['chunks_computed']} chunks computed)"
