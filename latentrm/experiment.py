@@ -29,21 +29,15 @@ import pandas as pd
 from latentrm.config import RunConfig, deep_merge, from_dict, parse_overrides, save_config, to_dict
 from latentrm.errors import ConfigError
 from latentrm.evaluate import (
+    best_of_n,
     bootstrap_ci,
     mean_ci_over_seeds,
     pair_correctness,
     spearman_with_gold,
 )
 from latentrm.io import atomic_write, atomic_write_text
-from latentrm.pipeline import (
-    PreparedData,
-    Split,
-    _with,
-    evaluate_split,
-    fit_reference_head,
-    prepare_data,
-    torch_threads,
-)
+from latentrm.pipeline import evaluate_split, fit_reference_head, with_changes
+from latentrm.prepare import PreparedData, Split, prepare_data
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +46,6 @@ SUMMARY_METRICS = (
     "accuracy", "bon_picked", "bon_gap_closed", "spearman_prompt", "fidelity",
     "time_fit_s", "time_synth_s", "time_head_s",
 )
-TEXT_MODES = ("full", "lora", "self-rewarding")
 
 
 def sweep_configs(cfg: RunConfig) -> list[tuple[str | None, RunConfig]]:
@@ -79,39 +72,50 @@ def sweep_configs(cfg: RunConfig) -> list[tuple[str | None, RunConfig]]:
 
 
 def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> list[dict[str, Any]]:
-    """Rows for the text baselines (fine-tuned LLM reward models) on this split, if enabled."""
-    modes = [m for m in cfg.text_baselines]
+    """Rows for the text baselines (TRL reward models on the text of the same split), if enabled.
+
+    `text_baselines.text_reward_model` fits full / lora on the split's training pairs (early
+    stopping data: its validation pairs); self-rewarding first synthesises synth.ratio judged pairs
+    per seed pair. They are scored on the same held-out pairs and Best-of-N candidates as LENS.
+    """
+    modes = list(cfg.text_baselines)
     if not modes:
         return []
-    unknown = sorted(set(modes) - set(TEXT_MODES))
-    if unknown:
-        raise ConfigError(f"unknown text_baselines {unknown}; choose from {TEXT_MODES}")
     if importlib.util.find_spec("latentrm.text_baselines") is None:
         log.warning("text_baselines=%s skipped: latentrm.text_baselines is not available", modes)
         return []
     from latentrm import text_baselines as tb
 
+    unknown = sorted(set(modes) - set(tb.TEXT_METHODS))
+    if unknown:
+        raise ConfigError(f"unknown text_baselines {unknown}; choose from {tb.TEXT_METHODS}")
+    if not tb.text_baselines_available():
+        log.warning("text_baselines=%s skipped: install the extra latentrm[text]", modes)
+        return []
     ds = data.ds
-    train_ds, val_ds, test_ds = ds.subset(split.train), ds.subset(split.val), ds.subset(split.test)
+    train, val, test = ds.subset(split.train), ds.subset(split.val), ds.subset(split.test)
     rows = []
     for mode in modes:
         t0 = time.perf_counter()
-        model = tb.text_reward_model(cfg, mode, train_ds, val_ds, cfg.seed)
-        t_fit = time.perf_counter() - t0
-        rc = np.asarray(model.score(test_ds.prompts, test_ds.chosen), np.float64)
-        rr = np.asarray(model.score(test_ds.prompts, test_ds.rejected), np.float64)
+        model = tb.text_reward_model(cfg, mode, train, val, cfg.seed)
+        t_total = time.perf_counter() - t0
+        synthesis = getattr(model, "synthesis_", None)
+        t_synth = (float(synthesis.stats.get("generate_seconds", 0.0))
+                   + float(synthesis.stats.get("judge_seconds", 0.0))) if synthesis else 0.0
+        rc = np.asarray(model.score(test.prompts, test.chosen), np.float64)
+        rr = np.asarray(model.score(test.prompts, test.rejected), np.float64)
         correct = pair_correctness(rc, rr)
         lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, cfg.seed)
         row: dict[str, Any] = {
-            "method": f"text-{mode}", "ratio": 0, "seed": cfg.seed,
+            "method": f"text-{mode}", "ratio": int(getattr(model, "ratio_", 0)), "seed": cfg.seed,
             "split_seed": split.split_seed, "n_train": len(split.train), "n_val": len(split.val),
             "n_test": len(split.test), "accuracy": float(correct.mean()), "accuracy_lo": lo,
-            "accuracy_hi": hi, "time_fit_s": 0.0, "time_synth_s": 0.0, "time_head_s": t_fit,
+            "accuracy_hi": hi, "time_fit_s": 0.0, "time_synth_s": t_synth,
+            "time_head_s": float(getattr(model, "train_seconds_", t_total - t_synth)),
             "params_augmenter": 0, "params_head": int(getattr(model, "n_trainable_", 0)),
+            "n_synthetic": len(synthesis.pairs) if synthesis else 0,
         }
         if len(split.bon_sets):
-            from latentrm.evaluate import best_of_n
-
             sets = [data.sets[i] for i in split.bon_sets]
             scores = [np.asarray(model.score([s.prompt] * len(s.responses), list(s.responses)),
                                  np.float64) for s in sets]
@@ -119,6 +123,7 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
                                  cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
             row.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
         rows.append(row)
+        del model  # free the fine-tuned LLM before the next one
     return rows
 
 
@@ -138,6 +143,8 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     memo: tuple[str, PreparedData] | None = None
     t0 = time.perf_counter()
+    from latentrm.embed import torch_threads
+
     with torch_threads(cfg.threads):
         for value, vcfg in sweep_configs(cfg):
             key = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
@@ -147,7 +154,7 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
             data = memo[1]
             reference = fit_reference_head(data, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
             for s in vcfg.seeds:
-                scfg = _with(vcfg, seed=s, **{"data.split_seed": s})
+                scfg = with_changes(vcfg, seed=s, **{"data.split_seed": s})
                 split = data.splits[s]
                 new = evaluate_split(scfg, data, split, reference)
                 new += _text_baseline_rows(scfg, data, split)

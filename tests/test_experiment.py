@@ -25,7 +25,8 @@ from latentrm.config import load_config
 from latentrm.embed import PairEmbeddings
 from latentrm.evaluate import head_score_fn, pairwise_accuracy
 from latentrm.experiment import run_experiment, summarize, sweep_configs
-from latentrm.pipeline import pool_candidates, prepare_data, run_pipeline
+from latentrm.pipeline import run_pipeline
+from latentrm.prepare import pool_candidates, prepare_data
 from latentrm.reward import load_head
 
 D = 12
@@ -225,3 +226,76 @@ def test_sweep_value_errors_name_the_key() -> None:
         sweep_configs(load_config(None, ["sweep=vae.gamma", "sweep_values=[abc]"]))
     with pytest.raises(ConfigError, match="needs sweep_values"):
         sweep_configs(load_config(None, ["sweep=vae.gamma"]))
+
+
+def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_embed: dict,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import latentrm.text_baselines as tb
+    from latentrm.experiment import _text_baseline_rows
+
+    seen = []
+
+    class FakeTextRM:  # reads the gold written into each text: a perfect text reward model
+        n_trainable_, train_seconds_ = 7, 1.5
+
+        def score(self, prompts: Any, responses: Any) -> np.ndarray:
+            assert len(prompts) == len(responses)
+            return np.array([float(r.rsplit("gold=", 1)[1]) for r in responses])
+
+    def fake_fit(cfg: Any, mode: str, train: Any, val: Any, seed: int) -> FakeTextRM:
+        seen.append((mode, len(train), len(val), seed))
+        return FakeTextRM()
+
+    monkeypatch.setattr(tb, "text_reward_model", fake_fit)
+    monkeypatch.setattr(tb, "text_baselines_available", lambda: True)
+    cfg = load_config(None, small(cand_file, tmp_path / "t", "text_baselines=[full,lora]",
+                                  "data.n_seed=50", "data.n_test=null", "eval.candidate_pool=6",
+                                  "eval.best_of_n=6", "seed=3"))
+    data = prepare_data(cfg)
+    split = data.splits[0]
+    rows = _text_baseline_rows(cfg, data, split)
+    assert seen == [("full", 40, 10, 3), ("lora", 40, 10, 3)]
+    assert [(r["method"], r["ratio"]) for r in rows] == [("text-full", 0), ("text-lora", 0)]
+    # scores = gold: every held-out pair is ordered right, every pick is the best candidate
+    r = rows[0]
+    assert r["accuracy"] == 1.0 and r["n_test"] == len(split.test) and r["params_head"] == 7
+    assert r["bon_prompts"] == 20 and r["bon_picked"] == pytest.approx(r["bon_ceiling"])
+    assert r["bon_gap_closed"] == pytest.approx(1.0) and r["spearman_prompt"] == pytest.approx(1)
+    assert r["time_head_s"] == 1.5
+
+
+def test_every_config_loads_and_sweeps() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    names = sorted(p.stem for p in root.glob("*.yaml"))
+    assert {"demo", "hh", "alpaca", "ablate_gamma", "ablate_sigma2", "ablate_seed_size",
+            "ablate_latent", "ablate_embedder"} <= set(names)
+    for name in names:
+        cfg = load_config(root / f"{name}.yaml")
+        values = sweep_configs(cfg)
+        if name.startswith("ablate_"):
+            assert len(values) >= 3 and cfg.sweep is not None
+        if name in ("hh", "alpaca") or name.startswith("ablate_"):
+            assert len(cfg.seeds) >= 5
+    sizes = sweep_configs(load_config(root / "ablate_seed_size.yaml"))
+    seed_sizes = [c.data.n_seed for _, c in sizes]
+    assert seed_sizes == [100, 250, 1000, 2000]
+
+
+def test_reproduce_update_report_keeps_prose(tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce.py"
+    spec = importlib.util.spec_from_file_location("reproduce", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    report = tmp_path / "REPORT.md"
+    report.write_text("# Report\n\nProse before.\n\n<!-- BEGIN TABLE hh -->\nold\n"
+                      "<!-- END TABLE hh -->\n\nProse after.\n")
+    mod.update_report(report, {"hh": "| new | table |\n", "demo": "demo table\n"})
+    text = report.read_text()
+    assert "Prose before." in text and "Prose after." in text and "old" not in text
+    assert "<!-- BEGIN TABLE hh -->\n| new | table |\n<!-- END TABLE hh -->" in text
+    assert text.rstrip().endswith("<!-- BEGIN TABLE demo -->\ndemo table\n<!-- END TABLE demo -->")
+    mod.update_report(report, {"demo": "v2\n"})  # idempotent: replaced, not appended again
+    assert report.read_text().count("BEGIN TABLE demo") == 1 and "v2" in report.read_text()

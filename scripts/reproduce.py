@@ -1,0 +1,143 @@
+"""`make reproduce`: run every config, collect tables/plots in reports/, refresh REPORT.md's tables.
+
+Each config runs in-process (`latentrm run` for demo.yaml, `latentrm experiment` for the others)
+into its own out_dir; embeddings come from the shared on-disk cache (cache_dir), so a second
+reproduce embeds nothing. With --skip-existing a config whose out_dir already holds results for
+the same resolved config is not rerun, only collected.
+
+REPORT.md: the text between `<!-- BEGIN TABLE name -->` and `<!-- END TABLE name -->` is replaced
+by reports/<name>/results.md plus links to its plots; everything else (the prose) is left alone.
+A config without markers gets a new marked section appended at the end of the file.
+
+    python scripts/reproduce.py                      # everything, in the order below
+    python scripts/reproduce.py --only demo hh       # some configs
+    python scripts/reproduce.py --skip-existing      # only regenerate tables from finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from latentrm.config import RunConfig, load_config, to_dict  # noqa: E402
+
+log = logging.getLogger("reproduce")
+
+# (name, kind): cheap and cache-sharing configs first; new embedders (slowest) last.
+CONFIGS = (
+    ("demo", "run"),
+    ("hh", "experiment"),
+    ("ablate_gamma", "experiment"),
+    ("ablate_sigma2", "experiment"),
+    ("ablate_latent", "experiment"),
+    ("ablate_seed_size", "experiment"),
+    ("alpaca", "experiment"),
+    ("ablate_embedder", "experiment"),
+)
+
+
+def finished(cfg: RunConfig, kind: str) -> bool:
+    """Whether cfg.out_dir holds complete results of this very config."""
+    out = Path(cfg.out_dir)
+    done = out / ("metrics.json" if kind == "run" else "results.md")
+    saved = out / "config.yaml"
+    return done.exists() and saved.exists() and yaml.safe_load(saved.read_text()) == to_dict(cfg)
+
+
+def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> RunConfig:
+    from latentrm.experiment import run_experiment
+    from latentrm.pipeline import run_pipeline
+
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml", overrides)
+    if skip_existing and finished(cfg, kind):
+        log.info("%s: results in %s are current, not rerun", name, cfg.out_dir)
+        return cfg
+    t0 = time.perf_counter()
+    log.info("%s: latentrm %s configs/%s.yaml", name, kind, name)
+    if kind == "run":
+        run_pipeline(cfg)
+    else:
+        run_experiment(cfg)
+    log.info("%s: done in %.0fs", name, time.perf_counter() - t0)
+    return cfg
+
+
+def collect(name: str, cfg: RunConfig, reports: Path) -> str:
+    """Copy results.md/csv, metrics.json and plots into reports/<name>/; return the md section."""
+    src, dst = Path(cfg.out_dir), reports / name
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("results.md", "results.csv", "metrics.json", "config.yaml"):
+        if (src / f).exists():
+            shutil.copy2(src / f, dst / f)
+    plots = sorted((src / "plots").glob("*.png")) if (src / "plots").is_dir() else []
+    if plots:
+        (dst / "plots").mkdir(exist_ok=True)
+        for p in plots:
+            shutil.copy2(p, dst / "plots" / p.name)
+    table = (dst / "results.md").read_text() if (dst / "results.md").exists() else "(no results)\n"
+    rel = dst.relative_to(ROOT) if dst.is_relative_to(ROOT) else dst
+    links = "".join(f"![{p.stem}]({rel}/plots/{p.name})\n" for p in plots)
+    return f"Config: `configs/{name}.yaml`; full results: `{rel}/`.\n\n{table}" + (
+        f"\n{links}" if links else "")
+
+
+def update_report(report: Path, sections: dict[str, str]) -> None:
+    """Replace each marked table section of `report`; append sections that have no markers."""
+    text = report.read_text() if report.exists() else "# latentrm results\n"
+    for name, body in sections.items():
+        begin, end = f"<!-- BEGIN TABLE {name} -->", f"<!-- END TABLE {name} -->"
+        block = f"{begin}\n{body.rstrip()}\n{end}"
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+        if pattern.search(text):
+            text = pattern.sub(lambda _m, b=block: b, text, count=1)
+        else:
+            text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
+    tmp = report.with_suffix(".md.tmp")
+    tmp.write_text(text.rstrip() + "\n")
+    tmp.replace(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    names = [n for n, _ in CONFIGS]
+    p.add_argument("--only", nargs="+", choices=names, help="run/collect only these configs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="do not rerun a config whose out_dir holds results of the same config")
+    p.add_argument("--collect-only", action="store_true",
+                   help="run nothing; only collect finished runs and refresh REPORT.md")
+    p.add_argument("--reports", default=str(ROOT / "reports"), help="tables/plots folder")
+    p.add_argument("--report", default=str(ROOT / "REPORT.md"), help="report to refresh")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="overrides applied to every config (e.g. threads=2)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    sections = {}
+    for name, kind in CONFIGS:
+        if args.only and name not in args.only:
+            continue
+        if args.collect_only:
+            cfg = load_config(ROOT / "configs" / f"{name}.yaml", args.overrides)
+            if not finished(cfg, kind):
+                log.warning("%s: no finished results in %s, skipped", name, cfg.out_dir)
+                continue
+        else:
+            cfg = run_one(name, kind, args.overrides, args.skip_existing)
+        sections[name] = collect(name, cfg, Path(args.reports))
+    update_report(Path(args.report), sections)
+    log.info("refreshed %d table sections of %s", len(sections), args.report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
