@@ -53,6 +53,16 @@ def load_model(model_or_dir: Scorer | str | Path, embedder: Any | None = None) -
     path = Path(model_or_dir)  # type: ignore[arg-type]
     if not path.is_dir():
         raise DataError("reward model directory not found", path=str(path))
+    run_config = path.parent.parent / "config.yaml"
+    if not (path / "embed_config.json").exists() and (path / "head.json").exists():
+        # `latentrm run` saves bare heads under <out_dir>/heads/<method>-r<ratio>/; the embedding
+        # config they need is in the run's resolved config two levels up.
+        if run_config.exists():
+            from latentrm.config import load_config
+            from latentrm.reward import load_head
+
+            log.info("embedding config of %s taken from %s", path, run_config)
+            return RewardModel(load_config(run_config).embed, load_head(path), embedder=embedder)
     return RewardModel.load(path, embedder=embedder)
 
 

@@ -166,6 +166,19 @@ def test_trl_reward_func_from_dir(length_dir):
     assert f(prompts=["a", "b"], completions=["xy", "xyz"]) == [2.0, 3.0]
 
 
+def test_load_head_from_a_run_dir(tmp_path):
+    # `latentrm run` layout: out_dir/config.yaml + out_dir/heads/<method>-r<ratio>/ (bare head).
+    from latentrm.config import RunConfig, save_config
+    from latentrm.reward import save_head
+
+    model = _length_model()
+    save_config(RunConfig(embed=EmbedConfig(model="fake", max_length=77)), tmp_path / "config.yaml")
+    save_head(model.head, tmp_path / "heads" / "lens-r4")
+    loaded = serve.load_model(tmp_path / "heads" / "lens-r4", embedder=LengthEmbedder())
+    assert loaded.embed_cfg == EmbedConfig(model="fake", max_length=77)
+    assert loaded.score([as_prompt("q")], ["abcde"]).tolist() == [5.0]
+
+
 def test_best_of_n_picks_argmax():
     model = _length_model()
     cands = [
