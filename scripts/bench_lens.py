@@ -30,14 +30,16 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def one_run(n: int, d: int, ratio: int, threads: int, overrides: list[str]) -> dict:
-    """Toy data -> LENS fit + augment -> head; timings, accuracy, memory. Runs in a child."""
+def one_run(
+    n: int, d: int, ratio: int, threads: int, overrides: list[str], method: str = "lens"
+) -> dict:
+    """Toy data -> augmenter fit + augment -> head; timings, accuracy, memory. Runs in a child."""
     import numpy as np
     import torch
 
     from latentrm.config import load_config
     from latentrm.reward import fit_reward_head
-    from latentrm.synth import LensAugmenter, toy_pairs
+    from latentrm.synth import make_augmenter, toy_pairs
 
     torch.set_num_threads(threads)
     cfg = load_config(None, overrides)
@@ -48,7 +50,7 @@ def one_run(n: int, d: int, ratio: int, threads: int, overrides: list[str]) -> d
     c, r = c[:n], r[:n]
     train, val = (c[n_val:], r[n_val:]), (c[:n_val], r[:n_val])
     t0 = time.perf_counter()
-    lens = LensAugmenter(cfg.vae, cfg.synth, seed=0).fit(*train)
+    lens = make_augmenter(method, cfg, seed=0).fit(*train)
     t1 = time.perf_counter()
     aug = lens.augment(*train, ratio, seed=0)
     t2 = time.perf_counter()
@@ -59,7 +61,8 @@ def one_run(n: int, d: int, ratio: int, threads: int, overrides: list[str]) -> d
     return {
         "n": n, "d": d, "ratio": ratio, "pairs": len(aug),
         "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0,
-        "vae_epochs": lens.vae_.history_["epochs_run"], "head_epochs": head.history_["epochs_run"],
+        "method": method, "head_epochs": head.history_["epochs_run"],
+        "vae_epochs": lens.vae_.history_["epochs_run"] if hasattr(lens, "vae_") else 0,
         "acc": float(np.mean(head.score(test[0]) > head.score(test[1]))),
         "acc_ideal": float(np.mean((test[0] - test[1]) @ w > 0)),
         "peak_rss_mb": peak_mb, "base_rss_mb": base_mb, "held_mb": held / 2**20,
@@ -75,23 +78,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (target: 2)")
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
                     help="config overrides, e.g. vae.epochs=30 reward.patience=5")
+    ap.add_argument("--method", default="lens", help="lens | none | direct | gaussian")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         n, d, ratio = (int(x) for x in args.child.split(":"))
-        print(json.dumps(one_run(n, d, ratio, args.threads, args.set)))
+        print(json.dumps(one_run(n, d, ratio, args.threads, args.set, args.method)))
         return
     runs = list(args.runs) + [f"{n}:4096:8" for n in args.scale]
     rows = []
     for spec in runs:
-        cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads)]
+        cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads),
+               "--method", args.method]
         if args.set:
             cmd += ["--set", *args.set]
         load = os.getloadavg()[0]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append({**json.loads(out.strip().splitlines()[-1]), "load": load})
         print(f"done {spec}: {rows[-1]['total_s']:.1f}s", file=sys.stderr)
-    print(f"torch threads {args.threads}; overrides: {' '.join(args.set) or 'none'}\n")
+    print(f"method {args.method}; torch threads {args.threads}; "
+          f"overrides: {' '.join(args.set) or 'none'}\n")
     print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
           "acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
