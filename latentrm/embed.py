@@ -270,13 +270,20 @@ class Embedder:
     def _forward(self, batch: list[list[int]]) -> torch.Tensor:
         """(B, d) pooled float32 for one batch of id lists."""
         width = max(len(x) for x in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, x in enumerate(batch):
-            sl = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
-            ids[b, sl] = torch.tensor(x, dtype=torch.long)
-            mask[b, sl] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        pads = [[self.pad_id] * (width - len(x)) for x in batch]
+        left = self.padding_side == "left"
+        rows = [p + x if left else x + p for x, p in zip(batch, pads, strict=True)]
+        ones = [
+            [0] * len(p) + [1] * len(x) if left else [1] * len(x) + [0] * len(p)
+            for x, p in zip(batch, pads, strict=True)
+        ]
+        cuda = self.device.type == "cuda"
+        ids = torch.tensor(rows, dtype=torch.long, pin_memory=cuda).to(
+            self.device, non_blocking=True
+        )
+        mask = torch.tensor(ones, dtype=torch.long, pin_memory=cuda).to(
+            self.device, non_blocking=True
+        )
         kw: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if self._takes_positions:
             # left padding would otherwise shift every real token's position
@@ -304,12 +311,17 @@ class Embedder:
         lengths = [len(x) for x in ids]
         batches = make_batches(lengths, self.cfg.batch_size, self.cfg.max_batch_tokens)
         t0, real, padded = time.perf_counter(), sum(lengths), 0
+        pooled: list[torch.Tensor] = []
         with torch_threads(self.cfg.threads), torch.inference_mode():
             for b in batches:
-                out[b] = self._forward([ids[i] for i in b]).cpu().numpy()
+                # rows stay on the device until the end: no host sync per batch, so a GPU
+                # runs batch k while Python prepares batch k+1
+                pooled.append(self._forward([ids[i] for i in b]))
                 padded += len(b) * max(lengths[i] for i in b)
                 if bar is not None:
                     bar.update(len(b))
+            if batches:
+                out[[i for b in batches for i in b]] = torch.cat(pooled).cpu().numpy()
         secs = time.perf_counter() - t0
         self.last_stats = {
             "texts": len(ids),

