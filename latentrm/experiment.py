@@ -1,8 +1,9 @@
 """`latentrm experiment`: methods x ratios x seeds (x one swept config key) -> table and plots.
 
 Each seed is a different split *and* a different training seed (data.split_seed = seed = s).
-Embeddings are computed once per dataset and embedder (`pipeline.prepare_data(embed_all=True)`,
-cached on disk) and reused by every seed and every swept value that leaves data/embed/eval alone.
+Embeddings are computed once per dataset and embedder (`prepare.prepare_data(embed_all=None)`:
+the whole dataset unless the splits use under a quarter of it; cached on disk) and reused by every
+seed and every swept value.
 
 Outputs in cfg.out_dir:
 - results.csv: one row per (sweep value, method, ratio, seed) with accuracy (+ bootstrap CI on
@@ -36,7 +37,7 @@ from latentrm.evaluate import (
     spearman_with_gold,
 )
 from latentrm.io import atomic_write, atomic_write_text
-from latentrm.pipeline import evaluate_split, fit_reference_head, with_changes
+from latentrm.pipeline import evaluate_split, fit_reference_head, fmt_number, with_changes
 from latentrm.prepare import PreparedData, Split, prepare_data
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
             key = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
                               vcfg.cache_dir, list(vcfg.seeds)], sort_keys=True)
             if memo is None or memo[0] != key:
-                memo = (key, prepare_data(vcfg, vcfg.seeds, embed_all=True, embedder=embedder))
+                memo = (key, prepare_data(vcfg, vcfg.seeds, embed_all=None, embedder=embedder))
             data = memo[1]
             reference = fit_reference_head(data, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
             for s in vcfg.seeds:
@@ -213,8 +214,9 @@ def summary_markdown(df: pd.DataFrame, cfg: RunConfig | None = None) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summ.iterrows():
         cells = [str(r[g]) for g in _groups(df)] + [str(r["seeds"])]
-        cells += [_pm(r[m], r[f"{m}_ci"], ".1f" if m.startswith("time") else ".3f")
-                  for m in metrics]
+        # times: the mean only (their spread is the machine's, not the method's)
+        cells += [fmt_number(r[m], ".1f") if m.startswith("time")
+                  else _pm(r[m], r[f"{m}_ci"], ".3f") for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     chosen = [c for c in ("gamma", "sigma2", "direct_noise") if c in df.columns]
     if chosen and "select_grid" in df.columns:
@@ -239,58 +241,74 @@ def _numeric(values: Sequence[Any]) -> np.ndarray | None:
 
 
 def write_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """PNG plots (matplotlib Agg, no pyplot state): metric vs ratio per method with 95% CI bands;
-    with a sweep, metric vs swept value per method/ratio. Returns the written paths."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """PNG plots (matplotlib's Agg canvas, no pyplot state), mean ± 95% CI across seeds.
 
+    Without a sweep: metric vs ratio per method (CI bands; 'none' as a dashed reference), or with
+    a single ratio one point per method. With a sweep: metric vs swept value per method/ratio
+    (the ablation curve), plus metric vs ratio per swept value when there are several ratios.
+    """
     summ = summarize(df)
     metrics = [m for m in ("accuracy", "bon_gap_closed", "bon_picked", "fidelity")
                if m in summ.columns and summ[m].notna().any()]
+    sweep = df["sweep"].iloc[0] if "sweep" in df.columns else None
+    several = summ["ratio"][summ["ratio"] > 0].nunique() > 1
     written: list[Path] = []
-    sweeps = summ["sweep_value"].unique().tolist() if "sweep_value" in summ.columns else [None]
     for metric in metrics:
-        for sv in sweeps:
-            part = summ if sv is None else summ[summ["sweep_value"] == sv]
-            fig = Figure(figsize=(5.5, 4))
-            FigureCanvasAgg(fig)
-            ax = fig.add_subplot()
-            ratios = sorted(r for r in part["ratio"].unique() if r > 0)
-            for method, g in part.groupby("method", sort=False):
-                m, hw = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))
-                if (g["ratio"] == 0).all() and ratios:  # un-augmented: a flat reference line
-                    x = np.array([min(ratios), max(ratios)])
-                    line = ax.plot(x, [m[0]] * 2, "--", label=method)[0]
-                    ax.fill_between(x, m[0] - hw[0], m[0] + hw[0], color=line.get_color(),
-                                    alpha=0.15)
-                    continue
-                g = g.sort_values("ratio")
-                x = g["ratio"].to_numpy(float)
-                m, hw = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))
-                line = ax.plot(x, m, "o-", label=method)[0]
-                ax.fill_between(x, m - hw, m + hw, color=line.get_color(), alpha=0.2)
-            if ratios and len(ratios) > 1:
-                ax.set_xscale("log", base=2)
-            ax.set_xlabel("augmentation ratio (new pairs per seed pair)")
-            ax.set_ylabel(metric + " (mean ± 95% CI over seeds)")
-            ax.set_title(metric if sv is None else f"{metric}, {df['sweep'].iloc[0]}={sv}")
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
-            name = f"{metric}_vs_ratio" + ("" if sv is None else f"_{df['sweep'].iloc[0]}={sv}")
-            written.append(_save(fig, out_dir / f"{name}.png"))
-        if sweeps != [None]:
-            written.append(_sweep_plot(summ, df["sweep"].iloc[0], metric, out_dir))
+        if sweep is None:
+            written.append(_ratio_plot(summ, metric, metric, out_dir / f"{metric}_vs_ratio.png"))
+            continue
+        written.append(_sweep_plot(summ, sweep, metric, out_dir))
+        if several:
+            for sv, part in summ.groupby("sweep_value", sort=False):
+                written.append(_ratio_plot(part, metric, f"{metric}, {sweep}={sv}",
+                                           out_dir / f"{metric}_vs_ratio_{sweep}={sv}.png"))
     return written
 
 
-def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path) -> Path:
-    """Ablation curve: metric vs the swept value, one line per method (and ratio)."""
+def _figure() -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 4))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    return fig, fig.add_subplot()
+
+
+def _ratio_plot(summ: pd.DataFrame, metric: str, title: str, path: Path) -> Path:
+    fig, ax = _figure()
+    ratios = sorted(r for r in summ["ratio"].unique() if r > 0)
+    if len(ratios) < 2:  # one point per method
+        x = np.arange(len(summ))
+        ax.errorbar(x, summ[metric].to_numpy(float),
+                    yerr=np.nan_to_num(summ[f"{metric}_ci"].to_numpy(float)), fmt="o", capsize=4)
+        ax.set_xticks(x, [f"{m}" + (f" r{r}" if r else "")
+                          for m, r in zip(summ["method"], summ["ratio"], strict=True)])
+        ax.set_xlabel("method (augmentation ratio)")
+    else:
+        for method, g in summ.groupby("method", sort=False):
+            g = g.sort_values("ratio")
+            m, hw = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))
+            if (g["ratio"] == 0).all():  # un-augmented: a flat reference line
+                x = np.array([ratios[0], ratios[-1]], float)
+                m, hw = np.repeat(m[:1], 2), np.repeat(hw[:1], 2)
+                line = ax.plot(x, m, "--", label=method)[0]
+            else:
+                x = g["ratio"].to_numpy(float)
+                line = ax.plot(x, m, "o-", label=method)[0]
+            ax.fill_between(x, m - hw, m + hw, color=line.get_color(), alpha=0.15)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ratios, [str(r) for r in ratios])
+        ax.set_xlabel("augmentation ratio (new pairs per seed pair)")
+        ax.legend(fontsize=8)
+    ax.set_ylabel(f"{metric} (mean ± 95% CI over seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path) -> Path:
+    """Ablation curve: metric vs the swept value, one line per method (and ratio)."""
+    fig, ax = _figure()
     values = list(dict.fromkeys(summ["sweep_value"]))
     num = _numeric(values)
     for (method, ratio), g in summ.groupby(["method", "ratio"], sort=False):

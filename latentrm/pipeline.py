@@ -135,8 +135,9 @@ def evaluate_split(
     """Train and evaluate every method x ratio of `cfg` on `split`; one result row each.
 
     Augmenters are fitted on the split's training pairs only; heads stop early on its validation
-    pairs; hyperparameter grids (`selection_grid`) are decided by validation accuracy, never by
-    the held-out pairs. Method 'none' runs once (ratio 0). Heads are saved under `heads_dir`.
+    pairs; hyperparameter grids (`selection_grid`) are decided by validation accuracy (ties: the
+    lower validation Bradley-Terry loss), never by the held-out pairs. Method 'none' runs once
+    (ratio 0). Heads are saved under `heads_dir`.
     """
     from latentrm.reward import fit_reward_head, save_head
     from latentrm.synth import AugmentedPairs, make_augmenter
@@ -147,7 +148,7 @@ def evaluate_split(
     for method in cfg.methods:
         ratios = (0,) if method == "none" else cfg.ratios
         keys, grid = selection_grid(cfg, method)
-        best: dict[int, tuple[float, dict[str, Any], Any, Any]] = {}
+        best: dict[int, tuple[tuple[float, float], dict[str, Any], Any, Any]] = {}
         fitted: dict[Any, tuple[Any, float]] = {}
         t_select = time.perf_counter()
         for point in grid:
@@ -181,9 +182,11 @@ def evaluate_split(
                 if len(grid) > 1:
                     log.info("%s ratio %d %s: validation accuracy %.4f", method, ratio,
                              dict(zip(keys, point, strict=True)), val_acc)
-                # strict '>' keeps the first grid point on ties: the config's order decides
-                if ratio not in best or val_acc > best[ratio][0]:
-                    best[ratio] = (val_acc, info, head, aug)
+                # Validation accuracy moves in steps of 1/n_val, so ties are common: the lower
+                # validation BT loss breaks them, then the grid order (strict '>').
+                score = (val_acc, -float(getattr(head, "history_", {}).get("best_val", 0.0)))
+                if ratio not in best or score > best[ratio][0]:
+                    best[ratio] = (score, info, head, aug)
         t_select = time.perf_counter() - t_select
         for ratio in ratios:
             _, info, head, aug = best[ratio]
@@ -221,7 +224,8 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def _fmt(v: Any, spec: str = ".3f") -> str:
+def fmt_number(v: Any, spec: str = ".3f") -> str:
+    """`v` formatted with `spec`; '-' for missing or non-finite values."""
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
     return format(v, spec)
@@ -235,17 +239,17 @@ def metrics_table(rows: Sequence[dict[str, Any]]) -> str:
         head += ["BoN gold (floor/ceil)", "gap closed", "Spearman"]
     head += ["fidelity", "fit s", "synth s", "head s", "params (aug/head)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    f = fmt_number
     for r in rows:
         cells = [r["method"], str(r["ratio"]),
-                 f"{_fmt(r['accuracy'])} [{_fmt(r['accuracy_lo'])}, {_fmt(r['accuracy_hi'])}]",
-                 _fmt(r.get("val_accuracy"))]
+                 f"{f(r['accuracy'])} [{f(r['accuracy_lo'])}, {f(r['accuracy_hi'])}]",
+                 f(r.get("val_accuracy"))]
         if bon:
-            cells += [f"{_fmt(r.get('bon_picked'))} ({_fmt(r.get('bon_floor'))}/"
-                      f"{_fmt(r.get('bon_ceiling'))})", _fmt(r.get("bon_gap_closed")),
-                      _fmt(r.get("spearman_prompt"))]
-        cells += [_fmt(r.get("fidelity")), _fmt(r["time_fit_s"], ".1f"),
-                  _fmt(r["time_synth_s"], ".1f"), _fmt(r["time_head_s"], ".1f"),
-                  f"{r['params_augmenter']:,}/{r['params_head']:,}"]
+            cells += [f"{f(r.get('bon_picked'))} ({f(r.get('bon_floor'))}/"
+                      f"{f(r.get('bon_ceiling'))})", f(r.get("bon_gap_closed")),
+                      f(r.get("spearman_prompt"))]
+        cells += [f(r.get("fidelity")), f(r["time_fit_s"], ".1f"), f(r["time_synth_s"], ".1f"),
+                  f(r["time_head_s"], ".1f"), f"{r['params_augmenter']:,}/{r['params_head']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

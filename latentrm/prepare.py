@@ -151,15 +151,17 @@ def _seed_val(idx: np.ndarray, cfg: RunConfig, split_seed: int) -> tuple[np.ndar
 
 
 def prepare_data(
-    cfg: RunConfig, split_seeds: Sequence[int] | None = None, embed_all: bool = False,
+    cfg: RunConfig, split_seeds: Sequence[int] | None = None, embed_all: bool | None = False,
     embedder: Any | None = None,
 ) -> PreparedData:
     """Load `cfg.data`, fix the splits of `split_seeds` (default: data.split_seed), embed (cached).
 
-    Pairs data: only the pairs some split needs are embedded, unless `embed_all` (experiments: one
-    cache entry per dataset and embedder, whatever the split sizes). With n_test = None the two
-    coincide (a subset of every row in order has the full dataset's content hash). `embedder` (an
-    `embed.Embedder`) is reused instead of loading the model again.
+    Pairs data: only the pairs some split needs are embedded, unless `embed_all`: then the whole
+    dataset, so that every config of one dataset and embedder shares one cache entry whatever its
+    split sizes. `embed_all=None` (experiments) embeds the whole dataset when the splits need at
+    least a quarter of it, else only what they need (a small study of a huge dataset). With
+    n_test = None the two coincide: a subset of every row, in order, has the full dataset's
+    content hash. `embedder` (an `embed.Embedder`) is reused instead of loading the model again.
     """
     from latentrm import embed as emb_mod
     from latentrm.data import binarize_candidates, load_candidates, load_pairs, split_indices
@@ -206,8 +208,9 @@ def prepare_data(
         mode = "pairs"
         full = load_pairs(cfg.data.path, cfg.data)
         parts = {s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s) for s in seeds}
-        rows = (np.arange(len(full)) if embed_all
-                else np.unique(np.concatenate([np.r_[a, b] for a, b in parts.values()])))
+        rows = np.unique(np.concatenate([np.r_[a, b] for a, b in parts.values()]))
+        if embed_all or (embed_all is None and 4 * len(rows) >= len(full)):
+            rows = np.arange(len(full))
         ds = full.subset(rows)
         pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=embedder)
         chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)

@@ -205,13 +205,17 @@ def test_experiment_two_seeds_with_selection(hh_file: Path, tmp_path: Path,
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_experiment_sweep_rows_and_ablation_plot(hh_file: Path, tmp_path: Path,
-                                                 fake_embed: dict) -> None:
+def test_experiment_sweep_rows_and_ablation_plot(hh_file: Path, tmp_path: Path, fake_embed: dict,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "abl"
-    cfg = load_config(None, small(hh_file, out, "methods=[lens]", "seeds=[0,1]",
-                                  "sweep=vae.gamma", "sweep_values=[0,0.5]", "eval.fidelity=false"))
-    assert [c.vae.gamma for _, c in sweep_configs(cfg)] == [0.0, 0.5]
-    df = run_experiment(cfg)
+    args = small(hh_file, out, "methods=[lens]", "seeds=[0,1]", "sweep=vae.gamma",
+                 "sweep_values=[0,0.5]", "eval.fidelity=false")
+    assert [c.vae.gamma for _, c in sweep_configs(load_config(None, args))] == [0.0, 0.5]
+    yaml_path = tmp_path / "abl.yaml"
+    yaml_path.write_text("ratios: [2]\n")
+    assert cli.main(["-q", "experiment", str(yaml_path), *args]) == 0
+    assert capsys.readouterr().out.startswith("Data: ")  # results.md is printed
+    df = pd.read_csv(out / "results.csv", dtype={"sweep_value": str})
     assert fake_embed["pairs"] == 1  # the sweep leaves data/embed alone: prepared once
     assert list(df["sweep_value"]) == ["0", "0", "0.5", "0.5"]
     assert (df["sweep"] == "vae.gamma").all()
