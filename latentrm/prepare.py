@@ -24,6 +24,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -174,6 +175,12 @@ def prepare_data(
     meta: dict[str, Any] = {}
     if _is_candidates_file(cfg):
         mode = "candidates"
+        other = cfg.eval.candidates
+        if other and Path(other).resolve() != Path(cfg.data.path).resolve():
+            raise ConfigError(
+                "data.path is a candidates file, so Best-of-N runs on its held-out instructions; "
+                f"eval.candidates={cfg.eval.candidates!r} must be null or the same file"
+            )
         sets = pool_candidates(
             load_candidates(cfg.data.path, cfg.data), cfg.eval.candidate_pool,
             cfg.eval.max_prompts, cfg.eval.bon_seed,

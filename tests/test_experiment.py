@@ -303,3 +303,12 @@ def test_reproduce_update_report_keeps_prose(tmp_path: Path) -> None:
     assert text.rstrip().endswith("<!-- BEGIN TABLE demo -->\ndemo table\n<!-- END TABLE demo -->")
     mod.update_report(report, {"demo": "v2\n"})  # idempotent: replaced, not appended again
     assert report.read_text().count("BEGIN TABLE demo") == 1 and "v2" in report.read_text()
+
+
+def test_candidates_data_with_another_bon_file_is_refused(cand_file: Path, tmp_path: Path,
+                                                          fake_embed: dict) -> None:
+    from latentrm.errors import ConfigError
+
+    cfg = load_config(None, small(cand_file, tmp_path / "x", "eval.candidates=other.jsonl"))
+    with pytest.raises(ConfigError, match="must be null or the same file"):
+        prepare_data(cfg)
