@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -42,37 +41,56 @@ class NoAugmenter:
         return AugmentedPairs.originals(chosen, rejected, method=self.method)
 
 
-def _synthetic_pairs(
-    chosen: np.ndarray, rejected: np.ndarray, ratio: int, method: str, chunk_size: int,
-    draw: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
-) -> AugmentedPairs:
-    """Originals + ratio*N pairs whose both sides are new rows drawn by `draw`.
+class _SamplingBaseline:
+    """Shared :meth:`augment` of the sampling baselines: originals + `ratio` new pairs per seed.
 
-    ``draw(s0, s1)`` returns (chosen (s1-s0, ratio, d), rejected (s1-s0, ratio, d)) for seeds
-    [s0, s1). Pool layout after the 2N originals: N*ratio chosen rows (seed-major), then N*ratio
-    rejected rows; new pair (i, j) is (chosen row i*ratio + j, rejected row i*ratio + j).
+    Subclasses set `method`, `chunk_size` and `_fitted` (an attribute fit() sets) and implement
+    ``_draw(chosen, rejected, s0, s1, ratio, rng)`` -> (chosen (s1-s0, ratio, d), rejected (same))
+    for seeds [s0, s1). Pool layout after the 2N originals: N*ratio chosen rows (seed-major), then
+    N*ratio rejected rows; new pair (i, j) is (chosen row i*ratio + j, rejected row i*ratio + j).
     """
-    t0 = time.perf_counter()
-    n, d = chosen.shape
-    out = AugmentedPairs.originals(
-        chosen, rejected, method=method, ratio=ratio, pool_rows=2 * n + 2 * n * ratio
-    )
-    if ratio == 0:
+
+    method = ""
+    chunk_size = 1024
+    _fitted = ""
+
+    def augment(
+        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
+    ) -> AugmentedPairs:
+        """Originals + ``ratio * N`` new pairs, deterministic given `seed`."""
+        ratio = check_ratio(ratio)
+        check_pairs(chosen, rejected, "augment")
+        if not hasattr(self, self._fitted):
+            raise LatentrmError(f"{type(self).__name__}.augment called before fit()")
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        n, d = chosen.shape
+        out = AugmentedPairs.originals(
+            chosen, rejected, method=self.method, ratio=ratio, pool_rows=2 * n + 2 * n * ratio
+        )
+        if ratio == 0:
+            return out
+        base = 2 * n + n * ratio  # first row of the rejected block
+        for s0 in range(0, n, self.chunk_size):
+            s1 = min(n, s0 + self.chunk_size)
+            c_new, r_new = self._draw(chosen, rejected, s0, s1, ratio, rng)
+            out.pool[2 * n + s0 * ratio : 2 * n + s1 * ratio] = c_new.reshape(-1, d)
+            out.pool[base + s0 * ratio : base + s1 * ratio] = r_new.reshape(-1, d)
+        rows = np.arange(n * ratio, dtype=np.int64)
+        out.add_pairs(2 * n + rows, base + rows, rows // ratio)
+        out.stats.update({"kept": 2 * n * ratio, "seconds": time.perf_counter() - t0})
+        log.info("%s: %d seeds, %d pairs made in %.2fs", self.method, n, n * ratio,
+                 out.stats["seconds"])
         return out
-    for s0 in range(0, n, chunk_size):
-        s1 = min(n, s0 + chunk_size)
-        c_new, r_new = draw(s0, s1)
-        out.pool[2 * n + s0 * ratio : 2 * n + s1 * ratio] = c_new.reshape(-1, d)
-        base = 2 * n + n * ratio
-        out.pool[base + s0 * ratio : base + s1 * ratio] = r_new.reshape(-1, d)
-    rows = np.arange(n * ratio, dtype=np.int64)
-    out.add_pairs(2 * n + rows, 2 * n + n * ratio + rows, rows // ratio)
-    out.stats.update({"kept": 2 * n * ratio, "seconds": time.perf_counter() - t0})
-    log.info("%s: %d seeds, %d pairs made in %.2fs", method, n, n * ratio, out.stats["seconds"])
-    return out
+
+    def _draw(
+        self, chosen: np.ndarray, rejected: np.ndarray, s0: int, s1: int, ratio: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
 
-class DirectPerturbation:
+class DirectPerturbation(_SamplingBaseline):
     """Direct perturbation of the original embeddings.
 
     Each new pair of seed i is ``(c_i + eps_c, r_i + eps_r)`` with independent
@@ -81,8 +99,9 @@ class DirectPerturbation:
     """
 
     method = "direct"
+    _fitted = "std_"
 
-    def __init__(self, noise: float = 0.1, chunk_size: int = 4096) -> None:
+    def __init__(self, noise: float = 0.1, chunk_size: int = 1024) -> None:
         if noise < 0:
             raise ConfigError(f"synth.direct_noise must be >= 0, got {noise}")
         self.noise, self.chunk_size = noise, chunk_size
@@ -92,26 +111,18 @@ class DirectPerturbation:
         _, self.std_ = standardization_stats(chosen, rejected)
         return self
 
-    def augment(
-        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
-    ) -> AugmentedPairs:
-        ratio = check_ratio(ratio)
-        check_pairs(chosen, rejected, "augment")
-        if not hasattr(self, "std_"):
-            raise LatentrmError("DirectPerturbation.augment called before fit()")
-        rng = np.random.default_rng(seed)
+    def _draw(
+        self, chosen: np.ndarray, rejected: np.ndarray, s0: int, s1: int, ratio: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
         scale = (self.noise * self.std_).astype(np.float32)  # (d,)
-
-        def draw(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-            shape = (s1 - s0, ratio, chosen.shape[1])
-            c = chosen[s0:s1, None] + rng.standard_normal(shape, np.float32) * scale
-            r = rejected[s0:s1, None] + rng.standard_normal(shape, np.float32) * scale
-            return c, r
-
-        return _synthetic_pairs(chosen, rejected, ratio, self.method, self.chunk_size, draw)
+        shape = (s1 - s0, ratio, chosen.shape[1])
+        c = chosen[s0:s1, None] + rng.standard_normal(shape, np.float32) * scale
+        r = rejected[s0:s1, None] + rng.standard_normal(shape, np.float32) * scale
+        return c, r
 
 
-class GaussianSampling:
+class GaussianSampling(_SamplingBaseline):
     """Sample new pairs from Gaussians fitted to the chosen and to the rejected embeddings.
 
     ``cov="diag"`` (default): N(mean, diag(var)) per side, cheap and well-posed at any d.
@@ -123,8 +134,9 @@ class GaussianSampling:
     """
 
     method = "gaussian"
+    _fitted = "params_"
 
-    def __init__(self, cov: str = "diag", chunk_size: int = 4096) -> None:
+    def __init__(self, cov: str = "diag", chunk_size: int = 1024) -> None:
         if cov not in ("diag", "full"):
             raise ConfigError(f"synth.gaussian_cov must be 'diag' or 'full', got {cov!r}")
         self.cov, self.chunk_size = cov, chunk_size
@@ -142,24 +154,15 @@ class GaussianSampling:
             self.params_.append((mean.astype(np.float32), spread.astype(np.float32)))
         return self
 
-    def augment(
-        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
-    ) -> AugmentedPairs:
-        ratio = check_ratio(ratio)
-        check_pairs(chosen, rejected, "augment")
-        if not hasattr(self, "params_"):
-            raise LatentrmError("GaussianSampling.augment called before fit()")
-        rng = np.random.default_rng(seed)
-        d = chosen.shape[1]
-
-        def sample(side: int, m: int) -> np.ndarray:
-            mean, spread = self.params_[side]
+    def _draw(
+        self, chosen: np.ndarray, rejected: np.ndarray, s0: int, s1: int, ratio: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        m, d = (s1 - s0) * ratio, chosen.shape[1]
+        out = []
+        for mean, spread in self.params_:
             if self.cov == "diag":
-                return mean + rng.standard_normal((m, d), np.float32) * spread
-            return mean + rng.standard_normal((m, spread.shape[0]), np.float32) @ spread
-
-        def draw(s0: int, s1: int) -> tuple[np.ndarray, np.ndarray]:
-            m = (s1 - s0) * ratio
-            return sample(0, m), sample(1, m)
-
-        return _synthetic_pairs(chosen, rejected, ratio, self.method, self.chunk_size, draw)
+                out.append(mean + rng.standard_normal((m, d), np.float32) * spread)
+            else:
+                out.append(mean + rng.standard_normal((m, spread.shape[0]), np.float32) @ spread)
+        return out[0], out[1]

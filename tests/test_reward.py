@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from latentrm.config import EmbedConfig, RewardConfig, SynthConfig, VAEConfig
+from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.reward import (
     RewardHead,
@@ -27,10 +28,8 @@ FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
 from latentrm.config import RunConfig, SynthConfig, VAEConfig
+from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError
 from latentrm.synth import (
     AugmentedPairs,
@@ -33,10 +34,8 @@ N, D = 40, 10
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

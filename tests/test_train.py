@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from latentrm.embed import torch_threads
 from latentrm.errors import TrainingError
 from latentrm.train import fit_loop, minibatches, seeded
 
@@ -11,10 +12,8 @@ from latentrm.train import fit_loop, minibatches, seeded
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 def _quadratic_problem(target: float = 3.0):

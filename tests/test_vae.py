@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentrm.config import VAEConfig
+from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.synth import toy_pairs
 from latentrm.vae import (
@@ -29,10 +30,8 @@ FAST = VAEConfig(epochs=15, patience=15, batch_size=32)
 @pytest.fixture(autouse=True)
 def _one_thread():
     # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 def t(*rows):
