@@ -534,6 +534,8 @@ def embed_rows_ray(
     elif address is not None:
         log.warning("Ray is already initialised in this process; ignoring address=%s", address)
     stats["ray_init_s"] = time.perf_counter() - t_init
+    ctx = ray.data.DataContext.get_current()
+    bars = ctx.enable_progress_bars  # restored below: the caller's Ray session is not ours
     try:
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         cluster_gpus = sum(n.get("GPU", 0) for n in nodes)
@@ -553,7 +555,6 @@ def embed_rows_ray(
             lo, hi = plan.bounds(c)
             payload = {"prompts": rows.prompts[lo:hi], "responses": rows.responses[lo:hi]}
             items.append({"chunk": c, "payload": json.dumps(payload)})
-        ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = cfg.show_progress
         # one block per chunk, so the pool can hand chunks to whichever actor is free
         ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -589,6 +590,7 @@ def embed_rows_ray(
             stats["chunks_computed"] += 1
             stats["rows_computed"] += int(r["rows"])
     finally:
+        ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
     still = [c for c in plan.missing if not _chunk_path(plan.dir, c).exists()]

@@ -26,6 +26,7 @@ from latentrm.config import EmbedConfig
 from latentrm.data import load_pairs
 from latentrm.distributed import (
     Shard,
+    candidate_rows,
     chunk_owner,
     embed_pairs_ray,
     embed_rows_shard,
@@ -37,7 +38,7 @@ from latentrm.distributed import (
     threads_per_actor,
     verify_cache,
 )
-from latentrm.embed import embed_pairs, load_pair_cache
+from latentrm.embed import embed_candidates, embed_pairs, load_pair_cache
 from latentrm.errors import CacheError, ConfigError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,6 +136,29 @@ def test_plan_finds_the_local_cache_without_loading_a_model(setup: dict) -> None
     assert plan.dir == setup["ref_dir"]
     assert (plan.n_rows, plan.chunk_size, plan.n_chunks, plan.missing) == (20, 3, 7, [])
     assert plan.bounds(6) == (18, 20)
+
+
+def test_candidate_shards_fill_the_cache_embed_candidates_reads(setup: dict, tmp_path: Path):
+    """Candidate sets (3, 1 and 4 responses = 8 rows, chunks of 3): the two shards' chunks are
+    read back by embed_candidates as a hit, bit-equal to a single-process run."""
+    from latentrm.data import CandidateSet
+
+    sets = [
+        CandidateSet(f"s{i}", ({"role": "user", "content": q},),
+                     tuple(f"reply {j} " * (j + 1) for j in range(k)), tuple(0.0 for _ in range(k)))
+        for i, (q, k) in enumerate(zip(QUESTIONS, (3, 1, 4), strict=False))
+    ]
+    ref = embed_candidates(sets, setup["cfg"], tmp_path / "one")
+    rows = candidate_rows(sets)
+    assert rows.ids_doc == {"ids": ["s0", "s1", "s2"], "counts": [3, 1, 4]}
+    assert rows.responses[3] == "reply 0 " and rows.prompts[3] == sets[1].prompt
+    for r in (1, 0):
+        st = embed_rows_shard(rows, setup["cfg"], tmp_path / "two", Shard(r, 2))
+        assert st["chunks_computed"] == (2 if r == 0 else 1)  # chunks 0, 2 | 1
+    assert plan_cache(rows, setup["cfg"], tmp_path / "two").missing == []
+    got = embed_candidates(sets, setup["cfg"], tmp_path / "two")
+    assert [g.shape for g in got] == [(3, 32), (1, 32), (4, 32)]
+    assert all(np.array_equal(g, e) for g, e in zip(got, ref, strict=True))
 
 
 # --- verification ---------------------------------------------------------------------------------
