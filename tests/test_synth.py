@@ -46,8 +46,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def lens(data):
-    with torch.random.fork_rng():
-        torch.set_num_threads(1)
+    with torch_threads(1):  # module-scoped: runs before the autouse one-thread fixture
         return LensAugmenter(VAE, SynthConfig(), seed=0).fit(*data)
 
 
@@ -120,6 +119,24 @@ def test_lens_pair_counts_and_within_seed(data, lens, ratio):
     assert aug.stats["candidates_drawn"] == 2 * N * 16
     assert aug.stats["kept"] == 2 * N * k and aug.stats["pairs_made"] == ratio * N
     assert aug.method == "lens" and aug.ratio == ratio
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, N), st.integers(0, 16), st.integers(0, 2), st.integers(0, 1000))
+def test_lens_augment_property(data, lens, n, ratio, extra_k, seed):
+    # Any N, ratio and top_k: exact counts, every pair within its seed, no duplicate pairs.
+    c, r = data[0][:n], data[1][:n]
+    k = default_top_k(ratio) + extra_k if ratio else 1
+    aug = LensAugmenter(VAE, SynthConfig(top_k=k, chunk_size=7), seed=0)
+    aug.vae_ = lens.vae_
+    out = aug.augment(c, r, ratio, seed=seed)
+    assert len(out) == n * (1 + ratio)
+    assert np.bincount(out.seed_idx, minlength=n).tolist() == [1 + ratio] * n
+    if ratio:
+        assert np.array_equal(row_owner(out, n, k, "chosen")[out.chosen_idx], out.seed_idx)
+        assert np.array_equal(row_owner(out, n, k, "rejected")[out.rejected_idx], out.seed_idx)
+    pairs = set(zip(out.chosen_idx.tolist(), out.rejected_idx.tolist(), strict=True))
+    assert len(pairs) == len(out)
 
 
 def test_lens_ratio_zero_and_bad_ratio(data, lens):
