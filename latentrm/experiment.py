@@ -8,7 +8,8 @@ seed and every swept value.
 Outputs in cfg.out_dir:
 - results.csv: one row per (sweep value, method, ratio, seed) with accuracy (+ bootstrap CI on
   the held-out pairs), Best-of-N gold, Spearman, fidelity, selected hyperparameters, times and
-  parameter counts. Rewritten (atomically) after every seed, so a killed run keeps its seeds.
+  parameter counts. Rewritten (atomically) after every seed; rerunning the same config in the
+  same out_dir resumes: finished (sweep value, seed) runs are kept, not recomputed.
 - results.md: mean +- 95% Student-t half width across seeds for every (sweep, method, ratio), and
   the hyperparameters selected on validation per seed.
 - plots/*.png: metrics vs ratio per method with CI bands; with a sweep, metrics vs swept value.
@@ -140,21 +141,25 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
                     len(cfg.seeds))
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rows = _finished_rows(cfg, out)
+    done = {(r.get("sweep_value"), int(r["seed"])) for r in rows}
     save_config(cfg, out / "config.yaml")
-    rows: list[dict[str, Any]] = []
     memo: tuple[str, PreparedData] | None = None
     t0 = time.perf_counter()
     from latentrm.embed import torch_threads
 
     with torch_threads(cfg.threads):
         for value, vcfg in sweep_configs(cfg):
+            todo = [s for s in vcfg.seeds if (value, s) not in done]
+            if not todo:
+                continue
             key = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
                               vcfg.cache_dir, list(vcfg.seeds)], sort_keys=True)
             if memo is None or memo[0] != key:
                 memo = (key, prepare_data(vcfg, vcfg.seeds, embed_all=None, embedder=embedder))
             data = memo[1]
             reference = fit_reference_head(data, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
-            for s in vcfg.seeds:
+            for s in todo:
                 scfg = with_changes(vcfg, seed=s, **{"data.split_seed": s})
                 split = data.splits[s]
                 new = evaluate_split(scfg, data, split, reference)
@@ -172,6 +177,24 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     atomic_write_text(out / "results.md", summary_markdown(df, cfg))
     write_plots(df, out / "plots")
     return df
+
+
+def _finished_rows(cfg: RunConfig, out: Path) -> list[dict[str, Any]]:
+    """Rows of an earlier, interrupted run of this very config in `out` (resume), else []."""
+    import yaml
+
+    csv, saved = out / "results.csv", out / "config.yaml"
+    if not (csv.exists() and saved.exists()):
+        return []
+    if yaml.safe_load(saved.read_text()) != to_dict(cfg):
+        log.info("%s holds results of another config: starting afresh", out)
+        return []
+    df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str})
+    rows = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+            for r in df.to_dict("records")]
+    log.info("resuming: %d rows of %d (sweep value, seed) runs already in %s", len(rows),
+             len({(r.get("sweep_value"), r["seed"]) for r in rows}), csv)
+    return rows
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:

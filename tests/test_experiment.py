@@ -203,6 +203,16 @@ def test_experiment_two_seeds_with_selection(hh_file: Path, tmp_path: Path,
     assert "| lens | 2 | 2 |" in md and "±" in md and "selected on the validation" in md
     png = out / "plots" / "accuracy_vs_ratio.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # rerun in the same out_dir: every (seed) is finished, so nothing is prepared or trained again
+    again = run_experiment(cfg)
+    assert fake_embed["pairs"] == 1
+    pd.testing.assert_frame_equal(again[df.columns], df, check_dtype=False)
+    # an interrupted run (only seed 0 written) resumes with seed 1 alone
+    csv[csv["seed"] == 0].to_csv(out / "results.csv", index=False)
+    resumed = run_experiment(cfg)
+    assert fake_embed["pairs"] == 2 and sorted(resumed["seed"]) == [0, 0, 1, 1]
+    same = [c for c in df.columns if not c.startswith(("time_", "select_seconds"))]
+    pd.testing.assert_frame_equal(resumed[same], df[same], check_dtype=False)  # deterministic
 
 
 def test_experiment_sweep_rows_and_ablation_plot(hh_file: Path, tmp_path: Path, fake_embed: dict,
