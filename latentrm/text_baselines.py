@@ -158,6 +158,12 @@ def _load(base_model: str, gguf_file: str | None, causal: bool) -> tuple[Any, An
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, num_labels=1, dtype=torch.float32, **kw
             )
+    if getattr(model, "hf_quantizer", None) is not None and gguf:
+        # The GGUF tensors are de-quantised to float32 at load, yet transformers keeps a "gguf
+        # quantizer" tag on the model, and Trainer refuses to fine-tune "quantized" models. Every
+        # weight is a plain float32 tensor, so the tag is removed (transformers' own remover).
+        model.hf_quantizer.remove_quantization_config(model)
+        model.config._is_quantized = False
     # Sequence classifiers pool the last token that is not pad_token_id.
     model.config.pad_token_id = tok.pad_token_id
     return model, tok

