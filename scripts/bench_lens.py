@@ -2,8 +2,10 @@
 
 Each configuration runs in a fresh subprocess (so peak RSS is its own) on `toy_pairs` data with a
 planted preference direction, using the library defaults (VAEConfig, SynthConfig, RewardConfig)
-unless overridden. Prints a markdown table: seconds per stage, total, held-out accuracy of the
-head (and of the planted direction, the ceiling), peak RSS, and bytes of embeddings held.
+unless overridden. Prints a markdown table: wall seconds per stage, total wall and process CPU
+seconds (on a shared, loaded machine CPU time with --threads 1 is the steadier figure), held-out
+accuracy of the head (and of the planted direction, the ceiling), peak RSS, and the bytes of all
+embeddings the process holds (seed and held-out arrays + the augmented pool).
 
     .venv/bin/python scripts/bench_lens.py                      # 1k seeds, d=576 and d=4096, 8x
     .venv/bin/python scripts/bench_lens.py --scale 5000 20000   # + scale rows at d=4096
@@ -49,18 +51,18 @@ def one_run(
     test = (c[n:], r[n:])
     c, r = c[:n], r[:n]
     train, val = (c[n_val:], r[n_val:]), (c[:n_val], r[:n_val])
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     lens = make_augmenter(method, cfg, seed=0).fit(*train)
     t1 = time.perf_counter()
     aug = lens.augment(*train, ratio, seed=0)
     t2 = time.perf_counter()
     head = fit_reward_head(aug, val, cfg.reward, seed=0)
-    t3 = time.perf_counter()
+    t3, cpu = time.perf_counter(), time.process_time() - cpu0
     held = c.nbytes + r.nbytes + aug.pool.nbytes + test[0].nbytes + test[1].nbytes
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {
         "n": n, "d": d, "ratio": ratio, "pairs": len(aug),
-        "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0,
+        "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0, "cpu_s": cpu,
         "method": method, "head_epochs": head.history_["epochs_run"],
         "vae_epochs": lens.vae_.history_["epochs_run"] if hasattr(lens, "vae_") else 0,
         "acc": float(np.mean(head.score(test[0]) > head.score(test[1]))),
@@ -79,6 +81,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
                     help="config overrides, e.g. vae.epochs=30 reward.patience=5")
     ap.add_argument("--method", default="lens", help="lens | none | direct | gaussian")
+    ap.add_argument(
+        "--omp-wait", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
+        help="OMP_WAIT_POLICY for the runs. PASSIVE (default): idle OpenMP threads sleep instead "
+             "of spinning; on a shared, loaded 2-core box spinning made 2-thread runs ~6x slower",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -86,6 +93,9 @@ def main() -> None:
         print(json.dumps(one_run(n, d, ratio, args.threads, args.set, args.method)))
         return
     runs = list(args.runs) + [f"{n}:4096:8" for n in args.scale]
+    env = dict(os.environ)
+    if args.omp_wait != "inherit":
+        env["OMP_WAIT_POLICY"] = args.omp_wait
     rows = []
     for spec in runs:
         cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads),
@@ -93,18 +103,20 @@ def main() -> None:
         if args.set:
             cmd += ["--set", *args.set]
         load = os.getloadavg()[0]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         rows.append({**json.loads(out.strip().splitlines()[-1]), "load": load})
         print(f"done {spec}: {rows[-1]['total_s']:.1f}s", file=sys.stderr)
     print(f"method {args.method}; torch threads {args.threads}; "
+          f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}; "
           f"overrides: {' '.join(args.set) or 'none'}\n")
     print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
-          "acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "CPU s | acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {r['d']} | {r['ratio']} | {r['pairs']} | {r['vae_s']:.1f} "
               f"({r['vae_epochs']}) | {r['synth_s']:.2f} | {r['head_s']:.1f} ({r['head_epochs']}) "
-              f"| **{r['total_s']:.1f}** | {r['acc']:.3f} ({r['acc_ideal']:.3f}) | "
+              f"| **{r['total_s']:.1f}** | {r['cpu_s']:.1f} | "
+              f"{r['acc']:.3f} ({r['acc_ideal']:.3f}) | "
               f"{r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) | {r['held_mb']:.0f} | "
               f"{r['load']:.1f} |")
     scale = {r["n"]: r for r in rows if r["d"] == 4096 and r["ratio"] == 8}
