@@ -211,14 +211,15 @@ def _carve(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardization_stats(
-    *arrays: np.ndarray, chunk: int = 8192
+    *arrays: np.ndarray, chunk: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean/std (float32, (d,)) over the rows of all `arrays` together.
 
-    Accumulated in float64 over row chunks, so no concatenated copy is made. Constant dimensions
-    get std 1 so standardising never divides by zero.
+    Accumulated in float64 over row chunks (default: 2^22 values, 32 MB, per chunk), so no
+    concatenated copy is made. Constant dimensions get std 1 so standardising never divides by 0.
     """
     d = arrays[0].shape[1]
+    chunk = chunk or max(1, (1 << 22) // d)
     total, sq, n = np.zeros(d), np.zeros(d), 0
     for x in arrays:
         for i in range(0, len(x), chunk):
@@ -312,8 +313,10 @@ class VAEFitter:
 
     def standardize(self, x: np.ndarray) -> Tensor:
         """Raw (N, d) embeddings -> standardised float32 tensor."""
-        x = (np.asarray(x, np.float32) - self.mean_) / self.std_
-        return torch.from_numpy(x.astype(np.float32, copy=False))
+        out = np.array(x, dtype=np.float32)  # one copy, then in place: no extra (N, d) temporaries
+        out -= self.mean_
+        out /= self.std_
+        return torch.from_numpy(out)
 
     def unstandardize(self, x: Tensor) -> np.ndarray:
         """Standardised (..., d) tensor -> raw float32 embeddings (undoes the seed-set scaling)."""
