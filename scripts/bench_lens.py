@@ -121,12 +121,11 @@ def main() -> None:
               f"{r['load']:.1f} |")
     scale = {r["n"]: r for r in rows if r["d"] == 4096 and r["ratio"] == 8}
     ns = sorted(scale)
-    if len(ns) >= 2:
-        lo, hi = scale[ns[0]], scale[ns[-1]]
-        print(f"\nwall time {hi['n']}/{lo['n']} seeds: {hi['total_s'] / lo['total_s']:.1f}x "
-              f"for {hi['n'] / lo['n']:.0f}x data; peak RSS above base / embeddings held at "
-              f"{hi['n']}: {(hi['peak_rss_mb'] - hi['base_rss_mb']) / hi['held_mb']:.2f}x")
-
+    for lo_n, hi_n in zip(ns[:-1], ns[1:], strict=True):
+        lo, hi = scale[lo_n], scale[hi_n]
+        print(f"\nwall time {hi_n}/{lo_n} seeds: {hi['total_s'] / lo['total_s']:.2f}x for "
+              f"{hi_n / lo_n:.0f}x data; peak RSS above base / embeddings held at {hi_n}: "
+              f"{(hi['peak_rss_mb'] - hi['base_rss_mb']) / hi['held_mb']:.2f}x")
 
 if __name__ == "__main__":
     main()
