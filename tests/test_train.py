@@ -117,7 +117,6 @@ def test_deterministic_and_leaves_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-@pytest.mark.slow
 def test_cli_embed_synth_train_score(tmp_path, capsys):
     """`latentrm synth` then `train` on a MiniLM cache of 24 tiny pairs, then score text."""
     import importlib.util
