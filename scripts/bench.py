@@ -1,0 +1,100 @@
+"""`make bench`: run the benchmark scripts and rewrite BENCHMARKS.md with the machine and commands.
+
+Each section is the markdown a benchmark script prints (its own figures and targets, met or not);
+this script only runs them in sequence (never in parallel: they share the 2 cores), records the
+machine, the exact command and the wall time, and writes the file atomically.
+
+    .venv/bin/python scripts/bench.py --out BENCHMARKS.md            # every section
+    .venv/bin/python scripts/bench.py --only lens --out /tmp/b.md     # one section
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+# name -> (title, argv). Sizes are chosen so the whole suite ends in well under an hour on 2 cores.
+SECTIONS: dict[str, tuple[str, list[str]]] = {
+    "lens": (
+        "LENS after embeddings (VAE fit + synthesis + head), and scale to 50k seeds",
+        [PY, "scripts/bench_lens.py", "--threads", "2", "--scale", "5000", "20000", "50000"],
+    ),
+    "embed": (
+        "Embedding extraction",
+        [PY, "scripts/bench_embed.py", "--threads", "2", "--n-encoder", "256", "--n-decoder", "32"],
+    ),
+    "text": (
+        "Latent vs text synthesis (SmolLM2 generating + judging, measured sample, extrapolated)",
+        [PY, "scripts/bench_text_synthesis.py", "--threads", "2", "--synth-prompts", "4",
+         "--responses", "2", "--rm-modes", "none"],
+    ),
+}
+
+
+def machine() -> str:
+    import torch
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()[0]
+    return (
+        f"- machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU\n"
+        f"- software: Python {platform.python_version()}, torch {torch.__version__}\n"
+        f"- load average when the run started: {load:.1f}\n"
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="BENCHMARKS.md")
+    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    parts = [
+        "# Benchmarks\n",
+        "Written by `make bench` (`scripts/bench.py`); every figure below was measured by the "
+        "command shown with it, on this machine:\n",
+        machine(),
+        "",
+        "Targets come from the performance issue; each section says met / not met and, where "
+        "not met, what limits it. Timings on a shared 2-core machine vary with its load: compare "
+        "figures from one run.\n",
+    ]
+    for name in args.only or list(SECTIONS):
+        title, argv = SECTIONS[name]
+        cmd = " ".join(a if a != PY else ".venv/bin/python" for a in argv)
+        print(f"[bench] {name}: {cmd}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        body = proc.stdout.strip() or "(no output)"
+        if proc.returncode != 0:
+            body += f"\n\n**failed** (exit {proc.returncode}):\n```\n{proc.stderr[-3000:]}\n```"
+        parts += [f"## {title}\n", f"Command: `{cmd}` ({wall:.0f} s wall)\n", body, ""]
+    text = "\n".join(parts) + "\n"
+    tmp = Path(args.out).with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, args.out)
+    print(f"[bench] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
