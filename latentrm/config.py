@@ -271,6 +271,26 @@ class RunConfig:
         (), "Ablation: values of `sweep` (each parsed as YAML, e.g. [0, 0.01, 0.1])."
     )
 
+    def __post_init__(self) -> None:
+        # Values a type check cannot catch; each error names the key.
+        for r in self.ratios:
+            if r < 1:
+                raise ConfigError(f"ratios: every ratio must be an integer >= 1, got {r}")
+        if self.synth.ratio < 1:
+            raise ConfigError(f"synth.ratio must be an integer >= 1, got {self.synth.ratio}")
+        known = ("none", "direct", "gaussian", "lens")
+        for m in self.methods:
+            if m not in known:
+                raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, list(known))}")
+        if not 0 < self.data.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+        if self.data.n_seed < 2:
+            raise ConfigError(f"data.n_seed must be >= 2, got {self.data.n_seed}")
+        if self.synth.sigma2 <= 0:
+            raise ConfigError(f"synth.sigma2 must be > 0, got {self.synth.sigma2}")
+        if self.vae.latent_dim < 1:
+            raise ConfigError(f"vae.latent_dim must be >= 1, got {self.vae.latent_dim}")
+
 
 C = TypeVar("C")
 
