@@ -139,7 +139,7 @@ def evaluate_split(
     lower validation Bradley-Terry loss), never by the held-out pairs. Method 'none' runs once
     (ratio 0). Heads are saved under `heads_dir`.
     """
-    from latentrm.reward import fit_reward_head, save_head
+    from latentrm.reward import RewardModel, fit_reward_head
     from latentrm.synth import AugmentedPairs, make_augmenter
 
     tc, tr = data.chosen[split.train], data.rejected[split.train]
@@ -201,8 +201,9 @@ def evaluate_split(
             if reference is not None:
                 row["fidelity"] = synthetic_fidelity(aug, reference)
             if heads_dir is not None:
+                # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = heads_dir / f"{method}-r{ratio}"
-                save_head(head, d)
+                RewardModel(cfg.embed, head).save(d)
                 row["head_dir"] = str(d)
             rows.append(row)
             log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", method, ratio,
@@ -257,9 +258,9 @@ def metrics_table(rows: Sequence[dict[str, Any]]) -> str:
 def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
     """`latentrm run`: one split, every method x ratio; artifacts and metrics in cfg.out_dir.
 
-    Writes config.yaml (resolved config), heads/<method>-r<ratio>/ (save_head), metrics.json
-    (atomic) and results.md (the table). Returns the metrics dict (its 'table' key holds the
-    markdown table).
+    Writes config.yaml (resolved config), heads/<method>-r<ratio>/ (RewardModel.save: head +
+    embed config), metrics.json (atomic) and results.md (the table). Returns the metrics dict
+    (its 'table' key holds the markdown table).
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
