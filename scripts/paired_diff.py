@@ -29,12 +29,14 @@ def main() -> int:
         keys = ["seed"] + (["sweep_value"] if "sweep_value" in df.columns else [])
         base = df[df.method == "none"].set_index(keys)[args.metric]
         print(f"{path}: {args.metric} minus none's, mean +- 95% CI over seeds\n")
-        print("| method | ratio | seeds | difference | wins/seeds |")
-        print("|---|---|---|---|---|")
-        for (method, ratio), g in df[df.method != "none"].groupby(["method", "ratio"]):
+        group = keys[1:] + ["method", "ratio"]  # sweep value (ablations) first
+        print("| " + " | ".join(group) + " | seeds | difference | wins/seeds |")
+        print("|" + "---|" * (len(group) + 3))
+        for names, g in df[df.method != "none"].groupby(group):
             d = (g.set_index(keys)[args.metric] - base).dropna()
             mean, half = mean_ci_over_seeds(d.to_numpy())
-            print(f"| {method} | {ratio} | {len(d)} | {mean:+.4f} +- {half:.4f} | "
+            cells = " | ".join(str(v) for v in (names if isinstance(names, tuple) else (names,)))
+            print(f"| {cells} | {len(d)} | {mean:+.4f} +- {half:.4f} | "
                   f"{int((d > 0).sum())}/{len(d)} |")
         print()
     return 0
