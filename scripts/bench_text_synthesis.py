@@ -61,8 +61,11 @@ def bench_synthesis(args, ds, out: dict) -> None:
         from latentrm.vae import DivergenceVAE
 
         d = synth.model_.config.hidden_size
-        vae_params = _n_params(DivergenceVAE(d, hidden=(64,), latent_dim=16))
-        head_params = _n_params(RewardHead(d, hidden=(256,)))
+        from latentrm.config import RewardConfig, VAEConfig
+
+        vc, rc = VAEConfig(), RewardConfig()  # the defaults a LENS run uses
+        vae_params = _n_params(DivergenceVAE(d, hidden=vc.hidden, latent_dim=vc.latent_dim))
+        head_params = _n_params(RewardHead(d, hidden=rc.hidden))
     except (ImportError, TypeError) as e:  # LENS modules absent or with another signature
         logging.warning("LENS parameter counts unavailable: %s", e)
     out["synthesis"] = {**st, "load_seconds": load_s, "cpu_seconds_per_pair": cpu_per_pair,
@@ -89,7 +92,7 @@ def bench_synthesis(args, ds, out: dict) -> None:
         f"({k8} responses + {args.extrapolate_ratio} judged pairs per seed) | "
         f"*{total:.0f} s = {total / 3600:.2f} h* |",
         f"| parameters run per generated token / judge pass | {n_gen_params / 1e6:.1f} M |",
-        f"| LENS: VAE (d={synth.model_.config.hidden_size}, hidden 64, z 16) + MLP head (256) "
+        f"| LENS: VAE (d={synth.model_.config.hidden_size}, defaults) + MLP head (defaults) "
         f"| {vae_params if vae_params is not None else 'n/a'} + "
         f"{head_params if head_params is not None else 'n/a'} |",
         "",

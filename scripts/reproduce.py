@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
 import sys
@@ -107,10 +108,35 @@ def update_report(report: Path, sections: dict[str, str]) -> None:
     tmp.replace(report)
 
 
+# The efficiency table's measurements: LENS after embeddings at 1k seeds x 8 (d=576, the configs'
+# one thread) and SmolLM2 self-rewarding text synthesis on a sample of prompts (extrapolated).
+EFFICIENCY = (
+    ["scripts/bench_lens.py", "--runs", "1000:576:8", "1000:4096:8", "--threads", "1"],
+    ["scripts/bench_text_synthesis.py", "--threads", "2", "--synth-prompts", "4", "--responses",
+     "2", "--rm-modes", "none"],
+)
+
+
+def efficiency_section(reports: Path) -> str:
+    """Run the two efficiency measurements; their markdown, saved to reports/efficiency.md."""
+    import subprocess
+
+    out = []
+    for argv in EFFICIENCY:
+        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+        out += [f"Command: `.venv/bin/python {' '.join(argv)}`\n", proc.stdout.strip(), ""]
+    text = "\n".join(out)
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "efficiency.md").write_text(text + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [n for n, _ in CONFIGS]
-    p.add_argument("--only", nargs="+", choices=names, help="run/collect only these configs")
+    p.add_argument("--only", nargs="+", choices=[*names, "efficiency"],
+                   help="run/collect only these configs (efficiency: the timing measurements)")
     p.add_argument("--skip-existing", action="store_true",
                    help="do not rerun a config whose out_dir holds results of the same config")
     p.add_argument("--collect-only", action="store_true",
@@ -134,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = run_one(name, kind, args.overrides, args.skip_existing)
         sections[name] = collect(name, cfg, Path(args.reports))
+    if not args.only or "efficiency" in args.only:
+        eff = Path(args.reports) / "efficiency.md"
+        if not args.collect_only:
+            sections["efficiency"] = efficiency_section(Path(args.reports))
+        elif eff.exists():
+            sections["efficiency"] = eff.read_text()
     update_report(Path(args.report), sections)
     log.info("refreshed %d table sections of %s", len(sections), args.report)
     return 0
