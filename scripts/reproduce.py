@@ -125,7 +125,9 @@ def efficiency_section(reports: Path) -> str:
     for argv in EFFICIENCY:
         proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
-        out += [f"Command: `.venv/bin/python {' '.join(argv)}`\n", proc.stdout.strip(), ""]
+        body = proc.stdout.strip().replace("\n## ", "\n#### ").replace("\n### ", "\n#### ")
+        body = body[3:] if body.startswith("## ") else body
+        out += [f"Command: `.venv/bin/python {' '.join(argv)}`\n", body, ""]
     text = "\n".join(out)
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "efficiency.md").write_text(text + "\n")
