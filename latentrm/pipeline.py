@@ -34,19 +34,16 @@ from latentrm.evaluate import (
 )
 from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.prepare import PreparedData, Split, prepare_data
+from latentrm.vae import n_parameters
 
 log = logging.getLogger(__name__)
 
 
 # --- training and evaluation of one split -------------------------------------------------------
-def _n_params(module: Any) -> int:
-    return int(sum(p.numel() for p in module.parameters())) if module is not None else 0
-
-
 def _augmenter_params(aug: Any) -> int:
     """Parameters of an augmenter's generative model (the VAE for LENS; 0 for the baselines)."""
-    vae = getattr(aug, "vae_", None)
-    return _n_params(getattr(vae, "model_", None))
+    model = getattr(getattr(aug, "vae_", None), "model_", None)
+    return n_parameters(model) if model is not None else 0
 
 
 def with_changes(cfg: RunConfig, **changes: Any) -> RunConfig:
@@ -175,7 +172,7 @@ def evaluate_split(
                 info = {
                     "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
                     "params_augmenter": _augmenter_params(augmenter),
-                    "params_head": _n_params(head),
+                    "params_head": n_parameters(head),
                     "n_pairs_trained": len(aug), "n_synthetic": int(np.sum(aug.synthetic)),
                     **{k.split(".")[-1]: v for k, v in zip(keys, point, strict=True)},
                 }
