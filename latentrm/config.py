@@ -232,6 +232,70 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class TextRewardConfig:
+    """Text baselines (``latentrm[text]``): reward models fine-tuned on text with TRL."""
+
+    epochs: int = _f(1, "Training epochs over the (seed + synthetic) text pairs.")
+    max_length: int = _f(
+        256,
+        "Max tokens per (prompt, response). Longer inputs lose prompt tokens from the left; the "
+        "response is cut (from its end) only when it alone exceeds the budget. Nothing is dropped.",
+    )
+    batch_size: int = _f(8, "Pairs per step (each pair is two sequences); also the scoring batch.")
+    lr: float | None = _f(None, "AdamW learning rate; None = 1e-5 for full, 1e-4 for lora.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    lora_r: int = _f(8, "LoRA rank.")
+    lora_alpha: int = _f(16, "LoRA alpha (adapter scale = alpha / r).")
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA adapter input.")
+    lora_target_modules: tuple[str, ...] = _f(
+        (),
+        "Modules that get LoRA adapters; () = peft's default for the architecture "
+        "(Llama: q_proj, v_proj).",
+    )
+    gradient_accumulation: int = _f(1, "Steps whose gradients are summed before an update.")
+    max_train_pairs: int | None = _f(
+        None, "Train on a seeded random subset of this many pairs; None = all."
+    )
+    seed: int = _f(
+        0, "Seed (head init, data order, LoRA init) when the model is built without one."
+    )
+    output_dir: str | None = _f(
+        None,
+        "Trainer output folder (no checkpoints are saved); None = a temporary folder, removed.",
+    )
+    text_format: str = _f(
+        "auto",
+        "auto | chat | plain: chat template (auto: when the tokenizer has one) or HH plain text.",
+    )
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N; auto = embed.device in `experiment`.")
+    show_progress: bool = _f(False, "Show the Trainer's tqdm bar.")
+
+
+@dataclass(frozen=True)
+class SelfRewardConfig:
+    """Self-rewarding text synthesis: the base model writes new responses and judges pairs."""
+
+    max_new_tokens: int = _f(64, "Tokens generated per new response.")
+    temperature: float = _f(0.8, "Sampling temperature of the new responses.")
+    top_p: float = _f(0.95, "Nucleus sampling mass.")
+    max_prompt_tokens: int = _f(
+        384, "Generation prompt budget: earliest turns are dropped, then tokens from the left."
+    )
+    max_judge_tokens: int = _f(
+        768, "Judge prompt budget: the conversation is cut from the left to fit the two replies."
+    )
+    batch_size: int = _f(8, "Prompts per generation batch / judge texts per forward pass.")
+    max_rounds: int = _f(
+        3,
+        "Generation rounds to get enough distinct non-empty responses per prompt; what is still "
+        "missing is filled with the seed pair's own chosen/rejected responses (counted in stats).",
+    )
+    train_mode: str = _f("lora", "full | lora: the reward model trained on seed + judged pairs.")
+    text_format: str = _f("auto", "auto | chat | plain, as TextRewardConfig.text_format.")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N; auto = embed.device in `experiment`.")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
@@ -239,6 +303,8 @@ class RunConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    text: TextRewardConfig = field(default_factory=TextRewardConfig)
+    self_rewarding: SelfRewardConfig = field(default_factory=SelfRewardConfig)
     seed: int = _f(0, "Seed of every random choice in the run (VAE, synthesis, head).")
     methods: tuple[str, ...] = _f(
         ("none", "direct", "gaussian", "lens"), "Methods `latentrm run` trains and compares."

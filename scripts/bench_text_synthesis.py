@@ -34,7 +34,7 @@ def _n_params(module) -> int:
 
 
 def bench_synthesis(args, ds, out: dict) -> None:
-    from latentrm.text_baselines import SelfRewardConfig, SelfRewardingSynthesizer, _n_responses
+    from latentrm.text_baselines import SelfRewardConfig, SelfRewardingSynthesizer, n_responses
 
     rng = np.random.default_rng(args.seed)
     sample = ds.subset(np.sort(rng.choice(len(ds), args.synth_prompts, replace=False)))
@@ -51,7 +51,7 @@ def bench_synthesis(args, ds, out: dict) -> None:
     cpu_per_pair = (time.process_time() - c0) / max(res.stats["pairs"], 1)
     st = res.stats
     n_gen_params = _n_params(synth.model_)
-    k8 = _n_responses(args.extrapolate_ratio)
+    k8 = n_responses(args.extrapolate_ratio)
     per_seed = (k8 * st["seconds_per_response"]
                 + args.extrapolate_ratio * st["seconds_per_judged_pair"])
     total = args.extrapolate_seeds * per_seed

@@ -12,9 +12,9 @@ from latentrm.text_baselines import (
     SelfRewardingSynthesizer,
     TextRewardConfig,
     TextRewardModel,
-    _n_responses,
     combine_orders,
     encode_texts,
+    n_responses,
     text_baselines_available,
 )
 
@@ -91,7 +91,7 @@ def test_combine_orders_cancels_letter_bias_by_hand():
 
 def test_n_responses_smallest_k_with_enough_pairs():
     # k(k-1)/2 >= ratio: 1 -> 2 (1 pair), 2,3 -> 3 (3 pairs), 4..6 -> 4, 8 -> 5 (10), 16 -> 7 (21)
-    assert [_n_responses(r) for r in (1, 2, 3, 4, 6, 7, 8, 16)] == [2, 3, 3, 4, 4, 5, 5, 7]
+    assert [n_responses(r) for r in (1, 2, 3, 4, 6, 7, 8, 16)] == [2, 3, 3, 4, 4, 5, 5, 7]
 
 
 def test_encode_texts_truncates_prompt_from_left_then_response_from_end():
@@ -242,6 +242,22 @@ def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny):
         text_reward_model(cfg, "dpo", train, None, 0)
 
 
+def test_experiment_entry_point_takes_text_and_self_rewarding_sections_from_the_config(tiny):
+    from latentrm.config import load_config
+    from latentrm.text_baselines import text_reward_model
+
+    cfg = load_config(None, [
+        f"embed.model={tiny}", "embed.device=cpu", "synth.ratio=1", "text.max_length=16",
+        "text.lora_r=2", "text.max_train_pairs=3", "self_rewarding.max_new_tokens=3",
+        "self_rewarding.train_mode=full",
+    ])
+    rm = text_reward_model(cfg, "lora", planted(5, seed=3), None, 0)
+    assert rm.cfg.max_length == 16 and rm.cfg.lora_r == 2 and rm.n_train_pairs_ == 3
+    assert rm.cfg.device == "cpu"  # "auto" in the text section follows embed.device
+    sr = text_reward_model(cfg, "self-rewarding", planted(4, seed=1), None, 0)
+    assert sr.mode == "full" and sr.ratio_ == 1 and sr.n_train_pairs_ == 3  # max_train_pairs
+
+
 @pytest.mark.slow
 def test_smollm2_gguf_loads_as_trainable_float32_classifier():
     """The real base model: GGUF -> LlamaForSequenceClassification, float32, no quantizer tag."""
@@ -252,9 +268,9 @@ def test_smollm2_gguf_loads_as_trainable_float32_classifier():
     import torch
     from transformers.trainer_utils import validate_quantization_for_training
 
-    from latentrm.text_baselines import _load
+    from latentrm.textlm import load_model
 
-    model, tok = _load("smollm2", None, causal=False)
+    model, tok = load_model("smollm2", None, causal=False)
     assert type(model).__name__ == "LlamaForSequenceClassification"
     assert tuple(model.score.weight.shape) == (1, 576) and model.score.bias is None
     assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -1,0 +1,142 @@
+"""Causal / sequence-classification LMs for the text baselines: loading, chat rendering, encoding.
+
+Shared by :mod:`latentrm.text_baselines` (reward models fine-tuned on text) and
+:mod:`latentrm.self_rewarding` (the base model writes and judges new responses). Model names
+resolve like embedder names (aliases ``smollm2``, ``gemma3-270m``; GGUF files are de-quantised to
+float32 by transformers). trl/peft/transformers are imported inside functions, so importing this
+module needs only the core dependencies; check ``text_baselines_available()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Sequence
+from typing import Any
+
+from latentrm.data import Message, render_plain
+from latentrm.errors import ConfigError
+
+Prompt = Sequence[Message]
+
+
+def text_baselines_available() -> bool:
+    """True when the ``text`` extra (trl, peft, accelerate) is importable."""
+    return all(importlib.util.find_spec(m) is not None for m in ("trl", "peft", "accelerate"))
+
+
+def require_text_extra() -> None:
+    if not text_baselines_available():
+        raise ConfigError(
+            "text baselines need the optional extra: pip install 'latentrm[text]' "
+            "(trl, peft, accelerate)"
+        )
+
+
+
+def resolve_model_file(base_model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(folder or Hub id, GGUF file): aliases as for embeddings; an explicit gguf_file wins."""
+    from latentrm.models import resolve_model
+
+    path, alias_gguf = resolve_model(base_model)
+    return path, gguf_file or alias_gguf
+
+
+def resolve_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(base_model: str, gguf_file: str | None, causal: bool) -> tuple[Any, Any]:
+    """(float32 model, tokenizer with a pad token); causal=False: a 1-label sequence classifier."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    folder, gguf = resolve_model_file(base_model, gguf_file)
+    kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    tok = AutoTokenizer.from_pretrained(folder, **kw)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if causal:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    else:
+        try:  # silences the expected "score.weight newly initialised" load report
+            from trl.trainer.reward_trainer import suppress_seqcls_warning
+        except ImportError:  # pragma: no cover - older/newer trl
+            suppress_seqcls_warning = contextlib.nullcontext
+        with suppress_seqcls_warning():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, num_labels=1, dtype=torch.float32, **kw
+            )
+    if getattr(model, "hf_quantizer", None) is not None and gguf:
+        # The GGUF tensors are de-quantised to float32 at load, yet transformers keeps a "gguf
+        # quantizer" tag on the model, and Trainer refuses to fine-tune "quantized" models. Every
+        # weight is a plain float32 tensor, so the tag is removed (transformers' own remover).
+        model.hf_quantizer.remove_quantization_config(model)
+        model.config._is_quantized = False
+    # Sequence classifiers pool the last token that is not pad_token_id.
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def use_chat(tok: Any, text_format: str) -> bool:
+    if text_format not in ("auto", "chat", "plain"):
+        raise ConfigError(f"text_format must be auto | chat | plain, got {text_format!r}")
+    if text_format == "chat" and not tok.chat_template:
+        raise ConfigError("text_format=chat but the tokenizer has no chat template")
+    return text_format == "chat" or (text_format == "auto" and bool(tok.chat_template))
+
+
+def token_ids(tok: Any, prompt: Prompt, response: str | None, chat: bool) -> list[int]:
+    """Token ids of the rendered (prompt, response); None: ends with the generation prompt."""
+    if chat:
+        msgs = list(prompt) + (
+            [] if response is None else [{"role": "assistant", "content": response}]
+        )
+        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=response is None)
+        return tok(text, add_special_tokens=False)["input_ids"]
+    return tok(render_plain(prompt, response))["input_ids"]
+
+
+def encode_texts(
+    tok: Any, prompts: Sequence[Prompt], responses: Sequence[str], max_length: int, chat: bool
+) -> list[list[int]]:
+    """One id list per (prompt, response), at most max_length long.
+
+    Too long: drop tokens from the left (prompt first); when the response part alone exceeds the
+    budget, keep only its first max_length tokens (the prompt is then gone entirely).
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    out = []
+    for p, r in zip(prompts, responses, strict=True):
+        ids = token_ids(tok, p, r, chat)
+        if len(ids) > max_length:
+            n_prompt = len(token_ids(tok, p, None, chat))
+            ids = (
+                ids[n_prompt : n_prompt + max_length]
+                if len(ids) - n_prompt >= max_length
+                else ids[-max_length:]
+            )
+        out.append(ids)
+    return out
+
+
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, left: bool, device: Any
+) -> tuple[Any, Any]:
+    """(input_ids, attention_mask), each (B, T) int64."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        sl = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[i, sl] = torch.tensor(s, dtype=torch.long)
+        mask[i, sl] = 1
+    return ids.to(device), mask.to(device)
+
