@@ -508,6 +508,23 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+def saved_config_matches(path: str | Path, cfg: Any) -> bool:
+    """Whether the config saved at `path` resolves to `cfg` (an unreadable/absent file: False).
+
+    The saved YAML is read through the current dataclasses, so keys added since it was written
+    take their defaults: a run is not invalidated by a new option it did not know about, only by a
+    value that differs (or a key that no longer exists).
+    """
+    p = Path(path)
+    if not p.exists():
+        return False
+    try:
+        saved = from_dict(type(cfg), yaml.safe_load(p.read_text()) or {})
+    except (ConfigError, yaml.YAMLError, TypeError):
+        return False
+    return to_dict(saved) == to_dict(cfg)
+
+
 def help_lines(cls: type, prefix: str = "") -> list[str]:
     """One line per (nested) config key with its default and help text, for --help output."""
     lines = []

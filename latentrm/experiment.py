@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from latentrm.config import RunConfig, deep_merge, from_dict, parse_overrides, save_config, to_dict
+from latentrm.config import (
+    RunConfig,
+    deep_merge,
+    from_dict,
+    parse_overrides,
+    save_config,
+    saved_config_matches,
+    to_dict,
+)
 from latentrm.errors import ConfigError
 from latentrm.evaluate import (
     best_of_n,
@@ -181,12 +189,10 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
 
 def _finished_rows(cfg: RunConfig, out: Path) -> list[dict[str, Any]]:
     """Rows of an earlier, interrupted run of this very config in `out` (resume), else []."""
-    import yaml
-
     csv, saved = out / "results.csv", out / "config.yaml"
     if not (csv.exists() and saved.exists()):
         return []
-    if yaml.safe_load(saved.read_text()) != to_dict(cfg):
+    if not saved_config_matches(saved, cfg):
         log.info("%s holds results of another config: starting afresh", out)
         return []
     df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str})

@@ -25,12 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latentrm.config import RunConfig, load_config, to_dict  # noqa: E402
+from latentrm.config import RunConfig, load_config, saved_config_matches  # noqa: E402
 
 log = logging.getLogger("reproduce")
 
@@ -51,8 +49,7 @@ def finished(cfg: RunConfig, kind: str) -> bool:
     """Whether cfg.out_dir holds complete results of this very config."""
     out = Path(cfg.out_dir)
     done = out / ("metrics.json" if kind == "run" else "results.md")
-    saved = out / "config.yaml"
-    return done.exists() and saved.exists() and yaml.safe_load(saved.read_text()) == to_dict(cfg)
+    return done.exists() and saved_config_matches(out / "config.yaml", cfg)
 
 
 def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> RunConfig:

@@ -55,3 +55,25 @@ def test_cli_prints_one_line_error_without_traceback(capsys: pytest.CaptureFixtu
     assert err == "latentrm: error: unknown config key 'vae.gama'; did you mean 'vae.gamma'?"
     with pytest.raises(ConfigError):
         main(["--debug", "config", "vae.gama=1"])
+
+
+def test_saved_config_matches_fills_new_keys_with_defaults(tmp_path):
+    import yaml
+
+    from latentrm.config import save_config, saved_config_matches, to_dict
+
+    cfg = load_config(None, ["vae.gamma=0.5", "seeds=[0,1]"])
+    path = tmp_path / "config.yaml"
+    assert not saved_config_matches(path, cfg)  # absent
+    save_config(cfg, path)
+    assert saved_config_matches(path, cfg)
+    old = to_dict(cfg)
+    del old["text"]  # written before the section existed: its defaults are what ran
+    path.write_text(yaml.safe_dump(old))
+    assert saved_config_matches(path, cfg)
+    assert not saved_config_matches(path, load_config(None, ["vae.gamma=0.1", "seeds=[0,1]"]))
+    old["vae"]["no_such_key"] = 1  # a key that no longer exists: not the same config
+    path.write_text(yaml.safe_dump(old))
+    assert not saved_config_matches(path, cfg)
+    path.write_text("[unclosed")
+    assert not saved_config_matches(path, cfg)
