@@ -37,6 +37,7 @@ from latentrm.config import (
     saved_config_matches,
     to_dict,
 )
+from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError
 from latentrm.evaluate import (
     best_of_n,
@@ -87,6 +88,7 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     `text_baselines.text_reward_model` fits full / lora on the split's training pairs (early
     stopping data: its validation pairs); self-rewarding first synthesises synth.ratio judged pairs
     per seed pair. They are scored on the same held-out pairs and Best-of-N candidates as LENS.
+    Their LLM passes run with embed.threads torch threads (like embedding), not `threads`.
     """
     modes = list(cfg.text_baselines)
     if not modes:
@@ -107,13 +109,15 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     rows = []
     for mode in modes:
         t0 = time.perf_counter()
-        model = tb.text_reward_model(cfg, mode, train, val, cfg.seed)
+        with torch_threads(cfg.embed.threads):
+            model = tb.text_reward_model(cfg, mode, train, val, cfg.seed)
         t_total = time.perf_counter() - t0
         synthesis = getattr(model, "synthesis_", None)
         t_synth = (float(synthesis.stats.get("generate_seconds", 0.0))
                    + float(synthesis.stats.get("judge_seconds", 0.0))) if synthesis else 0.0
-        rc = np.asarray(model.score(test.prompts, test.chosen), np.float64)
-        rr = np.asarray(model.score(test.prompts, test.rejected), np.float64)
+        with torch_threads(cfg.embed.threads):
+            rc = np.asarray(model.score(test.prompts, test.chosen), np.float64)
+            rr = np.asarray(model.score(test.prompts, test.rejected), np.float64)
         correct = pair_correctness(rc, rr)
         lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, cfg.seed)
         row: dict[str, Any] = {
@@ -127,8 +131,9 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
         }
         if len(split.bon_sets):
             sets = [data.sets[i] for i in split.bon_sets]
-            scores = [np.asarray(model.score([s.prompt] * len(s.responses), list(s.responses)),
-                                 np.float64) for s in sets]
+            with torch_threads(cfg.embed.threads):
+                scores = [np.asarray(model.score([s.prompt] * len(s.responses),
+                                                 list(s.responses)), np.float64) for s in sets]
             row.update(best_of_n(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
                                  cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
             row.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
@@ -154,8 +159,6 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     save_config(cfg, out / "config.yaml")
     memo: tuple[str, PreparedData] | None = None
     t0 = time.perf_counter()
-    from latentrm.embed import torch_threads
-
     with torch_threads(cfg.threads):
         for value, vcfg in sweep_configs(cfg):
             todo = [s for s in vcfg.seeds if (value, s) not in done]
