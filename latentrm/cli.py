@@ -207,8 +207,8 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
 def _cmd_synth(args: argparse.Namespace) -> int:
     import time
 
+    from latentrm.cache import load_pair_cache
     from latentrm.config import to_dict
-    from latentrm.embed import load_pair_cache
     from latentrm.synth import make_augmenter, save_augmented
 
     cfg = load_run_config(args)
@@ -257,7 +257,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if val is None:
             raise LatentrmError(f"{args.input}: the augmented set holds no validation pairs")
     else:
-        from latentrm.embed import load_pair_cache
+        from latentrm.cache import load_pair_cache
         from latentrm.synth import AugmentedPairs
 
         pairs = load_pair_cache(args.input, expect=cfg.embed)

@@ -31,22 +31,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from latentrm.config import EmbedConfig
-from latentrm.embed import (
-    _RESOLVED_FIELDS,
-    Embedder,
+from latentrm.cache import (
+    RESOLVED_FIELDS,
     PairEmbeddings,
-    _candidates_hash,
-    _check_cfg,
-    _chunk_path,
-    _diff,
-    _read_chunk,
-    _read_meta,
-    _request,
-    _write_chunk,
-    embed_candidates,
-    embed_pairs,
+    cache_request,
+    candidates_hash,
+    check_same,
+    chunk_path,
+    read_chunk,
+    read_meta,
+    write_chunk,
 )
+from latentrm.config import EmbedConfig
+from latentrm.embed import Embedder, check_embed_config, embed_candidates, embed_pairs
 from latentrm.errors import CacheError, ConfigError, LatentrmError
 from latentrm.io import atomic_write_json, sha256_json
 from latentrm.models import model_identity, resolve_model
@@ -84,7 +81,7 @@ def candidate_rows(sets: Sequence[CandidateSet]) -> FlatRows:
     """Every candidate response, set by set, exactly as `embed_candidates` orders them."""
     return FlatRows(
         kind="candidates",
-        content_hash=_candidates_hash(sets),
+        content_hash=candidates_hash(sets),
         prompts=[s.prompt for s in sets for _ in s.responses],
         responses=[r for s in sets for r in s.responses],
         ids_doc={"ids": [s.id for s in sets], "counts": [len(s.responses) for s in sets]},
@@ -135,17 +132,18 @@ def plan_cache(rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path) -> Cach
     Loads no model (a local model's identity is its file hashes, a Hub model's its commit).
     CacheError when an existing folder was made with a different request.
     """
-    _check_cfg(cfg)
+    check_embed_config(cfg)
     root = Path(cache_root)
-    request = _request(cfg, _identity(cfg, root), rows.kind, rows.content_hash, len(rows.responses))
+    identity = _identity(cfg, root)
+    request = cache_request(cfg, identity, rows.kind, rows.content_hash, len(rows.responses))
     d = root / sha256_json(request)[:24]
     cs = cfg.chunk_size
     if (d / "meta.json").exists():
-        meta = _read_meta(d)
-        _diff(d, meta["request"], request, list(request))
+        meta = read_meta(d)
+        check_same(d, meta["request"], request, list(request))
         cs = meta["chunk_size"]
     n = len(rows.responses)
-    missing = [c for c in range(-(-n // cs)) if not _chunk_path(d, c).exists()]
+    missing = [c for c in range(-(-n // cs)) if not chunk_path(d, c).exists()]
     return CachePlan(dir=d, request=request, chunk_size=cs, n_rows=n, missing=missing)
 
 
@@ -166,7 +164,7 @@ def _ensure_meta(plan: CachePlan, emb_meta: dict, ids_doc: dict | None) -> None:
     all writers agree on every field a reader checks (only `created`/`device` differ).
     """
     if (plan.dir / "meta.json").exists():
-        _diff(plan.dir, _read_meta(plan.dir)["embedder"], emb_meta, _RESOLVED_FIELDS)
+        check_same(plan.dir, read_meta(plan.dir)["embedder"], emb_meta, RESOLVED_FIELDS)
         return
     if ids_doc is not None:
         atomic_write_json(plan.dir / "ids.json", ids_doc)
@@ -297,7 +295,7 @@ def embed_rows_shard(
                 out = _embed_chunk(
                     embedder, plan, c, rows.prompts[lo:hi], rows.responses[lo:hi], bar
                 )
-                _write_chunk(_chunk_path(plan.dir, c), out)
+                write_chunk(chunk_path(plan.dir, c), out)
     return {
         "dir": str(plan.dir),
         "chunks_total": plan.n_chunks,
@@ -340,18 +338,18 @@ def verify_cache(cache_dir: str | Path) -> dict:
     CacheError listing every missing or bad chunk otherwise.
     """
     d = Path(cache_dir)
-    meta = _read_meta(d)
+    meta = read_meta(d)
     n, cs, dim = meta["request"]["n_rows"], meta["chunk_size"], meta["embedder"]["dim"]
     kind = meta["request"].get("kind")
     problems: list[str] = []
     n_chunks = -(-n // cs)
     for c in range(n_chunks):
-        p = _chunk_path(d, c)
+        p = chunk_path(d, c)
         if not p.exists():
             problems.append(f"{p.name} missing")
             continue
         try:
-            _read_chunk(p, min(n, (c + 1) * cs) - c * cs, dim)
+            read_chunk(p, min(n, (c + 1) * cs) - c * cs, dim)
         except CacheError as e:
             problems.append(str(e).replace(f"{p}: ", f"{p.name}: ").split(";")[0])
     try:
@@ -453,7 +451,7 @@ class _ChunkActor:
                         self.embedder, self.plan, int(c), doc["prompts"], doc["responses"]
                     )
                     if self.write:
-                        _write_chunk(_chunk_path(self.plan.dir, int(c)), rows)
+                        write_chunk(chunk_path(self.plan.dir, int(c)), rows)
                     else:
                         data = rows.tobytes()
                 except LatentrmError as e:
@@ -582,7 +580,7 @@ def embed_rows_ray(
                 if not stats["chunks_computed"]:
                     _ensure_meta(plan, json.loads(r["meta"]), None)
                 arr = np.frombuffer(r["data"], dtype=np.float32).reshape(int(r["rows"]), -1)
-                _write_chunk(_chunk_path(plan.dir, c), arr)
+                write_chunk(chunk_path(plan.dir, c), arr)
             a = stats["per_actor"].setdefault(r["where"], {"chunks": 0, "rows": 0, "seconds": 0.0})
             a["chunks"] += 1
             a["rows"] += int(r["rows"])
@@ -593,7 +591,7 @@ def embed_rows_ray(
         ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
-    still = [c for c in plan.missing if not _chunk_path(plan.dir, c).exists()]
+    still = [c for c in plan.missing if not chunk_path(plan.dir, c).exists()]
     if still:
         raise CacheError(
             f"{len(still)} chunks the Ray actors wrote are not visible in {plan.dir}: cache_root "

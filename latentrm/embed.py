@@ -5,21 +5,17 @@ One (prompt, response) becomes one text: the tokenizer's chat template when it h
 longer than `max_length` lose *prompt* tokens from the left: HH chosen/rejected share every turn but
 the last reply, so cutting from the right would make them identical.
 
-Cache layout (`cache_root/<key>/`): `meta.json` (request + embedder metadata + chunk size),
-`ids.json`, and `chunk-NNNNN.npy` files, chunk c holding rows [c*chunk_size, (c+1)*chunk_size) of
-the flat row list (pairs: chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}). Every file is written
-atomically, so a killed run leaves only whole chunks and the next run computes only missing ones.
+Results are cached under `cache_root/<key>/` in resumable chunks (format: :mod:`latentrm.cache`):
+a killed run leaves only whole chunks and the next run computes only the missing ones.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +24,21 @@ import torch
 from tqdm.auto import tqdm
 
 from latentrm import __version__
+from latentrm.cache import (
+    KEY_FIELDS,
+    RESOLVED_FIELDS,
+    PairEmbeddings,
+    cache_request,
+    candidates_hash,
+    check_same,
+    chunk_path,
+    load_rows,
+    read_meta,
+    write_chunk,
+)
 from latentrm.config import EmbedConfig
-from latentrm.errors import CacheError, ConfigError
-from latentrm.io import atomic_write, atomic_write_json, sha256_json
+from latentrm.errors import ConfigError
+from latentrm.io import atomic_write_json, sha256_json
 from latentrm.models import is_decoder_config, load_model, model_identity, resolve_model
 
 if TYPE_CHECKING:
@@ -39,10 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Request fields that decide the numbers in a cache (its key); batch size, threads, device do not.
-_KEY_FIELDS = ("pooling", "layer", "max_length", "text_format", "dtype")
-# Embedder metadata that must match between the run that started a cache and one that resumes it.
-_RESOLVED_FIELDS = ("is_decoder", "pooling", "layer", "max_length", "text_format", "dtype", "dim")
 
 
 def truncate_ids(
@@ -101,7 +105,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _check_cfg(cfg: EmbedConfig) -> None:
+def check_embed_config(cfg: EmbedConfig) -> None:
     checks = [
         (
             cfg.pooling in ("auto", "last", "mean"),
@@ -145,7 +149,7 @@ class Embedder:
     """A Hugging Face model + tokenizer mapping (prompt, response) pairs to (N, d) float32 rows."""
 
     def __init__(self, cfg: EmbedConfig) -> None:
-        _check_cfg(cfg)
+        check_embed_config(cfg)
         self.cfg = cfg
         self.path, alias_gguf = resolve_model(cfg.model)
         self.gguf_file = cfg.gguf_file or alias_gguf
@@ -393,79 +397,6 @@ class Embedder:
 
 
 # --- cache ---------------------------------------------------------------------------------------
-@dataclass
-class PairEmbeddings:
-    ids: list[str]
-    chosen: np.ndarray  # (N, d) float32, row i = pair i
-    rejected: np.ndarray  # (N, d) float32
-    meta: dict
-
-
-def _request(cfg: EmbedConfig, identity: dict, kind: str, content_hash: str, n_rows: int) -> dict:
-    return {
-        "kind": kind,
-        "content_hash": content_hash,
-        "n_rows": n_rows,
-        "model_identity": identity,
-        **{f: getattr(cfg, f) for f in _KEY_FIELDS},
-        "latentrm_version": __version__,
-    }
-
-
-def _diff(where: Path, made: dict, asked: dict, fields: Sequence[str]) -> None:
-    bad = [f for f in fields if made.get(f) != asked.get(f)]
-    if bad:
-        parts = ", ".join(f"{f}={made.get(f)!r}" for f in bad)
-        want = ", ".join(f"{f}={asked.get(f)!r}" for f in bad)
-        raise CacheError(f"cache at {where} was made with {parts}, asked {want}")
-
-
-def _chunk_path(d: Path, c: int) -> Path:
-    return d / f"chunk-{c:05d}.npy"
-
-
-def _write_chunk(path: Path, rows: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a path
-            np.save(f, rows, allow_pickle=False)
-
-    atomic_write(path, write)
-
-
-def _read_chunk(path: Path, n: int, dim: int) -> np.ndarray:
-    try:
-        rows = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise CacheError(f"{path}: unreadable chunk ({e}); delete it to recompute") from None
-    if rows.shape != (n, dim) or rows.dtype != np.float32:
-        raise CacheError(
-            f"{path}: expected float32 ({n}, {dim}), found {rows.dtype} {rows.shape}; "
-            "delete it to recompute"
-        )
-    if not np.isfinite(rows).all():
-        raise CacheError(f"{path}: chunk holds NaN/Inf values; delete it to recompute")
-    return rows
-
-
-def _read_meta(d: Path) -> dict:
-    try:
-        return json.loads((d / "meta.json").read_text())
-    except (OSError, ValueError) as e:
-        raise CacheError(f"{d}: cannot read meta.json ({e})") from None
-
-
-def _load_rows(d: Path, meta: dict) -> np.ndarray:
-    n, cs, dim = meta["request"]["n_rows"], meta["chunk_size"], meta["embedder"]["dim"]
-    out = np.empty((n, dim), dtype=np.float32)
-    for c in range(-(-n // cs)):
-        lo, hi = c * cs, min(n, (c + 1) * cs)
-        p = _chunk_path(d, c)
-        if not p.exists():
-            raise CacheError(f"{d}: chunk {p.name} is missing (an interrupted run?); rerun embed")
-        out[lo:hi] = _read_chunk(p, hi - lo, dim)
-    return out
-
-
 def _cached_rows(
     prompts: list,
     responses: list[str],
@@ -477,12 +408,12 @@ def _cached_rows(
     embedder: Embedder | None,
 ) -> tuple[np.ndarray, dict]:
     """Rows for (prompts[i], responses[i]) from cache_root/<key>, computing only missing chunks."""
-    _check_cfg(cfg)
+    check_embed_config(cfg)
     t0 = time.perf_counter()
     root = Path(cache_root)
     memo = root / "file-hashes.json"
     if embedder is not None:
-        asked = {f: getattr(cfg, f) for f in (*_KEY_FIELDS, "model", "gguf_file", "revision")}
+        asked = {f: getattr(cfg, f) for f in (*KEY_FIELDS, "model", "gguf_file", "revision")}
         have = {f: getattr(embedder.cfg, f) for f in asked}
         if asked != have:
             raise ConfigError(f"embedder was built with {have}, but the request asks {asked}")
@@ -494,14 +425,14 @@ def _cached_rows(
             embedder = Embedder(cfg)
             found = embedder.identity(memo)
         identity = found
-    request = _request(cfg, identity, kind, content_hash, len(responses))
+    request = cache_request(cfg, identity, kind, content_hash, len(responses))
     d = root / sha256_json(request)[:24]
-    meta = _read_meta(d) if (d / "meta.json").exists() else None
+    meta = read_meta(d) if (d / "meta.json").exists() else None
     if meta is not None:
-        _diff(d, meta["request"], request, list(request))
+        check_same(d, meta["request"], request, list(request))
     cs = meta["chunk_size"] if meta is not None else cfg.chunk_size
     n = len(responses)
-    missing = [c for c in range(-(-n // cs)) if not _chunk_path(d, c).exists()]
+    missing = [c for c in range(-(-n // cs)) if not chunk_path(d, c).exists()]
     if missing:
         embedder = embedder if embedder is not None else Embedder(cfg)
         emb_meta = embedder.metadata()
@@ -515,7 +446,7 @@ def _cached_rows(
             atomic_write_json(d / "ids.json", ids_doc)
             atomic_write_json(d / "meta.json", meta)
         else:
-            _diff(d, meta["embedder"], emb_meta, _RESOLVED_FIELDS)
+            check_same(d, meta["embedder"], emb_meta, RESOLVED_FIELDS)
         todo = sum(min(n, (c + 1) * cs) - c * cs for c in missing)
         log.info(
             "cache %s: computing %d of %d chunks (%d rows)", d, len(missing), -(-n // cs), todo
@@ -529,9 +460,9 @@ def _cached_rows(
                         f"the model produced NaN/Inf embeddings for rows {lo}..{hi - 1} "
                         f"(dtype={cfg.dtype}; float32 avoids overflow)"
                     )
-                _write_chunk(_chunk_path(d, c), rows)
+                write_chunk(chunk_path(d, c), rows)
     assert meta is not None
-    rows = _load_rows(d, meta)
+    rows = load_rows(d, meta)
     secs = time.perf_counter() - t0
     info = {"dir": str(d), "hit": not missing, "chunks_computed": len(missing), "seconds": secs}
     log.info(
@@ -564,11 +495,6 @@ def embed_pairs(
     return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)
 
 
-def _candidates_hash(sets: Sequence[CandidateSet]) -> str:
-    recs = [[s.id, [[m["role"], m["content"]] for m in s.prompt], list(s.responses)] for s in sets]
-    return sha256_json(recs)
-
-
 def embed_candidates(
     sets: list[CandidateSet],
     cfg: EmbedConfig,
@@ -581,29 +507,6 @@ def embed_candidates(
     counts = [len(s.responses) for s in sets]
     doc = {"ids": [s.id for s in sets], "counts": counts}
     rows, _ = _cached_rows(
-        prompts, responses, doc, "candidates", _candidates_hash(sets), cfg, cache_root, embedder
+        prompts, responses, doc, "candidates", candidates_hash(sets), cfg, cache_root, embedder
     )
     return np.split(rows, np.cumsum(counts)[:-1]) if sets else []
-
-
-def load_pair_cache(cache_dir: str | Path, expect: EmbedConfig | None = None) -> PairEmbeddings:
-    """Read a complete pair cache folder; with `expect`, CacheError if it was made differently."""
-    d = Path(cache_dir)
-    meta = _read_meta(d)
-    if meta["request"].get("kind") != "pairs":
-        raise CacheError(f"cache at {d} holds {meta['request'].get('kind')}, not pairs")
-    if expect is not None:
-        asked = {f: getattr(expect, f) for f in _KEY_FIELDS}
-        _diff(d, meta["request"], asked, _KEY_FIELDS)
-        path, alias_gguf = resolve_model(expect.model)
-        ident = model_identity(
-            path, expect.gguf_file or alias_gguf, expect.revision, d.parent / "file-hashes.json"
-        )
-        if ident is not None:
-            _diff(d, meta["request"], {"model_identity": ident}, ["model_identity"])
-    ids = json.loads((d / "ids.json").read_text())["ids"]
-    rows = _load_rows(d, meta)
-    n = len(ids)
-    if rows.shape[0] != 2 * n:
-        raise CacheError(f"cache at {d}: {rows.shape[0]} rows for {n} pairs")
-    return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)

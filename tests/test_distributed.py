@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from latentrm.cache import load_pair_cache
 from latentrm.cli import main
 from latentrm.config import EmbedConfig
 from latentrm.data import load_pairs
@@ -38,7 +39,7 @@ from latentrm.distributed import (
     threads_per_actor,
     verify_cache,
 )
-from latentrm.embed import embed_candidates, embed_pairs, load_pair_cache
+from latentrm.embed import embed_candidates, embed_pairs
 from latentrm.errors import CacheError, ConfigError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

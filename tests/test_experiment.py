@@ -21,8 +21,8 @@ import pytest
 
 import latentrm.embed
 from latentrm import cli
+from latentrm.cache import PairEmbeddings
 from latentrm.config import load_config
-from latentrm.embed import PairEmbeddings
 from latentrm.evaluate import head_score_fn, pairwise_accuracy
 from latentrm.experiment import run_experiment, summarize, sweep_configs
 from latentrm.pipeline import run_pipeline
