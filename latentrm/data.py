@@ -19,7 +19,8 @@ Record formats, detected from the first record's keys (``DataConfig.format`` for
 - ``candidates``: alpaca-eval ``{"instruction", "candidates": [{"generator", "output", "gold"}]}``.
 
 Files: .jsonl, .jsonl.gz, .json (a list or ``{"data": [...]}``), .parquet, .csv (nested cells may
-hold JSON). A path that is not a local file or folder is read as a Hub id with ``datasets``.
+hold JSON). A path that is not a local file or folder is read as a Hub id with ``datasets``
+(reading: :mod:`latentrm.readers`; parsing the records: here).
 
 All message contents and responses are stripped of surrounding whitespace. Responses longer than
 ``DataConfig.max_response_chars`` are cut to that many characters, keeping the start (the embedder
@@ -32,19 +33,15 @@ line and field; "line" is the file line for .jsonl/.csv and the 1-based record n
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
-import gzip
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 import re
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +51,7 @@ import numpy as np
 
 from latentrm.config import DataConfig
 from latentrm.errors import ConfigError, DataError
+from latentrm.readers import Source, read_source
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,6 @@ Prompt = tuple[Message, ...]
 _ROLES = ("user", "assistant", "system")
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 _ASSISTANT = "\n\nAssistant:"
-_SUFFIXES = (".jsonl.gz", ".jsonl", ".json", ".parquet", ".csv")
 # difflib ratio above which an unexpected key counts as a misspelling ("rejeced" 0.93, "promt"
 # 0.91) rather than another format's key ("choice" vs "chosen" 0.67) or an extra column
 # ("prompt_id" vs "prompt" 0.80, common next to implicit-prompt conversations).
@@ -174,161 +171,6 @@ class _Bad(Exception):
         super().__init__(msg)
         # near: a missing key has a close misspelling in the record, the likeliest explanation.
         self.msg, self.field, self.near = msg, field, near
-
-
-# --- reading records ------------------------------------------------------------------------------
-@dataclass
-class _Source:
-    label: str  # names the input in errors and PreferenceDataset.source
-    stem: str  # prefix of generated ids
-    records: list[tuple[int, Any]]  # (line or record number, record)
-
-
-def _decode(data: bytes, label: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            "not valid UTF-8 (re-save the file as UTF-8)", path=label, line=line
-        ) from None
-
-
-def _jsonl_records(data: bytes, label: str) -> list[tuple[int, Any]]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    out = []
-    # Split bytes on b"\n" only: JSON escapes newlines inside strings, while str.splitlines() would
-    # also break at U+2028 and friends, which may appear raw inside JSON strings.
-    for i, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            msg = f"not valid UTF-8 (byte {e.start + 1} of the line; re-save the file as UTF-8)"
-            raise DataError(msg, path=label, line=i) from None
-        try:
-            out.append((i, json.loads(text)))
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=i
-            ) from None
-    return out
-
-
-def _json_records(data: bytes, label: str) -> list[tuple[int, Any]]:
-    try:
-        obj = json.loads(_decode(data, label))
-    except json.JSONDecodeError as e:
-        raise DataError(
-            f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=e.lineno
-        ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
-        obj = obj["data"]
-    if not isinstance(obj, list):
-        raise DataError('expected a JSON list of records or {"data": [...]}', path=label)
-    return list(enumerate(obj, 1))
-
-
-def _csv_cell(key: str, value: str | None) -> Any:
-    """CSV cells are strings; nested columns hold JSON: message lists, summaries, candidates, info.
-
-    Only the structure each column can have is decoded, so a text cell such as "{}" stays text.
-    """
-    if value is None or value.strip()[:1] not in ("[", "{"):
-        return value
-    try:
-        obj = json.loads(value)
-    except json.JSONDecodeError:
-        return value
-    if key == "info":
-        return obj if isinstance(obj, dict) else value
-    if not isinstance(obj, list) or not obj or not all(isinstance(m, dict) for m in obj):
-        return value
-    if key in ("summaries", "candidates") or all("role" in m for m in obj):
-        return obj
-    return value
-
-
-def _csv_records(data: bytes, label: str) -> list[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(_decode(data, label), newline=""))
-    out = []
-    try:
-        reader.fieldnames  # reads the header, so line_num counts it  # noqa: B018
-        start = reader.line_num + 1
-        for row in reader:
-            if None in row:
-                raise DataError(
-                    f"row has more fields than the header ({len(reader.fieldnames or [])})",
-                    path=label,
-                    line=start,
-                )
-            rec = {k: _csv_cell(k, v) for k, v in row.items() if v is not None}
-            if isinstance(rec.get("choice"), str) and rec["choice"].strip().isdigit():
-                rec["choice"] = int(rec["choice"])
-            out.append((start, rec))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise DataError(f"malformed CSV: {e}", path=label, line=reader.line_num) from None
-    return out
-
-
-def _records_from_datasets(ds: Any) -> list[tuple[int, Any]]:
-    """Rows of a `datasets.Dataset` as (1-based row number, dict); used for Hub ids and in tests."""
-    if not hasattr(ds, "column_names") or isinstance(ds.column_names, dict):
-        raise DataError(f"expected one split of a dataset, got {type(ds).__name__}; set data.split")
-    return [(i, dict(row)) for i, row in enumerate(ds, 1)]
-
-
-def _looks_local(path: str) -> bool:
-    return path.endswith((*_SUFFIXES, ".gz")) or path.startswith(("/", ".", "~"))
-
-
-def _read_source(path: str, cfg: DataConfig) -> _Source:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        if _looks_local(path) and not p.is_dir():
-            raise DataError("file not found", path=path)
-        return _read_hub(path, cfg)
-    name = p.name
-    data = p.read_bytes()
-    if name.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"not a valid gzip file ({e})", path=path) from None
-        name = name[:-3]
-    stem = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), Path(name).stem)
-    if name.endswith(".jsonl"):
-        records = _jsonl_records(data, path)
-    elif name.endswith(".json"):
-        records = _json_records(data, path)
-    elif name.endswith(".csv"):
-        records = _csv_records(data, path)
-    elif name.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            records = list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist(), 1))
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"not a readable parquet file ({e})", path=path) from None
-    else:
-        raise DataError(f"unknown file type; use one of {', '.join(_SUFFIXES)}", path=path)
-    return _Source(path, stem, records)
-
-
-def _read_hub(name: str, cfg: DataConfig) -> _Source:
-    import datasets
-
-    label = f"{name}[{cfg.split}]"
-    try:
-        ds = datasets.load_dataset(name, cfg.hub_config, split=cfg.split)
-    except Exception as e:  # noqa: BLE001 - every failure of the Hub path becomes one user-facing line
-        msg = f"could not load Hub dataset (config={cfg.hub_config!r}, split={cfg.split!r}): {e}"
-        raise DataError(msg, path=name) from e
-    return _Source(label, f"{name}/{cfg.split}", _records_from_datasets(ds))
 
 
 # --- parsing records ------------------------------------------------------------------------------
@@ -589,7 +431,7 @@ _PARSERS = {
 }
 
 
-def _file_format(src: _Source, cfg: DataConfig) -> tuple[str, str]:
+def _file_format(src: Source, cfg: DataConfig) -> tuple[str, str]:
     """(shape, format name) of the file, from its first record or cfg.format."""
     if cfg.format not in _FORMATS:
         raise ConfigError(f"data.format must be one of {', '.join(_FORMATS)}, got {cfg.format!r}")
@@ -629,7 +471,7 @@ _NAMES = {
 }
 
 
-def _iter_records(src: _Source, shape: str, fmt: str) -> Iterator[tuple[int, dict]]:
+def _iter_records(src: Source, shape: str, fmt: str) -> Iterator[tuple[int, dict]]:
     """Yield records of `shape`; DataError on a wrong key set or a record of another format."""
     first = src.records[0][0]
     for line, rec in src.records:
@@ -662,7 +504,7 @@ def _check_limit(cfg: DataConfig) -> None:
         raise ConfigError(f"data.max_response_chars must be >= 1, got {cfg.max_response_chars}")
 
 
-def _pairs_from_source(src: _Source, cfg: DataConfig, shape: str, fmt: str) -> PreferenceDataset:
+def _pairs_from_source(src: Source, cfg: DataConfig, shape: str, fmt: str) -> PreferenceDataset:
     parse = _PARSERS[fmt]
     stats = {
         "format": fmt,
@@ -712,7 +554,7 @@ def _pairs_from_source(src: _Source, cfg: DataConfig, shape: str, fmt: str) -> P
     return PreferenceDataset(pairs, src.label, stats)
 
 
-def _candidate_sets(src: _Source, cfg: DataConfig) -> list[CandidateSet]:
+def _candidate_sets(src: Source, cfg: DataConfig) -> list[CandidateSet]:
     stats = {"truncated_responses": 0}
     sets = []
     for line, rec in _iter_records(src, "candidates", "candidates"):
@@ -747,7 +589,7 @@ def load_pairs(path: str | Path, cfg: DataConfig | None = None) -> PreferenceDat
     cfg = cfg or DataConfig()
     _check_limit(cfg)
     t0 = time.perf_counter()
-    src = _read_source(str(path), cfg)
+    src = read_source(str(path), cfg)
     shape, fmt = _file_format(src, cfg)
     if shape == "candidates":
         ds = binarize_candidates(
@@ -768,7 +610,7 @@ def load_candidates(path: str | Path, cfg: DataConfig | None = None) -> list[Can
     """
     cfg = cfg or DataConfig()
     _check_limit(cfg)
-    src = _read_source(str(path), cfg)
+    src = read_source(str(path), cfg)
     _file_format(src, dataclasses.replace(cfg, format="candidates"))
     return _candidate_sets(src, cfg)
 

@@ -15,7 +15,6 @@ from latentrm.data import (
     CandidateSet,
     PreferenceDataset,
     PreferencePair,
-    _records_from_datasets,
     binarize_candidates,
     carve_validation,
     load_candidates,
@@ -25,6 +24,7 @@ from latentrm.data import (
     split_indices,
 )
 from latentrm.errors import ConfigError, DataError
+from latentrm.readers import records_from_datasets
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -158,12 +158,12 @@ def test_records_from_datasets_match_the_file_reader() -> None:
     import datasets
 
     ds = datasets.load_dataset("json", data_files=str(FIX / "tldr.jsonl"), split="train")
-    records = _records_from_datasets(ds)
+    records = records_from_datasets(ds)
     assert [line for line, _ in records] == [1, 2]
     assert records[0][1]["choice"] == 1
     assert records[0][1]["info"]["subreddit"] == "cats"
     with pytest.raises(DataError, match="expected one split"):
-        _records_from_datasets(datasets.DatasetDict({"train": ds}))
+        records_from_datasets(datasets.DatasetDict({"train": ds}))
 
 
 def test_hub_id_goes_through_datasets_load_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
