@@ -32,7 +32,8 @@ from latentrm.config import RunConfig, load_config, saved_config_matches  # noqa
 
 log = logging.getLogger("reproduce")
 
-# (name, kind): cheap and cache-sharing configs first; new embedders (slowest) last.
+# (name, kind): cheap and cache-sharing configs first; new embedders and text baselines (slowest)
+# last.
 CONFIGS = (
     ("demo", "run"),
     ("hh", "experiment"),
@@ -42,6 +43,7 @@ CONFIGS = (
     ("ablate_seed_size", "experiment"),
     ("alpaca", "experiment"),
     ("ablate_embedder", "experiment"),
+    ("text_baselines", "experiment"),  # LLM fine-tuning: ~15 min of 2-core CPU per split
 )
 
 
