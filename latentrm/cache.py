@@ -8,12 +8,15 @@ rejected_0..rejected_{N-1}). Every file is written atomically, so a killed run l
 chunks. Readers here check shapes, dtypes and finiteness and name the file that is wrong.
 
 Writers: :func:`latentrm.embed.embed_pairs` / ``embed_candidates`` (one process) and
-:mod:`latentrm.distributed` (Ray actors, sharded ranks); both use only these functions.
+:mod:`latentrm.distributed` (Ray actors, sharded ranks); both plan a folder with
+:func:`plan_folder`, write its meta.json with :func:`ensure_meta` and chunks with
+:func:`write_chunk`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,7 @@ import numpy as np
 
 from latentrm import __version__
 from latentrm.errors import CacheError
-from latentrm.io import atomic_write, sha256_json
+from latentrm.io import atomic_write, atomic_write_json, sha256_json
 from latentrm.models import model_identity, resolve_model
 
 if TYPE_CHECKING:
@@ -111,6 +114,60 @@ def load_rows(d: Path, meta: dict) -> np.ndarray:
             raise CacheError(f"{d}: chunk {p.name} is missing (an interrupted run?); rerun embed")
         out[lo:hi] = read_chunk(p, hi - lo, dim)
     return out
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Where a request's rows live and which chunks are still missing."""
+
+    dir: Path
+    request: dict  # meta.json["request"]: what the key is made of
+    chunk_size: int
+    n_rows: int
+    missing: list[int]
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.chunk_size)
+
+    def bounds(self, c: int) -> tuple[int, int]:
+        return c * self.chunk_size, min(self.n_rows, (c + 1) * self.chunk_size)
+
+
+def plan_folder(request: dict, root: Path, chunk_size: int) -> CachePlan:
+    """The folder under `root` that answers `request`, and its missing chunks.
+
+    CacheError when an existing folder was made with a different request; an existing folder's
+    chunk size wins over `chunk_size`.
+    """
+    d = root / sha256_json(request)[:24]
+    if (d / "meta.json").exists():
+        meta = read_meta(d)
+        check_same(d, meta["request"], request, list(request))
+        chunk_size = meta["chunk_size"]
+    n = request["n_rows"]
+    missing = [c for c in range(-(-n // chunk_size)) if not chunk_path(d, c).exists()]
+    return CachePlan(dir=d, request=request, chunk_size=chunk_size, n_rows=n, missing=missing)
+
+
+def ensure_meta(plan: CachePlan, emb_meta: dict, ids_doc: dict | None) -> None:
+    """Write (ids.json +) meta.json before the first chunk, or check the existing meta.json.
+
+    Always before the first chunk: the reader takes a folder with chunks but no meta.json for
+    corrupt. Several writers (shards, actors) may race here: each file is replaced atomically and
+    all writers agree on every field a reader checks (only `created`/`device` differ).
+    """
+    if (plan.dir / "meta.json").exists():
+        check_same(plan.dir, read_meta(plan.dir)["embedder"], emb_meta, RESOLVED_FIELDS)
+        return
+    if ids_doc is not None:
+        atomic_write_json(plan.dir / "ids.json", ids_doc)
+    meta = {
+        "request": plan.request,
+        "embedder": emb_meta,
+        "chunk_size": plan.chunk_size,
+        "created": time.time(),
+    }
+    atomic_write_json(plan.dir / "meta.json", meta)
 
 
 def candidates_hash(sets: Sequence[CandidateSet]) -> str:

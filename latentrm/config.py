@@ -21,6 +21,9 @@ import yaml
 
 from latentrm.errors import ConfigError
 
+# Augmentation methods (latentrm.synth.make_augmenter builds them); "none" = originals only.
+METHODS = ("none", "direct", "gaussian", "lens")
+
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, (list, dict)):
@@ -307,7 +310,7 @@ class RunConfig:
     self_rewarding: SelfRewardConfig = field(default_factory=SelfRewardConfig)
     seed: int = _f(0, "Seed of every random choice in the run (VAE, synthesis, head).")
     methods: tuple[str, ...] = _f(
-        ("none", "direct", "gaussian", "lens"), "Methods `latentrm run` trains and compares."
+        METHODS, "Methods `latentrm run` trains and compares."
     )
     ratios: tuple[int, ...] = _f((4,), "Augmentation ratios tried for each augmenting method.")
     seeds: tuple[int, ...] = _f((0,), "Seeds/splits for `latentrm experiment` (>= 5 for CIs).")
@@ -344,10 +347,9 @@ class RunConfig:
                 raise ConfigError(f"ratios: every ratio must be an integer >= 1, got {r}")
         if self.synth.ratio < 1:
             raise ConfigError(f"synth.ratio must be an integer >= 1, got {self.synth.ratio}")
-        known = ("none", "direct", "gaussian", "lens")
         for m in self.methods:
-            if m not in known:
-                raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, list(known))}")
+            if m not in METHODS:
+                raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, list(METHODS))}")
         if not 0 < self.data.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
         if self.data.n_seed < 2:
@@ -423,8 +425,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
-    """Build dataclass `cls` from a (possibly partial) nested dict; unknown keys name the nearest "
-    "valid one."""
+    """Build dataclass `cls` from a (possibly partial) nested dict.
+
+    Unknown keys raise ConfigError naming the nearest valid one.
+    """
     hints = typing.get_type_hints(cls)
     names = _field_names(cls)
     kwargs: dict[str, Any] = {}

@@ -32,12 +32,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from latentrm.cache import (
-    RESOLVED_FIELDS,
+    CachePlan,
     PairEmbeddings,
     cache_request,
     candidates_hash,
-    check_same,
     chunk_path,
+    ensure_meta,
+    plan_folder,
     read_chunk,
     read_meta,
     write_chunk,
@@ -45,7 +46,7 @@ from latentrm.cache import (
 from latentrm.config import EmbedConfig
 from latentrm.embed import Embedder, check_embed_config, embed_candidates, embed_pairs
 from latentrm.errors import CacheError, ConfigError, LatentrmError
-from latentrm.io import atomic_write_json, sha256_json
+from latentrm.io import atomic_write_json
 from latentrm.models import model_identity, resolve_model
 
 if TYPE_CHECKING:
@@ -88,24 +89,6 @@ def candidate_rows(sets: Sequence[CandidateSet]) -> FlatRows:
     )
 
 
-@dataclass(frozen=True)
-class CachePlan:
-    """Where a request's rows live and which chunks are still missing."""
-
-    dir: Path
-    request: dict  # meta.json["request"]: what the key is made of
-    chunk_size: int
-    n_rows: int
-    missing: list[int]
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n_rows // self.chunk_size)
-
-    def bounds(self, c: int) -> tuple[int, int]:
-        return c * self.chunk_size, min(self.n_rows, (c + 1) * self.chunk_size)
-
-
 def _identity(cfg: EmbedConfig, root: Path) -> dict:
     path, alias_gguf = resolve_model(cfg.model)
     gguf = cfg.gguf_file or alias_gguf
@@ -136,15 +119,7 @@ def plan_cache(rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path) -> Cach
     root = Path(cache_root)
     identity = _identity(cfg, root)
     request = cache_request(cfg, identity, rows.kind, rows.content_hash, len(rows.responses))
-    d = root / sha256_json(request)[:24]
-    cs = cfg.chunk_size
-    if (d / "meta.json").exists():
-        meta = read_meta(d)
-        check_same(d, meta["request"], request, list(request))
-        cs = meta["chunk_size"]
-    n = len(rows.responses)
-    missing = [c for c in range(-(-n // cs)) if not chunk_path(d, c).exists()]
-    return CachePlan(dir=d, request=request, chunk_size=cs, n_rows=n, missing=missing)
+    return plan_folder(request, root, cfg.chunk_size)
 
 
 def _check_identity(plan: CachePlan, embedder: Embedder) -> None:
@@ -154,27 +129,6 @@ def _check_identity(plan: CachePlan, embedder: Embedder) -> None:
             f"this worker's model is {ident}, but the run was planned for "
             f"{plan.request['model_identity']} (different weights on this node?)"
         )
-
-
-def _ensure_meta(plan: CachePlan, emb_meta: dict, ids_doc: dict | None) -> None:
-    """Write (ids.json +) meta.json as `latentrm.embed` does, or check the existing meta.json.
-
-    Always before the first chunk: the reader takes a folder with chunks but no meta.json for
-    corrupt. Several writers (shards, actors) may race here: each file is replaced atomically and
-    all writers agree on every field a reader checks (only `created`/`device` differ).
-    """
-    if (plan.dir / "meta.json").exists():
-        check_same(plan.dir, read_meta(plan.dir)["embedder"], emb_meta, RESOLVED_FIELDS)
-        return
-    if ids_doc is not None:
-        atomic_write_json(plan.dir / "ids.json", ids_doc)
-    meta = {
-        "request": plan.request,
-        "embedder": emb_meta,
-        "chunk_size": plan.chunk_size,
-        "created": time.time(),
-    }
-    atomic_write_json(plan.dir / "meta.json", meta)
 
 
 def _embed_chunk(
@@ -274,7 +228,7 @@ def embed_rows_shard(
     if todo:
         embedder = embedder if embedder is not None else Embedder(cfg)
         _check_identity(plan, embedder)
-        _ensure_meta(plan, embedder.metadata(), rows.ids_doc)
+        ensure_meta(plan, embedder.metadata(), rows.ids_doc)
         log.info(
             "shard %d/%d: computing %d of its %d chunks (%d rows) into %s",
             shard.rank,
@@ -435,7 +389,7 @@ class _ChunkActor:
             emb_meta = self.embedder.metadata()
             self.meta = json.dumps(emb_meta)
             if write:
-                _ensure_meta(plan, emb_meta, None)
+                ensure_meta(plan, emb_meta, None)
         except LatentrmError as e:
             self.error = f"{type(e).__name__}: {e}"
 
@@ -578,7 +532,7 @@ def embed_rows_ray(
             c = int(r["chunk"])
             if write_on == "driver":
                 if not stats["chunks_computed"]:
-                    _ensure_meta(plan, json.loads(r["meta"]), None)
+                    ensure_meta(plan, json.loads(r["meta"]), None)
                 arr = np.frombuffer(r["data"], dtype=np.float32).reshape(int(r["rows"]), -1)
                 write_chunk(chunk_path(plan.dir, c), arr)
             a = stats["per_actor"].setdefault(r["where"], {"chunks": 0, "rows": 0, "seconds": 0.0})

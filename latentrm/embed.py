@@ -26,19 +26,18 @@ from tqdm.auto import tqdm
 from latentrm import __version__
 from latentrm.cache import (
     KEY_FIELDS,
-    RESOLVED_FIELDS,
     PairEmbeddings,
     cache_request,
     candidates_hash,
-    check_same,
     chunk_path,
+    ensure_meta,
     load_rows,
+    plan_folder,
     read_meta,
     write_chunk,
 )
 from latentrm.config import EmbedConfig
 from latentrm.errors import ConfigError
-from latentrm.io import atomic_write_json, sha256_json
 from latentrm.models import is_decoder_config, load_model, model_identity, resolve_model
 
 if TYPE_CHECKING:
@@ -426,34 +425,18 @@ def _cached_rows(
             found = embedder.identity(memo)
         identity = found
     request = cache_request(cfg, identity, kind, content_hash, len(responses))
-    d = root / sha256_json(request)[:24]
-    meta = read_meta(d) if (d / "meta.json").exists() else None
-    if meta is not None:
-        check_same(d, meta["request"], request, list(request))
-    cs = meta["chunk_size"] if meta is not None else cfg.chunk_size
-    n = len(responses)
-    missing = [c for c in range(-(-n // cs)) if not chunk_path(d, c).exists()]
+    plan = plan_folder(request, root, cfg.chunk_size)
+    d, missing = plan.dir, plan.missing
     if missing:
         embedder = embedder if embedder is not None else Embedder(cfg)
-        emb_meta = embedder.metadata()
-        if meta is None:
-            meta = {
-                "request": request,
-                "embedder": emb_meta,
-                "chunk_size": cs,
-                "created": time.time(),
-            }
-            atomic_write_json(d / "ids.json", ids_doc)
-            atomic_write_json(d / "meta.json", meta)
-        else:
-            check_same(d, meta["embedder"], emb_meta, RESOLVED_FIELDS)
-        todo = sum(min(n, (c + 1) * cs) - c * cs for c in missing)
+        ensure_meta(plan, embedder.metadata(), ids_doc)
+        todo = sum(hi - lo for lo, hi in map(plan.bounds, missing))
         log.info(
-            "cache %s: computing %d of %d chunks (%d rows)", d, len(missing), -(-n // cs), todo
+            "cache %s: computing %d of %d chunks (%d rows)", d, len(missing), plan.n_chunks, todo
         )
         with tqdm(total=todo, unit="text", desc="embed", disable=not cfg.show_progress) as bar:
             for c in missing:
-                lo, hi = c * cs, min(n, (c + 1) * cs)
+                lo, hi = plan.bounds(c)
                 rows = embedder.embed(prompts[lo:hi], responses[lo:hi], bar=bar)
                 if not np.isfinite(rows).all():
                     raise ConfigError(
@@ -461,7 +444,7 @@ def _cached_rows(
                         f"(dtype={cfg.dtype}; float32 avoids overflow)"
                     )
                 write_chunk(chunk_path(d, c), rows)
-    assert meta is not None
+    meta = read_meta(d)
     rows = load_rows(d, meta)
     secs = time.perf_counter() - t0
     info = {"dir": str(d), "hit": not missing, "chunks_computed": len(missing), "seconds": secs}

@@ -88,7 +88,7 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     `text_baselines.text_reward_model` fits full / lora on the split's training pairs (early
     stopping data: its validation pairs); self-rewarding first synthesises synth.ratio judged pairs
     per seed pair. They are scored on the same held-out pairs and Best-of-N candidates as LENS.
-    Their LLM passes run with embed.threads torch threads (like embedding), not `threads`.
+    The caller runs it with embed.threads torch threads (LLM passes, like embedding).
     """
     modes = list(cfg.text_baselines)
     if not modes:
@@ -109,15 +109,13 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     rows = []
     for mode in modes:
         t0 = time.perf_counter()
-        with torch_threads(cfg.embed.threads):
-            model = tb.text_reward_model(cfg, mode, train, val, cfg.seed)
+        model = tb.text_reward_model(cfg, mode, train, val, cfg.seed)
         t_total = time.perf_counter() - t0
         synthesis = getattr(model, "synthesis_", None)
         t_synth = (float(synthesis.stats.get("generate_seconds", 0.0))
                    + float(synthesis.stats.get("judge_seconds", 0.0))) if synthesis else 0.0
-        with torch_threads(cfg.embed.threads):
-            rc = np.asarray(model.score(test.prompts, test.chosen), np.float64)
-            rr = np.asarray(model.score(test.prompts, test.rejected), np.float64)
+        rc = np.asarray(model.score(test.prompts, test.chosen), np.float64)
+        rr = np.asarray(model.score(test.prompts, test.rejected), np.float64)
         correct = pair_correctness(rc, rr)
         lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, cfg.seed)
         row: dict[str, Any] = {
@@ -131,9 +129,8 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
         }
         if len(split.bon_sets):
             sets = [data.sets[i] for i in split.bon_sets]
-            with torch_threads(cfg.embed.threads):
-                scores = [np.asarray(model.score([s.prompt] * len(s.responses),
-                                                 list(s.responses)), np.float64) for s in sets]
+            scores = [np.asarray(model.score([s.prompt] * len(s.responses), list(s.responses)),
+                                 np.float64) for s in sets]
             row.update(best_of_n(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
                                  cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
             row.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
@@ -174,7 +171,8 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
                 scfg = with_changes(vcfg, seed=s, **{"data.split_seed": s})
                 split = data.splits[s]
                 new = evaluate_split(scfg, data, split, reference)
-                new += _text_baseline_rows(scfg, data, split)
+                with torch_threads(scfg.embed.threads):  # LLM passes, like embedding
+                    new += _text_baseline_rows(scfg, data, split)
                 for r in new:
                     if cfg.sweep is not None:
                         r["sweep"], r["sweep_value"] = cfg.sweep, value

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from latentrm.config import SynthConfig, VAEConfig
+from latentrm.config import METHODS, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.io import atomic_write, atomic_write_json
 from latentrm.vae import DivergenceVAE, VAEFitter, check_pairs
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIKELIHOODS = ("prior", "posterior", "recon")
-METHODS = ("none", "lens", "direct", "gaussian")
 
 
 @dataclass
