@@ -43,7 +43,7 @@ CONFIGS = (
     ("ablate_seed_size", "experiment"),
     ("alpaca", "experiment"),
     ("ablate_embedder", "experiment"),
-    ("text_baselines", "experiment"),  # LLM fine-tuning: ~15 min of 2-core CPU per split
+    ("text_baselines", "experiment"),  # LLM fine-tuning: ~23 min of 2-core CPU per split
 )
 
 
