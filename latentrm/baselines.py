@@ -18,9 +18,10 @@ import time
 
 import numpy as np
 
+from latentrm.config import check_ratio
 from latentrm.errors import ConfigError, LatentrmError
-from latentrm.synth import AugmentedPairs, check_ratio
-from latentrm.vae import check_pairs, standardization_stats
+from latentrm.pairs import AugmentedPairs, check_pairs
+from latentrm.train import standardization_stats
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ class _SamplingBaseline:
         out = AugmentedPairs.originals(
             chosen, rejected, method=self.method, ratio=ratio, pool_rows=2 * n + 2 * n * ratio
         )
-        if ratio == 0:
-            return out
         base = 2 * n + n * ratio  # first row of the rejected block
         for s0 in range(0, n, self.chunk_size):
             s1 = min(n, s0 + self.chunk_size)

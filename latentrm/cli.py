@@ -209,7 +209,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     from latentrm.cache import load_pair_cache
     from latentrm.config import to_dict
-    from latentrm.synth import make_augmenter, save_augmented
+    from latentrm.methods import make_augmenter
+    from latentrm.pairs import save_augmented
 
     cfg = load_run_config(args)
     pairs = load_pair_cache(args.cache, expect=cfg.embed)
@@ -250,7 +251,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_run_config(args)
     if (Path(args.input) / "augmented.json").exists():
-        from latentrm.synth import load_augmented
+        from latentrm.pairs import load_augmented
 
         aug, val, header = load_augmented(args.input)
         embed_cfg = from_dict(EmbedConfig, header["meta"]["embed"], prefix="embed.")
@@ -258,7 +259,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise LatentrmError(f"{args.input}: the augmented set holds no validation pairs")
     else:
         from latentrm.cache import load_pair_cache
-        from latentrm.synth import AugmentedPairs
+        from latentrm.pairs import AugmentedPairs
 
         pairs = load_pair_cache(args.input, expect=cfg.embed)
         train, va = _seed_split(pairs, cfg)
@@ -390,7 +391,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 @command("export", "Export an augmented training set (`latentrm synth` output) to Parquet.",
          _add_export)
 def _cmd_export(args: argparse.Namespace) -> int:
-    from latentrm.export import export_synth_dir
+    from latentrm.parquet import export_synth_dir
 
     info = export_synth_dir(args.augmented, args.out)
     print(

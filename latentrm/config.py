@@ -17,12 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from latentrm.errors import ConfigError
 
-# Augmentation methods (latentrm.synth.make_augmenter builds them); "none" = originals only.
+# Augmentation methods (latentrm.methods.make_augmenter builds them); "none" = originals only.
 METHODS = ("none", "direct", "gaussian", "lens")
+
+
+def check_ratio(ratio: Any, key: str = "ratio") -> int:
+    """The one rule for an augmentation ratio (new pairs per seed pair): an integer >= 1.
+
+    Used by the config (`ratios`) and by every augmenter; ConfigError naming `key` otherwise.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
+        raise ConfigError(f"{key} must be an integer >= 1, got {ratio!r}")
+    return int(ratio)
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -343,10 +354,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         # Values a type check cannot catch; each error names the key.
         for r in self.ratios:
-            if r < 1:
-                raise ConfigError(f"ratios: every ratio must be an integer >= 1, got {r}")
-        if self.synth.ratio < 1:
-            raise ConfigError(f"synth.ratio must be an integer >= 1, got {self.synth.ratio}")
+            check_ratio(r, "ratios")
+        check_ratio(self.synth.ratio, "synth.ratio")
         for m in self.methods:
             if m not in METHODS:
                 raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, list(METHODS))}")

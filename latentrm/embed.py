@@ -11,11 +11,10 @@ a killed run leaves only whole chunks and the next run computes only the missing
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from latentrm.cache import (
 from latentrm.config import EmbedConfig
 from latentrm.errors import ConfigError
 from latentrm.models import is_decoder_config, load_model, model_identity, resolve_model
+from latentrm.runtime import resolve_device, torch_threads
 
 if TYPE_CHECKING:
     from latentrm.data import CandidateSet, Message, PreferenceDataset
@@ -90,20 +90,6 @@ def make_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int)
     return batches
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Set torch's intra-op thread count for the block only, then restore it."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def check_embed_config(cfg: EmbedConfig) -> None:
     checks = [
         (
@@ -132,18 +118,6 @@ def check_embed_config(cfg: EmbedConfig) -> None:
             raise ConfigError(msg)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"embed.device must be auto|cpu|cuda|cuda:N, got {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"embed.device={name!r} but CUDA is not available")
-    return dev
-
-
 class Embedder:
     """A Hugging Face model + tokenizer mapping (prompt, response) pairs to (N, d) float32 rows."""
 
@@ -152,7 +126,7 @@ class Embedder:
         self.cfg = cfg
         self.path, alias_gguf = resolve_model(cfg.model)
         self.gguf_file = cfg.gguf_file or alias_gguf
-        self.device = _device(cfg.device)
+        self.device = resolve_device(cfg.device, "embed.device")
         self.tokenizer, self.model = load_model(
             self.path,
             self.gguf_file,

@@ -37,7 +37,6 @@ from latentrm.config import (
     saved_config_matches,
     to_dict,
 )
-from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError
 from latentrm.evaluate import (
     best_of_n,
@@ -49,6 +48,7 @@ from latentrm.evaluate import (
 from latentrm.io import atomic_write, atomic_write_text
 from latentrm.pipeline import evaluate_split, fit_reference_head, fmt_number, with_changes
 from latentrm.prepare import PreparedData, Split, prepare_data
+from latentrm.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 

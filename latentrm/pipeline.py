@@ -95,8 +95,8 @@ def fit_reference_head(data: PreparedData, cfg: RunConfig, seed: int) -> ScoreFn
     to measure synthetic-pair fidelity; 10% of the pairs serve its early stopping.
     """
     from latentrm.data import carve_validation
+    from latentrm.pairs import AugmentedPairs
     from latentrm.reward import fit_reward_head
-    from latentrm.synth import AugmentedPairs
 
     tr, va = carve_validation(np.arange(len(data.chosen)), 0.1, seed)
     aug = AugmentedPairs.originals(data.chosen[tr], data.rejected[tr])
@@ -136,8 +136,9 @@ def evaluate_split(
     lower validation Bradley-Terry loss), never by the held-out pairs. Method 'none' runs once
     (ratio 0). Heads are saved under `heads_dir`.
     """
+    from latentrm.methods import make_augmenter
+    from latentrm.pairs import AugmentedPairs
     from latentrm.reward import RewardModel, fit_reward_head
-    from latentrm.synth import AugmentedPairs, make_augmenter
 
     tc, tr = data.chosen[split.train], data.rejected[split.train]
     val = (data.chosen[split.val], data.rejected[split.val])
@@ -262,7 +263,7 @@ def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    from latentrm.embed import torch_threads
+    from latentrm.runtime import torch_threads
 
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()

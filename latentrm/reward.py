@@ -22,9 +22,8 @@ from torch import Tensor, nn
 from latentrm.config import EmbedConfig, RewardConfig, from_dict, to_dict
 from latentrm.errors import ConfigError
 from latentrm.io import atomic_write, atomic_write_json
-from latentrm.synth import AugmentedPairs
-from latentrm.train import fit_loop, minibatches, seeded
-from latentrm.vae import check_pairs, standardization_stats
+from latentrm.pairs import AugmentedPairs, check_pairs
+from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 
 log = logging.getLogger(__name__)
 

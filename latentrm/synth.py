@@ -17,105 +17,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from latentrm.config import METHODS, SynthConfig, VAEConfig
+from latentrm.config import SynthConfig, VAEConfig, check_ratio
 from latentrm.errors import ConfigError, LatentrmError
-from latentrm.io import atomic_write, atomic_write_json
-from latentrm.vae import DivergenceVAE, VAEFitter, check_pairs
-
-if TYPE_CHECKING:
-    from latentrm.config import RunConfig
+from latentrm.pairs import AugmentedPairs, check_pairs
+from latentrm.vae import DivergenceVAE, VAEFitter
 
 log = logging.getLogger(__name__)
 
 LIKELIHOODS = ("prior", "posterior", "recon")
-
-
-@dataclass
-class AugmentedPairs:
-    """Preference pairs as index pairs into one embedding pool (nothing bigger is materialised).
-
-    pool: (M, d) float32; rows [0, N) original chosen, [N, 2N) original rejected, then synthetic.
-    chosen_idx, rejected_idx: (P,) int64 rows of `pool`; pair p prefers chosen over rejected.
-    seed_idx: (P,) int64 seed pair each pair derives from. The first N pairs are the originals.
-    synthetic: (P,) bool, the pair uses at least one synthetic embedding.
-    """
-
-    pool: np.ndarray
-    chosen_idx: np.ndarray
-    rejected_idx: np.ndarray
-    seed_idx: np.ndarray
-    synthetic: np.ndarray
-    method: str
-    ratio: int
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def originals(
-        cls, chosen: np.ndarray, rejected: np.ndarray, method: str = "none", ratio: int = 0,
-        pool_rows: int | None = None,
-    ) -> AugmentedPairs:
-        """The un-augmented pairs. `pool_rows` reserves room for synthetic rows after the 2N."""
-        check_pairs(chosen, rejected, "pairs")
-        n, d = chosen.shape
-        pool = np.empty((pool_rows or 2 * n, d), np.float32)
-        pool[:n], pool[n : 2 * n] = chosen, rejected
-        idx = np.arange(n, dtype=np.int64)
-        return cls(
-            pool=pool, chosen_idx=idx, rejected_idx=idx + n, seed_idx=idx.copy(),
-            synthetic=np.zeros(n, bool), method=method, ratio=ratio,
-            stats={"n_seed": n, "pairs_made": 0, "n_pairs": n},
-        )
-
-    @property
-    def n_seed(self) -> int:
-        """Number of seed (original) pairs N."""
-        return int(np.count_nonzero(~self.synthetic))
-
-    def __len__(self) -> int:
-        return len(self.chosen_idx)
-
-    def pair_embeddings(self, batch_idx: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of pairs `batch_idx`: (chosen (B, d), rejected (B, d)) float32."""
-        b = np.asarray(batch_idx)
-        return self.pool[self.chosen_idx[b]], self.pool[self.rejected_idx[b]]
-
-    def add_pairs(
-        self, chosen_rows: np.ndarray, rejected_rows: np.ndarray, seed_rows: np.ndarray
-    ) -> None:
-        """Append synthetic pairs (pool rows, seed ids); used by the augmenters."""
-        self.chosen_idx = np.concatenate([self.chosen_idx, chosen_rows.astype(np.int64).ravel()])
-        self.rejected_idx = np.concatenate(
-            [self.rejected_idx, rejected_rows.astype(np.int64).ravel()]
-        )
-        self.seed_idx = np.concatenate([self.seed_idx, seed_rows.astype(np.int64).ravel()])
-        self.synthetic = np.concatenate([self.synthetic, np.ones(seed_rows.size, bool)])
-        self.stats["pairs_made"] = int(self.synthetic.sum())
-        self.stats["n_pairs"] = len(self.chosen_idx)
-
-
-class Augmenter(Protocol):
-    """What LENS and the baselines share: fit on seed pairs, then make originals + ratio*N pairs."""
-
-    def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> Augmenter: ...
-
-    def augment(
-        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
-    ) -> AugmentedPairs: ...
-
-
-def check_ratio(ratio: Any) -> int:
-    """`ratio` as an int >= 0, or ConfigError naming it."""
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 0:
-        raise ConfigError(f"augmentation ratio must be an integer >= 0, got {ratio!r}")
-    return int(ratio)
 
 
 def default_top_k(ratio: int) -> int:
@@ -185,8 +99,6 @@ class LensAugmenter:
         """Originals + ``ratio * N`` synthetic pairs, deterministic given `seed`."""
         ratio, cfg = check_ratio(ratio), self.synth_cfg
         check_pairs(chosen, rejected, "augment")
-        if ratio == 0:
-            return AugmentedPairs.originals(chosen, rejected, method=self.method)
         if not hasattr(self, "vae_"):
             raise LatentrmError("LensAugmenter.augment called before fit()")
         if cfg.likelihood not in LIKELIHOODS:
@@ -265,94 +177,3 @@ def top_k_samples(model: DivergenceVAE, x: Tensor, eta: Tensor, k: int, likeliho
         return model.decode(z.gather(1, top[..., None].expand(-1, -1, z.shape[-1])))
     return decoded.gather(1, top[..., None].expand(-1, -1, decoded.shape[-1]))
 
-
-def make_augmenter(method: str, run_cfg: RunConfig, seed: int) -> Augmenter:
-    """The augmenter for `method` (none | lens | direct | gaussian), configured from `run_cfg`."""
-    from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
-
-    if method == "lens":
-        return LensAugmenter(run_cfg.vae, run_cfg.synth, seed)
-    if method == "none":
-        return NoAugmenter()
-    if method == "direct":
-        return DirectPerturbation(run_cfg.synth.direct_noise, run_cfg.synth.chunk_size)
-    if method == "gaussian":
-        return GaussianSampling(run_cfg.synth.gaussian_cov, run_cfg.synth.chunk_size)
-    raise ConfigError(f"unknown augmentation method {method!r}; choose one of {METHODS}")
-
-
-# --- persistence ----------------------------------------------------------------------------------
-_ARRAYS = ("pool", "chosen_idx", "rejected_idx", "seed_idx", "synthetic")
-
-
-def save_augmented(
-    out_dir: str | Path, aug: AugmentedPairs, val: tuple[np.ndarray, np.ndarray] | None = None,
-    ids: list[str] | None = None, meta: dict[str, Any] | None = None,
-) -> None:
-    """Write `aug` (+ optional validation pairs) as ``augmented.safetensors`` + ``augmented.json``.
-
-    No pickle: arrays go to safetensors; method, ratio, stats, seed ids and `meta` go to JSON.
-    """
-    from safetensors.numpy import save_file
-
-    out = Path(out_dir)
-    tensors = {name: np.ascontiguousarray(getattr(aug, name)) for name in _ARRAYS}
-    if val is not None:
-        tensors["val_chosen"], tensors["val_rejected"] = (np.ascontiguousarray(v) for v in val)
-    atomic_write(out / "augmented.safetensors", lambda p: save_file(tensors, str(p)))
-    atomic_write_json(out / "augmented.json", {
-        "format": "latentrm.augmented/1", "method": aug.method, "ratio": aug.ratio,
-        "stats": aug.stats, "ids": ids, "meta": meta or {},
-    })
-
-
-def load_augmented(
-    in_dir: str | Path,
-) -> tuple[AugmentedPairs, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
-    """Read what :func:`save_augmented` wrote: (pairs, validation pairs or None, JSON header)."""
-    import json
-
-    from safetensors.numpy import load_file
-
-    d = Path(in_dir)
-    if not (d / "augmented.json").exists() or not (d / "augmented.safetensors").exists():
-        raise ConfigError(f"{d}: not an augmented set (augmented.json/.safetensors missing)")
-    head = json.loads((d / "augmented.json").read_text())
-    t = load_file(str(d / "augmented.safetensors"))
-    aug = AugmentedPairs(
-        **{name: t[name] for name in _ARRAYS},
-        method=head["method"], ratio=int(head["ratio"]), stats=head.get("stats", {}),
-    )
-    val = (t["val_chosen"], t["val_rejected"]) if "val_chosen" in t else None
-    return aug, val, head
-
-
-# --- toy data -------------------------------------------------------------------------------------
-def toy_pairs(
-    n: int, d: int, seed: int, rank: int = 8, signal: float = 1.0, noise: float = 0.5,
-    chunk: int = 4096,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Synthetic preference pairs with a planted preference direction (tests, benchmarks, demos).
-
-    Each pair shares a prompt "content" vector ``c @ U`` (rank `rank`, per-dimension variance ~1).
-    Each response gets a quality ``q ~ N(0, 1)`` and the embedding
-    ``content + signal * q * w + noise * eps`` with a unit direction w; chosen is the response with
-    the higher quality. The ideal reward ``e @ w`` ranks a pair correctly with probability
-    ``1/2 + arctan(signal / noise) / pi`` (0.852 with the defaults).
-
-    Returns (chosen (n, d), rejected (n, d), w (d,)), float32; one seed fixes U, w and the pairs.
-    Rows are generated `chunk` at a time in float32, so peak memory is the two outputs.
-    """
-    rng = np.random.default_rng(seed)
-    u = (rng.standard_normal((rank, d)) / math.sqrt(rank)).astype(np.float32)  # (rank, d)
-    w = rng.standard_normal(d)
-    w = (w / np.linalg.norm(w)).astype(np.float32)
-    chosen, rejected = np.empty((n, d), np.float32), np.empty((n, d), np.float32)
-    for s0 in range(0, n, chunk):
-        m = min(n, s0 + chunk) - s0
-        content = rng.standard_normal((m, rank), np.float32) @ u  # (m, d)
-        q = np.sort(rng.standard_normal((m, 2), np.float32), axis=1)  # (m, 2): low, high
-        for out, quality in ((chosen, q[:, 1:]), (rejected, q[:, :1])):
-            eps = rng.standard_normal((m, d), np.float32)
-            out[s0 : s0 + m] = content + signal * quality * w + noise * eps
-    return chosen, rejected, w

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -142,3 +143,26 @@ def fit_loop(
         history["best_val"], history["best_epoch"], history["seconds"],
     )
     return history
+
+
+def standardization_stats(
+    *arrays: np.ndarray, chunk: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean/std (float32, (d,)) over the rows of all `arrays` together.
+
+    Accumulated in float64 over row chunks (default: 2^22 values, 32 MB, per chunk), so no
+    concatenated copy is made. Constant dimensions get std 1 so standardising never divides by 0.
+    """
+    d = arrays[0].shape[1]
+    chunk = chunk or max(1, (1 << 22) // d)
+    total, sq, n = np.zeros(d), np.zeros(d), 0
+    for x in arrays:
+        for i in range(0, len(x), chunk):
+            block = x[i : i + chunk].astype(np.float64)
+            total += block.sum(0)
+            sq += np.square(block).sum(0)
+            n += len(block)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(sq / max(n, 1) - mean**2, 0.0))
+    std[std < 1e-6 * np.maximum(np.abs(mean), 1.0)] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)

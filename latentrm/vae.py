@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from latentrm.config import VAEConfig
 from latentrm.errors import ConfigError, TrainingError
-from latentrm.train import fit_loop, minibatches, seeded
+from latentrm.pairs import check_pairs
+from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 
 log = logging.getLogger(__name__)
 
@@ -208,38 +209,6 @@ def _carve(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(fraction * n))) if n > 1 else 0
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def standardization_stats(
-    *arrays: np.ndarray, chunk: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean/std (float32, (d,)) over the rows of all `arrays` together.
-
-    Accumulated in float64 over row chunks (default: 2^22 values, 32 MB, per chunk), so no
-    concatenated copy is made. Constant dimensions get std 1 so standardising never divides by 0.
-    """
-    d = arrays[0].shape[1]
-    chunk = chunk or max(1, (1 << 22) // d)
-    total, sq, n = np.zeros(d), np.zeros(d), 0
-    for x in arrays:
-        for i in range(0, len(x), chunk):
-            block = x[i : i + chunk].astype(np.float64)
-            total += block.sum(0)
-            sq += np.square(block).sum(0)
-            n += len(block)
-    mean = total / max(n, 1)
-    std = np.sqrt(np.maximum(sq / max(n, 1) - mean**2, 0.0))
-    std[std < 1e-6 * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def check_pairs(chosen: np.ndarray, rejected: np.ndarray, what: str = "embeddings") -> None:
-    """Raise ConfigError unless chosen/rejected are matching non-empty (N, d) arrays."""
-    if chosen.ndim != 2 or chosen.shape != rejected.shape or chosen.shape[0] == 0:
-        raise ConfigError(
-            f"{what}: chosen and rejected must be non-empty (N, d) arrays of one shape, got "
-            f"{chosen.shape} and {rejected.shape}"
-        )
 
 
 class VAEFitter:

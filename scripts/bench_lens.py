@@ -40,8 +40,9 @@ def one_run(
     import torch
 
     from latentrm.config import load_config
+    from latentrm.methods import make_augmenter
     from latentrm.reward import fit_reward_head
-    from latentrm.synth import make_augmenter, toy_pairs
+    from latentrm.testing import toy_pairs
 
     torch.set_num_threads(threads)
     cfg = load_config(None, overrides)

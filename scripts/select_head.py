@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latentrm.config import load_config  # noqa: E402
 from latentrm.evaluate import pairwise_accuracy  # noqa: E402
+from latentrm.pairs import AugmentedPairs  # noqa: E402
 from latentrm.prepare import prepare_data  # noqa: E402
 from latentrm.reward import fit_reward_head  # noqa: E402
-from latentrm.synth import AugmentedPairs  # noqa: E402
 
 # (hidden widths, lr, weight decay, dropout)
 GRID = [

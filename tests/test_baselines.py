@@ -5,7 +5,7 @@ import pytest
 
 from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
 from latentrm.errors import ConfigError, LatentrmError
-from latentrm.synth import toy_pairs
+from latentrm.testing import toy_pairs
 
 N, D = 30, 6
 

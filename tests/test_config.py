@@ -23,7 +23,7 @@ def test_overrides_nest_and_coerce() -> None:
     [
         ("vae.gama=1", "unknown config key 'vae.gama'; did you mean 'vae.gamma'?"),
         ("ratio=[2]", "unknown config key 'ratio'; did you mean 'ratios'?"),
-        ("ratios=[0]", "every ratio must be an integer >= 1, got 0"),
+        ("ratios=[0]", "ratios must be an integer >= 1, got 0"),
         ("ratios=[two]", "ratios: expected an integer, got 'two'"),
         ("ratios=[1.5]", "ratios: expected an integer, got 1.5"),
         ("synth.ratio=0", "synth.ratio must be an integer >= 1"),

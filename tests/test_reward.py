@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from latentrm.config import EmbedConfig, RewardConfig, SynthConfig, VAEConfig
-from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError, TrainingError
+from latentrm.pairs import AugmentedPairs
 from latentrm.reward import (
     RewardHead,
     RewardModel,
@@ -20,7 +20,9 @@ from latentrm.reward import (
     load_head,
     save_head,
 )
-from latentrm.synth import AugmentedPairs, LensAugmenter, toy_pairs
+from latentrm.runtime import torch_threads
+from latentrm.synth import LensAugmenter
+from latentrm.testing import toy_pairs
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 

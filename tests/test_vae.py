@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentrm.config import VAEConfig
-from latentrm.embed import torch_threads
 from latentrm.errors import ConfigError, TrainingError
-from latentrm.synth import toy_pairs
+from latentrm.runtime import torch_threads
+from latentrm.testing import toy_pairs
+from latentrm.train import standardization_stats
 from latentrm.vae import (
     DivergenceVAE,
     VAEFitter,
@@ -20,7 +21,6 @@ from latentrm.vae import (
     kl_std_normal,
     n_parameters,
     recon_loss,
-    standardization_stats,
     w2_diag_gaussians,
 )
 

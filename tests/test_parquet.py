@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from latentrm import export
+from latentrm import parquet
 from latentrm.cli import main
 from latentrm.errors import DataError
-from latentrm.export import export_augmented, read_augmented
-from latentrm.synth import AugmentedPairs, save_augmented
+from latentrm.pairs import AugmentedPairs, save_augmented
+from latentrm.parquet import export_augmented, read_augmented
 
 N, D = 3, 4
 
@@ -73,7 +73,7 @@ def test_columns_and_provenance(tmp_path):
 @pytest.mark.parametrize("rows_per_group", [2, 8192])
 def test_round_trip(tmp_path, monkeypatch, rows_per_group):
     # Small row groups exercise the chunked writer and the multi-chunk reader.
-    monkeypatch.setattr(export, "_ROWS_PER_GROUP", rows_per_group)
+    monkeypatch.setattr(parquet, "_ROWS_PER_GROUP", rows_per_group)
     aug = _aug()
     path = tmp_path / "aug.parquet"
     export_augmented(aug, path, ["a", "b", "c"])

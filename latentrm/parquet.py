@@ -44,7 +44,7 @@ from latentrm.errors import DataError
 from latentrm.io import atomic_write
 
 if TYPE_CHECKING:
-    from latentrm.synth import AugmentedPairs
+    from latentrm.pairs import AugmentedPairs
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def read_augmented(path: str | Path) -> ExportedAugmented:
     """Read a file written by `export_augmented` back into an AugmentedPairs (pool compacted)."""
     import pyarrow.parquet as pq
 
-    from latentrm.synth import AugmentedPairs
+    from latentrm.pairs import AugmentedPairs
 
     path = Path(path)
     if not path.is_file():
@@ -237,7 +237,7 @@ def export_synth_dir(augmented_dir: str | Path, out: str | Path) -> dict[str, An
 
     Seed ids come from the synth header; sets saved without ids get ``seed-<i>``.
     """
-    from latentrm.synth import load_augmented
+    from latentrm.pairs import load_augmented
 
     aug, _val, head = load_augmented(augmented_dir)
     ids = head.get("ids")

@@ -1,0 +1,147 @@
+"""Augmented preference pairs: index pairs into one embedding pool, and the Augmenter protocol.
+
+Every augmentation method (LENS, the paper's latent baselines, no augmentation) returns an
+:class:`AugmentedPairs`: the seed pairs first, then the synthetic ones, each a (chosen row,
+rejected row) of one float32 pool, so a synthetic embedding shared by several pairs is stored
+once. :func:`save_augmented` / :func:`load_augmented` are the on-disk form `latentrm synth` writes
+and `latentrm train` reads (safetensors + JSON, no pickle); :mod:`latentrm.parquet` exports it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from latentrm.errors import ConfigError
+from latentrm.io import atomic_write, atomic_write_json
+
+
+def check_pairs(chosen: np.ndarray, rejected: np.ndarray, what: str = "embeddings") -> None:
+    """Raise ConfigError unless chosen/rejected are matching non-empty (N, d) arrays."""
+    if chosen.ndim != 2 or chosen.shape != rejected.shape or chosen.shape[0] == 0:
+        raise ConfigError(
+            f"{what}: chosen and rejected must be non-empty (N, d) arrays of one shape, got "
+            f"{chosen.shape} and {rejected.shape}"
+        )
+
+
+@dataclass
+class AugmentedPairs:
+    """Preference pairs as index pairs into one embedding pool (nothing bigger is materialised).
+
+    pool: (M, d) float32; rows [0, N) original chosen, [N, 2N) original rejected, then synthetic.
+    chosen_idx, rejected_idx: (P,) int64 rows of `pool`; pair p prefers chosen over rejected.
+    seed_idx: (P,) int64 seed pair each pair derives from. The first N pairs are the originals.
+    synthetic: (P,) bool, the pair uses at least one synthetic embedding.
+    """
+
+    pool: np.ndarray
+    chosen_idx: np.ndarray
+    rejected_idx: np.ndarray
+    seed_idx: np.ndarray
+    synthetic: np.ndarray
+    method: str
+    ratio: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def originals(
+        cls, chosen: np.ndarray, rejected: np.ndarray, method: str = "none", ratio: int = 0,
+        pool_rows: int | None = None,
+    ) -> AugmentedPairs:
+        """The un-augmented pairs. `pool_rows` reserves room for synthetic rows after the 2N."""
+        check_pairs(chosen, rejected, "pairs")
+        n, d = chosen.shape
+        pool = np.empty((pool_rows or 2 * n, d), np.float32)
+        pool[:n], pool[n : 2 * n] = chosen, rejected
+        idx = np.arange(n, dtype=np.int64)
+        return cls(
+            pool=pool, chosen_idx=idx, rejected_idx=idx + n, seed_idx=idx.copy(),
+            synthetic=np.zeros(n, bool), method=method, ratio=ratio,
+            stats={"n_seed": n, "pairs_made": 0, "n_pairs": n},
+        )
+
+    @property
+    def n_seed(self) -> int:
+        """Number of seed (original) pairs N."""
+        return int(np.count_nonzero(~self.synthetic))
+
+    def __len__(self) -> int:
+        return len(self.chosen_idx)
+
+    def pair_embeddings(self, batch_idx: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of pairs `batch_idx`: (chosen (B, d), rejected (B, d)) float32."""
+        b = np.asarray(batch_idx)
+        return self.pool[self.chosen_idx[b]], self.pool[self.rejected_idx[b]]
+
+    def add_pairs(
+        self, chosen_rows: np.ndarray, rejected_rows: np.ndarray, seed_rows: np.ndarray
+    ) -> None:
+        """Append synthetic pairs (pool rows, seed ids); used by the augmenters."""
+        self.chosen_idx = np.concatenate([self.chosen_idx, chosen_rows.astype(np.int64).ravel()])
+        self.rejected_idx = np.concatenate(
+            [self.rejected_idx, rejected_rows.astype(np.int64).ravel()]
+        )
+        self.seed_idx = np.concatenate([self.seed_idx, seed_rows.astype(np.int64).ravel()])
+        self.synthetic = np.concatenate([self.synthetic, np.ones(seed_rows.size, bool)])
+        self.stats["pairs_made"] = int(self.synthetic.sum())
+        self.stats["n_pairs"] = len(self.chosen_idx)
+
+
+class Augmenter(Protocol):
+    """What LENS and the baselines share: fit on seed pairs, then make originals + ratio*N pairs."""
+
+    def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> Augmenter: ...
+
+    def augment(
+        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
+    ) -> AugmentedPairs: ...
+
+
+# --- persistence ----------------------------------------------------------------------------------
+_ARRAYS = ("pool", "chosen_idx", "rejected_idx", "seed_idx", "synthetic")
+
+
+def save_augmented(
+    out_dir: str | Path, aug: AugmentedPairs, val: tuple[np.ndarray, np.ndarray] | None = None,
+    ids: list[str] | None = None, meta: dict[str, Any] | None = None,
+) -> None:
+    """Write `aug` (+ optional validation pairs) as ``augmented.safetensors`` + ``augmented.json``.
+
+    No pickle: arrays go to safetensors; method, ratio, stats, seed ids and `meta` go to JSON.
+    """
+    from safetensors.numpy import save_file
+
+    out = Path(out_dir)
+    tensors = {name: np.ascontiguousarray(getattr(aug, name)) for name in _ARRAYS}
+    if val is not None:
+        tensors["val_chosen"], tensors["val_rejected"] = (np.ascontiguousarray(v) for v in val)
+    atomic_write(out / "augmented.safetensors", lambda p: save_file(tensors, str(p)))
+    atomic_write_json(out / "augmented.json", {
+        "format": "latentrm.augmented/1", "method": aug.method, "ratio": aug.ratio,
+        "stats": aug.stats, "ids": ids, "meta": meta or {},
+    })
+
+
+def load_augmented(
+    in_dir: str | Path,
+) -> tuple[AugmentedPairs, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
+    """Read what :func:`save_augmented` wrote: (pairs, validation pairs or None, JSON header)."""
+
+    from safetensors.numpy import load_file
+
+    d = Path(in_dir)
+    if not (d / "augmented.json").exists() or not (d / "augmented.safetensors").exists():
+        raise ConfigError(f"{d}: not an augmented set (augmented.json/.safetensors missing)")
+    head = json.loads((d / "augmented.json").read_text())
+    t = load_file(str(d / "augmented.safetensors"))
+    aug = AugmentedPairs(
+        **{name: t[name] for name in _ARRAYS},
+        method=head["method"], ratio=int(head["ratio"]), stats=head.get("stats", {}),
+    )
+    val = (t["val_chosen"], t["val_rejected"]) if "val_chosen" in t else None
+    return aug, val, head
