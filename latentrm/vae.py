@@ -10,7 +10,7 @@ Boundedness of ``-gamma * W2``: W2 grows linearly in the distance between the po
 beta > 0 the loss is bounded below: with ``mu+ = a``, ``mu- = -a`` the two KLs add ``beta*|a|^2``
 and the divergence term subtracts ``2*gamma*|a|``, minimal at ``|a| = gamma/beta`` with value
 ``-gamma^2/beta``. With beta = 0 nothing anchors the means, so :class:`VAEFitter` refuses
-``gamma > 0`` with ``beta <= 0``. MEASURED_NOTE
+``gamma > 0`` with ``beta <= 0``.
 """
 
 from __future__ import annotations
