@@ -81,13 +81,13 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
 
-    from latentrm.serve import best_of_n, load_model
+    from latentrm.serve import as_scorer, best_of_n
 
     prompts = args.prompt or PROMPTS
     candidates = generate(
         args.generator, prompts, args.n, args.max_new_tokens, args.seed, args.temperature
     )
-    reward_model = load_model(args.reward_model)
+    reward_model = as_scorer(args.reward_model)
     best, scores = best_of_n(reward_model, prompts, candidates)
     for prompt, cands, s, b in zip(prompts, candidates, scores, best, strict=True):
         print(f"\n=== {prompt}")

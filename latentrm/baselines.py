@@ -20,13 +20,14 @@ import numpy as np
 
 from latentrm.config import check_ratio
 from latentrm.errors import ConfigError, LatentrmError
+from latentrm.estimator import Estimator
 from latentrm.pairs import AugmentedPairs, check_pairs
 from latentrm.train import standardization_stats
 
 log = logging.getLogger(__name__)
 
 
-class NoAugmenter:
+class NoAugmenter(Estimator):
     """No augmentation: :meth:`augment` returns the original pairs whatever the ratio."""
 
     method = "none"
@@ -42,7 +43,7 @@ class NoAugmenter:
         return AugmentedPairs.originals(chosen, rejected, method=self.method)
 
 
-class _SamplingBaseline:
+class _SamplingBaseline(Estimator):
     """Shared :meth:`augment` of the sampling baselines: originals + `ratio` new pairs per seed.
 
     Subclasses set `method`, `chunk_size` and `_fitted` (an attribute fit() sets) and implement

@@ -247,7 +247,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from latentrm.config import EmbedConfig, from_dict
-    from latentrm.reward import RewardModel, fit_reward_head
+    from latentrm.model import RewardModel
+    from latentrm.reward import RewardHeadFitter
 
     cfg = load_run_config(args)
     if (Path(args.input) / "augmented.json").exists():
@@ -265,9 +266,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train, va = _seed_split(pairs, cfg)
         aug = AugmentedPairs.originals(pairs.chosen[train], pairs.rejected[train])
         val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), cfg.embed
-    head = fit_reward_head(aug, val, cfg.reward, cfg.seed)
-    RewardModel(embed_cfg, head).save(args.out)
-    h = head.history_
+    fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
+    head, h = fitter.head_, fitter.history_
+    RewardModel(embed_cfg, head, history=h).save(args.out)
     acc = float(np.mean(head.score(val[0]) > head.score(val[1])))
     print(f"trained on {len(aug)} pairs ({aug.method}, ratio {aug.ratio}), d={aug.pool.shape[1]}: "
           f"{h['epochs_run']} epochs in {h['seconds']:.1f}s, best epoch {h['best_epoch']}")
@@ -336,13 +337,13 @@ def _add_score(p: argparse.ArgumentParser) -> None:
 
 
 def _load_for_serving(args: argparse.Namespace):
-    from latentrm.serve import load_model
+    from latentrm.serve import as_scorer
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    return load_model(args.model)
+    return as_scorer(args.model)
 
 
 @command("score", "Score responses or chosen/rejected pairs in a file with a reward model.",

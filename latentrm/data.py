@@ -690,11 +690,15 @@ def split_indices(
     return np.sort(perm[:n_seed]).astype(np.int64), np.sort(perm[n_seed:end]).astype(np.int64)
 
 
-def carve_validation(idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(
+    idx: np.ndarray, fraction: float, seed: int, stream: tuple[int, ...] = (1,)
+) -> tuple[np.ndarray, np.ndarray]:
     """Split index array `idx` into (train, val), val = round(fraction * len) entries (sorted).
 
-    With fraction > 0 and >= 2 entries both parts get at least one entry. The permutation is drawn
-    from a stream tagged apart from split_indices', so equal seeds do not correlate the two splits.
+    With fraction > 0 and >= 2 entries both parts get at least one entry. The permutation comes
+    from ``default_rng([seed, *stream])``: the default stream (1,) is tagged apart from
+    split_indices', so equal seeds do not correlate the two splits; the VAE's early-stopping
+    holdout uses ``stream=()``.
     """
     if not 0 <= fraction < 1:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {fraction}")
@@ -702,7 +706,7 @@ def carve_validation(idx: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     n_val = int(round(fraction * len(idx)))
     if fraction > 0 and len(idx) >= 2:
         n_val = min(max(n_val, 1), len(idx) - 1)
-    perm = np.random.default_rng([seed, 1]).permutation(len(idx))
+    perm = np.random.default_rng([seed, *stream]).permutation(len(idx))
     return np.sort(idx[perm[n_val:]]), np.sort(idx[perm[:n_val]])
 
 

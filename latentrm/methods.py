@@ -17,7 +17,7 @@ def make_augmenter(method: str, run_cfg: RunConfig, seed: int) -> Augmenter:
     """The augmenter for `method` (none | lens | direct | gaussian), configured from `run_cfg`."""
 
     if method == "lens":
-        return LensAugmenter(run_cfg.vae, run_cfg.synth, seed)
+        return LensAugmenter(run_cfg.vae, run_cfg.synth, seed, run_cfg.data.val_fraction)
     if method == "none":
         return NoAugmenter()
     if method == "direct":

@@ -11,6 +11,7 @@ Best-of-N draws (see `evaluate.bon_draws`) depend on `eval.bon_seed` and the set
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import logging
@@ -59,18 +60,6 @@ def with_changes(cfg: RunConfig, **changes: Any) -> RunConfig:
     return cfg
 
 
-def _refit_free(fresh: Any, fitted: Any) -> Any:
-    """`fresh` (new synthesis hyperparameters) given `fitted`'s learned state, without refitting.
-
-    By the estimator contract learned state is every attribute ending in '_', so this is
-    set_params for the hyperparameters that do not affect fit() (e.g. LENS's sigma2).
-    """
-    for name, value in vars(fitted).items():
-        if name.endswith("_") and not name.startswith("_"):
-            setattr(fresh, name, value)
-    return fresh
-
-
 def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Hyperparameters chosen on validation for `method`: (dotted keys, value tuples).
 
@@ -92,16 +81,16 @@ def fit_reference_head(data: PreparedData, cfg: RunConfig, seed: int) -> ScoreFn
 
     For candidates data those pairs are binarised from the gold scores of every instruction, so
     the reference is the gold preference as far as the embedding space can express it. Used only
-    to measure synthetic-pair fidelity; 10% of the pairs serve its early stopping.
+    to measure synthetic-pair fidelity; data.val_fraction of the pairs serve its early stopping.
     """
     from latentrm.data import carve_validation
     from latentrm.pairs import AugmentedPairs
-    from latentrm.reward import fit_reward_head
+    from latentrm.reward import RewardHeadFitter
 
-    tr, va = carve_validation(np.arange(len(data.chosen)), 0.1, seed)
+    tr, va = carve_validation(np.arange(len(data.chosen)), cfg.data.val_fraction, seed)
     aug = AugmentedPairs.originals(data.chosen[tr], data.rejected[tr])
-    head = fit_reward_head(aug, (data.chosen[va], data.rejected[va]), cfg.reward, seed)
-    return head_score_fn(head)
+    fitter = RewardHeadFitter(cfg.reward, seed).fit(aug, (data.chosen[va], data.rejected[va]))
+    return head_score_fn(fitter.head_)
 
 
 def _score_metrics(
@@ -137,8 +126,9 @@ def evaluate_split(
     (ratio 0). Heads are saved under `heads_dir`.
     """
     from latentrm.methods import make_augmenter
+    from latentrm.model import RewardModel
     from latentrm.pairs import AugmentedPairs
-    from latentrm.reward import RewardModel, fit_reward_head
+    from latentrm.reward import RewardHeadFitter
 
     tc, tr = data.chosen[split.train], data.rejected[split.train]
     val = (data.chosen[split.val], data.rejected[split.val])
@@ -158,22 +148,24 @@ def evaluate_split(
                 fitted[fit_key] = (augmenter, time.perf_counter() - t0)
             augmenter, t_fit = fitted.get(fit_key, (None, 0.0))  # 'none' fits nothing
             if augmenter is not None and len(point) > 1:
-                augmenter = _refit_free(make_augmenter(method, mcfg, cfg.seed), augmenter)
+                # The other keys only change synthesis: the fitted state stays valid.
+                fresh = make_augmenter(method, mcfg, cfg.seed).get_params()
+                augmenter = copy.copy(augmenter).set_params(**fresh)
             for ratio in ratios:
                 t0 = time.perf_counter()
                 aug = (AugmentedPairs.originals(tc, tr) if augmenter is None
                        else augmenter.augment(tc, tr, ratio, cfg.seed))
                 t_syn = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                head = fit_reward_head(aug, val, cfg.reward, cfg.seed)
+                fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
                 t_head = time.perf_counter() - t0
-                fn = head_score_fn(head)
+                fn = head_score_fn(fitter.head_)
                 val_acc = float(pair_correctness(score_embeddings(fn, val[0]),
                                                  score_embeddings(fn, val[1])).mean())
                 info = {
                     "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
                     "params_augmenter": _augmenter_params(augmenter),
-                    "params_head": n_parameters(head),
+                    "params_head": n_parameters(fitter.head_),
                     "n_pairs_trained": len(aug), "n_synthetic": int(np.sum(aug.synthetic)),
                     **{k.split(".")[-1]: v for k, v in zip(keys, point, strict=True)},
                 }
@@ -182,26 +174,26 @@ def evaluate_split(
                              dict(zip(keys, point, strict=True)), val_acc)
                 # Validation accuracy moves in steps of 1/n_val, so ties are common: the lower
                 # validation BT loss breaks them, then the grid order (strict '>').
-                score = (val_acc, -float(getattr(head, "history_", {}).get("best_val", 0.0)))
+                score = (val_acc, -float(fitter.history_["best_val"]))
                 if ratio not in best or score > best[ratio][0]:
-                    best[ratio] = (score, info, head, aug)
+                    best[ratio] = (score, info, fitter, aug)
         t_select = time.perf_counter() - t_select
         for ratio in ratios:
-            _, info, head, aug = best[ratio]
+            _, info, fitter, aug = best[ratio]
             row: dict[str, Any] = {"method": method, "ratio": ratio, "seed": cfg.seed,
                                    "split_seed": split.split_seed, "n_train": len(split.train),
                                    "n_val": len(split.val), "n_test": len(split.test), **info}
             if len(grid) > 1:
                 row["select_seconds"] = t_select
                 row["select_grid"] = len(grid)
-            row.update(_score_metrics(head_score_fn(head), data, split, cfg, cfg.seed))
-            row["epochs"] = int(getattr(head, "history_", {}).get("epochs_run", 0))
+            row.update(_score_metrics(head_score_fn(fitter.head_), data, split, cfg, cfg.seed))
+            row["epochs"] = int(fitter.history_["epochs_run"])
             if reference is not None:
                 row["fidelity"] = synthetic_fidelity(aug, reference)
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = heads_dir / f"{method}-r{ratio}"
-                RewardModel(cfg.embed, head).save(d)
+                RewardModel(cfg.embed, fitter.head_, history=fitter.history_).save(d)
                 row["head_dir"] = str(d)
             rows.append(row)
             log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", method, ratio,

@@ -41,29 +41,16 @@ class Scorer(Protocol):
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray: ...
 
 
-def load_model(model_or_dir: Scorer | str | Path, embedder: Any | None = None) -> Scorer:
+def as_scorer(model_or_dir: Scorer | str | Path, embedder: Any | None = None) -> Scorer:
     """A ready scorer: returned as is when it has `.score`, else `RewardModel.load(dir, embedder)`.
 
     `embedder` (an already loaded `latentrm.embed.Embedder`) saves loading the LLM again.
     """
     if hasattr(model_or_dir, "score"):
         return model_or_dir  # type: ignore[return-value]
-    from latentrm.reward import RewardModel
+    from latentrm.model import RewardModel
 
-    path = Path(model_or_dir)  # type: ignore[arg-type]
-    if not path.is_dir():
-        raise DataError("reward model directory not found", path=str(path))
-    run_config = path.parent.parent / "config.yaml"
-    if not (path / "embed_config.json").exists() and (path / "head.json").exists():
-        # `latentrm run` saves bare heads under <out_dir>/heads/<method>-r<ratio>/; the embedding
-        # config they need is in the run's resolved config two levels up.
-        if run_config.exists():
-            from latentrm.config import load_config
-            from latentrm.reward import load_head
-
-            log.info("embedding config of %s taken from %s", path, run_config)
-            return RewardModel(load_config(run_config).embed, load_head(path), embedder=embedder)
-    return RewardModel.load(path, embedder=embedder)
+    return RewardModel.load(Path(model_or_dir), embedder=embedder)  # type: ignore[arg-type]
 
 
 # --- message normalisation ------------------------------------------------------------------------
@@ -253,7 +240,7 @@ def make_trl_reward_func(
 
     ``f(prompts=, completions=, **kw) -> list[float]``; `name` is its ``__name__`` (TRL's log key).
     """
-    return TRLRewardFunc(load_model(model_or_dir, embedder), name=name, batch_size=batch_size)
+    return TRLRewardFunc(as_scorer(model_or_dir, embedder), name=name, batch_size=batch_size)
 
 
 def best_of_n(
@@ -607,7 +594,7 @@ __all__ = [
     "best_of_n",
     "bon_rows",
     "format_summary",
-    "load_model",
+    "as_scorer",
     "make_trl_reward_func",
     "read_rows",
     "score_in_batches",

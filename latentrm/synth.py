@@ -24,6 +24,7 @@ from torch import Tensor
 
 from latentrm.config import SynthConfig, VAEConfig, check_ratio
 from latentrm.errors import ConfigError, LatentrmError
+from latentrm.estimator import Estimator
 from latentrm.pairs import AugmentedPairs, check_pairs
 from latentrm.vae import DivergenceVAE, VAEFitter
 
@@ -59,7 +60,7 @@ def sample_grid_pairs(
     return g // (1 + k), g % (1 + k)
 
 
-class LensAugmenter:
+class LensAugmenter(Estimator):
     """LENS: divergence-VAE latent sampling + likelihood top-k + within-seed pairing.
 
     Likelihood used to rank the K candidates of a seed embedding e with posterior (mu, logvar):
@@ -76,12 +77,15 @@ class LensAugmenter:
 
     method = "lens"
 
-    def __init__(self, vae_cfg: VAEConfig, synth_cfg: SynthConfig, seed: int) -> None:
+    def __init__(
+        self, vae_cfg: VAEConfig, synth_cfg: SynthConfig, seed: int, val_fraction: float
+    ) -> None:
         self.vae_cfg, self.synth_cfg, self.seed = vae_cfg, synth_cfg, seed
+        self.val_fraction = val_fraction
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> LensAugmenter:
-        """Fit the divergence VAE on the seed pairs (10% of them carved for early stopping)."""
-        self.vae_ = VAEFitter(self.vae_cfg, self.seed).fit(chosen, rejected)
+        """Fit the divergence VAE on the seed pairs (`val_fraction` held out for early stopping)."""
+        self.vae_ = VAEFitter(self.vae_cfg, self.seed, self.val_fraction).fit(chosen, rejected)
         return self
 
     def top_k(self, ratio: int) -> int:

@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentrm.config import VAEConfig
+from latentrm.data import carve_validation
 from latentrm.errors import ConfigError, TrainingError
+from latentrm.estimator import Estimator
 from latentrm.pairs import check_pairs
 from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 
@@ -204,30 +206,24 @@ def divergence_vae_loss(
     return loss, parts
 
 
-def _carve(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split range(n) into (train, val) with ``round(fraction*n)`` (at least 1) validation rows."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(fraction * n))) if n > 1 else 0
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-class VAEFitter:
+class VAEFitter(Estimator):
     """Fit a :class:`DivergenceVAE` on seed pairs (estimator-style: ``fit()`` returns self).
 
     Embeddings are standardised with the mean/std of the pairs given to ``fit`` (``mean_``,
     ``std_``); :meth:`standardize` / :meth:`unstandardize` convert between raw and
     model space. Learned state: ``model_``, ``mean_``, ``std_``, ``history_`` (see
-    :func:`latentrm.train.fit_loop`).
+    :func:`latentrm.train.fit_loop`). Without validation pairs, ``fit`` holds out `val_fraction`
+    of the pairs for early stopping (the run passes ``data.val_fraction``).
     """
 
-    def __init__(self, cfg: VAEConfig, seed: int) -> None:
-        self.cfg, self.seed = cfg, seed
+    def __init__(self, cfg: VAEConfig, seed: int, val_fraction: float) -> None:
+        self.cfg, self.seed, self.val_fraction = cfg, seed, val_fraction
 
     def fit(
         self, chosen: np.ndarray, rejected: np.ndarray,
         val: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> VAEFitter:
-        """Train on (N, d) chosen/rejected pairs; `val` for early stopping (else 10% carved)."""
+        """Train on (N, d) chosen/rejected pairs; `val` for early stopping (else carved)."""
         cfg = self.cfg
         check_pairs(chosen, rejected, "VAE fit")
         if cfg.recon not in RECON_LOSSES:
@@ -240,7 +236,8 @@ class VAEFitter:
         self.mean_, self.std_ = standardization_stats(chosen, rejected)
         pos, neg = self.standardize(chosen), self.standardize(rejected)
         if val is None:
-            tr, va = _carve(len(pos), 0.1, self.seed)
+            # Its own random stream (stream=()): unrelated to the seed split's carve.
+            tr, va = carve_validation(np.arange(len(pos)), self.val_fraction, self.seed, stream=())
             val_pos, val_neg = pos[va], neg[va]
             pos, neg = pos[tr], neg[tr]
         else:

@@ -41,7 +41,7 @@ def one_run(
 
     from latentrm.config import load_config
     from latentrm.methods import make_augmenter
-    from latentrm.reward import fit_reward_head
+    from latentrm.reward import RewardHeadFitter
     from latentrm.testing import toy_pairs
 
     torch.set_num_threads(threads)
@@ -57,14 +57,15 @@ def one_run(
     t1 = time.perf_counter()
     aug = lens.augment(*train, ratio, seed=0)
     t2 = time.perf_counter()
-    head = fit_reward_head(aug, val, cfg.reward, seed=0)
+    fitter = RewardHeadFitter(cfg.reward, seed=0).fit(aug, val)
+    head = fitter.head_
     t3, cpu = time.perf_counter(), time.process_time() - cpu0
     held = c.nbytes + r.nbytes + aug.pool.nbytes + test[0].nbytes + test[1].nbytes
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {
         "n": n, "d": d, "ratio": ratio, "pairs": len(aug),
         "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0, "cpu_s": cpu,
-        "method": method, "head_epochs": head.history_["epochs_run"],
+        "method": method, "head_epochs": fitter.history_["epochs_run"],
         "vae_epochs": lens.vae_.history_["epochs_run"] if hasattr(lens, "vae_") else 0,
         "acc": float(np.mean(head.score(test[0]) > head.score(test[1]))),
         "acc_ideal": float(np.mean((test[0] - test[1]) @ w > 0)),

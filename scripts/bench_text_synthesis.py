@@ -65,7 +65,7 @@ def bench_synthesis(args, ds, out: dict) -> None:
 
         vc, rc = VAEConfig(), RewardConfig()  # the defaults a LENS run uses
         vae_params = _n_params(DivergenceVAE(d, hidden=vc.hidden, latent_dim=vc.latent_dim))
-        head_params = _n_params(RewardHead(d, hidden=rc.hidden))
+        head_params = _n_params(RewardHead(d, rc.hidden, rc.dropout))
     except (ImportError, TypeError) as e:  # LENS modules absent or with another signature
         logging.warning("LENS parameter counts unavailable: %s", e)
     out["synthesis"] = {**st, "load_seconds": load_s, "cpu_seconds_per_pair": cpu_per_pair,

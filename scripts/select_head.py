@@ -23,7 +23,7 @@ from latentrm.config import load_config  # noqa: E402
 from latentrm.evaluate import pairwise_accuracy  # noqa: E402
 from latentrm.pairs import AugmentedPairs  # noqa: E402
 from latentrm.prepare import prepare_data  # noqa: E402
-from latentrm.reward import fit_reward_head  # noqa: E402
+from latentrm.reward import RewardHeadFitter  # noqa: E402
 
 # (hidden widths, lr, weight decay, dropout)
 GRID = [
@@ -53,10 +53,11 @@ def main() -> int:
         accs, losses, epochs = [], [], []
         for s, sp in prep.splits.items():
             aug = AugmentedPairs.originals(c[sp.train], r[sp.train])
-            head = fit_reward_head(aug, (c[sp.val], r[sp.val]), rc, seed=s)
+            fitter = RewardHeadFitter(rc, seed=s).fit(aug, (c[sp.val], r[sp.val]))
+            head = fitter.head_
             accs.append(pairwise_accuracy(head.score(c[sp.val]), head.score(r[sp.val])))
-            losses.append(head.history_["best_val"])
-            epochs.append(head.history_["best_epoch"])
+            losses.append(fitter.history_["best_val"])
+            epochs.append(fitter.history_["best_epoch"])
         print(f"| {list(hidden)} | {lr:g} | {wd:g} | {dropout:g} | {np.mean(accs):.3f} | "
               f"{np.mean(losses):.4f} | {epochs} |", flush=True)
     return 0

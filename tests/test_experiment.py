@@ -325,7 +325,8 @@ def test_candidates_data_with_another_bon_file_is_refused(cand_file: Path, tmp_p
 
 
 def test_run_saves_reward_models_that_load(hh_file: Path, tmp_path: Path, fake_embed: dict) -> None:
-    from latentrm.reward import RewardModel, load_head
+    from latentrm.model import RewardModel
+    from latentrm.reward import load_head
 
     out = tmp_path / "run"
     cfg = load_config(None, small(hh_file, out, "methods=[none]"))

@@ -11,12 +11,12 @@ import torch
 
 from latentrm.config import EmbedConfig, RewardConfig, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError, TrainingError
+from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.reward import (
     RewardHead,
-    RewardModel,
+    RewardHeadFitter,
     bradley_terry_loss,
-    fit_reward_head,
     load_head,
     save_head,
 )
@@ -76,14 +76,15 @@ def accuracy(head: RewardHead, pairs) -> float:
 def test_end_to_end_losses_fall_and_head_beats_chance(toy):
     train, val, test, w = toy
     c, r = train
-    lens = LensAugmenter(VAEConfig(epochs=20, batch_size=64), SynthConfig(), seed=0).fit(c, r)
+    vae = VAEConfig(epochs=20, batch_size=64)
+    lens = LensAugmenter(vae, SynthConfig(), seed=0, val_fraction=0.1).fit(c, r)
     aug = lens.augment(c, r, 4, seed=0)
     assert len(aug) == 400 * 5
     vae_hist = lens.vae_.history_
     assert vae_hist["val_loss"][vae_hist["best_epoch"]] < vae_hist["val_loss"][0]
     for data in (AugmentedPairs.originals(c, r), aug):
-        head = fit_reward_head(data, val, FAST, seed=0)
-        h = head.history_
+        fitter = RewardHeadFitter(FAST, seed=0).fit(data, val)
+        head, h = fitter.head_, fitter.history_
         assert h["train_loss"][h["best_epoch"]] < h["train_loss"][0] < math.log(2) + 0.1
         assert h["best_val"] < math.log(2) - 0.05
         # The planted direction ranks 85% of pairs right (see toy_pairs); the head must get close.
@@ -93,11 +94,12 @@ def test_end_to_end_losses_fall_and_head_beats_chance(toy):
 
 def test_best_weights_restored(toy):
     train, val, _, _ = toy
-    head = fit_reward_head(AugmentedPairs.originals(*train), val, FAST, seed=0)
+    fitter = RewardHeadFitter(FAST, seed=0).fit(AugmentedPairs.originals(*train), val)
+    head = fitter.head_
     val_now = bradley_terry_loss(
         torch.from_numpy(head.score(val[0])), torch.from_numpy(head.score(val[1]))
     ).item()
-    assert val_now == pytest.approx(head.history_["best_val"], rel=1e-6)
+    assert val_now == pytest.approx(fitter.history_["best_val"], rel=1e-6)
 
 
 def test_standardisation_from_seed_rows_only(toy):
@@ -105,7 +107,7 @@ def test_standardisation_from_seed_rows_only(toy):
     aug = AugmentedPairs.originals(*train, pool_rows=1000)
     aug.pool[800:] = 1e6  # synthetic rows must not leak into the statistics
     aug.add_pairs(np.array([800]), np.array([801]), np.array([0]))
-    head = fit_reward_head(aug, val, dataclasses.replace(FAST, epochs=1), seed=0)
+    head = RewardHeadFitter(dataclasses.replace(FAST, epochs=1), seed=0).fit(aug, val).head_
     both = np.concatenate(train)
     assert np.allclose(head.mean.numpy(), both.mean(0), atol=1e-5)
 
@@ -113,9 +115,9 @@ def test_standardisation_from_seed_rows_only(toy):
 def test_deterministic(toy):
     train, val, _, _ = toy
     data = AugmentedPairs.originals(*train)
-    a = fit_reward_head(data, val, FAST, seed=0).state_dict()
-    b = fit_reward_head(data, val, FAST, seed=0).state_dict()
-    other = fit_reward_head(data, val, FAST, seed=1).state_dict()
+    a = RewardHeadFitter(FAST, seed=0).fit(data, val).head_.state_dict()
+    b = RewardHeadFitter(FAST, seed=0).fit(data, val).head_.state_dict()
+    other = RewardHeadFitter(FAST, seed=1).fit(data, val).head_.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["mlp.0.weight"], other["mlp.0.weight"])
 
@@ -125,18 +127,19 @@ def test_nan_embedding_raises_training_error(toy):
     c = train[0].copy()
     c[5, 3] = np.nan
     with pytest.raises(TrainingError, match="epoch 0 step 0"):
-        fit_reward_head(AugmentedPairs.originals(c, train[1]), val, FAST, seed=0)
+        RewardHeadFitter(FAST, seed=0).fit(AugmentedPairs.originals(c, train[1]), val)
 
 
 def test_save_load_round_trip(tmp_path, toy):
     train, val, test, _ = toy
-    head = fit_reward_head(AugmentedPairs.originals(*train), val, FAST, seed=0)
-    save_head(head, tmp_path / "h")
+    fitter = RewardHeadFitter(FAST, seed=0).fit(AugmentedPairs.originals(*train), val)
+    head = fitter.head_
+    save_head(head, tmp_path / "h", fitter.history_)
     assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["head.json", "head.safetensors"]
     back = load_head(tmp_path / "h")
     assert np.array_equal(back.score(test[0]), head.score(test[0]))
-    assert back.history_["best_epoch"] == head.history_["best_epoch"]
     info = json.loads((tmp_path / "h" / "head.json").read_text())
+    assert info["history"]["best_epoch"] == fitter.history_["best_epoch"]
     assert info["d"] == 32 and info["hidden"] == [32]
     with pytest.raises(ConfigError, match="not a reward head"):
         load_head(tmp_path)
@@ -156,7 +159,7 @@ class FakeEmbedder:
 def test_reward_model_save_load_and_dim_check(tmp_path):
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        head = RewardHead(4, hidden=(8,))
+        head = RewardHead(4, hidden=(8,), dropout=0.1)
     cfg = EmbedConfig(model="minilm", max_length=128)
     model = RewardModel(cfg, head, embedder=FakeEmbedder(4))
     prompts = [({"role": "user", "content": "hi"},), ({"role": "user", "content": "hello"},)]
@@ -183,7 +186,7 @@ def test_reward_model_with_real_embedder(tmp_path):
     emb = Embedder(cfg)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        head = RewardHead(emb.dim, hidden=(16,))
+        head = RewardHead(emb.dim, hidden=(16,), dropout=0.1)
     prompts = [({"role": "user", "content": "What is 2+2?"},)] * 2
     responses = ["4", "I don't know."]
     model = RewardModel(cfg, head, embedder=emb)
@@ -193,4 +196,4 @@ def test_reward_model_with_real_embedder(tmp_path):
     assert np.allclose(loaded.score(prompts, responses), model.score(prompts, responses))
     msg = f"d=8 embeddings but embedder 'minilm' gives d={emb.dim}"
     with pytest.raises(ConfigError, match=msg):  # checked as soon as both are known
-        RewardModel(cfg, RewardHead(8), embedder=emb)
+        RewardModel(cfg, RewardHead(8, (8,), 0.1), embedder=emb)

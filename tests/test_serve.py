@@ -21,7 +21,8 @@ from latentrm import serve
 from latentrm.cli import main
 from latentrm.config import EmbedConfig
 from latentrm.errors import DataError
-from latentrm.reward import RewardHead, RewardModel
+from latentrm.model import RewardModel
+from latentrm.reward import RewardHead
 from latentrm.serve import (
     as_prompt,
     best_of_n,
@@ -77,8 +78,8 @@ def length_dir(tmp_path, monkeypatch):
     """A saved length model; the CLI loads it with a LengthEmbedder instead of an LLM."""
     path = tmp_path / "rm"
     _length_model().save(path)
-    real = serve.load_model
-    monkeypatch.setattr(serve, "load_model", lambda m, embedder=None: real(m, LengthEmbedder()))
+    real = serve.as_scorer
+    monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None: real(m, LengthEmbedder()))
     return path
 
 
@@ -174,7 +175,7 @@ def test_load_head_from_a_run_dir(tmp_path):
     model = _length_model()
     save_config(RunConfig(embed=EmbedConfig(model="fake", max_length=77)), tmp_path / "config.yaml")
     save_head(model.head, tmp_path / "heads" / "lens-r4")
-    loaded = serve.load_model(tmp_path / "heads" / "lens-r4", embedder=LengthEmbedder())
+    loaded = serve.as_scorer(tmp_path / "heads" / "lens-r4", embedder=LengthEmbedder())
     assert loaded.embed_cfg == EmbedConfig(model="fake", max_length=77)
     assert loaded.score([as_prompt("q")], ["abcde"]).tolist() == [5.0]
 

@@ -39,7 +39,7 @@ def data():
 @pytest.fixture(scope="module")
 def lens(data):
     with torch_threads(1):  # module-scoped: runs before the autouse one-thread fixture
-        return LensAugmenter(VAE, SynthConfig(), seed=0).fit(*data)
+        return LensAugmenter(VAE, SynthConfig(), seed=0, val_fraction=0.1).fit(*data)
 
 
 def row_owner(aug: AugmentedPairs, n: int, k: int, side: str) -> np.ndarray:
@@ -119,7 +119,7 @@ def test_lens_augment_property(data, lens, n, ratio, extra_k, seed):
     # Any N, ratio and top_k: exact counts, every pair within its seed, no duplicate pairs.
     c, r = data[0][:n], data[1][:n]
     k = default_top_k(ratio) + extra_k
-    aug = LensAugmenter(VAE, SynthConfig(top_k=k, chunk_size=7), seed=0)
+    aug = LensAugmenter(VAE, SynthConfig(top_k=k, chunk_size=7), seed=0, val_fraction=0.1)
     aug.vae_ = lens.vae_
     out = aug.augment(c, r, ratio, seed=seed)
     assert len(out) == n * (1 + ratio)
@@ -145,9 +145,10 @@ def test_lens_deterministic_and_chunk_invariant(data, lens):
     assert np.array_equal(a.chosen_idx, b.chosen_idx)
     assert not np.array_equal(a.pool[2 * N :], other.pool[2 * N :])
     # Refitting from scratch with the same seed gives bit-identical synthetic embeddings.
-    again = LensAugmenter(VAE, SynthConfig(), seed=0).fit(*data).augment(*data, 4, seed=7)
+    again = LensAugmenter(VAE, SynthConfig(), seed=0, val_fraction=0.1).fit(*data)
+    again = again.augment(*data, 4, seed=7)
     assert again.pool.tobytes() == a.pool.tobytes()
-    small = LensAugmenter(VAE, SynthConfig(chunk_size=3), seed=0)
+    small = LensAugmenter(VAE, SynthConfig(chunk_size=3), seed=0, val_fraction=0.1)
     small.vae_ = lens.vae_
     chunked = small.augment(*data, 4, seed=7)
     assert np.array_equal(chunked.chosen_idx, a.chosen_idx)
@@ -195,14 +196,14 @@ def test_top_k_keeps_the_most_likely():
 
 @pytest.mark.parametrize("likelihood", ["prior", "posterior", "recon"])
 def test_lens_likelihoods_run(data, lens, likelihood):
-    aug2 = LensAugmenter(VAE, SynthConfig(likelihood=likelihood), seed=0)
+    aug2 = LensAugmenter(VAE, SynthConfig(likelihood=likelihood), seed=0, val_fraction=0.1)
     aug2.vae_ = lens.vae_
     out = aug2.augment(*data, 2, seed=0)
     assert len(out) == 3 * N and np.isfinite(out.pool).all()
 
 
 def test_lens_top_k_config_checks(data, lens):
-    aug = LensAugmenter(VAE, SynthConfig(top_k=1), seed=0)
+    aug = LensAugmenter(VAE, SynthConfig(top_k=1), seed=0, val_fraction=0.1)
     aug.vae_ = lens.vae_
     with pytest.raises(ConfigError, match="top_k=1 gives only 3"):
         aug.augment(*data, 4, seed=0)

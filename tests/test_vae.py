@@ -150,7 +150,7 @@ def toy():
 
 def test_fitter_standardises_with_seed_stats(toy):
     c, r = toy
-    fit = VAEFitter(FAST, seed=0).fit(c, r)
+    fit = VAEFitter(FAST, seed=0, val_fraction=0.1).fit(c, r)
     both = np.concatenate([c, r]).astype(np.float64)
     assert np.allclose(fit.mean_, both.mean(0), atol=1e-5)
     assert np.allclose(fit.std_, both.std(0), atol=1e-5)
@@ -170,9 +170,9 @@ def test_standardization_stats_constant_dim():
 
 def test_fitter_deterministic(toy):
     c, r = toy
-    a = VAEFitter(FAST, seed=0).fit(c, r).model_.state_dict()
-    b = VAEFitter(FAST, seed=0).fit(c, r).model_.state_dict()
-    other = VAEFitter(FAST, seed=1).fit(c, r).model_.state_dict()
+    a = VAEFitter(FAST, seed=0, val_fraction=0.1).fit(c, r).model_.state_dict()
+    b = VAEFitter(FAST, seed=0, val_fraction=0.1).fit(c, r).model_.state_dict()
+    other = VAEFitter(FAST, seed=1, val_fraction=0.1).fit(c, r).model_.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], other[k]) for k in a)
 
@@ -181,7 +181,8 @@ def test_fitter_gamma_one_stays_sane(toy):
     # -gamma*W2 is bounded by the KL anchor: at gamma=1 training still decreases and W2 stays
     # moderate (it would grow without bound if the encoder could push the posteriors apart freely).
     c, r = toy
-    fit = VAEFitter(dataclasses.replace(FAST, gamma=1.0, epochs=30, patience=30), seed=0).fit(c, r)
+    cfg = dataclasses.replace(FAST, gamma=1.0, epochs=30, patience=30)
+    fit = VAEFitter(cfg, seed=0, val_fraction=0.1).fit(c, r)
     h = fit.history_
     assert all(math.isfinite(v) for v in h["train_loss"] + h["val_loss"])
     assert h["val_loss"][-1] < h["val_loss"][0]
@@ -194,16 +195,16 @@ def test_fitter_rejects_nan_and_bad_config(toy):
     bad = c.copy()
     bad[3, 2] = np.nan
     with pytest.raises(TrainingError, match="NaN"):
-        VAEFitter(FAST, seed=0).fit(bad, r)
+        VAEFitter(FAST, seed=0, val_fraction=0.1).fit(bad, r)
     with pytest.raises(ConfigError, match="beta"):
-        VAEFitter(dataclasses.replace(FAST, beta=0.0), seed=0).fit(c, r)
+        VAEFitter(dataclasses.replace(FAST, beta=0.0), seed=0, val_fraction=0.1).fit(c, r)
     with pytest.raises(ConfigError, match="same shape|one shape"):
-        VAEFitter(FAST, seed=0).fit(c, r[:10])
+        VAEFitter(FAST, seed=0, val_fraction=0.1).fit(c, r[:10])
 
 
 def test_fitter_uses_given_validation(toy):
     c, r = toy
-    fit = VAEFitter(FAST, seed=0).fit(c[:150], r[:150], val=(c[150:], r[150:]))
+    fit = VAEFitter(FAST, seed=0, val_fraction=0.1).fit(c[:150], r[:150], val=(c[150:], r[150:]))
     expected = divergence_vae_loss(
         fit.model_, fit.standardize(c[150:]), fit.standardize(r[150:]), FAST.beta, FAST.gamma,
         sample=False,
