@@ -31,7 +31,7 @@ from latentrm.models import model_identity, resolve_model
 
 if TYPE_CHECKING:
     from latentrm.config import EmbedConfig
-    from latentrm.data import CandidateSet
+    from latentrm.data.types import CandidateSet
 
 # Request fields that decide the numbers in a cache (its key); batch size, threads, device do not.
 KEY_FIELDS = ("pooling", "layer", "max_length", "text_format", "dtype")

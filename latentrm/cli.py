@@ -155,7 +155,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     import time
 
     from latentrm.config import EmbedConfig, from_dict, load_config, to_dict
-    from latentrm.data import load_pairs
+    from latentrm.data.load import load_pairs
     from latentrm.embed import embed_pairs
 
     cfg = load_config(args.config, list(args.overrides))
@@ -185,7 +185,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 def _seed_split(pairs, cfg):
     """(train, validation) rows of a pair cache: the seed set `latentrm run` would draw from it
     (data.n_seed, data.n_test, data.split_seed), then data.val_fraction of it as validation."""
-    from latentrm.data import carve_validation, split_indices
+    from latentrm.data.splits import carve_validation, split_indices
 
     seed_idx, _ = split_indices(
         len(pairs.ids), cfg.data.n_seed, cfg.data.n_test, cfg.data.split_seed
@@ -349,8 +349,11 @@ def _load_for_serving(args: argparse.Namespace):
 @command("score", "Score responses or chosen/rejected pairs in a file with a reward model.",
          _add_score)
 def _cmd_score(args: argparse.Namespace) -> int:
-    from latentrm.serve import format_summary, read_rows, score_rows, write_rows
+    from latentrm.data.readers import read_rows
+    from latentrm.data.writers import check_output_path, write_rows
+    from latentrm.serve import format_summary, score_rows
 
+    check_output_path(args.out)  # before any scoring
     rows = read_rows(args.input)
     model = _load_for_serving(args)
     out, summary = score_rows(model, rows, path=args.input, batch_size=args.batch_size)
@@ -370,8 +373,11 @@ def _add_bon(p: argparse.ArgumentParser) -> None:
 
 @command("bon", "Best-of-N: pick the highest-scoring candidate per prompt.", _add_bon)
 def _cmd_bon(args: argparse.Namespace) -> int:
-    from latentrm.serve import bon_rows, format_summary, read_rows, write_rows
+    from latentrm.data.readers import read_rows
+    from latentrm.data.writers import check_output_path, write_rows
+    from latentrm.serve import bon_rows, format_summary
 
+    check_output_path(args.out)  # before any scoring
     rows = read_rows(args.input)
     model = _load_for_serving(args)
     out, summary = bon_rows(

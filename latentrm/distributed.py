@@ -50,7 +50,7 @@ from latentrm.io import atomic_write_json
 from latentrm.models import model_identity, resolve_model
 
 if TYPE_CHECKING:
-    from latentrm.data import CandidateSet, PreferenceDataset
+    from latentrm.data.types import CandidateSet, PreferenceDataset
 
 log = logging.getLogger(__name__)
 

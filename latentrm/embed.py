@@ -41,7 +41,7 @@ from latentrm.models import is_decoder_config, load_model, model_identity, resol
 from latentrm.runtime import resolve_device, torch_threads
 
 if TYPE_CHECKING:
-    from latentrm.data import CandidateSet, Message, PreferenceDataset
+    from latentrm.data.types import CandidateSet, Message, PreferenceDataset
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Embedder:
     # --- text -> token ids ---------------------------------------------------------------------
     def render(self, prompt: Sequence[Message], response: str) -> tuple[str, int]:
         """(text, character index where the response starts) in this embedder's text format."""
-        from latentrm.data import render_plain
+        from latentrm.data.formats import render_plain
 
         prefix: str | None
         if self.text_format == "chat":

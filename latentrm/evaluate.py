@@ -26,7 +26,7 @@ from latentrm.errors import DataError
 if TYPE_CHECKING:
     import torch
 
-    from latentrm.data import CandidateSet
+    from latentrm.data.types import CandidateSet
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def fit_reference_head(data: PreparedData, cfg: RunConfig, seed: int) -> ScoreFn
     the reference is the gold preference as far as the embedding space can express it. Used only
     to measure synthetic-pair fidelity; data.val_fraction of the pairs serve its early stopping.
     """
-    from latentrm.data import carve_validation
+    from latentrm.data.splits import carve_validation
     from latentrm.pairs import AugmentedPairs
     from latentrm.reward import RewardHeadFitter
 

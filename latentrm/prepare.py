@@ -33,7 +33,7 @@ from latentrm.config import RunConfig
 from latentrm.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from latentrm.data import CandidateSet, PreferenceDataset
+    from latentrm.data.types import CandidateSet, PreferenceDataset
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class PreparedData:
 
 def _is_candidates_file(cfg: RunConfig) -> bool:
     """Whether data.path holds candidate sets (format 'candidates', or detected under 'auto')."""
-    from latentrm.data import load_candidates
+    from latentrm.data.load import load_candidates
 
     if cfg.data.format == "candidates":
         return True
@@ -140,7 +140,7 @@ def _pairs_from_candidates(
 
 def _seed_val(idx: np.ndarray, cfg: RunConfig, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) carved from the seed set; validation must not be empty."""
-    from latentrm.data import carve_validation
+    from latentrm.data.splits import carve_validation
 
     train, val = carve_validation(idx, cfg.data.val_fraction, split_seed)
     if len(val) == 0:
@@ -165,7 +165,8 @@ def prepare_data(
     content hash. `embedder` (an `embed.Embedder`) is reused instead of loading the model again.
     """
     from latentrm import embed as emb_mod
-    from latentrm.data import binarize_candidates, load_candidates, load_pairs, split_indices
+    from latentrm.data.load import binarize_candidates, load_candidates, load_pairs
+    from latentrm.data.splits import split_indices
 
     seeds = list(split_seeds) if split_seeds is not None else [cfg.data.split_seed]
     t0 = time.perf_counter()

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latentrm.config import SelfRewardConfig
-from latentrm.data import PreferenceDataset, PreferencePair, render_plain
+from latentrm.data.formats import render_plain
+from latentrm.data.types import PreferenceDataset, PreferencePair
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.textlm import Prompt, load_model, pad_batch, resolve_device, token_ids, use_chat
 

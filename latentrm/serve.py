@@ -8,10 +8,6 @@ arrive in the shapes people already have: plain strings or chat messages (TRL's 
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -20,16 +16,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from latentrm.data import parse_hh
+from latentrm.data.formats import parse_hh
+from latentrm.data.messages import (
+    as_prompt,
+    as_response,
+    is_messages,
+    maybe_json_list,
+    maybe_json_messages,
+)
+from latentrm.data.types import Prompt
 from latentrm.errors import DataError
-from latentrm.io import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-Message = dict[str, str]
-Prompt = tuple[Message, ...]
-
-_ROLES = ("system", "user", "assistant", "tool")
 _RESPONSE_KEYS = ("response", "completion")
 _PROMPT_KEYS = ("prompt", "instruction")
 _CANDIDATE_TEXT_KEYS = ("output", "response", "completion", "text", "content")
@@ -51,116 +50,6 @@ def as_scorer(model_or_dir: Scorer | str | Path, embedder: Any | None = None) ->
     from latentrm.model import RewardModel
 
     return RewardModel.load(Path(model_or_dir), embedder=embedder)  # type: ignore[arg-type]
-
-
-# --- message normalisation ------------------------------------------------------------------------
-def _content_text(content: Any) -> str:
-    """Message content as text; multimodal content lists keep their text parts only."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text", "") if isinstance(p, Mapping) else str(p) for p in content]
-        return "".join(p for p in parts if p)
-    return str(content)
-
-
-def _is_messages(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) > 0
-        and all(isinstance(m, Mapping) and "role" in m for m in value)
-    )
-
-
-def _maybe_json_list(value: Any) -> Any:
-    """CSV cells hold lists as JSON text: decode text that parses as a JSON list, else keep it."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            decoded = json.loads(value)
-        except json.JSONDecodeError:
-            return value
-        if isinstance(decoded, list):
-            return decoded
-    return value
-
-
-def _maybe_json_messages(value: Any) -> Any:
-    """Like _maybe_json_list, but only for message lists: a text prompt may well start with '['."""
-    decoded = _maybe_json_list(value)
-    return decoded if _is_messages(decoded) else value
-
-
-def _messages(value: Sequence[Mapping[str, Any]], where: dict[str, Any]) -> Prompt:
-    out = []
-    for m in value:
-        role = m.get("role")
-        if role not in _ROLES:
-            raise DataError(f"message role must be one of {_ROLES}, got {role!r}", **where)
-        out.append({"role": str(role), "content": _content_text(m.get("content")).strip()})
-    return tuple(out)
-
-
-def _looks_hh(text: str) -> bool:
-    return "\n\nHuman:" in text or text.lstrip().startswith("Human:")
-
-
-def _hh_prompt(text: str, where: dict[str, Any]) -> Prompt:
-    """'\\n\\nHuman: hi\\n\\nAssistant:' -> messages, by the rule training data was parsed with."""
-    body = text.rstrip()
-    if not body.endswith("Assistant:"):
-        body += "\n\nAssistant:"
-    try:
-        # parse_hh splits a whole dialogue at its last Assistant turn; "." stands in for the reply.
-        return parse_hh(body + " .")[0]
-    except DataError as e:
-        raise DataError(str(e), **where) from None
-
-
-def as_prompt(value: Any, **where: Any) -> Prompt:
-    """A prompt as a message tuple: text becomes one user turn, a message list is kept.
-
-    HH-style text ("\\n\\nHuman: ...\\n\\nAssistant:") keeps its turns, as `latentrm.data` parses
-    training prompts, so served inputs render like the training data. Contents are stripped (so are
-    the training pairs'). `where` (path=, line=, field=) goes into any DataError.
-    """
-    value = _maybe_json_messages(value)
-    if isinstance(value, str):
-        if _looks_hh(value):
-            return _hh_prompt(value, where)
-        return ({"role": "user", "content": value.strip()},)
-    if _is_messages(value):
-        return _messages(value, where)
-    raise DataError(f"prompt must be a string or a list of messages, got {_short(value)}", **where)
-
-
-def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, str]:
-    """(context, response) for a completion given as text or as messages; the response is stripped.
-
-    A conversational completion's last assistant message is the response; messages before it (tool
-    calls and tool results in agentic rollouts) belong to the context the response answers, so they
-    are appended to `prompt`.
-    """
-    value = _maybe_json_messages(value)
-    if isinstance(value, str):
-        return prompt, value.strip()
-    if isinstance(value, Mapping) and "role" in value:
-        value = [value]
-    if _is_messages(value):
-        msgs = _messages(value, where)
-        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-        if last is None:
-            raise DataError("completion messages contain no assistant message", **where)
-        return prompt + msgs[:last], msgs[last]["content"]
-    raise DataError(
-        f"response must be a string or a list of messages, got {_short(value)}", **where
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 # --- scoring --------------------------------------------------------------------------------------
@@ -277,122 +166,6 @@ def best_of_n(
     return indices, scores
 
 
-# --- row files ------------------------------------------------------------------------------------
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    name = name[:-3] if name.endswith(".gz") else name
-    return Path(name).suffix
-
-
-def read_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line, row) pairs from .jsonl/.json/.csv/.tsv/.parquet (optionally .gz); line is 1-based.
-
-    For CSV the line is the file line of the record (header = 1); for Parquet/JSON arrays, the row's
-    1-based position.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("input file not found", path=str(path))
-    suffix = _suffix(path)
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as e:  # pyarrow raises several types for corrupt files
-            raise DataError(f"cannot read Parquet: {e}", path=str(path)) from None
-        return list(enumerate(rows, start=1))
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as f:  # type: ignore[operator]
-        if suffix in (".csv", ".tsv"):
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            out = []
-            for row in reader:
-                out.append((reader.line_num, {k: _maybe_json_messages(v) for k, v in row.items()}))
-            return out
-        text = f.read()
-    if suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=e.lineno) from None
-        for i, row in enumerate(rows, start=1):
-            if not isinstance(row, dict):
-                raise DataError(f"expected an object, got {_short(row)}", path=str(path), line=i)
-        return list(enumerate(rows, start=1))
-    if suffix not in (".jsonl", ".json", ".ndjson"):
-        raise DataError(
-            f"unknown file type '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)",
-            path=str(path),
-        )
-    out = []
-    for lineno, line in enumerate(io.StringIO(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=lineno) from None
-        if not isinstance(row, dict):
-            raise DataError(f"expected an object, got {_short(row)}", path=str(path), line=lineno)
-        out.append((lineno, row))
-    return out
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    cols: dict[str, None] = {}
-    for r in rows:
-        cols.update(dict.fromkeys(r))
-    return list(cols)
-
-
-def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
-    """Write rows atomically as .jsonl/.json/.csv/.tsv/.parquet (chosen by suffix; .gz compresses).
-
-    CSV cells that are lists or dicts are written as JSON text (read_rows decodes message lists).
-    """
-    path = Path(path)
-    suffix = _suffix(path)
-    if suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        cols = _columns(rows)
-        try:
-            table = pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in cols})
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise DataError(
-                f"cannot store these rows as Parquet ({e}); mixed types in a column? write .jsonl",
-                path=str(path),
-            ) from None
-        atomic_write(path, lambda p: pq.write_table(table, p))
-        return
-    if suffix in (".csv", ".tsv"):
-        buf = io.StringIO()
-        writer = csv.DictWriter(
-            buf, fieldnames=_columns(rows), delimiter="\t" if suffix == ".tsv" else ","
-        )
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _csv_cell(v) for k, v in r.items()})
-        text = buf.getvalue()
-    elif suffix == ".json":
-        text = json.dumps(list(rows), ensure_ascii=False, indent=1) + "\n"
-    elif suffix in (".jsonl", ".ndjson"):
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    else:
-        raise DataError(
-            f"unknown output type '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)",
-            path=str(path),
-        )
-    data = text.encode("utf-8")
-    atomic_write_bytes(path, gzip.compress(data) if path.name.lower().endswith(".gz") else data)
-
-
-def _csv_cell(v: Any) -> Any:
-    return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, tuple)) else v
-
-
 # --- score / bon over rows ------------------------------------------------------------------------
 def _field(row: Mapping[str, Any], keys: Sequence[str]) -> str | None:
     return next((k for k in keys if k in row and row[k] is not None), None)
@@ -400,8 +173,8 @@ def _field(row: Mapping[str, Any], keys: Sequence[str]) -> str | None:
 
 def _pair_split(value: Any, **where: Any) -> tuple[Prompt, str]:
     """A prompt-less pair's side (conversation or HH dialogue): its last reply is the response."""
-    value = _maybe_json_messages(value)
-    if _is_messages(value):
+    value = maybe_json_messages(value)
+    if is_messages(value):
         return as_response(value, (), **where)
     if isinstance(value, str) and "\n\nAssistant:" in value:
         try:
@@ -536,7 +309,7 @@ def bon_rows(
         pkey = _field(row, _PROMPT_KEYS)
         if pkey is None:
             raise DataError("missing prompt", field="prompt", **where)
-        raw = _maybe_json_list(row.get(candidates_field))
+        raw = maybe_json_list(row.get(candidates_field))
         if not isinstance(raw, (list, tuple)) or len(raw) == 0:
             raise DataError(
                 "expected a non-empty list of candidates", field=candidates_field, **where
@@ -587,17 +360,6 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "Scorer",
-    "TRLRewardFunc",
-    "as_prompt",
-    "as_response",
-    "best_of_n",
-    "bon_rows",
-    "format_summary",
-    "as_scorer",
-    "make_trl_reward_func",
-    "read_rows",
-    "score_in_batches",
-    "score_rows",
-    "write_rows",
+    "Scorer", "TRLRewardFunc", "as_scorer", "best_of_n", "bon_rows", "format_summary",
+    "make_trl_reward_func", "score_in_batches", "score_rows",
 ]

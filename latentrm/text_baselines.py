@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config import RunConfig, SelfRewardConfig, TextRewardConfig
-from latentrm.data import PreferenceDataset
+from latentrm.data.types import PreferenceDataset
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.self_rewarding import (
     JUDGE_TEMPLATE,

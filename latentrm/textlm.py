@@ -14,7 +14,8 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from latentrm.data import Message, render_plain
+from latentrm.data.formats import render_plain
+from latentrm.data.types import Message
 from latentrm.errors import ConfigError
 
 Prompt = Sequence[Message]

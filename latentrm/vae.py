@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentrm.config import VAEConfig
-from latentrm.data import carve_validation
+from latentrm.data.splits import carve_validation
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.estimator import Estimator
 from latentrm.pairs import check_pairs

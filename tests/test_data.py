@@ -24,7 +24,7 @@ from latentrm.data import (
     split_indices,
 )
 from latentrm.errors import ConfigError, DataError
-from latentrm.readers import records_from_datasets
+from latentrm.data.readers import records_from_datasets
 
 FIX = Path(__file__).parent / "fixtures"
 

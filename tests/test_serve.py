@@ -20,17 +20,13 @@ import torch
 from latentrm import serve
 from latentrm.cli import main
 from latentrm.config import EmbedConfig
+from latentrm.data.messages import as_prompt
+from latentrm.data.readers import read_rows
+from latentrm.data.writers import write_rows
 from latentrm.errors import DataError
 from latentrm.model import RewardModel
 from latentrm.reward import RewardHead
-from latentrm.serve import (
-    as_prompt,
-    best_of_n,
-    make_trl_reward_func,
-    read_rows,
-    score_rows,
-    write_rows,
-)
+from latentrm.serve import best_of_n, make_trl_reward_func, score_rows
 
 
 class LengthEmbedder:
@@ -264,9 +260,9 @@ def test_score_rows_errors_name_file_line_field():
 def test_read_rows_errors(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": oops}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:3: invalid JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:3: malformed JSON"):
         read_rows(p)
-    with pytest.raises(DataError, match="input file not found"):
+    with pytest.raises(DataError, match="file not found"):
         read_rows(tmp_path / "missing.jsonl")
 
 

@@ -1,10 +1,15 @@
-"""Reading preference files and Hub datasets into numbered raw records (parsing: latentrm.data).
+"""The one reader for every command: files, folders and Hub datasets -> numbered raw records.
 
-Files: .jsonl, .jsonl.gz, .json (a list or ``{"data": [...]}``), .parquet, .csv (nested cells may
-hold JSON). A path that is not a local file or folder is read as a Hub id with ``datasets``. Each
-record carries its number for error messages: the file line for .jsonl/.csv, the 1-based record
-number for .json, .parquet and Hub datasets. Unreadable input raises ``DataError`` naming the file
-(and line).
+Training data (`latentrm.data.load`), serving inputs (`latentrm score` / `bon`) and anything else
+latentrm reads goes through :func:`read_source`, so all accept the same inputs:
+
+- files: .jsonl / .ndjson, .json (a list, or ``{"data": [...]}``), .csv / .tsv (nested cells may
+  hold JSON), .parquet; each may be gzip-compressed (``.gz``); a UTF-8 BOM is ignored;
+- anything that is not a local path: a Hugging Face Hub dataset id, read with ``datasets``.
+
+Each record carries its number for error messages: the file line for .jsonl/.csv/.tsv, the
+1-based record number for .json, .parquet and Hub datasets. Unreadable input raises
+``DataError`` naming the file (and line). Parsing the records is :mod:`latentrm.data.formats`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from latentrm.config import DataConfig
 from latentrm.errors import DataError
 
-SUFFIXES = (".jsonl.gz", ".jsonl", ".json", ".parquet", ".csv")
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 
 
 @dataclass
@@ -98,8 +103,8 @@ def _csv_cell(key: str, value: str | None) -> Any:
     return value
 
 
-def _csv_records(data: bytes, label: str) -> list[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(_decode(data, label), newline=""))
+def _csv_records(data: bytes, label: str, delimiter: str = ",") -> list[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(_decode(data, label), newline=""), delimiter=delimiter)
     out = []
     try:
         reader.fieldnames  # reads the header, so line_num counts it  # noqa: B018
@@ -132,28 +137,37 @@ def _looks_local(path: str) -> bool:
     return path.endswith((*SUFFIXES, ".gz")) or path.startswith(("/", ".", "~"))
 
 
+def file_kind(path: str | Path) -> str | None:
+    """The data suffix of `path` ('.jsonl', '.csv', ...) before any '.gz'; None if unknown."""
+    name = Path(path).name.lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    return next((s for s in SUFFIXES if name.endswith(s)), None)
+
+
 def read_source(path: str, cfg: DataConfig) -> Source:
     p = Path(path).expanduser()
     if not p.is_file():
         if _looks_local(path) and not p.is_dir():
             raise DataError("file not found", path=path)
         return _read_hub(path, cfg)
-    name = p.name
     data = p.read_bytes()
-    if name.endswith(".gz"):
+    if p.name.lower().endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"not a valid gzip file ({e})", path=path) from None
-        name = name[:-3]
-    stem = next((name[: -len(s)] for s in SUFFIXES if name.endswith(s)), Path(name).stem)
-    if name.endswith(".jsonl"):
+    kind = file_kind(p)
+    if kind is None:
+        raise DataError(f"unknown file type; use one of {', '.join(SUFFIXES)}", path=path)
+    name = p.name[:-3] if p.name.lower().endswith(".gz") else p.name
+    stem = name[: -len(kind)]
+    if kind in (".jsonl", ".ndjson"):
         records = _jsonl_records(data, path)
-    elif name.endswith(".json"):
+    elif kind == ".json":
         records = _json_records(data, path)
-    elif name.endswith(".csv"):
-        records = _csv_records(data, path)
-    elif name.endswith(".parquet"):
+    elif kind in (".csv", ".tsv"):
+        records = _csv_records(data, path, "\t" if kind == ".tsv" else ",")
+    else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -161,8 +175,6 @@ def read_source(path: str, cfg: DataConfig) -> Source:
             records = list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist(), 1))
         except (pa.ArrowException, OSError) as e:
             raise DataError(f"not a readable parquet file ({e})", path=path) from None
-    else:
-        raise DataError(f"unknown file type; use one of {', '.join(SUFFIXES)}", path=path)
     return Source(path, stem, records)
 
 
@@ -176,3 +188,17 @@ def _read_hub(name: str, cfg: DataConfig) -> Source:
         msg = f"could not load Hub dataset (config={cfg.hub_config!r}, split={cfg.split!r}): {e}"
         raise DataError(msg, path=name) from e
     return Source(label, f"{name}/{cfg.split}", records_from_datasets(ds))
+
+
+def read_rows(path: str | Path, cfg: DataConfig | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(line, row) pairs of a file of row objects (what `latentrm score` / `bon` read).
+
+    The same reader as training data (:func:`read_source`); every record must be an object.
+    """
+    src = read_source(str(path), cfg or DataConfig())
+    for line, rec in src.records:
+        if not isinstance(rec, dict):
+            raise DataError(
+                f"expected an object, got {type(rec).__name__}", path=src.label, line=line
+            )
+    return src.records

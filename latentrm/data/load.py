@@ -1,0 +1,205 @@
+"""The loaders: a file, folder or Hub id -> PreferenceDataset or candidate sets.
+
+Reading (files, Hub) is :mod:`latentrm.data.readers`; parsing one record of each format is
+:mod:`latentrm.data.formats`; here records become pairs, with the counts of what was cut or
+dropped in ``PreferenceDataset.stats``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from latentrm.config import DataConfig
+from latentrm.data.formats import (
+    PARSERS,
+    RecordError,
+    detect_format,
+    iter_records,
+    parse_candidates,
+    record_id,
+)
+from latentrm.data.readers import Source, read_source
+from latentrm.data.types import CandidateSet, PreferenceDataset, PreferencePair
+from latentrm.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def _truncate(text: str, limit: int, stats: dict) -> str:
+    if len(text) <= limit:
+        return text
+    stats["truncated_responses"] += 1
+    return text[:limit]
+
+
+def _check_limit(cfg: DataConfig) -> None:
+    if cfg.max_response_chars < 1:
+        raise ConfigError(f"data.max_response_chars must be >= 1, got {cfg.max_response_chars}")
+
+
+def _pairs_from_source(src: Source, cfg: DataConfig, shape: str, fmt: str) -> PreferenceDataset:
+    parse = PARSERS[fmt]
+    stats = {
+        "format": fmt,
+        "records": len(src.records),
+        "dropped_identical": 0,
+        "truncated_responses": 0,
+        "hh_split_at_divergence": 0,
+        "empty_responses": 0,
+    }
+    pairs: list[PreferencePair] = []
+    seen: dict[str, int] = {}
+    identical: list[int] = []
+    for line, rec in iter_records(src, shape, fmt):
+        try:
+            prompt, chosen, rejected, diverged = parse(rec, cfg.allow_empty_response)
+        except RecordError as e:
+            raise DataError(e.msg, path=src.label, line=line, field=e.field) from None
+        stats["hh_split_at_divergence"] += diverged
+        stats["empty_responses"] += (chosen == "") + (rejected == "")
+        chosen = _truncate(chosen, cfg.max_response_chars, stats)
+        rejected = _truncate(rejected, cfg.max_response_chars, stats)
+        if chosen == rejected:
+            identical.append(line)
+            continue
+        pid = record_id(rec, src.stem, line)
+        if pid in seen:
+            raise DataError(
+                f"duplicate id {pid!r} (also on line {seen[pid]})",
+                path=src.label,
+                line=line,
+                field="id",
+            )
+        seen[pid] = line
+        pairs.append(PreferencePair(pid, prompt, chosen, rejected))
+    if identical:
+        stats["dropped_identical"] = len(identical)
+        shown = ", ".join(map(str, identical[:10])) + (", ..." if len(identical) > 10 else "")
+        log.warning(
+            "%s: dropped %d pairs whose chosen == rejected (lines %s)",
+            src.label,
+            len(identical),
+            shown,
+        )
+    if not pairs:
+        raise DataError("no usable pairs (every record was dropped)", path=src.label)
+    stats["pairs"] = len(pairs)
+    return PreferenceDataset(pairs, src.label, stats)
+
+
+def _candidate_sets(src: Source, cfg: DataConfig) -> list[CandidateSet]:
+    stats = {"truncated_responses": 0}
+    sets = []
+    for line, rec in iter_records(src, "candidates", "candidates"):
+        try:
+            prompt, outputs, gold = parse_candidates(rec)
+        except RecordError as e:
+            raise DataError(e.msg, path=src.label, line=line, field=e.field) from None
+        outputs = [_truncate(o, cfg.max_response_chars, stats) for o in outputs]
+        sets.append(
+            CandidateSet(record_id(rec, src.stem, line), prompt, tuple(outputs), tuple(gold))
+        )
+    if stats["truncated_responses"]:
+        log.info(
+            "%s: cut %d candidate outputs to %d characters",
+            src.label,
+            stats["truncated_responses"],
+            cfg.max_response_chars,
+        )
+    return sets
+
+
+# --- public loaders -------------------------------------------------------------------------------
+def load_pairs(path: str | Path, cfg: DataConfig | None = None) -> PreferenceDataset:
+    """Load preference pairs from a file or Hub id in any supported format (see module docstring).
+
+    A candidates file yields binarised pairs (``binarize_candidates`` with ``cfg.min_gold_gap``,
+    ``cfg.pairs_per_prompt`` and ``cfg.split_seed``). Responses over ``cfg.max_response_chars``
+    characters are cut to that length keeping the start (``stats["truncated_responses"]``); pairs
+    with chosen == rejected are dropped (``stats["dropped_identical"]``). Raises DataError naming
+    file, line and field for anything else that is wrong with the input.
+    """
+    cfg = cfg or DataConfig()
+    _check_limit(cfg)
+    t0 = time.perf_counter()
+    src = read_source(str(path), cfg)
+    shape, fmt = detect_format(src, cfg)
+    if shape == "candidates":
+        ds = binarize_candidates(
+            _candidate_sets(src, cfg), cfg.min_gold_gap, cfg.pairs_per_prompt, cfg.split_seed
+        )
+        ds.source = src.label
+    else:
+        ds = _pairs_from_source(src, cfg, shape, fmt)
+    log.info("%s: %d pairs (%s) in %.2fs", src.label, len(ds), fmt, time.perf_counter() - t0)
+    return ds
+
+
+def load_candidates(path: str | Path, cfg: DataConfig | None = None) -> list[CandidateSet]:
+    """Load alpaca-eval style candidate sets: one prompt, N responses with gold scores each.
+
+    Outputs are stripped and cut to ``cfg.max_response_chars``; empty outputs are kept (they are
+    real candidates with a gold score). ``cfg.format`` is ignored: the file must hold candidates.
+    """
+    cfg = cfg or DataConfig()
+    _check_limit(cfg)
+    src = read_source(str(path), cfg)
+    detect_format(src, dataclasses.replace(cfg, format="candidates"))
+    return _candidate_sets(src, cfg)
+
+
+def binarize_candidates(
+    sets: Sequence[CandidateSet], min_gap: float, pairs_per_prompt: int, seed: int
+) -> PreferenceDataset:
+    """Pairs (higher gold = chosen) of candidates of one prompt whose gold differs by >= min_gap.
+
+    Eligible pairs also need a strictly positive gap and two different, non-empty texts. From each
+    set at most `pairs_per_prompt` eligible pairs are drawn uniformly without replacement, with a
+    generator seeded by (seed, set id), so a set's pairs do not depend on the other sets. Pair ids
+    are ``"{set id}:{chosen index}>{rejected index}"``.
+    """
+    if pairs_per_prompt < 1:
+        raise ConfigError(f"data.pairs_per_prompt must be >= 1, got {pairs_per_prompt}")
+    if min_gap < 0:
+        raise ConfigError(f"data.min_gold_gap must be >= 0, got {min_gap}")
+    pairs: list[PreferencePair] = []
+    stats = {
+        "format": "candidates",
+        "sets": len(sets),
+        "eligible_pairs": 0,
+        "sets_without_pairs": 0,
+    }
+    for s in sets:
+        gold = np.asarray(s.gold, dtype=np.float64)
+        i, j = np.triu_indices(len(gold), k=1)
+        gap = np.abs(gold[i] - gold[j])
+        texts = np.asarray(s.responses, dtype=object)
+        ok = (
+            (gap >= min_gap)
+            & (gap > 0)
+            & (texts[i] != texts[j])
+            & (texts[i] != "")
+            & (texts[j] != "")
+        )
+        i, j = i[ok], j[ok]
+        stats["eligible_pairs"] += len(i)
+        if len(i) == 0:
+            stats["sets_without_pairs"] += 1
+            continue
+        key = int.from_bytes(hashlib.sha256(s.id.encode("utf-8")).digest()[:8], "little")
+        rng = np.random.default_rng([seed, key])
+        pick = np.sort(rng.choice(len(i), size=min(pairs_per_prompt, len(i)), replace=False))
+        for a, b in zip(i[pick].tolist(), j[pick].tolist(), strict=True):
+            c, r = (a, b) if gold[a] > gold[b] else (b, a)
+            pairs.append(
+                PreferencePair(f"{s.id}:{c}>{r}", s.prompt, s.responses[c], s.responses[r])
+            )
+    stats["pairs"] = len(pairs)
+    return PreferenceDataset(pairs, "binarized candidates", stats)
