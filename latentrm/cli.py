@@ -92,7 +92,7 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
 
 
 def _add_embed_scale_out(p: argparse.ArgumentParser) -> None:
-    """Flags of issue 8 (latentrm.distributed): Ray engine, static shards, verification."""
+    """Scale-out flags (latentrm.embed.scale / ray_engine): Ray, static shards, verification."""
     g = p.add_argument_group("scale-out (see README: embedding on a cluster)")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (or its shard); ray: a pool of Ray actors")
@@ -113,12 +113,13 @@ def _add_embed_scale_out(p: argparse.ArgumentParser) -> None:
 
 def _embed_scale_out(args: argparse.Namespace, ds, embed_cfg, root: str) -> int | None:
     """--verify / --engine ray / shards; None when this is a plain single-process run."""
-    from latentrm import distributed as dist
+    from latentrm.embed import scale as dist
+    from latentrm.embed.cache import pair_rows, plan_cache, verify_cache
     from latentrm.errors import ConfigError
 
     shard = dist.parse_shard(args.shard) if args.shard else dist.shard_from_env()
     if args.verify:
-        info = dist.verify_cache(dist.plan_cache(dist.pair_rows(ds), embed_cfg, root).dir)
+        info = verify_cache(plan_cache(pair_rows(ds), embed_cfg, root).dir)
         print(f"cache: {info['dir']}\nverified: {info['chunks']} chunks, {info['rows']} rows x "
               f"{info['dim']}, float32, finite" + (f"; {len(info['stale_tmp'])} stale temp files "
               "(killed writers, safe to delete)" if info["stale_tmp"] else ""))
@@ -126,8 +127,10 @@ def _embed_scale_out(args: argparse.Namespace, ds, embed_cfg, root: str) -> int 
     if args.engine == "ray":
         if shard is not None:
             raise ConfigError("--engine ray shards by itself; drop --shard / RANK/WORLD_SIZE")
-        out = dist.embed_pairs_ray(ds, embed_cfg, root, args.ray_address, args.num_actors,
-                                   args.num_gpus_per_actor, args.ray_write_on)
+        from latentrm.embed.ray_engine import embed_pairs_ray
+
+        out = embed_pairs_ray(ds, embed_cfg, root, args.ray_address, args.num_actors,
+                              args.num_gpus_per_actor, args.ray_write_on)
         ray = out.meta["ray"]
         print(f"cache: {ray['dir']}\nchosen {out.chosen.shape}, rejected {out.rejected.shape}, "
               f"float32\nray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
@@ -136,12 +139,12 @@ def _embed_scale_out(args: argparse.Namespace, ds, embed_cfg, root: str) -> int 
         return 0
     if shard is None:
         return None
-    st = dist.embed_rows_shard(dist.pair_rows(ds), dist.shard_config(embed_cfg, shard), root, shard)
+    st = dist.embed_rows_shard(pair_rows(ds), dist.shard_config(embed_cfg, shard), root, shard)
     print(f"shard {shard.rank}/{shard.world_size}: computed {st['chunks_computed']} of its "
           f"{st['chunks_mine']} chunks ({st['chunks_total']} in all) in {st['seconds']:.1f}s")
     if dist.barrier_if_launched():  # torchrun / accelerate: all shards done, rank 0 checks
         if shard.rank == 0:
-            info = dist.verify_cache(st["dir"])
+            info = verify_cache(st["dir"])
             print(f"cache: {info['dir']}\nmerged and verified: {info['chunks']} chunks, "
                   f"{info['rows']} rows x {info['dim']}")
     else:
@@ -156,7 +159,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     from latentrm.config import EmbedConfig, from_dict, load_config, to_dict
     from latentrm.data.load import load_pairs
-    from latentrm.embed import embed_pairs
+    from latentrm.embed.cached import embed_pairs
 
     cfg = load_config(args.config, list(args.overrides))
     flags = {k[len("embed_"):]: v for k, v in vars(args).items() if k.startswith("embed_")}
@@ -207,8 +210,8 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
 def _cmd_synth(args: argparse.Namespace) -> int:
     import time
 
-    from latentrm.cache import load_pair_cache
     from latentrm.config import to_dict
+    from latentrm.embed.cache import load_pair_cache
     from latentrm.methods import make_augmenter
     from latentrm.pairs import save_augmented
 
@@ -259,7 +262,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if val is None:
             raise LatentrmError(f"{args.input}: the augmented set holds no validation pairs")
     else:
-        from latentrm.cache import load_pair_cache
+        from latentrm.embed.cache import load_pair_cache
         from latentrm.pairs import AugmentedPairs
 
         pairs = load_pair_cache(args.input, expect=cfg.embed)

@@ -50,7 +50,7 @@ class RewardModel:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from latentrm.embed import Embedder  # lazy: loads an LLM
+            from latentrm.embed.embedder import Embedder  # lazy: loads an LLM
 
             emb = Embedder(self.embed_cfg)
             self._check_dim(emb)

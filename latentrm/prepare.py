@@ -164,9 +164,9 @@ def prepare_data(
     n_test = None the two coincide: a subset of every row, in order, has the full dataset's
     content hash. `embedder` (an `embed.Embedder`) is reused instead of loading the model again.
     """
-    from latentrm import embed as emb_mod
     from latentrm.data.load import binarize_candidates, load_candidates, load_pairs
     from latentrm.data.splits import split_indices
+    from latentrm.embed import cached as emb_mod
 
     seeds = list(split_seeds) if split_seeds is not None else [cfg.data.split_seed]
     t0 = time.perf_counter()

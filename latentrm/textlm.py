@@ -37,7 +37,7 @@ def require_text_extra() -> None:
 
 def resolve_model_file(base_model: str, gguf_file: str | None) -> tuple[str, str | None]:
     """(folder or Hub id, GGUF file): aliases as for embeddings; an explicit gguf_file wins."""
-    from latentrm.models import resolve_model
+    from latentrm.embed.models import resolve_model
 
     path, alias_gguf = resolve_model(base_model)
     return path, gguf_file or alias_gguf

@@ -78,7 +78,7 @@ def bench_encoder(args, prompts, responses, sync, lines: list[str]) -> None:
     from latentrm.config import EmbedConfig
     from latentrm.data import render_plain
     from latentrm.embed import Embedder
-    from latentrm.models import resolve_model
+    from latentrm.embed.models import resolve_model
 
     L, B = args.max_length, args.batch_size
     cfg = EmbedConfig(

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from test_embed import cfg_for, make_pairs, save_tiny_bert
 
-import latentrm.embed as E
-from latentrm.cache import load_pair_cache
+import latentrm.embed.cached as E
 from latentrm.cli import main
 from latentrm.data import CandidateSet, PreferenceDataset
+from latentrm.embed.cache import load_pair_cache
 from latentrm.errors import CacheError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ def test_embed_candidates_split_per_set(tmp_path, model_dir):
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    import latentrm.embed as E
+    import latentrm.embed.cached as E
     from latentrm.config import EmbedConfig
     from latentrm.data import PreferenceDataset, PreferencePair
 
@@ -219,7 +219,7 @@ CHILD = textwrap.dedent(
             print("WROTE2", flush=True)
             time.sleep(120)
 
-    E.write_chunk = write_then_hang  # embed.py calls the name it imported from latentrm.cache
+    E.write_chunk = write_then_hang  # cached.py calls the name it imported from the cache module
     E.embed_pairs(PreferenceDataset(pairs), EmbedConfig(**spec["cfg"]), spec["root"])
     """
 )

@@ -23,8 +23,8 @@ from latentrm.data import (
     render_plain,
     split_indices,
 )
-from latentrm.errors import ConfigError, DataError
 from latentrm.data.readers import records_from_datasets
+from latentrm.errors import ConfigError, DataError
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -21,25 +21,26 @@ import numpy as np
 import pytest
 import torch
 
-from latentrm.cache import load_pair_cache
 from latentrm.cli import main
 from latentrm.config import EmbedConfig
 from latentrm.data import load_pairs
-from latentrm.distributed import (
-    Shard,
+from latentrm.embed.cache import (
     candidate_rows,
-    chunk_owner,
-    embed_pairs_ray,
-    embed_rows_shard,
+    load_pair_cache,
     pair_rows,
-    parse_shard,
     plan_cache,
-    shard_config,
-    shard_from_env,
-    threads_per_actor,
     verify_cache,
 )
-from latentrm.embed import embed_candidates, embed_pairs
+from latentrm.embed.cached import embed_candidates, embed_pairs
+from latentrm.embed.ray_engine import embed_pairs_ray, threads_per_actor
+from latentrm.embed.scale import (
+    Shard,
+    chunk_owner,
+    embed_rows_shard,
+    parse_shard,
+    shard_config,
+    shard_from_env,
+)
 from latentrm.errors import CacheError, ConfigError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

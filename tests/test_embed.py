@@ -19,10 +19,10 @@ import torch
 
 from latentrm.config import EmbedConfig
 from latentrm.data import PreferencePair, parse_hh, render_plain
-from latentrm.embed import Embedder, make_batches, truncate_ids
+from latentrm.embed.embedder import Embedder, make_batches, truncate_ids
+from latentrm.embed.models import SMOLLM2_GGUF, is_decoder_config, resolve_model
 from latentrm.errors import ConfigError
 from latentrm.io import sha256_file
-from latentrm.models import SMOLLM2_GGUF, is_decoder_config, resolve_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

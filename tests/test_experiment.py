@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import latentrm.embed
+import latentrm.embed.cached
 from latentrm import cli
-from latentrm.cache import PairEmbeddings
 from latentrm.config import load_config
+from latentrm.embed.cache import PairEmbeddings
 from latentrm.evaluate import head_score_fn, pairwise_accuracy
 from latentrm.experiment import run_experiment, summarize, sweep_configs
 from latentrm.pipeline import run_pipeline
@@ -55,8 +55,8 @@ def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         calls["texts"] += sum(len(s.responses) for s in sets)
         return [np.stack([planted(r) for r in s.responses]) for s in sets]
 
-    monkeypatch.setattr(latentrm.embed, "embed_pairs", embed_pairs)
-    monkeypatch.setattr(latentrm.embed, "embed_candidates", embed_candidates)
+    monkeypatch.setattr(latentrm.embed.cached, "embed_pairs", embed_pairs)
+    monkeypatch.setattr(latentrm.embed.cached, "embed_candidates", embed_candidates)
     return calls
 
 

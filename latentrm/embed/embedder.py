@@ -1,12 +1,10 @@
-"""Texts -> (N, d) embeddings from any Hugging Face model, cached on disk in resumable chunks.
+"""The embedder: (prompt, response) pairs -> (N, d) float32 rows from any Hugging Face model.
 
 One (prompt, response) becomes one text: the tokenizer's chat template when it has one, otherwise
 `render_plain`. Decoders are pooled at the last real token, encoders by a masked mean. Inputs
 longer than `max_length` lose *prompt* tokens from the left: HH chosen/rejected share every turn but
-the last reply, so cutting from the right would make them identical.
-
-Results are cached under `cache_root/<key>/` in resumable chunks (format: :mod:`latentrm.cache`):
-a killed run leaves only whole chunks and the next run computes only the missing ones.
+the last reply, so cutting from the right would make them identical. Caching is
+:mod:`latentrm.embed.cached`.
 """
 
 from __future__ import annotations
@@ -23,25 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from latentrm import __version__
-from latentrm.cache import (
-    KEY_FIELDS,
-    PairEmbeddings,
-    cache_request,
-    candidates_hash,
-    chunk_path,
-    ensure_meta,
-    load_rows,
-    plan_folder,
-    read_meta,
-    write_chunk,
-)
 from latentrm.config import EmbedConfig
+from latentrm.embed.models import is_decoder_config, load_model, resolve_identity, resolve_model
 from latentrm.errors import ConfigError
-from latentrm.models import is_decoder_config, load_model, model_identity, resolve_model
 from latentrm.runtime import resolve_device, torch_threads
 
 if TYPE_CHECKING:
-    from latentrm.data.types import CandidateSet, Message, PreferenceDataset
+    from latentrm.data.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +321,7 @@ class Embedder:
 
     def identity(self, memo_path: Path | None = None) -> dict:
         if self._identity is None:
-            ident = model_identity(self.path, self.gguf_file, self.cfg.revision, memo_path)
+            ident = resolve_identity(self.cfg, memo_path)
             self._identity = (
                 ident
                 if ident is not None
@@ -368,102 +354,3 @@ class Embedder:
             "latentrm_version": __version__,
         }
 
-
-# --- cache ---------------------------------------------------------------------------------------
-def _cached_rows(
-    prompts: list,
-    responses: list[str],
-    ids_doc: dict,
-    kind: str,
-    content_hash: str,
-    cfg: EmbedConfig,
-    cache_root: str | Path,
-    embedder: Embedder | None,
-) -> tuple[np.ndarray, dict]:
-    """Rows for (prompts[i], responses[i]) from cache_root/<key>, computing only missing chunks."""
-    check_embed_config(cfg)
-    t0 = time.perf_counter()
-    root = Path(cache_root)
-    memo = root / "file-hashes.json"
-    if embedder is not None:
-        asked = {f: getattr(cfg, f) for f in (*KEY_FIELDS, "model", "gguf_file", "revision")}
-        have = {f: getattr(embedder.cfg, f) for f in asked}
-        if asked != have:
-            raise ConfigError(f"embedder was built with {have}, but the request asks {asked}")
-        identity = embedder.identity(memo)
-    else:
-        path, alias_gguf = resolve_model(cfg.model)
-        found = model_identity(path, cfg.gguf_file or alias_gguf, cfg.revision, memo)
-        if found is None:  # a Hub model not downloaded yet: loading it resolves the commit
-            embedder = Embedder(cfg)
-            found = embedder.identity(memo)
-        identity = found
-    request = cache_request(cfg, identity, kind, content_hash, len(responses))
-    plan = plan_folder(request, root, cfg.chunk_size)
-    d, missing = plan.dir, plan.missing
-    if missing:
-        embedder = embedder if embedder is not None else Embedder(cfg)
-        ensure_meta(plan, embedder.metadata(), ids_doc)
-        todo = sum(hi - lo for lo, hi in map(plan.bounds, missing))
-        log.info(
-            "cache %s: computing %d of %d chunks (%d rows)", d, len(missing), plan.n_chunks, todo
-        )
-        with tqdm(total=todo, unit="text", desc="embed", disable=not cfg.show_progress) as bar:
-            for c in missing:
-                lo, hi = plan.bounds(c)
-                rows = embedder.embed(prompts[lo:hi], responses[lo:hi], bar=bar)
-                if not np.isfinite(rows).all():
-                    raise ConfigError(
-                        f"the model produced NaN/Inf embeddings for rows {lo}..{hi - 1} "
-                        f"(dtype={cfg.dtype}; float32 avoids overflow)"
-                    )
-                write_chunk(chunk_path(d, c), rows)
-    meta = read_meta(d)
-    rows = load_rows(d, meta)
-    secs = time.perf_counter() - t0
-    info = {"dir": str(d), "hit": not missing, "chunks_computed": len(missing), "seconds": secs}
-    log.info(
-        "cache %s: %s in %.1fs",
-        d,
-        "hit" if not missing else f"{len(missing)} chunks computed",
-        secs,
-    )
-    return rows, {**meta, "cache": info}
-
-
-def embed_pairs(
-    ds: PreferenceDataset,
-    cfg: EmbedConfig,
-    cache_root: str | Path,
-    embedder: Embedder | None = None,
-) -> PairEmbeddings:
-    """Chosen and rejected embeddings of every pair, from cache_root/<key> (computed if missing).
-
-    Rows are chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}; the model is loaded only when a
-    chunk is missing. meta["cache"] says where, whether it was a hit and how long it took.
-    """
-    prompts = [p.prompt for p in ds.pairs] * 2
-    responses = [p.chosen for p in ds.pairs] + [p.rejected for p in ds.pairs]
-    ids = [p.id for p in ds.pairs]
-    rows, meta = _cached_rows(
-        prompts, responses, {"ids": ids}, "pairs", ds.content_hash(), cfg, cache_root, embedder
-    )
-    n = len(ids)
-    return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)
-
-
-def embed_candidates(
-    sets: list[CandidateSet],
-    cfg: EmbedConfig,
-    cache_root: str | Path,
-    embedder: Embedder | None = None,
-) -> list[np.ndarray]:
-    """One (N_i, d) float32 array per candidate set (row j = responses[j]), cached like pairs."""
-    prompts = [s.prompt for s in sets for _ in s.responses]
-    responses = [r for s in sets for r in s.responses]
-    counts = [len(s.responses) for s in sets]
-    doc = {"ids": [s.id for s in sets], "counts": counts}
-    rows, _ = _cached_rows(
-        prompts, responses, doc, "candidates", candidates_hash(sets), cfg, cache_root, embedder
-    )
-    return np.split(rows, np.cumsum(counts)[:-1]) if sets else []

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from latentrm.config import EmbedConfig
 from latentrm.errors import ConfigError
 from latentrm.io import atomic_write_json, sha256_file
 
@@ -231,3 +232,28 @@ def load_model(
     model.to(device).eval()
     log.info("loaded %s (%s, %s) on %s", where, type(model).__name__, dtype, device)
     return tokenizer, model
+
+
+def resolve_identity(
+    cfg: EmbedConfig, memo_path: Path | None, download: bool = False
+) -> dict[str, Any] | None:
+    """The identity (:func:`model_identity`) of the weights `cfg` names; resolved only here.
+
+    Aliases resolve first. A Hub model that is not in the local HF cache gives None, unless
+    `download`: then only its config.json is fetched, which pins the commit without the weights
+    (the driver of a cluster run needs no copy of the model); ConfigError if that fails.
+    """
+    path, alias_gguf = resolve_model(cfg.model)
+    gguf = cfg.gguf_file or alias_gguf
+    found = model_identity(path, gguf, cfg.revision, memo_path)
+    if found is None and download:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            hf_hub_download(path, "config.json", revision=cfg.revision)
+        except Exception as e:  # noqa: BLE001 - offline, gated, or no such repo
+            raise ConfigError(f"cannot resolve model {path!r} on the Hub: {e}") from None
+        found = model_identity(path, gguf, cfg.revision, memo_path)
+        if found is None:
+            raise ConfigError(f"cannot resolve which weights {path!r} is")
+    return found

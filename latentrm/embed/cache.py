@@ -7,10 +7,10 @@ rows [c*chunk_size, (c+1)*chunk_size) of the flat row list (pairs: chosen_0..cho
 rejected_0..rejected_{N-1}). Every file is written atomically, so a killed run leaves only whole
 chunks. Readers here check shapes, dtypes and finiteness and name the file that is wrong.
 
-Writers: :func:`latentrm.embed.embed_pairs` / ``embed_candidates`` (one process) and
-:mod:`latentrm.distributed` (Ray actors, sharded ranks); both plan a folder with
-:func:`plan_folder`, write its meta.json with :func:`ensure_meta` and chunks with
-:func:`write_chunk`.
+Writers: :mod:`latentrm.embed.cached` (one process), :mod:`latentrm.embed.scale` (sharded ranks)
+and :mod:`latentrm.embed.ray_engine` (Ray actors); all plan a folder with :func:`plan_cache`,
+write its meta.json with :func:`ensure_meta` and chunks with :func:`write_chunk`;
+:func:`verify_cache` checks a finished folder.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from latentrm import __version__
+from latentrm.config import EmbedConfig
+from latentrm.embed.embedder import check_embed_config
+from latentrm.embed.models import resolve_identity
 from latentrm.errors import CacheError
 from latentrm.io import atomic_write, atomic_write_json, sha256_json
-from latentrm.models import model_identity, resolve_model
 
 if TYPE_CHECKING:
-    from latentrm.config import EmbedConfig
-    from latentrm.data.types import CandidateSet
+    from latentrm.data.types import CandidateSet, PreferenceDataset
 
 # Request fields that decide the numbers in a cache (its key); batch size, threads, device do not.
 KEY_FIELDS = ("pooling", "layer", "max_length", "text_format", "dtype")
@@ -184,10 +185,7 @@ def load_pair_cache(cache_dir: str | Path, expect: EmbedConfig | None = None) ->
     if expect is not None:
         asked = {f: getattr(expect, f) for f in KEY_FIELDS}
         check_same(d, meta["request"], asked, KEY_FIELDS)
-        path, alias_gguf = resolve_model(expect.model)
-        ident = model_identity(
-            path, expect.gguf_file or alias_gguf, expect.revision, d.parent / "file-hashes.json"
-        )
+        ident = resolve_identity(expect, d.parent / "file-hashes.json")
         if ident is not None:
             check_same(d, meta["request"], {"model_identity": ident}, ["model_identity"])
     ids = json.loads((d / "ids.json").read_text())["ids"]
@@ -196,3 +194,96 @@ def load_pair_cache(cache_dir: str | Path, expect: EmbedConfig | None = None) ->
     if rows.shape[0] != 2 * n:
         raise CacheError(f"cache at {d}: {rows.shape[0]} rows for {n} pairs")
     return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)
+
+
+# --- what goes into one cache folder ------------------------------------------------------------
+@dataclass(frozen=True)
+class FlatRows:
+    """The flat (prompt, response) row list behind one cache folder, as `latentrm.embed` has it."""
+
+    kind: str  # "pairs" | "candidates"
+    content_hash: str
+    prompts: list  # row i: tuple of messages
+    responses: list[str]
+    ids_doc: dict  # what ids.json holds
+
+
+def pair_rows(ds: PreferenceDataset) -> FlatRows:
+    """Rows chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}, as `embed_pairs` orders them."""
+    return FlatRows(
+        kind="pairs",
+        content_hash=ds.content_hash(),
+        prompts=[p.prompt for p in ds.pairs] * 2,
+        responses=[p.chosen for p in ds.pairs] + [p.rejected for p in ds.pairs],
+        ids_doc={"ids": [p.id for p in ds.pairs]},
+    )
+
+
+def candidate_rows(sets: Sequence[CandidateSet]) -> FlatRows:
+    """Every candidate response, set by set, exactly as `embed_candidates` orders them."""
+    return FlatRows(
+        kind="candidates",
+        content_hash=candidates_hash(sets),
+        prompts=[s.prompt for s in sets for _ in s.responses],
+        responses=[r for s in sets for r in s.responses],
+        ids_doc={"ids": [s.id for s in sets], "counts": [len(s.responses) for s in sets]},
+    )
+
+
+def plan_cache(rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path) -> CachePlan:
+    """The cache folder `latentrm.embed` uses for `rows` under `cfg`, and its missing chunks.
+
+    Loads no model (a local model's identity is its file hashes, a Hub model's its commit).
+    CacheError when an existing folder was made with a different request.
+    """
+    check_embed_config(cfg)
+    root = Path(cache_root)
+    identity = resolve_identity(cfg, root / "file-hashes.json", download=True)
+    request = cache_request(cfg, identity, rows.kind, rows.content_hash, len(rows.responses))
+    return plan_folder(request, root, cfg.chunk_size)
+
+
+# --- verification ---------------------------------------------------------------------------------
+def verify_cache(cache_dir: str | Path) -> dict:
+    """Check a cache folder is complete: every chunk present, float32 (rows, d), finite, and the row
+    count agrees with ids.json. Returns {"dir", "kind", "rows", "dim", "chunks", "stale_tmp"};
+    CacheError listing every missing or bad chunk otherwise.
+    """
+    d = Path(cache_dir)
+    meta = read_meta(d)
+    n, cs, dim = meta["request"]["n_rows"], meta["chunk_size"], meta["embedder"]["dim"]
+    kind = meta["request"].get("kind")
+    problems: list[str] = []
+    n_chunks = -(-n // cs)
+    for c in range(n_chunks):
+        p = chunk_path(d, c)
+        if not p.exists():
+            problems.append(f"{p.name} missing")
+            continue
+        try:
+            read_chunk(p, min(n, (c + 1) * cs) - c * cs, dim)
+        except CacheError as e:
+            problems.append(str(e).replace(f"{p}: ", f"{p.name}: ").split(";")[0])
+    try:
+        ids = json.loads((d / "ids.json").read_text())
+    except (OSError, ValueError) as e:
+        problems.append(f"ids.json unreadable ({e})")
+    else:
+        expect = 2 * len(ids["ids"]) if kind == "pairs" else sum(ids.get("counts", []))
+        if expect != n:
+            problems.append(f"ids.json describes {expect} rows, meta.json {n}")
+    if problems:
+        shown = "; ".join(problems[:10]) + (
+            f"; ... {len(problems) - 10} more" if len(problems) > 10 else ""
+        )
+        raise CacheError(f"cache at {d} is incomplete: {shown}")
+    # temp files of killed writers: harmless (never read), reported so they can be deleted
+    stale = sorted(p.name for p in d.glob(".*.tmp"))
+    return {
+        "dir": str(d),
+        "kind": kind,
+        "rows": n,
+        "dim": dim,
+        "chunks": n_chunks,
+        "stale_tmp": stale,
+    }
