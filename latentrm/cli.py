@@ -247,9 +247,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from latentrm.config import EmbedConfig, from_dict
+    from latentrm.evaluate import pairwise_accuracy
     from latentrm.model import RewardModel
     from latentrm.reward import RewardHeadFitter
 
@@ -272,7 +271,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
     head, h = fitter.head_, fitter.history_
     RewardModel(embed_cfg, head, history=h).save(args.out)
-    acc = float(np.mean(head.score(val[0]) > head.score(val[1])))
+    acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
     print(f"trained on {len(aug)} pairs ({aug.method}, ratio {aug.ratio}), d={aug.pool.shape[1]}: "
           f"{h['epochs_run']} epochs in {h['seconds']:.1f}s, best epoch {h['best_epoch']}")
     print(f"validation: BT loss {h['best_val']:.4f}, accuracy {acc:.3f} on {len(val[0])} pairs")

@@ -1,8 +1,7 @@
 """Evaluation: pairwise accuracy, bootstrap / Student-t intervals, Best-of-N gold, fidelity.
 
 Everything here is a pure function of scores (numpy arrays), so each metric is testable on
-hand-made numbers. The only model-facing helpers are `head_score_fn` (wraps a torch reward head as
-a numpy score function) and `score_embeddings` (batched scoring).
+hand-made numbers. Models enter only as a `ScoreFn` (embeddings -> rewards): `RewardHead.score`.
 
 Conventions:
 - A pair counts 1 when r(chosen) > r(rejected), 0.5 on an exact tie, 0 otherwise. Ties get half
@@ -24,14 +23,12 @@ from scipy import stats
 from latentrm.errors import DataError
 
 if TYPE_CHECKING:
-    import torch
-
     from latentrm.data.types import CandidateSet
 
 log = logging.getLogger(__name__)
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
-"""Scores a (B, d) float32 embedding batch -> (B,) rewards."""
+"""(N, d) float32 embeddings -> (N,) rewards for any N, batching inside (as RewardHead.score)."""
 
 
 # --- pairwise accuracy and intervals ------------------------------------------------------------
@@ -99,42 +96,6 @@ def mean_ci_over_seeds(
     return mean, float(stats.t.ppf((1.0 + level) / 2.0, df=v.size - 1) * sem)
 
 
-# --- scoring helpers ----------------------------------------------------------------------------
-def score_embeddings(score_fn: ScoreFn, emb: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Apply `score_fn` to `emb` (N, d) in batches -> (N,) float64."""
-    emb = np.asarray(emb, dtype=np.float32)
-    if emb.shape[0] == 0:
-        return np.zeros(0, dtype=np.float64)
-    out = [np.asarray(score_fn(emb[i : i + batch_size]), dtype=np.float64).reshape(-1)
-           for i in range(0, emb.shape[0], batch_size)]
-    return np.concatenate(out)
-
-
-def head_score_fn(head: torch.nn.Module, batch_size: int = 4096) -> ScoreFn:
-    """Wrap a reward head (module mapping (B, d) tensors to (B,) rewards) as a numpy `ScoreFn`.
-
-    The head is put in eval mode (dropout off) and scored without gradients, on its own device.
-    """
-    import torch
-
-    head.eval()
-    try:
-        device = next(head.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-
-    def fn(emb: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = [
-                head(torch.as_tensor(emb[i : i + batch_size], dtype=torch.float32, device=device))
-                .reshape(-1).double().cpu().numpy()
-                for i in range(0, len(emb), batch_size)
-            ]
-        return np.concatenate(out) if out else np.zeros(0)
-
-    return fn
-
-
 # --- Best-of-N ----------------------------------------------------------------------------------
 def bon_draws(
     sets: Sequence[CandidateSet], n: int, draws: int, seed: int, skip_short: bool = False
@@ -146,7 +107,7 @@ def bon_draws(
     set with fewer than `n` candidates raises DataError naming it, or with `skip_short` is skipped.
     """
     if n < 1 or draws < 1:
-        raise ValueError(f"best_of_n needs n >= 1 and draws >= 1, got n={n}, draws={draws}")
+        raise ValueError(f"Best-of-N needs n >= 1 and draws >= 1, got n={n}, draws={draws}")
     out: list[np.ndarray | None] = []
     for s in sets:
         k = len(s.responses)
@@ -163,7 +124,7 @@ def bon_draws(
     return out
 
 
-def best_of_n(
+def bon_gold(
     scores: Sequence[np.ndarray],
     sets: Sequence[CandidateSet],
     n: int,
@@ -263,5 +224,5 @@ def synthetic_fidelity(aug: Any, reference_score_fn: ScoreFn) -> float:
     ci = np.asarray(aug.chosen_idx)[syn]
     ri = np.asarray(aug.rejected_idx)[syn]
     rows, inv = np.unique(np.concatenate([ci, ri]), return_inverse=True)
-    r = score_embeddings(reference_score_fn, np.asarray(aug.pool)[rows])[inv]
+    r = np.asarray(reference_score_fn(np.asarray(aug.pool)[rows]), np.float64)[inv]
     return pairwise_accuracy(r[: ci.size], r[ci.size :])

@@ -39,7 +39,7 @@ from latentrm.config import (
 )
 from latentrm.errors import ConfigError
 from latentrm.evaluate import (
-    best_of_n,
+    bon_gold,
     bootstrap_ci,
     mean_ci_over_seeds,
     pair_correctness,
@@ -131,7 +131,7 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
             sets = [data.sets[i] for i in split.bon_sets]
             scores = [np.asarray(model.score([s.prompt] * len(s.responses), list(s.responses)),
                                  np.float64) for s in sets]
-            row.update(best_of_n(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
+            row.update(bon_gold(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
                                  cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
             row.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
         rows.append(row)

@@ -25,11 +25,10 @@ import numpy as np
 from latentrm.config import RunConfig, save_config, to_dict
 from latentrm.evaluate import (
     ScoreFn,
-    best_of_n,
+    bon_gold,
     bootstrap_ci,
-    head_score_fn,
     pair_correctness,
-    score_embeddings,
+    pairwise_accuracy,
     spearman_with_gold,
     synthetic_fidelity,
 )
@@ -90,25 +89,23 @@ def fit_reference_head(data: PreparedData, cfg: RunConfig, seed: int) -> ScoreFn
     tr, va = carve_validation(np.arange(len(data.chosen)), cfg.data.val_fraction, seed)
     aug = AugmentedPairs.originals(data.chosen[tr], data.rejected[tr])
     fitter = RewardHeadFitter(cfg.reward, seed).fit(aug, (data.chosen[va], data.rejected[va]))
-    return head_score_fn(fitter.head_)
+    return fitter.head_.score
 
 
 def _score_metrics(
     score_fn: ScoreFn, data: PreparedData, split: Split, cfg: RunConfig, seed: int
 ) -> dict[str, Any]:
     """Held-out accuracy with bootstrap CI, validation accuracy, Best-of-N and Spearman."""
-    rc = score_embeddings(score_fn, data.chosen[split.test])
-    rr = score_embeddings(score_fn, data.rejected[split.test])
+    rc, rr = score_fn(data.chosen[split.test]), score_fn(data.rejected[split.test])
     correct = pair_correctness(rc, rr)
     lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, seed)
-    vc = pair_correctness(score_embeddings(score_fn, data.chosen[split.val]),
-                          score_embeddings(score_fn, data.rejected[split.val]))
+    vc = pair_correctness(score_fn(data.chosen[split.val]), score_fn(data.rejected[split.val]))
     out: dict[str, Any] = {"accuracy": float(correct.mean()), "accuracy_lo": lo,
                            "accuracy_hi": hi, "val_accuracy": float(vc.mean())}
     if len(split.bon_sets):
         sets = [data.sets[i] for i in split.bon_sets]
-        scores = [score_embeddings(score_fn, data.set_emb[i]) for i in split.bon_sets]
-        out.update(best_of_n(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
+        scores = [score_fn(data.set_emb[i]) for i in split.bon_sets]
+        out.update(bon_gold(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
                              cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
         out.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
     return out
@@ -159,9 +156,8 @@ def evaluate_split(
                 t0 = time.perf_counter()
                 fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
                 t_head = time.perf_counter() - t0
-                fn = head_score_fn(fitter.head_)
-                val_acc = float(pair_correctness(score_embeddings(fn, val[0]),
-                                                 score_embeddings(fn, val[1])).mean())
+                head = fitter.head_
+                val_acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
                 info = {
                     "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
                     "params_augmenter": _augmenter_params(augmenter),
@@ -186,7 +182,7 @@ def evaluate_split(
             if len(grid) > 1:
                 row["select_seconds"] = t_select
                 row["select_grid"] = len(grid)
-            row.update(_score_metrics(head_score_fn(fitter.head_), data, split, cfg, cfg.seed))
+            row.update(_score_metrics(fitter.head_.score, data, split, cfg, cfg.seed))
             row["epochs"] = int(fitter.history_["epochs_run"])
             if reference is not None:
                 row["fidelity"] = synthetic_fidelity(aug, reference)

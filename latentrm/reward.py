@@ -63,7 +63,7 @@ class RewardHead(nn.Module):
         return self.mlp((e - self.mean) / self.std).squeeze(-1)
 
     @torch.no_grad()
-    def score(self, e: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def score(self, e: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Rewards (N,) float32 for raw embeddings e (N, d), in eval mode, in batches."""
         e = np.asarray(e, np.float32)
         if e.ndim != 2 or e.shape[1] != self.d:

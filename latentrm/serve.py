@@ -26,6 +26,7 @@ from latentrm.data.messages import (
 )
 from latentrm.data.types import Prompt
 from latentrm.errors import DataError
+from latentrm.evaluate import pairwise_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def score_rows(
                 }
             )
         summary.update(
-            accuracy=float(np.mean(sc > sr)),
+            accuracy=pairwise_accuracy(sc, sr),  # ties count half, as everywhere
             ties=int(np.sum(sc == sr)),
             mean_margin=float(np.mean(sc - sr)),
             **_stats(scores),

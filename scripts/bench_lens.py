@@ -40,6 +40,7 @@ def one_run(
     import torch
 
     from latentrm.config import load_config
+    from latentrm.evaluate import pairwise_accuracy
     from latentrm.methods import make_augmenter
     from latentrm.reward import RewardHeadFitter
     from latentrm.testing import toy_pairs
@@ -67,7 +68,7 @@ def one_run(
         "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0, "cpu_s": cpu,
         "method": method, "head_epochs": fitter.history_["epochs_run"],
         "vae_epochs": lens.vae_.history_["epochs_run"] if hasattr(lens, "vae_") else 0,
-        "acc": float(np.mean(head.score(test[0]) > head.score(test[1]))),
+        "acc": pairwise_accuracy(head.score(test[0]), head.score(test[1])),
         "acc_ideal": float(np.mean((test[0] - test[1]) @ w > 0)),
         "peak_rss_mb": peak_mb, "base_rss_mb": base_mb, "held_mb": held / 2**20,
     }

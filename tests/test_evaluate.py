@@ -9,8 +9,8 @@ import pytest
 
 from latentrm.errors import DataError
 from latentrm.evaluate import (
-    best_of_n,
     bon_draws,
+    bon_gold,
     bootstrap_ci,
     mean_ci_over_seeds,
     pair_correctness,
@@ -87,7 +87,7 @@ SCORES = [np.array([0.1, 0.5, 0.9, 0.3]), np.array([2.0, 1.0, 0.0, -1.0]),
 
 
 def test_best_of_n_hand_computed() -> None:
-    out = best_of_n(SCORES, SETS, n=4, draws=2, seed=0, n_bootstrap=200)
+    out = bon_gold(SCORES, SETS, n=4, draws=2, seed=0, n_bootstrap=200)
     assert out["bon_picked"] == pytest.approx(0.95 / 3)
     assert out["bon_floor"] == pytest.approx(0.85 / 3)
     assert out["bon_ceiling"] == pytest.approx(1.9 / 3)
@@ -100,8 +100,8 @@ def test_best_of_n_short_set_errors_or_skips() -> None:
     short = [*SETS, Cands("tiny", ("t0", "t1"), (0.0, 1.0))]
     scores = [*SCORES, np.array([0.0, 1.0])]
     with pytest.raises(DataError, match="'tiny' has 2 candidates, fewer than N=4"):
-        best_of_n(scores, short, n=4)
-    out = best_of_n(scores, short, n=4, skip_short=True, n_bootstrap=50)
+        bon_gold(scores, short, n=4)
+    out = bon_gold(scores, short, n=4, skip_short=True, n_bootstrap=50)
     assert out["bon_skipped"] == 1 and out["bon_prompts"] == 3
     assert out["bon_picked"] == pytest.approx(0.95 / 3)
 
@@ -115,8 +115,8 @@ def test_bon_draws_depend_only_on_seed_and_set_id() -> None:
     assert any(not np.array_equal(a, b)
                for a, b in zip(d1, bon_draws(SETS, n=2, draws=5, seed=8), strict=True))
     # two reward models see the same draws: floor and ceiling coincide, picks differ
-    m1 = best_of_n(SCORES, SETS, n=2, draws=5, seed=7, n_bootstrap=10)
-    m2 = best_of_n([-s for s in SCORES], SETS, n=2, draws=5, seed=7, n_bootstrap=10)
+    m1 = bon_gold(SCORES, SETS, n=2, draws=5, seed=7, n_bootstrap=10)
+    m2 = bon_gold([-s for s in SCORES], SETS, n=2, draws=5, seed=7, n_bootstrap=10)
     assert (m1["bon_floor"], m1["bon_ceiling"]) == (m2["bon_floor"], m2["bon_ceiling"])
     floor = np.mean([np.asarray(s.gold)[d].mean(axis=1) for s, d in zip(SETS, d1, strict=True)])
     assert m1["bon_floor"] == pytest.approx(floor)

@@ -23,7 +23,7 @@ import latentrm.embed.cached
 from latentrm import cli
 from latentrm.config import load_config
 from latentrm.embed.cache import PairEmbeddings
-from latentrm.evaluate import head_score_fn, pairwise_accuracy
+from latentrm.evaluate import pairwise_accuracy
 from latentrm.experiment import run_experiment, summarize, sweep_configs
 from latentrm.pipeline import run_pipeline
 from latentrm.prepare import pool_candidates, prepare_data
@@ -121,7 +121,7 @@ def test_run_pipeline_pairs_writes_every_artifact(hh_file: Path, tmp_path: Path,
     # a saved head reproduces the reported held-out accuracy
     data = prepare_data(cfg)
     test = data.splits[0].test
-    fn = head_score_fn(load_head(rows["lens"]["head_dir"]))
+    fn = load_head(rows["lens"]["head_dir"]).score
     acc = pairwise_accuracy(fn(data.chosen[test]), fn(data.rejected[test]))
     assert acc == pytest.approx(rows["lens"]["accuracy"])
 

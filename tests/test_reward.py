@@ -11,6 +11,7 @@ import torch
 
 from latentrm.config import EmbedConfig, RewardConfig, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError, TrainingError
+from latentrm.evaluate import pairwise_accuracy
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.reward import (
@@ -70,7 +71,7 @@ def test_head_standardises_inputs():
 
 
 def accuracy(head: RewardHead, pairs) -> float:
-    return float(np.mean(head.score(pairs[0]) > head.score(pairs[1])))
+    return pairwise_accuracy(head.score(pairs[0]), head.score(pairs[1]))
 
 
 def test_end_to_end_losses_fall_and_head_beats_chance(toy):
