@@ -66,7 +66,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- embed (issue: foundation) ---------------------------------------------------------------
+# --- embed ---------------------------------------------------------------------------------------
 def _add_embed(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
@@ -111,55 +111,12 @@ def _add_embed_scale_out(p: argparse.ArgumentParser) -> None:
                    help="compute nothing: check the cache is complete (all chunks, shapes, no NaN)")
 
 
-def _embed_scale_out(args: argparse.Namespace, ds, embed_cfg, root: str) -> int | None:
-    """--verify / --engine ray / shards; None when this is a plain single-process run."""
-    from latentrm.embed import scale as dist
-    from latentrm.embed.cache import pair_rows, plan_cache, verify_cache
-    from latentrm.errors import ConfigError
-
-    shard = dist.parse_shard(args.shard) if args.shard else dist.shard_from_env()
-    if args.verify:
-        info = verify_cache(plan_cache(pair_rows(ds), embed_cfg, root).dir)
-        print(f"cache: {info['dir']}\nverified: {info['chunks']} chunks, {info['rows']} rows x "
-              f"{info['dim']}, float32, finite" + (f"; {len(info['stale_tmp'])} stale temp files "
-              "(killed writers, safe to delete)" if info["stale_tmp"] else ""))
-        return 0
-    if args.engine == "ray":
-        if shard is not None:
-            raise ConfigError("--engine ray shards by itself; drop --shard / RANK/WORLD_SIZE")
-        from latentrm.embed.ray_engine import embed_pairs_ray
-
-        out = embed_pairs_ray(ds, embed_cfg, root, args.ray_address, args.num_actors,
-                              args.num_gpus_per_actor, args.ray_write_on)
-        ray = out.meta["ray"]
-        print(f"cache: {ray['dir']}\nchosen {out.chosen.shape}, rejected {out.rejected.shape}, "
-              f"float32\nray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
-              f"{ray['seconds']:.1f}s (Ray start {ray['ray_init_s']:.1f}s, "
-              f"{len(ray['per_actor'])} actors)")
-        return 0
-    if shard is None:
-        return None
-    st = dist.embed_rows_shard(pair_rows(ds), dist.shard_config(embed_cfg, shard), root, shard)
-    print(f"shard {shard.rank}/{shard.world_size}: computed {st['chunks_computed']} of its "
-          f"{st['chunks_mine']} chunks ({st['chunks_total']} in all) in {st['seconds']:.1f}s")
-    if dist.barrier_if_launched():  # torchrun / accelerate: all shards done, rank 0 checks
-        if shard.rank == 0:
-            info = verify_cache(st["dir"])
-            print(f"cache: {info['dir']}\nmerged and verified: {info['chunks']} chunks, "
-                  f"{info['rows']} rows x {info['dim']}")
-    else:
-        print(f"cache: {st['dir']}\nwhen every shard is done: the same command with --verify")
-    return 0
-
-
 @command("embed", "Embed preference pairs into the on-disk cache (resumable; hits load no model).",
          _add_embed)
 def _cmd_embed(args: argparse.Namespace) -> int:
-    import time
-
     from latentrm.config import EmbedConfig, from_dict, load_config, to_dict
-    from latentrm.data.load import load_pairs
-    from latentrm.embed.cached import embed_pairs
+    from latentrm.embed.scale import ScaleConfig
+    from latentrm.recipes.embed import embed_data
 
     cfg = load_config(args.config, list(args.overrides))
     flags = {k[len("embed_"):]: v for k, v in vars(args).items() if k.startswith("embed_")}
@@ -168,37 +125,13 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         {**to_dict(cfg.embed), **{k: v for k, v in flags.items() if v is not None}},
         prefix="embed.",
     )
-    t0 = time.perf_counter()
-    ds = load_pairs(args.data or cfg.data.path, cfg.data)
-    if args.limit is not None:
-        ds = ds.subset(range(min(args.limit, len(ds))))
-    code = _embed_scale_out(args, ds, embed_cfg, args.out or cfg.cache_dir)
-    if code is not None:
-        return code
-    out = embed_pairs(ds, embed_cfg, args.out or cfg.cache_dir)
-    info = out.meta["cache"]
-    state = "hit" if info["hit"] else f"miss ({info['chunks_computed']} chunks computed)"
-    print(f"cache: {info['dir']}")
-    print(f"chosen {out.chosen.shape}, rejected {out.rejected.shape}, float32")
-    print(f"{state} in {time.perf_counter() - t0:.1f}s (embedding step {info['seconds']:.1f}s)")
+    how = ScaleConfig(args.engine, args.ray_address, args.num_actors, args.num_gpus_per_actor,
+                      args.ray_write_on, args.shard, args.verify)
+    print("\n".join(embed_data(cfg, embed_cfg, args.data, args.out, args.limit, how)))
     return 0
 
 
-# --- synth / train / run (issue: LENS core) -------------------------------------------------------
-def _seed_split(pairs, cfg):
-    """(train, validation) rows of a pair cache: the seed set `latentrm run` would draw from it
-    (data.n_seed, data.n_test, data.split_seed), then data.val_fraction of it as validation."""
-    from latentrm.data.splits import carve_validation, split_indices
-
-    seed_idx, _ = split_indices(
-        len(pairs.ids), cfg.data.n_seed, cfg.data.n_test, cfg.data.split_seed
-    )
-    train, val = carve_validation(seed_idx, cfg.data.val_fraction, cfg.data.split_seed)
-    if len(val) == 0:
-        raise LatentrmError("empty validation split: raise data.val_fraction or data.n_seed")
-    return train, val
-
-
+# --- synth / train / run ----------------------------------------------------------------------
 def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("cache", help="pair embedding cache folder (written by `latentrm embed`)")
     config_args(p)
@@ -208,31 +141,15 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
 @command("synth", "Augment cached seed-pair embeddings (synth.method, synth.ratio) and save them.",
          _add_synth)
 def _cmd_synth(args: argparse.Namespace) -> int:
-    import time
+    from latentrm.recipes.augment import synth_from_cache
 
-    from latentrm.config import to_dict
-    from latentrm.embed.cache import load_pair_cache
-    from latentrm.methods import make_augmenter
-    from latentrm.pairs import save_augmented
-
-    cfg = load_run_config(args)
-    pairs = load_pair_cache(args.cache, expect=cfg.embed)
-    train, val = _seed_split(pairs, cfg)
-    c, r = pairs.chosen[train], pairs.rejected[train]
-    t0 = time.perf_counter()
-    aug = make_augmenter(cfg.synth.method, cfg, cfg.seed).fit(c, r)
-    out = aug.augment(c, r, cfg.synth.ratio, cfg.seed)
-    seconds = time.perf_counter() - t0
-    meta = {"cache": str(args.cache), "embed": to_dict(cfg.embed), "config": to_dict(cfg),
-            "val_ids": [pairs.ids[i] for i in val], "seconds": seconds}
-    save_augmented(args.out, out, val=(pairs.chosen[val], pairs.rejected[val]),
-                   ids=[pairs.ids[i] for i in train], meta=meta)
-    st = out.stats
-    print(f"method {out.method}, ratio {out.ratio}: {len(train)} seed pairs "
-          f"({len(val)} more kept for validation), d={c.shape[1]}")
+    st = synth_from_cache(args.cache, load_run_config(args), args.out)
+    print(f"method {st['method']}, ratio {st['ratio']}: {st['n_train']} seed pairs "
+          f"({st['n_val']} more kept for validation), d={st['d']}")
     if "candidates_drawn" in st:
         print(f"candidates drawn {st['candidates_drawn']}, kept {st['kept']} (top-k {st['top_k']})")
-    print(f"pairs made {st['pairs_made']}, total {len(out)} pairs, {seconds:.1f}s (fit + synth)")
+    print(f"pairs made {st['pairs_made']}, total {st['pairs']} pairs, {st['seconds']:.1f}s "
+          "(fit + synth)")
     print(f"wrote {args.out}/augmented.safetensors, augmented.json")
     return 0
 
@@ -245,36 +162,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 @command("train", "Train a reward head on an augmented set (or plain cached pairs).", _add_train)
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from latentrm.recipes.augment import train_head
 
-    from latentrm.config import EmbedConfig, from_dict
-    from latentrm.evaluate import pairwise_accuracy
-    from latentrm.model import RewardModel
-    from latentrm.reward import RewardHeadFitter
-
-    cfg = load_run_config(args)
-    if (Path(args.input) / "augmented.json").exists():
-        from latentrm.pairs import load_augmented
-
-        aug, val, header = load_augmented(args.input)
-        embed_cfg = from_dict(EmbedConfig, header["meta"]["embed"], prefix="embed.")
-        if val is None:
-            raise LatentrmError(f"{args.input}: the augmented set holds no validation pairs")
-    else:
-        from latentrm.embed.cache import load_pair_cache
-        from latentrm.pairs import AugmentedPairs
-
-        pairs = load_pair_cache(args.input, expect=cfg.embed)
-        train, va = _seed_split(pairs, cfg)
-        aug = AugmentedPairs.originals(pairs.chosen[train], pairs.rejected[train])
-        val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), cfg.embed
-    fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
-    head, h = fitter.head_, fitter.history_
-    RewardModel(embed_cfg, head, history=h).save(args.out)
-    acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
-    print(f"trained on {len(aug)} pairs ({aug.method}, ratio {aug.ratio}), d={aug.pool.shape[1]}: "
+    st = train_head(args.input, load_run_config(args), args.out)
+    h = st["history"]
+    print(f"trained on {st['pairs']} pairs ({st['method']}, ratio {st['ratio']}), d={st['d']}: "
           f"{h['epochs_run']} epochs in {h['seconds']:.1f}s, best epoch {h['best_epoch']}")
-    print(f"validation: BT loss {h['best_val']:.4f}, accuracy {acc:.3f} on {len(val[0])} pairs")
+    print(f"validation: BT loss {h['best_val']:.4f}, accuracy {st['val_accuracy']:.3f} on "
+          f"{st['n_val']} pairs")
     print(f"wrote {args.out}/ (head.safetensors, head.json, embed_config.json)")
     return 0
 
@@ -289,7 +184,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
-    from latentrm.pipeline import json_safe, run_pipeline
+    from latentrm.recipes.report import json_safe
+    from latentrm.recipes.run import run_pipeline
 
     cfg = load_run_config(args)
     metrics = run_pipeline(cfg)
@@ -301,7 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- experiment (issue: evaluation) ---------------------------------------------------------------
+# --- experiment ----------------------------------------------------------------------------------
 def _add_experiment(p: argparse.ArgumentParser) -> None:
     config_args(p, config_required=True)
 
@@ -312,7 +208,7 @@ def _add_experiment(p: argparse.ArgumentParser) -> None:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from latentrm.experiment import run_experiment
+    from latentrm.recipes.experiment import run_experiment
 
     cfg = load_run_config(args)
     run_experiment(cfg)
@@ -321,7 +217,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- score / bon / export (issue: put the reward model to work) ----------------------------------
+# --- score / bon / export -----------------------------------------------------------------------
 def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--model", required=True, help="reward model directory (RewardModel.save)")
     p.add_argument(

@@ -15,14 +15,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from latentrm.config import load_config  # noqa: E402
-from latentrm.prepare import prepare_data  # noqa: E402
+from latentrm.recipes.embed import fill_caches
 
 
 def main() -> int:
@@ -32,13 +26,8 @@ def main() -> int:
                     help="overrides applied to every config (device, batch size, cache_dir, ...)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for path in args.configs:
-        cfg = load_config(path, ["embed.show_progress=false", *args.set])
-        t0 = time.perf_counter()
-        prep = prepare_data(cfg, split_seeds=list(cfg.seeds), embed_all=True)
-        print(f"{path}: {len(prep.chosen)} pairs, "
-              f"{prep.meta.get('candidates_embedded', 2 * len(prep.chosen))} texts embedded or "
-              f"read in {time.perf_counter() - t0:.1f}s", flush=True)
+    for line in fill_caches(args.configs, args.set):
+        print(line, flush=True)
     return 0
 
 

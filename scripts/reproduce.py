@@ -19,16 +19,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from latentrm.config import RunConfig, load_config, saved_config_matches
+from latentrm.recipes.report import update_report
 
-from latentrm.config import RunConfig, load_config, saved_config_matches  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("reproduce")
 
@@ -55,8 +54,8 @@ def finished(cfg: RunConfig, kind: str) -> bool:
 
 
 def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> RunConfig:
-    from latentrm.experiment import run_experiment
-    from latentrm.pipeline import run_pipeline
+    from latentrm.recipes.experiment import run_experiment
+    from latentrm.recipes.run import run_pipeline
 
     cfg = load_config(ROOT / "configs" / f"{name}.yaml", overrides)
     if skip_existing and finished(cfg, kind):
@@ -89,22 +88,6 @@ def collect(name: str, cfg: RunConfig, reports: Path) -> str:
     links = "".join(f"![{p.stem}]({rel}/plots/{p.name})\n" for p in plots)
     return f"Config: `configs/{name}.yaml`; full results: `{rel}/`.\n\n{table}" + (
         f"\n{links}" if links else "")
-
-
-def update_report(report: Path, sections: dict[str, str]) -> None:
-    """Replace each marked table section of `report`; append sections that have no markers."""
-    text = report.read_text() if report.exists() else "# latentrm results\n"
-    for name, body in sections.items():
-        begin, end = f"<!-- BEGIN TABLE {name} -->", f"<!-- END TABLE {name} -->"
-        block = f"{begin}\n{body.rstrip()}\n{end}"
-        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-        if pattern.search(text):
-            text = pattern.sub(lambda _m, b=block: b, text, count=1)
-        else:
-            text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
-    tmp = report.with_suffix(".md.tmp")
-    tmp.write_text(text.rstrip() + "\n")
-    tmp.replace(report)
 
 
 # The efficiency table's measurements: LENS after embeddings at 1k seeds x 8 (d=576, the configs'

@@ -2,7 +2,8 @@
 
 For each head setting, trains the un-augmented head (method "none") on the train part of the seed
 set of each split of configs/hh.yaml and reports the mean validation accuracy and BT loss over the
-splits. The held-out test pairs are never touched. The winner became RewardConfig's default.
+splits (`latentrm.recipes.select.head_grid`). The held-out test pairs are never touched. The
+winner became RewardConfig's default.
 
     .venv/bin/python scripts/select_head.py [--config configs/hh.yaml]
 """
@@ -10,20 +11,11 @@ splits. The held-out test pairs are never touched. The winner became RewardConfi
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
-from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from latentrm.config import load_config  # noqa: E402
-from latentrm.evaluate import pairwise_accuracy  # noqa: E402
-from latentrm.pairs import AugmentedPairs  # noqa: E402
-from latentrm.prepare import prepare_data  # noqa: E402
-from latentrm.reward import RewardHeadFitter  # noqa: E402
+from latentrm.config import load_config
+from latentrm.recipes.select import head_grid
 
 # (hidden widths, lr, weight decay, dropout)
 GRID = [
@@ -42,24 +34,14 @@ def main() -> int:
     ap.add_argument("--config", default="configs/hh.yaml")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config(args.config)
-    prep = prepare_data(cfg, split_seeds=list(cfg.seeds), embed_all=True)
-    c, r = prep.chosen, prep.rejected
+    settings = [{"hidden": h, "lr": lr, "weight_decay": wd, "dropout": dr, "epochs": 200,
+                 "patience": 10} for h, lr, wd, dr in GRID]
     print("| hidden | lr | weight decay | dropout | val accuracy | val BT loss | best epochs |")
     print("|---|---|---|---|---|---|---|")
-    for hidden, lr, wd, dropout in GRID:
-        rc = dataclasses.replace(cfg.reward, hidden=hidden, lr=lr, weight_decay=wd,
-                                 dropout=dropout, epochs=200, patience=10)
-        accs, losses, epochs = [], [], []
-        for s, sp in prep.splits.items():
-            aug = AugmentedPairs.originals(c[sp.train], r[sp.train])
-            fitter = RewardHeadFitter(rc, seed=s).fit(aug, (c[sp.val], r[sp.val]))
-            head = fitter.head_
-            accs.append(pairwise_accuracy(head.score(c[sp.val]), head.score(r[sp.val])))
-            losses.append(fitter.history_["best_val"])
-            epochs.append(fitter.history_["best_epoch"])
-        print(f"| {list(hidden)} | {lr:g} | {wd:g} | {dropout:g} | {np.mean(accs):.3f} | "
-              f"{np.mean(losses):.4f} | {epochs} |", flush=True)
+    for row in head_grid(load_config(args.config), settings):
+        print(f"| {list(row['hidden'])} | {row['lr']:g} | {row['weight_decay']:g} | "
+              f"{row['dropout']:g} | {row['val_accuracy']:.3f} | {row['val_loss']:.4f} | "
+              f"{row['best_epochs']} |", flush=True)
     return 0
 
 

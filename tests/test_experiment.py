@@ -24,9 +24,10 @@ from latentrm import cli
 from latentrm.config import load_config
 from latentrm.embed.cache import PairEmbeddings
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.experiment import run_experiment, summarize, sweep_configs
-from latentrm.pipeline import run_pipeline
-from latentrm.prepare import pool_candidates, prepare_data
+from latentrm.recipes.experiment import run_experiment, sweep_configs
+from latentrm.recipes.prepare import pool_candidates, prepare_data
+from latentrm.recipes.report import summarize
+from latentrm.recipes.run import run_pipeline
 from latentrm.reward import load_head
 
 D = 12
@@ -245,7 +246,7 @@ def test_sweep_value_errors_name_the_key() -> None:
 def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_embed: dict,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import latentrm.text_baselines as tb
-    from latentrm.experiment import _text_baseline_rows
+    from latentrm.recipes.experiment import _text_baseline_rows
 
     seen = []
 
@@ -296,13 +297,8 @@ def test_every_config_loads_and_sweeps() -> None:
 
 
 def test_reproduce_update_report_keeps_prose(tmp_path: Path) -> None:
-    import importlib.util
+    from latentrm.recipes import report as mod
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce.py"
-    spec = importlib.util.spec_from_file_location("reproduce", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     report = tmp_path / "REPORT.md"
     report.write_text("# Report\n\nProse before.\n\n<!-- BEGIN TABLE hh -->\nold\n"
                       "<!-- END TABLE hh -->\n\nProse after.\n")

@@ -38,6 +38,25 @@ from latentrm.runtime import local_cpus
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How `latentrm embed` spreads the work: this process, a shard of a launch, or Ray actors."""
+
+    engine: str = "local"  # local: this process (or its shard); ray: a pool of Ray actors
+    ray_address: str | None = None  # None: a local Ray instance; "auto"; "ray://host:10001"
+    num_actors: int = 2  # Ray actors, one model copy each
+    num_gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    ray_write_on: str = "actors"  # actors (shared storage) | driver
+    shard: str | None = None  # "i/n"; None: from RANK/WORLD_SIZE when launched
+    verify: bool = False  # compute nothing, check the cache is complete
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"engine must be local or ray, got {self.engine!r}")
+        if self.ray_write_on not in ("actors", "driver"):
+            raise ConfigError(f"ray_write_on must be actors or driver, got {self.ray_write_on!r}")
+
+
 # --- static sharding (torchrun / accelerate / --shard i/n) ---------------------------------------
 @dataclass(frozen=True)
 class Shard:

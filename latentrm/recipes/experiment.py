@@ -21,7 +21,6 @@ import importlib.util
 import json
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +40,17 @@ from latentrm.errors import ConfigError
 from latentrm.evaluate import (
     bon_gold,
     bootstrap_ci,
-    mean_ci_over_seeds,
     pair_correctness,
     spearman_with_gold,
 )
 from latentrm.io import atomic_write, atomic_write_text
-from latentrm.pipeline import evaluate_split, fit_reference_head, fmt_number, with_changes
-from latentrm.prepare import PreparedData, Split, prepare_data
+from latentrm.recipes.plots import write_plots
+from latentrm.recipes.prepare import PreparedData, Split, prepare_data
+from latentrm.recipes.report import summary_markdown
+from latentrm.recipes.run import evaluate_split, fit_reference_head, with_changes
 from latentrm.runtime import torch_threads
 
 log = logging.getLogger(__name__)
-
-# Metrics summarised across seeds (those present in the results), in table order.
-SUMMARY_METRICS = (
-    "accuracy", "bon_picked", "bon_gap_closed", "spearman_prompt", "fidelity",
-    "time_fit_s", "time_synth_s", "time_head_s",
-)
-
 
 def sweep_configs(cfg: RunConfig) -> list[tuple[str | None, RunConfig]]:
     """(value label, config) per value of cfg.sweep; [(None, cfg)] without a sweep.
@@ -208,160 +201,3 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     df = pd.DataFrame(rows)
     atomic_write(path, lambda p: df.to_csv(p, index=False))
 
-
-def _groups(df: pd.DataFrame) -> list[str]:
-    return (["sweep_value"] if "sweep_value" in df.columns else []) + ["method", "ratio"]
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% Student-t half width across seeds per (sweep value,) method and ratio."""
-    metrics = [m for m in SUMMARY_METRICS if m in df.columns]
-    out = []
-    for keys, g in df.groupby(_groups(df), sort=False):
-        rec = dict(zip(_groups(df), keys if isinstance(keys, tuple) else (keys,), strict=True))
-        rec["seeds"] = int(g["seed"].nunique())
-        for m in metrics:
-            rec[m], rec[f"{m}_ci"] = mean_ci_over_seeds(g[m].to_numpy(dtype=np.float64))
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def _pm(mean: float, hw: float, spec: str) -> str:
-    if not np.isfinite(mean):
-        return "-"
-    return format(mean, spec) + (f" ± {format(hw, spec)}" if np.isfinite(hw) else "")
-
-
-def summary_markdown(df: pd.DataFrame, cfg: RunConfig | None = None) -> str:
-    """results.md: mean ± 95% CI (Student t across seeds) table + selected hyperparameters."""
-    summ = summarize(df)
-    metrics = [m for m in SUMMARY_METRICS if m in summ.columns]
-    head = [*_groups(df), "seeds", *metrics]
-    lines = []
-    if cfg is not None:
-        lines.append(f"Data: `{cfg.data.path}`, embedder `{cfg.embed.model}`, seeds "
-                     f"{list(cfg.seeds)}; mean ± 95% CI (Student t across seeds).\n")
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in summ.iterrows():
-        cells = [str(r[g]) for g in _groups(df)] + [str(r["seeds"])]
-        # times: the mean only (their spread is the machine's, not the method's)
-        cells += [fmt_number(r[m], ".1f") if m.startswith("time")
-                  else _pm(r[m], r[f"{m}_ci"], ".3f") for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    chosen = [c for c in ("gamma", "sigma2", "direct_noise") if c in df.columns]
-    if chosen and "select_grid" in df.columns:
-        sel = df[df["select_grid"].fillna(0) > 1]
-        if len(sel):
-            lines += ["", "Hyperparameters selected on the validation split, per seed:", ""]
-            for keys, g in sel.groupby(_groups(df), sort=False):
-                vals = "; ".join(
-                    f"seed {int(r['seed'])}: " + ", ".join(
-                        f"{c}={r[c]:g}" for c in chosen if pd.notna(r.get(c)))
-                    for _, r in g.iterrows())
-                label = " ".join(map(str, keys if isinstance(keys, tuple) else (keys,)))
-                lines.append(f"- {label}: {vals}")
-    return "\n".join(lines) + "\n"
-
-
-def _numeric(values: Sequence[Any]) -> np.ndarray | None:
-    try:
-        return np.array([float(v) for v in values])
-    except (TypeError, ValueError):
-        return None
-
-
-def write_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """PNG plots (matplotlib's Agg canvas, no pyplot state), mean ± 95% CI across seeds.
-
-    Without a sweep: metric vs ratio per method (CI bands; 'none' as a dashed reference), or with
-    a single ratio one point per method. With a sweep: metric vs swept value per method/ratio
-    (the ablation curve), plus metric vs ratio per swept value when there are several ratios.
-    """
-    summ = summarize(df)
-    metrics = [m for m in ("accuracy", "bon_gap_closed", "bon_picked", "fidelity")
-               if m in summ.columns and summ[m].notna().any()]
-    sweep = df["sweep"].iloc[0] if "sweep" in df.columns else None
-    several = summ["ratio"][summ["ratio"] > 0].nunique() > 1
-    written: list[Path] = []
-    for metric in metrics:
-        if sweep is None:
-            written.append(_ratio_plot(summ, metric, metric, out_dir / f"{metric}_vs_ratio.png"))
-            continue
-        written.append(_sweep_plot(summ, sweep, metric, out_dir))
-        if several:
-            for sv, part in summ.groupby("sweep_value", sort=False):
-                written.append(_ratio_plot(part, metric, f"{metric}, {sweep}={sv}",
-                                           out_dir / f"{metric}_vs_ratio_{sweep}={sv}.png"))
-    return written
-
-
-def _figure() -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 4))
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _ratio_plot(summ: pd.DataFrame, metric: str, title: str, path: Path) -> Path:
-    fig, ax = _figure()
-    ratios = sorted(r for r in summ["ratio"].unique() if r > 0)
-    if len(ratios) < 2:  # one point per method
-        x = np.arange(len(summ))
-        ax.errorbar(x, summ[metric].to_numpy(float),
-                    yerr=np.nan_to_num(summ[f"{metric}_ci"].to_numpy(float)), fmt="o", capsize=4)
-        ax.set_xticks(x, [f"{m}" + (f" r{r}" if r else "")
-                          for m, r in zip(summ["method"], summ["ratio"], strict=True)])
-        ax.set_xlabel("method (augmentation ratio)")
-    else:
-        for method, g in summ.groupby("method", sort=False):
-            g = g.sort_values("ratio")
-            m, hw = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))
-            if (g["ratio"] == 0).all():  # un-augmented: a flat reference line
-                x = np.array([ratios[0], ratios[-1]], float)
-                m, hw = np.repeat(m[:1], 2), np.repeat(hw[:1], 2)
-                line = ax.plot(x, m, "--", label=method)[0]
-            else:
-                x = g["ratio"].to_numpy(float)
-                line = ax.plot(x, m, "o-", label=method)[0]
-            ax.fill_between(x, m - hw, m + hw, color=line.get_color(), alpha=0.15)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ratios, [str(r) for r in ratios])
-        ax.set_xlabel("augmentation ratio (new pairs per seed pair)")
-        ax.legend(fontsize=8)
-    ax.set_ylabel(f"{metric} (mean ± 95% CI over seeds)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path) -> Path:
-    """Ablation curve: metric vs the swept value, one line per method (and ratio)."""
-    fig, ax = _figure()
-    values = list(dict.fromkeys(summ["sweep_value"]))
-    num = _numeric(values)
-    for (method, ratio), g in summ.groupby(["method", "ratio"], sort=False):
-        pos = [values.index(v) for v in g["sweep_value"]]
-        x = num[pos] if num is not None else np.array(pos, float)
-        order = np.argsort(x)
-        m = g[metric].to_numpy(float)[order]
-        hw = np.nan_to_num(g[f"{metric}_ci"].to_numpy(float))[order]
-        line = ax.plot(x[order], m, "o-", label=f"{method} r{ratio}" if ratio else method)[0]
-        ax.fill_between(x[order], m - hw, m + hw, color=line.get_color(), alpha=0.2)
-    if num is None:
-        ax.set_xticks(range(len(values)), values)
-    elif (num > 0).all() and num.max() / num.min() >= 10:
-        ax.set_xscale("log")
-    ax.set_xlabel(sweep)
-    ax.set_ylabel(metric + " (mean ± 95% CI over seeds)")
-    ax.set_title(f"ablation: {sweep}")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, out_dir / f"{metric}_vs_{sweep}.png")
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    return path

@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentrm.config import RunConfig
+from latentrm.data.load import binarize_candidates, load_candidates, load_pairs
+from latentrm.data.splits import carve_validation, split_indices
+from latentrm.embed import cached as emb_mod
 from latentrm.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -70,8 +73,6 @@ class PreparedData:
 
 def _is_candidates_file(cfg: RunConfig) -> bool:
     """Whether data.path holds candidate sets (format 'candidates', or detected under 'auto')."""
-    from latentrm.data.load import load_candidates
-
     if cfg.data.format == "candidates":
         return True
     if cfg.data.format != "auto":
@@ -140,8 +141,6 @@ def _pairs_from_candidates(
 
 def _seed_val(idx: np.ndarray, cfg: RunConfig, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) carved from the seed set; validation must not be empty."""
-    from latentrm.data.splits import carve_validation
-
     train, val = carve_validation(idx, cfg.data.val_fraction, split_seed)
     if len(val) == 0:
         raise ConfigError(
@@ -164,9 +163,6 @@ def prepare_data(
     n_test = None the two coincide: a subset of every row, in order, has the full dataset's
     content hash. `embedder` (an `embed.Embedder`) is reused instead of loading the model again.
     """
-    from latentrm.data.load import binarize_candidates, load_candidates, load_pairs
-    from latentrm.data.splits import split_indices
-    from latentrm.embed import cached as emb_mod
 
     seeds = list(split_seeds) if split_seeds is not None else [cfg.data.split_seed]
     t0 = time.perf_counter()

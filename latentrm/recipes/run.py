@@ -16,13 +16,13 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latentrm.config import RunConfig, save_config, to_dict
+from latentrm.data.splits import carve_validation
 from latentrm.evaluate import (
     ScoreFn,
     bon_gold,
@@ -33,7 +33,13 @@ from latentrm.evaluate import (
     synthetic_fidelity,
 )
 from latentrm.io import atomic_write_json, atomic_write_text
-from latentrm.prepare import PreparedData, Split, prepare_data
+from latentrm.methods import make_augmenter
+from latentrm.model import RewardModel
+from latentrm.pairs import AugmentedPairs
+from latentrm.recipes.prepare import PreparedData, Split, prepare_data
+from latentrm.recipes.report import json_safe, metrics_table
+from latentrm.reward import RewardHeadFitter
+from latentrm.runtime import torch_threads
 from latentrm.vae import n_parameters
 
 log = logging.getLogger(__name__)
@@ -82,10 +88,6 @@ def fit_reference_head(data: PreparedData, cfg: RunConfig, seed: int) -> ScoreFn
     the reference is the gold preference as far as the embedding space can express it. Used only
     to measure synthetic-pair fidelity; data.val_fraction of the pairs serve its early stopping.
     """
-    from latentrm.data.splits import carve_validation
-    from latentrm.pairs import AugmentedPairs
-    from latentrm.reward import RewardHeadFitter
-
     tr, va = carve_validation(np.arange(len(data.chosen)), cfg.data.val_fraction, seed)
     aug = AugmentedPairs.originals(data.chosen[tr], data.rejected[tr])
     fitter = RewardHeadFitter(cfg.reward, seed).fit(aug, (data.chosen[va], data.rejected[va]))
@@ -122,11 +124,6 @@ def evaluate_split(
     lower validation Bradley-Terry loss), never by the held-out pairs. Method 'none' runs once
     (ratio 0). Heads are saved under `heads_dir`.
     """
-    from latentrm.methods import make_augmenter
-    from latentrm.model import RewardModel
-    from latentrm.pairs import AugmentedPairs
-    from latentrm.reward import RewardHeadFitter
-
     tc, tr = data.chosen[split.train], data.rejected[split.train]
     val = (data.chosen[split.val], data.rejected[split.val])
     rows: list[dict[str, Any]] = []
@@ -197,50 +194,6 @@ def evaluate_split(
     return rows
 
 
-# --- reporting ----------------------------------------------------------------------------------
-def json_safe(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars -> Python, NaN/Inf -> None (strict JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def fmt_number(v: Any, spec: str = ".3f") -> str:
-    """`v` formatted with `spec`; '-' for missing or non-finite values."""
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "-"
-    return format(v, spec)
-
-
-def metrics_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of one run's rows: accuracy [95% bootstrap CI], BoN, fidelity, times."""
-    bon = any("bon_picked" in r for r in rows)
-    head = ["method", "ratio", "accuracy [95% CI]", "val acc"]
-    if bon:
-        head += ["BoN gold (floor/ceil)", "gap closed", "Spearman"]
-    head += ["fidelity", "fit s", "synth s", "head s", "params (aug/head)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    f = fmt_number
-    for r in rows:
-        cells = [r["method"], str(r["ratio"]),
-                 f"{f(r['accuracy'])} [{f(r['accuracy_lo'])}, {f(r['accuracy_hi'])}]",
-                 f(r.get("val_accuracy"))]
-        if bon:
-            cells += [f"{f(r.get('bon_picked'))} ({f(r.get('bon_floor'))}/"
-                      f"{f(r.get('bon_ceiling'))})", f(r.get("bon_gap_closed")),
-                      f(r.get("spearman_prompt"))]
-        cells += [f(r.get("fidelity")), f(r["time_fit_s"], ".1f"), f(r["time_synth_s"], ".1f"),
-                  f(r["time_head_s"], ".1f"), f"{r['params_augmenter']:,}/{r['params_head']:,}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
     """`latentrm run`: one split, every method x ratio; artifacts and metrics in cfg.out_dir.
 
@@ -251,8 +204,6 @@ def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    from latentrm.runtime import torch_threads
-
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
         data = prepare_data(cfg, embedder=embedder)

@@ -1,0 +1,181 @@
+"""Reporting: run tables, mean +- 95% CI across seeds, paired differences, REPORT.md sections.
+
+Pure functions of result rows (dicts or a DataFrame of results.csv), so every table of a run, an
+experiment and REPORT.md comes from one place: :func:`metrics_table` (one run),
+:func:`summary_markdown` (an experiment), :func:`paired_differences` (each method minus the
+un-augmented head, split by split) and :func:`update_report` (the marked sections of REPORT.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latentrm.config import RunConfig
+from latentrm.evaluate import mean_ci_over_seeds
+
+
+# --- reporting ----------------------------------------------------------------------------------
+def json_safe(obj: Any) -> Any:
+    """Plain JSON types: numpy scalars -> Python, NaN/Inf -> None (strict JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def fmt_number(v: Any, spec: str = ".3f") -> str:
+    """`v` formatted with `spec`; '-' for missing or non-finite values."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def metrics_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of one run's rows: accuracy [95% bootstrap CI], BoN, fidelity, times."""
+    bon = any("bon_picked" in r for r in rows)
+    head = ["method", "ratio", "accuracy [95% CI]", "val acc"]
+    if bon:
+        head += ["BoN gold (floor/ceil)", "gap closed", "Spearman"]
+    head += ["fidelity", "fit s", "synth s", "head s", "params (aug/head)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    f = fmt_number
+    for r in rows:
+        cells = [r["method"], str(r["ratio"]),
+                 f"{f(r['accuracy'])} [{f(r['accuracy_lo'])}, {f(r['accuracy_hi'])}]",
+                 f(r.get("val_accuracy"))]
+        if bon:
+            cells += [f"{f(r.get('bon_picked'))} ({f(r.get('bon_floor'))}/"
+                      f"{f(r.get('bon_ceiling'))})", f(r.get("bon_gap_closed")),
+                      f(r.get("spearman_prompt"))]
+        cells += [f(r.get("fidelity")), f(r["time_fit_s"], ".1f"), f(r["time_synth_s"], ".1f"),
+                  f(r["time_head_s"], ".1f"), f"{r['params_augmenter']:,}/{r['params_head']:,}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# Metrics summarised across seeds (those present in the results), in table order.
+SUMMARY_METRICS = (
+    "accuracy", "bon_picked", "bon_gap_closed", "spearman_prompt", "fidelity",
+    "time_fit_s", "time_synth_s", "time_head_s",
+)
+
+
+def _groups(df: pd.DataFrame) -> list[str]:
+    return (["sweep_value"] if "sweep_value" in df.columns else []) + ["method", "ratio"]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% Student-t half width across seeds per (sweep value,) method and ratio."""
+    metrics = [m for m in SUMMARY_METRICS if m in df.columns]
+    out = []
+    for keys, g in df.groupby(_groups(df), sort=False):
+        rec = dict(zip(_groups(df), keys if isinstance(keys, tuple) else (keys,), strict=True))
+        rec["seeds"] = int(g["seed"].nunique())
+        for m in metrics:
+            rec[m], rec[f"{m}_ci"] = mean_ci_over_seeds(g[m].to_numpy(dtype=np.float64))
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _pm(mean: float, hw: float, spec: str) -> str:
+    if not np.isfinite(mean):
+        return "-"
+    return format(mean, spec) + (f" ± {format(hw, spec)}" if np.isfinite(hw) else "")
+
+
+def summary_markdown(df: pd.DataFrame, cfg: RunConfig | None = None) -> str:
+    """results.md: mean ± 95% CI (Student t across seeds) table + selected hyperparameters."""
+    summ = summarize(df)
+    metrics = [m for m in SUMMARY_METRICS if m in summ.columns]
+    head = [*_groups(df), "seeds", *metrics]
+    lines = []
+    if cfg is not None:
+        lines.append(f"Data: `{cfg.data.path}`, embedder `{cfg.embed.model}`, seeds "
+                     f"{list(cfg.seeds)}; mean ± 95% CI (Student t across seeds).\n")
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summ.iterrows():
+        cells = [str(r[g]) for g in _groups(df)] + [str(r["seeds"])]
+        # times: the mean only (their spread is the machine's, not the method's)
+        cells += [fmt_number(r[m], ".1f") if m.startswith("time")
+                  else _pm(r[m], r[f"{m}_ci"], ".3f") for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    chosen = [c for c in ("gamma", "sigma2", "direct_noise") if c in df.columns]
+    if chosen and "select_grid" in df.columns:
+        sel = df[df["select_grid"].fillna(0) > 1]
+        if len(sel):
+            lines += ["", "Hyperparameters selected on the validation split, per seed:", ""]
+            for keys, g in sel.groupby(_groups(df), sort=False):
+                vals = "; ".join(
+                    f"seed {int(r['seed'])}: " + ", ".join(
+                        f"{c}={r[c]:g}" for c in chosen if pd.notna(r.get(c)))
+                    for _, r in g.iterrows())
+                label = " ".join(map(str, keys if isinstance(keys, tuple) else (keys,)))
+                lines.append(f"- {label}: {vals}")
+    return "\n".join(lines) + "\n"
+
+
+def paired_differences(
+    df: pd.DataFrame, metric: str = "accuracy", baseline: str = "none"
+) -> pd.DataFrame:
+    """Per split, each method's `metric` minus the `baseline` method's, summarised across splits.
+
+    Each seed of an experiment is one split with the same seed and held-out pairs for every method,
+    so the paired difference removes the split-to-split variance. One row per (sweep value,)
+    method and ratio: seeds, mean difference, 95% Student-t half width, and wins (splits where the
+    method is strictly better).
+    """
+    keys = ["seed"] + (["sweep_value"] if "sweep_value" in df.columns else [])
+    base = df[df.method == baseline].set_index(keys)[metric]
+    group = keys[1:] + ["method", "ratio"]
+    rows = []
+    for names, g in df[df.method != baseline].groupby(group, sort=False):
+        d = (g.set_index(keys)[metric] - base).dropna()
+        mean, half = mean_ci_over_seeds(d.to_numpy(dtype=np.float64))
+        rec = dict(zip(group, names if isinstance(names, tuple) else (names,), strict=True))
+        rec.update(seeds=len(d), diff=mean, diff_ci=half, wins=int((d > 0).sum()))
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(df: pd.DataFrame, metric: str = "accuracy", baseline: str = "none") -> str:
+    """:func:`paired_differences` as a markdown table (differences in points of `metric`)."""
+    pdiff = paired_differences(df, metric, baseline)
+    group = [c for c in ("sweep_value", "method", "ratio") if c in pdiff.columns]
+    lines = [f"| {' | '.join(group)} | seeds | {metric} minus {baseline}'s | wins/seeds |",
+             "|" + "---|" * (len(group) + 3)]
+    for _, r in pdiff.iterrows():
+        cells = " | ".join(str(r[g]) for g in group)
+        lines.append(f"| {cells} | {r['seeds']} | {_pm(r['diff'], r['diff_ci'], '+.4f')} | "
+                     f"{r['wins']}/{r['seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_report(report: Path, sections: dict[str, str]) -> None:
+    """Replace each marked table section of `report`; append sections that have no markers.
+
+    A section is the text between ``<!-- BEGIN TABLE name -->`` and ``<!-- END TABLE name -->``;
+    everything else (the prose) is left alone. The file is replaced atomically.
+    """
+    from latentrm.io import atomic_write_text
+
+    text = report.read_text() if report.exists() else "# latentrm results\n"
+    for name, body in sections.items():
+        begin, end = f"<!-- BEGIN TABLE {name} -->", f"<!-- END TABLE {name} -->"
+        block = f"{begin}\n{body.rstrip()}\n{end}"
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+        if pattern.search(text):
+            text = pattern.sub(lambda _m, b=block: b, text, count=1)
+        else:
+            text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
+    atomic_write_text(report, text.rstrip() + "\n")
