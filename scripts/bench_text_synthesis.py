@@ -34,7 +34,8 @@ def _n_params(module) -> int:
 
 
 def bench_synthesis(args, ds, out: dict) -> None:
-    from latentrm.text_baselines import SelfRewardConfig, SelfRewardingSynthesizer, n_responses
+    from latentrm.config import SelfRewardConfig
+    from latentrm.text.self_rewarding import SelfRewardingSynthesizer, n_responses
 
     rng = np.random.default_rng(args.seed)
     sample = ds.subset(np.sort(rng.choice(len(ds), args.synth_prompts, replace=False)))
@@ -105,9 +106,10 @@ def bench_synthesis(args, ds, out: dict) -> None:
 
 
 def bench_reward_models(args, ds, out: dict) -> None:
+    from latentrm.config import TextRewardConfig
     from latentrm.data import split_indices
     from latentrm.evaluate import bootstrap_ci, pair_correctness
-    from latentrm.text_baselines import TextRewardConfig, TextRewardModel
+    from latentrm.text.reward_model import TextRewardModel
 
     tr, te = split_indices(len(ds), args.rm_train, args.rm_test, args.seed)
     train, test = ds.subset(tr), ds.subset(te)

@@ -245,7 +245,8 @@ def test_sweep_value_errors_name_the_key() -> None:
 
 def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_embed: dict,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import latentrm.text_baselines as tb
+    import latentrm.recipes.experiment as ex
+    import latentrm.text.reward_model as tb
     from latentrm.recipes.experiment import _text_baseline_rows
 
     seen = []
@@ -262,7 +263,7 @@ def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_
         return FakeTextRM()
 
     monkeypatch.setattr(tb, "text_reward_model", fake_fit)
-    monkeypatch.setattr(tb, "text_baselines_available", lambda: True)
+    monkeypatch.setattr(ex, "text_baselines_available", lambda: True)
     cfg = load_config(None, small(cand_file, tmp_path / "t", "text_baselines=[full,lora]",
                                   "data.n_seed=50", "data.n_test=null", "eval.candidate_pool=6",
                                   "eval.best_of_n=6", "seed=3"))

@@ -22,7 +22,12 @@ from tqdm.auto import tqdm
 
 from latentrm import __version__
 from latentrm.config import EmbedConfig
-from latentrm.embed.models import is_decoder_config, load_model, resolve_identity, resolve_model
+from latentrm.embed.models import (
+    is_decoder_config,
+    load_hf_model,
+    resolve_identity,
+    resolve_model,
+)
 from latentrm.errors import ConfigError
 from latentrm.runtime import resolve_device, torch_threads
 
@@ -113,7 +118,7 @@ class Embedder:
         self.path, alias_gguf = resolve_model(cfg.model)
         self.gguf_file = cfg.gguf_file or alias_gguf
         self.device = resolve_device(cfg.device, "embed.device")
-        self.tokenizer, self.model = load_model(
+        self.tokenizer, self.model = load_hf_model(
             self.path,
             self.gguf_file,
             cfg.revision,

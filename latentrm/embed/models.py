@@ -208,16 +208,24 @@ def is_decoder_config(config: Any) -> bool:
     )
 
 
-def load_model(
+def load_hf_model(
     path: str,
     gguf_file: str | None,
     revision: str | None,
     trust_remote_code: bool,
     dtype: Any,
     device: Any,
+    auto_class: str = "AutoModel",
+    **model_kw: Any,
 ) -> tuple[Any, Any]:
-    """(tokenizer, AutoModel in eval mode on `device`) or ConfigError with transformers' message."""
-    from transformers import AutoModel, AutoTokenizer
+    """(tokenizer, model in eval mode on `device`): the one Hugging Face loader of latentrm.
+
+    `auto_class` names the transformers Auto class (AutoModel for embedders,
+    AutoModelForCausalLM / AutoModelForSequenceClassification for the text baselines); `model_kw`
+    goes to its from_pretrained. ConfigError with transformers' message when loading fails.
+    """
+    import transformers
+    from transformers import AutoTokenizer
 
     kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if gguf_file is not None:
@@ -226,7 +234,9 @@ def load_model(
     where = f"{path}" + (f" (gguf_file={gguf_file})" if gguf_file else "")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-        model = AutoModel.from_pretrained(path, dtype=dtype, **kw)
+        model = getattr(transformers, auto_class).from_pretrained(
+            path, dtype=dtype, **kw, **model_kw
+        )
     except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"cannot load model {where}: {type(e).__name__}: {e}") from None
     model.to(device).eval()

@@ -17,7 +17,6 @@ Outputs in cfg.out_dir:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import time
@@ -49,6 +48,7 @@ from latentrm.recipes.prepare import PreparedData, Split, prepare_data
 from latentrm.recipes.report import summary_markdown
 from latentrm.recipes.run import evaluate_split, fit_reference_head, with_changes
 from latentrm.runtime import torch_threads
+from latentrm.text.lm import text_baselines_available
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,12 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     modes = list(cfg.text_baselines)
     if not modes:
         return []
-    if importlib.util.find_spec("latentrm.text_baselines") is None:
-        log.warning("text_baselines=%s skipped: latentrm.text_baselines is not available", modes)
-        return []
-    from latentrm import text_baselines as tb
+    from latentrm.text import reward_model as tb
 
     unknown = sorted(set(modes) - set(tb.TEXT_METHODS))
     if unknown:
         raise ConfigError(f"unknown text_baselines {unknown}; choose from {tb.TEXT_METHODS}")
-    if not tb.text_baselines_available():
+    if not text_baselines_available():
         log.warning("text_baselines=%s skipped: install the extra latentrm[text]", modes)
         return []
     ds = data.ds

@@ -11,11 +11,9 @@ package. transformers loads that GGUF directly as ``LlamaForSequenceClassificati
 de-quantises every tensor to float32 and initialises the missing ``score`` head (576 -> 1, no bias)
 from the seeded torch RNG; the causal-LM head in the file is not used. No conversion step is needed.
 
-trl/peft are imported inside functions so ``import latentrm`` works without the extra; check with
-``text_baselines_available()``.
-
-The self-rewarding synthesiser lives in :mod:`latentrm.self_rewarding`, the shared model loading and
-encoding in :mod:`latentrm.textlm`; their public names are re-exported here.
+trl/peft are imported inside functions so importing this module works without the extra; check
+with ``latentrm.text.lm.text_baselines_available()``. The self-rewarding synthesiser is
+:mod:`latentrm.text.self_rewarding`, model loading and encoding :mod:`latentrm.text.lm`.
 """
 
 from __future__ import annotations
@@ -34,29 +32,16 @@ import numpy as np
 from latentrm.config import RunConfig, SelfRewardConfig, TextRewardConfig
 from latentrm.data.types import PreferenceDataset
 from latentrm.errors import ConfigError, TrainingError
-from latentrm.self_rewarding import (
-    JUDGE_TEMPLATE,
-    SelfRewardingSynthesizer,
-    SynthesisResult,
-    combine_orders,
-    n_responses,
-)
-from latentrm.textlm import (
+from latentrm.runtime import resolve_device
+from latentrm.text.lm import (
     Prompt,
     encode_texts,
-    load_model,
+    load_text_model,
     pad_batch,
     require_text_extra,
-    resolve_device,
-    text_baselines_available,
     use_chat,
 )
-
-__all__ = [
-    "JUDGE_TEMPLATE", "TEXT_METHODS", "SelfRewardConfig", "SelfRewardingSynthesizer",
-    "SynthesisResult", "TextRewardConfig", "TextRewardModel", "combine_orders", "encode_texts",
-    "n_responses", "text_baselines_available", "text_reward_model",
-]
+from latentrm.text.self_rewarding import SelfRewardingSynthesizer
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +96,7 @@ class TextRewardModel:
             rng = np.random.default_rng(self.seed)
             train = train.subset(np.sort(rng.permutation(len(train))[: cfg.max_train_pairs]))
         set_seed(self.seed)  # before loading: the new score head is drawn from the torch RNG
-        model, self.tokenizer_ = load_model(self.base_model, self.gguf_file, causal=False)
+        model, self.tokenizer_ = load_text_model(self.base_model, self.gguf_file, causal=False)
         self.chat_ = use_chat(self.tokenizer_, cfg.text_format)
         train_ds = self._dataset(train)
         val_ds = self._dataset(val) if val is not None and len(val) else None

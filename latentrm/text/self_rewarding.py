@@ -18,7 +18,8 @@ from latentrm.config import SelfRewardConfig
 from latentrm.data.formats import render_plain
 from latentrm.data.types import PreferenceDataset, PreferencePair
 from latentrm.errors import ConfigError, TrainingError
-from latentrm.textlm import Prompt, load_model, pad_batch, resolve_device, token_ids, use_chat
+from latentrm.runtime import resolve_device
+from latentrm.text.lm import Prompt, load_text_model, pad_batch, token_ids, use_chat
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class SelfRewardingSynthesizer:
 
     def _ensure_model(self) -> None:
         if not hasattr(self, "model_"):
-            model, self.tokenizer_ = load_model(self.base_model, self.gguf_file, causal=True)
+            model, self.tokenizer_ = load_text_model(self.base_model, self.gguf_file, causal=True)
             self.device_ = resolve_device(self.cfg.device)
             self.model_ = model.to(self.device_).eval()
             self.chat_ = use_chat(self.tokenizer_, self.cfg.text_format)

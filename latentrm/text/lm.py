@@ -1,7 +1,7 @@
 """Causal / sequence-classification LMs for the text baselines: loading, chat rendering, encoding.
 
-Shared by :mod:`latentrm.text_baselines` (reward models fine-tuned on text) and
-:mod:`latentrm.self_rewarding` (the base model writes and judges new responses). Model names
+Shared by :mod:`latentrm.text.reward_model` (reward models fine-tuned on text) and
+:mod:`latentrm.text.self_rewarding` (the base model writes and judges new responses). Model names
 resolve like embedder names (aliases ``smollm2``, ``gemma3-270m``; GGUF files are de-quantised to
 float32 by transformers). trl/peft/transformers are imported inside functions, so importing this
 module needs only the core dependencies; check ``text_baselines_available()``.
@@ -16,6 +16,7 @@ from typing import Any
 
 from latentrm.data.formats import render_plain
 from latentrm.data.types import Message
+from latentrm.embed.models import load_hf_model, resolve_model
 from latentrm.errors import ConfigError
 
 Prompt = Sequence[Message]
@@ -35,43 +36,29 @@ def require_text_extra() -> None:
 
 
 
-def resolve_model_file(base_model: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """(folder or Hub id, GGUF file): aliases as for embeddings; an explicit gguf_file wins."""
-    from latentrm.embed.models import resolve_model
+def load_text_model(base_model: str, gguf_file: str | None, causal: bool) -> tuple[Any, Any]:
+    """(float32 model, tokenizer with a pad token); causal=False: a 1-label sequence classifier.
 
-    path, alias_gguf = resolve_model(base_model)
-    return path, gguf_file or alias_gguf
-
-
-def resolve_device(name: str) -> Any:
+    Model names resolve like embedder names (aliases; an explicit gguf_file wins); loading is
+    :func:`latentrm.embed.models.load_hf_model`, on the CPU (the trainer moves it).
+    """
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def load_model(base_model: str, gguf_file: str | None, causal: bool) -> tuple[Any, Any]:
-    """(float32 model, tokenizer with a pad token); causal=False: a 1-label sequence classifier."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    folder, gguf = resolve_model_file(base_model, gguf_file)
-    kw: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(folder, **kw)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    folder, alias_gguf = resolve_model(base_model)
+    gguf = gguf_file or alias_gguf
     if causal:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+        tok, model = load_hf_model(folder, gguf, None, False, torch.float32, "cpu",
+                                   "AutoModelForCausalLM")
     else:
         try:  # silences the expected "score.weight newly initialised" load report
             from trl.trainer.reward_trainer import suppress_seqcls_warning
         except ImportError:  # pragma: no cover - older/newer trl
             suppress_seqcls_warning = contextlib.nullcontext
         with suppress_seqcls_warning():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, num_labels=1, dtype=torch.float32, **kw
-            )
+            tok, model = load_hf_model(folder, gguf, None, False, torch.float32, "cpu",
+                                       "AutoModelForSequenceClassification", num_labels=1)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     if getattr(model, "hf_quantizer", None) is not None and gguf:
         # The GGUF tensors are de-quantised to float32 at load, yet transformers keeps a "gguf
         # quantizer" tag on the model, and Trainer refuses to fine-tune "quantized" models. Every

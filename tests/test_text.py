@@ -5,18 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latentrm.config import SelfRewardConfig, TextRewardConfig
 from latentrm.data import PreferenceDataset, PreferencePair
 from latentrm.errors import ConfigError, TrainingError
-from latentrm.text_baselines import (
-    SelfRewardConfig,
-    SelfRewardingSynthesizer,
-    TextRewardConfig,
-    TextRewardModel,
-    combine_orders,
-    encode_texts,
-    n_responses,
-    text_baselines_available,
-)
+from latentrm.text.lm import encode_texts, text_baselines_available
+from latentrm.text.reward_model import TextRewardModel
+from latentrm.text.self_rewarding import SelfRewardingSynthesizer, combine_orders, n_responses
 
 pytestmark = pytest.mark.skipif(not text_baselines_available(), reason="needs latentrm[text]")
 
@@ -229,7 +223,7 @@ def test_duplicate_generations_fall_back_to_seed_responses(tiny, monkeypatch):
 
 def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny):
     from latentrm.config import load_config
-    from latentrm.text_baselines import text_reward_model
+    from latentrm.text.reward_model import text_reward_model
 
     cfg = load_config(None, [f"embed.model={tiny}", "embed.device=cpu", "synth.ratio=2"])
     train = planted(4, seed=7)
@@ -244,7 +238,7 @@ def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny):
 
 def test_experiment_entry_point_takes_text_and_self_rewarding_sections_from_the_config(tiny):
     from latentrm.config import load_config
-    from latentrm.text_baselines import text_reward_model
+    from latentrm.text.reward_model import text_reward_model
 
     cfg = load_config(None, [
         f"embed.model={tiny}", "embed.device=cpu", "synth.ratio=1", "text.max_length=16",
@@ -268,9 +262,9 @@ def test_smollm2_gguf_loads_as_trainable_float32_classifier():
     import torch
     from transformers.trainer_utils import validate_quantization_for_training
 
-    from latentrm.textlm import load_model
+    from latentrm.text.lm import load_text_model
 
-    model, tok = load_model("smollm2", None, causal=False)
+    model, tok = load_text_model("smollm2", None, causal=False)
     assert type(model).__name__ == "LlamaForSequenceClassification"
     assert tuple(model.score.weight.shape) == (1, 576) and model.score.bias is None
     assert {p.dtype for p in model.parameters()} == {torch.float32}
