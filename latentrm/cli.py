@@ -138,7 +138,7 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder for augmented.safetensors/.json")
 
 
-@command("synth", "Augment cached seed-pair embeddings (synth.method, synth.ratio) and save them.",
+@command("synth", "Augment cached seed-pair embeddings (synth.method, ratios=[r]) and save them.",
          _add_synth)
 def _cmd_synth(args: argparse.Namespace) -> int:
     from latentrm.recipes.augment import synth_from_cache

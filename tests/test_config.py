@@ -26,7 +26,7 @@ def test_overrides_nest_and_coerce() -> None:
         ("ratios=[0]", "ratios must be an integer >= 1, got 0"),
         ("ratios=[two]", "ratios: expected an integer, got 'two'"),
         ("ratios=[1.5]", "ratios: expected an integer, got 1.5"),
-        ("synth.ratio=0", "synth.ratio must be an integer >= 1"),
+        ("synth.ratio=4", "synth.ratio is now `ratios` (one key for every method)"),
         ("methods=[lense]", "unknown method 'lense'; did you mean 'lens'?"),
         ("embed.show_progress=maybe", "embed.show_progress: expected true/false"),
         ("data.val_fraction=1.5", "data.val_fraction must be in (0, 1)"),

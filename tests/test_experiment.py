@@ -258,7 +258,7 @@ def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_
             assert len(prompts) == len(responses)
             return np.array([float(r.rsplit("gold=", 1)[1]) for r in responses])
 
-    def fake_fit(cfg: Any, mode: str, train: Any, val: Any, seed: int) -> FakeTextRM:
+    def fake_fit(cfg: Any, mode: str, train: Any, val: Any, seed: int, ratio: Any) -> FakeTextRM:
         seen.append((mode, len(train), len(val), seed))
         return FakeTextRM()
 

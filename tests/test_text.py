@@ -225,11 +225,12 @@ def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny):
     from latentrm.config import load_config
     from latentrm.text.reward_model import text_reward_model
 
-    cfg = load_config(None, [f"embed.model={tiny}", "embed.device=cpu", "synth.ratio=2"])
+    cfg = load_config(None, [f"embed.model={tiny}", "embed.device=cpu", "ratios=[2]"])
     train = planted(4, seed=7)
     synth = SelfRewardConfig(max_new_tokens=4, device="cpu")
     text = TextRewardConfig(max_length=32, device="cpu")
-    rm = text_reward_model(cfg, "self-rewarding", train, None, 0, text_cfg=text, synth_cfg=synth)
+    rm = text_reward_model(cfg, "self-rewarding", train, None, 0, cfg.ratios[0], text_cfg=text,
+                           synth_cfg=synth)
     assert rm.ratio_ == 2 and rm.mode == "lora" and rm.n_train_pairs_ == 4 + 2 * 4
     assert len(rm.synthesis_.pairs) == 8
     with pytest.raises(ConfigError):
@@ -241,14 +242,14 @@ def test_experiment_entry_point_takes_text_and_self_rewarding_sections_from_the_
     from latentrm.text.reward_model import text_reward_model
 
     cfg = load_config(None, [
-        f"embed.model={tiny}", "embed.device=cpu", "synth.ratio=1", "text.max_length=16",
+        f"embed.model={tiny}", "embed.device=cpu", "ratios=[1]", "text.max_length=16",
         "text.lora_r=2", "text.max_train_pairs=3", "self_rewarding.max_new_tokens=3",
         "self_rewarding.train_mode=full",
     ])
     rm = text_reward_model(cfg, "lora", planted(5, seed=3), None, 0)
     assert rm.cfg.max_length == 16 and rm.cfg.lora_r == 2 and rm.n_train_pairs_ == 3
     assert rm.cfg.device == "cpu"  # "auto" in the text section follows embed.device
-    sr = text_reward_model(cfg, "self-rewarding", planted(4, seed=1), None, 0)
+    sr = text_reward_model(cfg, "self-rewarding", planted(4, seed=1), None, 0, cfg.ratios[0])
     assert sr.mode == "full" and sr.ratio_ == 1 and sr.n_train_pairs_ == 3  # max_train_pairs
 
 

@@ -135,7 +135,7 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
             for i in range(24)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     keys = ["embed.model=minilm", "embed.show_progress=false", "data.n_seed=20", "vae.epochs=5",
-            "reward.epochs=5", "synth.ratio=4"]
+            "reward.epochs=5", "ratios=[4]"]
     assert main(["embed", *keys, "--data", str(data), "--out", str(tmp_path / "cache")]) == 0
     cache = next(p for p in (tmp_path / "cache").iterdir() if (p / "meta.json").exists())
     assert main(["synth", str(cache), *keys, "--out", str(tmp_path / "aug")]) == 0

@@ -16,7 +16,7 @@ import numpy as np
 from latentrm.config import EmbedConfig, RunConfig, from_dict, to_dict
 from latentrm.data.splits import carve_validation, split_indices
 from latentrm.embed.cache import PairEmbeddings, load_pair_cache
-from latentrm.errors import LatentrmError
+from latentrm.errors import ConfigError, LatentrmError
 from latentrm.evaluate import pairwise_accuracy
 from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
@@ -37,16 +37,19 @@ def seed_split(pairs: PairEmbeddings, cfg: RunConfig) -> tuple[np.ndarray, np.nd
 
 
 def synth_from_cache(cache: str | Path, cfg: RunConfig, out: str | Path) -> dict[str, Any]:
-    """Augment the seed pairs of a cache with synth.method at synth.ratio; save to `out`.
+    """Augment the seed pairs of a cache with synth.method at the one ratio of `ratios`; save.
 
     Returns the saved set's stats plus sizes and seconds (fit + synthesis).
     """
+    if len(cfg.ratios) != 1:
+        raise ConfigError(f"latentrm synth makes one set: give one ratio, e.g. ratios=[4] "
+                          f"(got ratios={list(cfg.ratios)})")
     pairs = load_pair_cache(cache, expect=cfg.embed)
     train, val = seed_split(pairs, cfg)
     c, r = pairs.chosen[train], pairs.rejected[train]
     t0 = time.perf_counter()
     augmenter = make_augmenter(cfg.synth.method, cfg, cfg.seed).fit(c, r)
-    aug = augmenter.augment(c, r, cfg.synth.ratio, cfg.seed)
+    aug = augmenter.augment(c, r, cfg.ratios[0], cfg.seed)
     seconds = time.perf_counter() - t0
     meta = {"cache": str(cache), "embed": to_dict(cfg.embed), "config": to_dict(cfg),
             "val_ids": [pairs.ids[i] for i in val], "seconds": seconds}

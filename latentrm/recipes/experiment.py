@@ -78,9 +78,10 @@ def sweep_configs(cfg: RunConfig) -> list[tuple[str | None, RunConfig]]:
 def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> list[dict[str, Any]]:
     """Rows for the text baselines (TRL reward models on the text of the same split), if enabled.
 
-    `text_baselines.text_reward_model` fits full / lora on the split's training pairs (early
-    stopping data: its validation pairs); self-rewarding first synthesises synth.ratio judged pairs
-    per seed pair. They are scored on the same held-out pairs and Best-of-N candidates as LENS.
+    `text.reward_model.text_reward_model` fits full / lora on the split's training pairs (early
+    stopping data: its validation pairs); self-rewarding first synthesises, at each ratio of
+    `ratios` (the ones LENS uses), that many judged pairs per seed pair. They are scored on the
+    same held-out pairs and Best-of-N candidates as LENS.
     The caller runs it with embed.threads torch threads (LLM passes, like embedding).
     """
     modes = list(cfg.text_baselines)
@@ -97,9 +98,10 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     ds = data.ds
     train, val, test = ds.subset(split.train), ds.subset(split.val), ds.subset(split.test)
     rows = []
-    for mode in modes:
+    runs = [(m, r) for m in modes for r in (cfg.ratios if m == "self-rewarding" else (None,))]
+    for mode, ratio in runs:
         t0 = time.perf_counter()
-        model = tb.text_reward_model(cfg, mode, train, val, cfg.seed)
+        model = tb.text_reward_model(cfg, mode, train, val, cfg.seed, ratio)
         t_total = time.perf_counter() - t0
         synthesis = getattr(model, "synthesis_", None)
         t_synth = (float(synthesis.stats.get("generate_seconds", 0.0))

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.config import RunConfig, SelfRewardConfig, TextRewardConfig
+from latentrm.config import RunConfig, SelfRewardConfig, TextRewardConfig, check_ratio
 from latentrm.data.types import PreferenceDataset
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.runtime import resolve_device
@@ -210,13 +210,14 @@ def _on_embed_device(section: Any, cfg: RunConfig) -> Any:
 
 def text_reward_model(
     cfg: RunConfig, mode: str, train: PreferenceDataset, val: PreferenceDataset | None, seed: int,
-    text_cfg: TextRewardConfig | None = None, synth_cfg: SelfRewardConfig | None = None,
+    ratio: int | None = None, text_cfg: TextRewardConfig | None = None,
+    synth_cfg: SelfRewardConfig | None = None,
 ) -> TextRewardModel:
     """A fitted text baseline for `latentrm experiment` (mode: full | lora | self-rewarding).
 
     Base model = the embedder's (cfg.embed.model / gguf_file); settings from cfg.text and
     cfg.self_rewarding unless given (device "auto" there means cfg.embed.device). self-rewarding
-    first adds cfg.synth.ratio * len(train) judged pairs (the ratio LENS uses) and then fits a
+    first adds `ratio` * len(train) judged pairs (one of cfg.ratios, as LENS) and then fits a
     synth_cfg.train_mode model on seed + synthetic pairs; the returned model carries
     `synthesis_` (SynthesisResult: stats with generate/judge seconds) and `ratio_`.
     """
@@ -229,8 +230,11 @@ def text_reward_model(
         rm = TextRewardModel(base, mode, text_cfg, seed, gguf).fit(train, val)
         rm.ratio_ = 0
         return rm
-    res = SelfRewardingSynthesizer(base, synth_cfg, gguf).synthesize(train, cfg.synth.ratio, seed)
+    if ratio is None:
+        raise ConfigError("self-rewarding needs a ratio (one of `ratios`)")
+    ratio = check_ratio(ratio, "ratios")
+    res = SelfRewardingSynthesizer(base, synth_cfg, gguf).synthesize(train, ratio, seed)
     augmented = PreferenceDataset([*train.pairs, *res.pairs.pairs], train.source, train.stats)
     rm = TextRewardModel(base, synth_cfg.train_mode, text_cfg, seed, gguf).fit(augmented, val)
-    rm.synthesis_, rm.ratio_ = res, cfg.synth.ratio
+    rm.synthesis_, rm.ratio_ = res, ratio
     return rm

@@ -1,0 +1,104 @@
+"""The run config: every stage's section plus what a run or experiment compares and repeats."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from latentrm.config.stages import (
+    DataConfig,
+    EmbedConfig,
+    EvalConfig,
+    RewardConfig,
+    SynthConfig,
+    VAEConfig,
+    opt,
+)
+from latentrm.config.text import SelfRewardConfig, TextRewardConfig
+from latentrm.errors import ConfigError
+
+# Augmentation methods (latentrm.methods.make_augmenter builds them); "none" = originals only.
+METHODS = ("none", "direct", "gaussian", "lens")
+
+
+def check_ratio(ratio: Any, key: str = "ratio") -> int:
+    """The one rule for an augmentation ratio (new pairs per seed pair): an integer >= 1.
+
+    Used by the config (`ratios`) and by every augmenter; ConfigError naming `key` otherwise.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, int | np.integer) or ratio < 1:
+        raise ConfigError(f"{key} must be an integer >= 1, got {ratio!r}")
+    return int(ratio)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    text: TextRewardConfig = field(default_factory=TextRewardConfig)
+    self_rewarding: SelfRewardConfig = field(default_factory=SelfRewardConfig)
+    seed: int = opt(0, "Seed of every random choice in the run (VAE, synthesis, head).")
+    methods: tuple[str, ...] = opt(
+        METHODS, "Methods `latentrm run` trains and compares."
+    )
+    ratios: tuple[int, ...] = opt(
+        (4,),
+        "Augmentation ratios (new pairs per seed pair, integers >= 1): each augmenting method and "
+        "self-rewarding run at each of them; `latentrm synth` takes exactly one.",
+    )
+    seeds: tuple[int, ...] = opt((0,), "Seeds/splits for `latentrm experiment` (>= 5 for CIs).")
+    out_dir: str = opt("runs/default", "Run directory: artifacts, resolved config, metrics.")
+    cache_dir: str = opt("cache", "Embedding cache root (keyed subfolders).")
+    threads: int | None = opt(None, "torch threads for the whole run (None = torch default).")
+    select_gamma: tuple[float, ...] = opt(
+        (),
+        "LENS: grid of vae.gamma values chosen on the validation split carved from the seed set "
+        "(never the test split). () = no selection, use vae.gamma.",
+    )
+    select_sigma2: tuple[float, ...] = opt(
+        (), "LENS: grid of synth.sigma2 values chosen on validation (with select_gamma). () = none."
+    )
+    select_direct_noise: tuple[float, ...] = opt(
+        (), "Direct perturbation: grid of synth.direct_noise chosen on validation. () = none."
+    )
+    text_baselines: tuple[str, ...] = opt(
+        (),
+        "Text baselines for `latentrm experiment` (full | lora | self-rewarding) on embed.model; "
+        "run only when latentrm.text_baselines is importable.",
+    )
+    sweep: str | None = opt(
+        None, "Ablation: one config key to sweep in `latentrm experiment`, e.g. vae.gamma."
+    )
+    sweep_values: tuple[str, ...] = opt(
+        (), "Ablation: values of `sweep` (each parsed as YAML, e.g. [0, 0.01, 0.1])."
+    )
+
+    def __post_init__(self) -> None:
+        # Values a type check cannot catch; each error names the key.
+        for r in self.ratios:
+            check_ratio(r, "ratios")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, list(METHODS))}")
+        if not 0 < self.data.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+        if self.data.n_seed < 2:
+            raise ConfigError(f"data.n_seed must be >= 2, got {self.data.n_seed}")
+        if self.synth.sigma2 <= 0:
+            raise ConfigError(f"synth.sigma2 must be > 0, got {self.synth.sigma2}")
+        if self.vae.latent_dim < 1:
+            raise ConfigError(f"vae.latent_dim must be >= 1, got {self.vae.latent_dim}")
+
+
+def _nearest(name: str, options: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    if close:
+        return f"; did you mean '{prefix}{close[0]}'?"
+    return f"; valid keys: {', '.join(prefix + o for o in options)}"
