@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config import EmbedConfig, from_dict, load_config, to_dict
+from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError, DataError
 from latentrm.io import atomic_write_json
 from latentrm.reward import RewardHead, load_head, save_head
@@ -50,8 +51,6 @@ class RewardModel:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from latentrm.embed.embedder import Embedder  # lazy: loads an LLM
-
             emb = Embedder(self.embed_cfg)
             self._check_dim(emb)
             self._embedder = emb

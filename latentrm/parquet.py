@@ -36,15 +36,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from latentrm.errors import DataError
 from latentrm.io import atomic_write
-
-if TYPE_CHECKING:
-    from latentrm.pairs import AugmentedPairs
+from latentrm.pairs import AugmentedPairs, load_augmented
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +186,6 @@ def read_augmented(path: str | Path) -> ExportedAugmented:
     """Read a file written by `export_augmented` back into an AugmentedPairs (pool compacted)."""
     import pyarrow.parquet as pq
 
-    from latentrm.pairs import AugmentedPairs
-
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=str(path))
@@ -237,8 +233,6 @@ def export_synth_dir(augmented_dir: str | Path, out: str | Path) -> dict[str, An
 
     Seed ids come from the synth header; sets saved without ids get ``seed-<i>``.
     """
-    from latentrm.pairs import load_augmented
-
     aug, _val, head = load_augmented(augmented_dir)
     ids = head.get("ids")
     if ids is None:

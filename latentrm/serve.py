@@ -27,6 +27,7 @@ from latentrm.data.messages import (
 from latentrm.data.types import Prompt
 from latentrm.errors import DataError
 from latentrm.evaluate import pairwise_accuracy
+from latentrm.model import RewardModel
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ def as_scorer(model_or_dir: Scorer | str | Path, embedder: Any | None = None) ->
     """
     if hasattr(model_or_dir, "score"):
         return model_or_dir  # type: ignore[return-value]
-    from latentrm.model import RewardModel
-
     return RewardModel.load(Path(model_or_dir), embedder=embedder)  # type: ignore[arg-type]
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from latentrm.config.run import RunConfig, _nearest
 from latentrm.errors import ConfigError
+from latentrm.io import atomic_write_text
 
 C = TypeVar("C")
 
@@ -162,8 +163,6 @@ def load_config(
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    from latentrm.io import atomic_write_text
-
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 

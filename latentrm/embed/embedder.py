@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from latentrm import __version__
 from latentrm.config import EmbedConfig
+from latentrm.data.formats import render_plain
 from latentrm.embed.models import (
     is_decoder_config,
     load_hf_model,
@@ -169,8 +170,6 @@ class Embedder:
     # --- text -> token ids ---------------------------------------------------------------------
     def render(self, prompt: Sequence[Message], response: str) -> tuple[str, int]:
         """(text, character index where the response starts) in this embedder's text format."""
-        from latentrm.data.formats import render_plain
-
         prefix: str | None
         if self.text_format == "chat":
             tok = self.tokenizer

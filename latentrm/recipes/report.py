@@ -18,6 +18,7 @@ import pandas as pd
 
 from latentrm.config import RunConfig
 from latentrm.evaluate import mean_ci_over_seeds
+from latentrm.io import atomic_write_text
 
 
 # --- reporting ----------------------------------------------------------------------------------
@@ -167,8 +168,6 @@ def update_report(report: Path, sections: dict[str, str]) -> None:
     A section is the text between ``<!-- BEGIN TABLE name -->`` and ``<!-- END TABLE name -->``;
     everything else (the prose) is left alone. The file is replaced atomically.
     """
-    from latentrm.io import atomic_write_text
-
     text = report.read_text() if report.exists() else "# latentrm results\n"
     for name, body in sections.items():
         begin, end = f"<!-- BEGIN TABLE {name} -->", f"<!-- END TABLE {name} -->"
