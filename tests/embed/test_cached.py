@@ -1,4 +1,8 @@
-"""Embedding cache: hit without loading the model, miss, mismatch, resume, crash safety, CLI."""
+"""Embedding through the cache: hit without loading the model, miss, resume, crash safety.
+
+BERT is the cheapest tiny model to load (`tiny_bert`); the cache logic does not depend on the
+architecture.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_embed import cfg_for, make_pairs, save_tiny_bert
 
 import latentrm.embed.cached as E
-from latentrm.cli import main
-from latentrm.data import CandidateSet, PreferenceDataset
+from latentrm.data import CandidateSet
 from latentrm.embed.cache import load_pair_cache
 from latentrm.errors import CacheError, ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    # BERT is the cheapest tiny model to load; the cache logic does not depend on the architecture
-    return save_tiny_bert(tmp_path_factory.mktemp("bert"))
-
-
-@pytest.fixture(scope="module")
-def ds() -> PreferenceDataset:
-    return PreferenceDataset(make_pairs(5), source="test")
+from latentrm.testing import cfg_for
 
 
 def chunk_files(d: Path) -> list[str]:
@@ -58,10 +47,10 @@ class Counting:
         monkeypatch.setattr(E.Embedder, "embed_ids", embed_ids)
 
 
-def test_miss_then_hit_without_loading_the_model(tmp_path, model_dir, ds, monkeypatch):
-    cfg = cfg_for(model_dir, chunk_size=4)
+def test_miss_then_hit_without_loading_the_model(tmp_path, tiny_bert, five_pairs, monkeypatch):
+    cfg = cfg_for(tiny_bert, chunk_size=4)
     count = Counting(monkeypatch)
-    first = E.embed_pairs(ds, cfg, tmp_path)
+    first = E.embed_pairs(five_pairs, cfg, tmp_path)
     d = Path(first.meta["cache"]["dir"])
     assert d.parent == tmp_path and first.meta["cache"]["hit"] is False
     assert chunk_files(d) == [
@@ -70,114 +59,87 @@ def test_miss_then_hit_without_loading_the_model(tmp_path, model_dir, ds, monkey
         "chunk-00002.npy",
     ]  # 10 rows / 4
     assert count.rows == 10 and first.chosen.shape == first.rejected.shape == (5, 32)
-    assert first.ids == [p.id for p in ds.pairs]
+    assert first.ids == [p.id for p in five_pairs.pairs]
     # rows are chosen_0..4 then rejected_0..4: compare with a direct embedding
     emb = E.Embedder(cfg)
-    np.testing.assert_allclose(first.chosen, emb.embed(ds.prompts, ds.chosen), atol=1e-6)
-    np.testing.assert_allclose(first.rejected, emb.embed(ds.prompts, ds.rejected), atol=1e-6)
+    prompts = five_pairs.prompts
+    np.testing.assert_allclose(first.chosen, emb.embed(prompts, five_pairs.chosen), atol=1e-6)
+    np.testing.assert_allclose(first.rejected, emb.embed(prompts, five_pairs.rejected), atol=1e-6)
 
     def no_model(*a, **k):
         raise AssertionError("a cache hit must not load the model")
 
     monkeypatch.setattr(E, "Embedder", no_model)
     rows_before = count.rows
-    second = E.embed_pairs(ds, cfg, tmp_path)
+    second = E.embed_pairs(five_pairs, cfg, tmp_path)
     assert second.meta["cache"]["hit"] is True and count.rows == rows_before
     np.testing.assert_array_equal(second.chosen, first.chosen)
     np.testing.assert_array_equal(second.rejected, first.rejected)
     meta = json.loads((d / "meta.json").read_text())
     assert meta["embedder"]["dim"] == 32 and meta["chunk_size"] == 4
-    assert meta["request"]["content_hash"] == ds.content_hash()
+    assert meta["request"]["content_hash"] == five_pairs.content_hash()
     loaded = load_pair_cache(d, expect=cfg)
     np.testing.assert_array_equal(loaded.chosen, first.chosen)
     assert loaded.ids == first.ids
 
 
-def test_key_follows_what_changes_the_vectors(tmp_path, model_dir, ds):
-    cfg = cfg_for(model_dir, chunk_size=4)
-    base = E.embed_pairs(ds, cfg, tmp_path).meta["cache"]["dir"]
+def test_key_follows_what_changes_the_vectors(tmp_path, tiny_bert, five_pairs):
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    base = E.embed_pairs(five_pairs, cfg, tmp_path).meta["cache"]["dir"]
     # batch size / threads / progress do not change the vectors: same cache
     same = dataclasses.replace(cfg, batch_size=1, threads=1, chunk_size=3)
-    hit = E.embed_pairs(ds, same, tmp_path)
+    hit = E.embed_pairs(five_pairs, same, tmp_path)
     assert hit.meta["cache"] == {**hit.meta["cache"], "dir": base, "hit": True}
     assert hit.meta["chunk_size"] == 4  # an existing cache keeps its own chunk layout
-    other_layer = E.embed_pairs(ds, dataclasses.replace(cfg, layer=-2), tmp_path)
-    other_data = E.embed_pairs(ds.subset([0, 1, 2]), cfg, tmp_path)
+    other_layer = E.embed_pairs(five_pairs, dataclasses.replace(cfg, layer=-2), tmp_path)
+    other_data = E.embed_pairs(five_pairs.subset([0, 1, 2]), cfg, tmp_path)
     dirs = {base, other_layer.meta["cache"]["dir"], other_data.meta["cache"]["dir"]}
     assert len(dirs) == 3
     assert not np.allclose(other_layer.chosen, hit.chosen, atol=1e-4)
     np.testing.assert_allclose(other_data.chosen, hit.chosen[:3], atol=1e-5)
 
 
-def test_mismatching_cache_names_the_field(tmp_path, model_dir, ds):
-    cfg = cfg_for(model_dir, chunk_size=4)
-    d = Path(E.embed_pairs(ds, cfg, tmp_path).meta["cache"]["dir"])
-    with pytest.raises(CacheError, match=r"made with layer=-1, asked layer=-2"):
-        load_pair_cache(d, expect=dataclasses.replace(cfg, layer=-2))
-    with pytest.raises(CacheError, match=r"made with max_length=512, asked max_length=64"):
-        load_pair_cache(d, expect=dataclasses.replace(cfg, max_length=64))
-    # a cache folder whose meta.json says something else than its key (edited, copied by hand)
-    meta = json.loads((d / "meta.json").read_text())
-    meta["request"]["pooling"] = "last"
-    (d / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(CacheError, match=rf"cache at {d} was made with pooling='last', asked"):
-        E.embed_pairs(ds, cfg, tmp_path)
-
-
-def test_resume_computes_only_missing_chunks(tmp_path, model_dir, ds, monkeypatch):
-    cfg = cfg_for(model_dir, chunk_size=4)
-    full = E.embed_pairs(ds, cfg, tmp_path)
+def test_resume_computes_only_missing_chunks(tmp_path, tiny_bert, five_pairs, monkeypatch):
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    full = E.embed_pairs(five_pairs, cfg, tmp_path)
     d = Path(full.meta["cache"]["dir"])
     (d / "chunk-00001.npy").unlink()
     count = Counting(monkeypatch)
-    again = E.embed_pairs(ds, cfg, tmp_path)
+    again = E.embed_pairs(five_pairs, cfg, tmp_path)
     assert (count.rows, again.meta["cache"]["chunks_computed"]) == (4, 1)
     np.testing.assert_allclose(again.chosen, full.chosen, atol=1e-6)
     np.testing.assert_allclose(again.rejected, full.rejected, atol=1e-6)
 
 
-def test_partial_run_then_resume_equals_uninterrupted(tmp_path, model_dir, ds, monkeypatch):
-    cfg = cfg_for(model_dir, chunk_size=3)  # 10 rows -> 4 chunks
-    ref = E.embed_pairs(ds, cfg, tmp_path / "ref")
+def test_partial_run_then_resume_equals_uninterrupted(tmp_path, tiny_bert, five_pairs, monkeypatch):
+    cfg = cfg_for(tiny_bert, chunk_size=3)  # 10 rows -> 4 chunks
+    ref = E.embed_pairs(five_pairs, cfg, tmp_path / "ref")
     Counting(monkeypatch, fail_after_chunks=2)
     with pytest.raises(KeyboardInterrupt):
-        E.embed_pairs(ds, cfg, tmp_path / "run")
+        E.embed_pairs(five_pairs, cfg, tmp_path / "run")
     d = tmp_path / "run" / Path(ref.meta["cache"]["dir"]).name
     assert chunk_files(d) == ["chunk-00000.npy", "chunk-00001.npy"]
     with pytest.raises(CacheError, match="chunk-00002.npy is missing"):
         load_pair_cache(d)
     monkeypatch.undo()
     count = Counting(monkeypatch)
-    out = E.embed_pairs(ds, cfg, tmp_path / "run")
+    out = E.embed_pairs(five_pairs, cfg, tmp_path / "run")
     assert count.rows == 4  # chunks 2 (rows 6..8) and 3 (row 9)
     np.testing.assert_allclose(out.chosen, ref.chosen, atol=1e-6)
     np.testing.assert_allclose(out.rejected, ref.rejected, atol=1e-6)
 
 
-def test_corrupt_chunks_are_cache_errors(tmp_path, model_dir, ds):
-    cfg = cfg_for(model_dir, chunk_size=4)
-    d = Path(E.embed_pairs(ds, cfg, tmp_path).meta["cache"]["dir"])
-    rows = np.load(d / "chunk-00001.npy")
-    rows[2, 5] = np.nan
-    np.save(d / "chunk-00001.npy", rows)
-    with pytest.raises(CacheError, match=r"chunk-00001\.npy: chunk holds NaN/Inf"):
-        E.embed_pairs(ds, cfg, tmp_path)
-    np.save(d / "chunk-00001.npy", rows[:3])
-    with pytest.raises(CacheError, match=r"chunk-00001\.npy: expected float32 \(4, 32\)"):
-        load_pair_cache(d)
-
-
-def test_embedder_argument_must_match_the_request(tmp_path, model_dir, ds, monkeypatch):
-    cfg = cfg_for(model_dir, chunk_size=4)
+def test_embedder_argument_must_match_the_request(tmp_path, tiny_bert, five_pairs, monkeypatch):
+    cfg = cfg_for(tiny_bert, chunk_size=4)
     emb = E.Embedder(cfg)
     monkeypatch.setattr(E, "Embedder", lambda *a, **k: pytest.fail("given embedder not reused"))
-    out = E.embed_pairs(ds, dataclasses.replace(cfg, batch_size=2), tmp_path, embedder=emb)
+    out = E.embed_pairs(five_pairs, dataclasses.replace(cfg, batch_size=2), tmp_path, embedder=emb)
     assert out.chosen.shape == (5, 32)
     with pytest.raises(ConfigError, match="embedder was built with"):
-        E.embed_pairs(ds, dataclasses.replace(cfg, layer=-2), tmp_path, embedder=emb)
+        E.embed_pairs(five_pairs, dataclasses.replace(cfg, layer=-2), tmp_path, embedder=emb)
 
 
-def test_embed_candidates_split_per_set(tmp_path, model_dir):
+def test_embed_candidates_split_per_set(tmp_path, tiny_bert):
     sets = [
         CandidateSet(
             "a",
@@ -189,7 +151,7 @@ def test_embed_candidates_split_per_set(tmp_path, model_dir):
             "b", ({"role": "user", "content": "a joke"},), ("pens", "ink pranks"), (0.0, 1.0)
         ),
     ]
-    cfg = cfg_for(model_dir, chunk_size=2)
+    cfg = cfg_for(tiny_bert, chunk_size=2)
     out = E.embed_candidates(sets, cfg, tmp_path)
     assert [x.shape for x in out] == [(3, 32), (2, 32)]
     emb = E.Embedder(cfg)
@@ -225,16 +187,18 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path, model_dir, ds):
-    cfg = cfg_for(model_dir, chunk_size=2)  # 10 rows -> 5 chunks
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
+    tmp_path, tiny_bert, five_pairs, repo_root
+):
+    cfg = cfg_for(tiny_bert, chunk_size=2)  # 10 rows -> 5 chunks
     spec = {
         "cfg": dataclasses.asdict(cfg),
         "root": str(tmp_path / "killed"),
-        "pairs": [dataclasses.asdict(p) for p in ds.pairs],
+        "pairs": [dataclasses.asdict(p) for p in five_pairs.pairs],
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "child.py").write_text(CHILD)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
     child = subprocess.Popen(
         [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "spec.json")],
         stdout=subprocess.PIPE,
@@ -253,44 +217,11 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tmp_path, model_dir, ds
     d = d.parent
     assert chunk_files(d) == ["chunk-00000.npy", "chunk-00001.npy"]
     survived = {n: (d / n).stat().st_mtime_ns for n in chunk_files(d)}
-    rerun = E.embed_pairs(ds, cfg, tmp_path / "killed")
+    rerun = E.embed_pairs(five_pairs, cfg, tmp_path / "killed")
     assert rerun.meta["cache"]["chunks_computed"] == 3
     assert {n: (d / n).stat().st_mtime_ns for n in survived} == survived  # kept, not recomputed
-    ref = E.embed_pairs(ds, cfg, tmp_path / "ref")
+    ref = E.embed_pairs(five_pairs, cfg, tmp_path / "ref")
     assert Path(ref.meta["cache"]["dir"]).name == d.name
     assert rerun.ids == ref.ids and rerun.chosen.shape == ref.chosen.shape == (5, 32)
     np.testing.assert_allclose(rerun.chosen, ref.chosen, atol=1e-6)
     np.testing.assert_allclose(rerun.rejected, ref.rejected, atol=1e-6)
-
-
-def test_cli_embed_miss_then_hit(tmp_path, model_dir, capsys):
-    data = REPO / "tests" / "fixtures" / "hh.jsonl"
-    if not data.exists():
-        pytest.skip("tests/fixtures/hh.jsonl missing")
-    argv = [
-        "embed",
-        "--data",
-        str(data),
-        "--model",
-        str(model_dir),
-        "--out",
-        str(tmp_path),
-        "--limit",
-        "3",
-        "--chunk-size",
-        "2",
-        "--layer",
-        "-2",
-        "--no-show-progress",
-    ]
-    assert main(argv) == 0
-    first = capsys.readouterr().out
-    assert "miss" in first and "chosen (3, 32)" in first
-    (d,) = tmp_path.glob("*/meta.json")
-    meta = json.loads(d.read_text())
-    assert meta["request"]["layer"] == -2 and meta["chunk_size"] == 2
-    assert main(argv) == 0
-    second = capsys.readouterr().out
-    assert "hit" in second and str(d.parent) in second
-    assert main([*argv[:-1], "--pooling", "max"]) == 2  # a ConfigError is one line, exit 2
-    assert "embed.pooling must be" in capsys.readouterr().err

@@ -1,8 +1,8 @@
-"""Embedder: pooling vs manual forward passes, layers, text formats, truncation, model resolution.
+"""Embedder: pooling vs manual forward passes, layers, text formats, truncation, metadata.
 
-Tiny randomly initialised models (Llama decoder, BERT encoder) and a byte-level BPE tokenizer are
-built here and saved to a temp folder, so everything runs offline in seconds. Builders are reused
-by test_cache.py.
+Tiny randomly initialised models (Llama decoder, BERT encoder; the `tiny_llama`/`tiny_bert`
+fixtures) and a byte-level BPE tokenizer (latentrm.testing) are saved to a temp folder, so
+everything runs offline in seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,145 +17,12 @@ import pytest
 import torch
 
 from latentrm.config import EmbedConfig
-from latentrm.data import PreferencePair, parse_hh, render_plain
+from latentrm.data import parse_hh, render_plain
 from latentrm.embed.embedder import Embedder, make_batches, truncate_ids
-from latentrm.embed.models import SMOLLM2_GGUF, is_decoder_config, resolve_model
+from latentrm.embed.models import resolve_model
 from latentrm.errors import ConfigError
 from latentrm.io import sha256_file
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-CORPUS = [
-    "the quick brown fox jumps over the lazy dog",
-    "how do I bake bread at home? mix flour water salt and yeast then wait",
-    "I cannot help with that request, but here is something else you could try",
-    "pens paper ink jokes pranks friends arm draw list choose fun examples",
-    "Human: Assistant: what are some good books to read this summer",
-] * 4
-
-
-def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE, bert: bool = False, **kw: str):
-    """Byte-level BPE (no unknown tokens) wrapped as a fast HF tokenizer; BOS or CLS/SEP framing."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = (
-        ["[PAD]", "[CLS]", "[SEP]"] if bert else ["<pad>", "<s>", "<|im_start|>", "<|im_end|>"]
-    )
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        special_tokens=specials,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tk.train_from_iterator(CORPUS, trainer)
-    if bert:
-        tk.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            special_tokens=[("[CLS]", tk.token_to_id("[CLS]")), ("[SEP]", tk.token_to_id("[SEP]"))],
-        )
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tk, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-        )
-    tk.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tk.token_to_id("<s>"))]
-    )
-    kw = {"pad_token": "<pad>", **kw}
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        additional_special_tokens=["<|im_start|>"],
-        **kw,
-    )
-    if chat_template:
-        tok.chat_template = chat_template
-    return tok
-
-
-def save_tiny_llama(folder: Path, tok, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaModel
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    LlamaModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertModel
-
-    tok = build_tokenizer(None, bert=True)
-    torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-    )
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> Path:
-    """Tiny Llama with a ChatML-like template whose texts END with eos (= <|im_end|>)."""
-    return save_tiny_llama(tmp_path_factory.mktemp("llama"), build_tokenizer())
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    return save_tiny_bert(tmp_path_factory.mktemp("bert"))
-
-
-def cfg_for(model: Path | str, **kw) -> EmbedConfig:
-    base = {"model": str(model), "show_progress": False, "batch_size": 3, "device": "cpu"}
-    return EmbedConfig(**{**base, **kw})
-
-
-def make_pairs(n: int, prompt_words: int = 0) -> list[PreferencePair]:
-    """Pairs of varied lengths (so batches pad), sharing each prompt, differing in the reply."""
-    words = " ".join(CORPUS).split()
-    pairs = []
-    for i in range(n):
-        prompt = [{"role": "user", "content": " ".join(words[i : i + 3 + 4 * (i % 3)])}]
-        if i % 2:
-            prompt = [
-                {"role": "system", "content": "be kind"},
-                *prompt,
-                {"role": "assistant", "content": "sure"},
-                {"role": "user", "content": words[i]},
-            ]
-        if prompt_words:
-            filler = " ".join(words[j % len(words)] for j in range(prompt_words))
-            prompt = [{"role": "user", "content": filler}]
-        chosen = " ".join(words[i + 1 : i + 2 + 2 * (i % 4)])
-        rejected = " ".join(words[i + 7 : i + 9 + i % 5])
-        pairs.append(PreferencePair(f"p{i}", tuple(prompt), chosen, rejected))
-    return pairs
+from latentrm.testing import CORPUS, build_tokenizer, cfg_for, make_pairs, save_tiny_llama
 
 
 def manual_last(folder: Path, ids: list[int], layer: int = -1) -> np.ndarray:
@@ -194,16 +60,6 @@ def test_make_batches_longest_first_and_token_cap():
     # cap 15 padded tokens: 9+9 > 15 so 9 sits alone; 7*2 = 14 fits; 3*2 = 6 fits
     assert make_batches(lengths, 4, 15) == [[2], [4, 0], [3, 1]]
     assert make_batches([50], 4, 15) == [[0]]  # an over-long text still gets a batch
-
-
-def test_is_decoder_config():
-    from transformers import BertConfig, LlamaConfig, T5Config
-
-    assert is_decoder_config(LlamaConfig())
-    assert not is_decoder_config(BertConfig())
-    assert is_decoder_config(BertConfig(is_decoder=True))
-    with pytest.raises(ConfigError, match="encoder-decoder"):
-        is_decoder_config(T5Config())
 
 
 # --- pooling -------------------------------------------------------------------------------------
@@ -351,18 +207,7 @@ def test_truncation_cuts_an_over_long_response_from_its_end(tiny_llama):
     assert ids == [full[0], *resp_ids[:14], tok.eos_token_id]
 
 
-# --- resources, metadata, threads ---------------------------------------------------------------
-def test_resolve_model_aliases():
-    folder, gguf = resolve_model("smollm2")
-    assert gguf == SMOLLM2_GGUF and (Path(folder) / gguf).is_file()
-    minilm, none = resolve_model("minilm")
-    assert none is None and (Path(minilm) / "model.safetensors").is_file()
-    assert resolve_model("org/some-model") == ("org/some-model", None)
-    assert resolve_model("./local/dir") == ("./local/dir", None)
-    with pytest.raises(ConfigError, match="not found"):
-        Embedder(cfg_for("./no/such/model"))
-
-
+# --- metadata, threads ----------------------------------------------------------------------------
 def test_metadata_names_model_files_and_resolved_choices(tiny_llama):
     emb = Embedder(cfg_for(tiny_llama, layer=-2, max_length=100))
     meta = emb.metadata()
