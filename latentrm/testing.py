@@ -6,6 +6,7 @@ inside the functions that build models.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config import EmbedConfig
-from latentrm.data import PreferencePair
+from latentrm.data import Message, PreferencePair
 
 
 # --- toy data -------------------------------------------------------------------------------------
@@ -45,6 +46,27 @@ def toy_pairs(
             eps = rng.standard_normal((m, d), np.float32)
             out[s0 : s0 + m] = content + signal * quality * w + noise * eps
     return chosen, rejected, w
+
+
+# --- messages and data files ---------------------------------------------------------------------
+def user_message(text: str) -> Message:
+    return {"role": "user", "content": text}
+
+
+def assistant_message(text: str) -> Message:
+    return {"role": "assistant", "content": text}
+
+
+# One valid HH-RLHF record: two replies to the same one-turn dialogue.
+HH_RECORD = {
+    "chosen": "\n\nHuman: hi\n\nAssistant: hello",
+    "rejected": "\n\nHuman: hi\n\nAssistant: go",
+}
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    return path
 
 
 # --- tiny embedding models (latentrm.embed) ------------------------------------------------------

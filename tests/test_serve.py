@@ -258,34 +258,6 @@ def test_score_rows_errors_name_file_line_field():
         score_rows(model, [(1, {"prompt": "a", "chosen": "b", "rejected": None})], "in.jsonl")
 
 
-def test_read_rows_errors(tmp_path):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": oops}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:3: malformed JSON"):
-        read_rows(p)
-    with pytest.raises(DataError, match="file not found"):
-        read_rows(tmp_path / "missing.jsonl")
-
-
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", ".json", ".jsonl.gz"])
-def test_rows_round_trip(tmp_path, suffix):
-    rows = [
-        {"id": "a", "prompt": [{"role": "user", "content": "hi"}], "response": "x", "score": 1.5},
-        {
-            "id": "b",
-            "prompt": [{"role": "user", "content": "[not json"}],
-            "response": "y",
-            "score": -2.0,
-        },
-    ]
-    write_rows(rows, tmp_path / f"r{suffix}")
-    back = [r for _, r in read_rows(tmp_path / f"r{suffix}")]
-    if suffix == ".csv":
-        for r in back:
-            r["score"] = float(r["score"])
-    assert back == rows
-
-
 def test_cli_score_responses_jsonl_and_parquet(tmp_path, length_dir, capsys):
     inp = tmp_path / "in.jsonl"
     inp.write_text(
