@@ -1,3 +1,5 @@
+"""latentrm.config.loading: key=value overrides, YAML round trips, errors that name the key."""
+
 from __future__ import annotations
 
 import re
@@ -5,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from latentrm.cli import main
 from latentrm.config import RunConfig, load_config, parse_overrides, save_config
 from latentrm.errors import ConfigError
 
@@ -47,14 +48,6 @@ def test_yaml_round_trip_and_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
     assert isinstance(load_config(), RunConfig)
-
-
-def test_cli_prints_one_line_error_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "vae.gama=1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "latentrm: error: unknown config key 'vae.gama'; did you mean 'vae.gamma'?"
-    with pytest.raises(ConfigError):
-        main(["--debug", "config", "vae.gama=1"])
 
 
 def test_saved_config_matches_fills_new_keys_with_defaults(tmp_path):
