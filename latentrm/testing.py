@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config import EmbedConfig
-from latentrm.data import Message, PreferencePair
+from latentrm.data import Message, PreferenceDataset, PreferencePair, Prompt
 
 
 # --- toy data -------------------------------------------------------------------------------------
@@ -55,6 +55,11 @@ def user_message(text: str) -> Message:
 
 def assistant_message(text: str) -> Message:
     return {"role": "assistant", "content": text}
+
+
+def user_prompt(text: str) -> Prompt:
+    """A one-turn prompt: the user says `text`."""
+    return (user_message(text),)
 
 
 # One valid HH-RLHF record: two replies to the same one-turn dialogue.
@@ -197,3 +202,42 @@ def make_pairs(n: int, prompt_words: int = 0) -> list[PreferencePair]:
         rejected = " ".join(words[i + 7 : i + 9 + i % 5])
         pairs.append(PreferencePair(f"p{i}", tuple(prompt), chosen, rejected))
     return pairs
+
+
+# --- tiny causal LM data (latentrm.text) ---------------------------------------------------------
+_WORD_SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<user>", "<assistant>", "<system>"]
+_WORDS = ["A", "B", "good", "bad", "Human:", "Assistant:", "..."] + [f"w{i}" for i in range(40)]
+_WORD_CHAT = (
+    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<assistant> {% endif %}"
+)
+
+
+def word_tokenizer(chat: bool = True):
+    """Word-level tokenizer over w0..w39, good/bad, A/B and role tags; a chat template if `chat`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(_WORD_SPECIAL + _WORDS)}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.decoder = decoders.WordPiece()  # joins word tokens with spaces
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+        eos_token="</s>",
+    )
+    if chat:
+        tok.chat_template = _WORD_CHAT
+    return tok
+
+
+def planted_pairs(n: int, seed: int, source: str = "planted") -> PreferenceDataset:
+    """Chosen responses end in 'good', rejected in 'bad'; prompts and fillers random words."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(n):
+        words = lambda k: " ".join(f"w{j}" for j in rng.integers(0, 40, k))  # noqa: E731
+        prompt = user_prompt(words(3))
+        filler = words(2)
+        pairs.append(PreferencePair(f"{source}-{i}", prompt, f"{filler} good", f"{filler} bad"))
+    return PreferenceDataset(pairs, source)

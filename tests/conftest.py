@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from latentrm.data import PreferenceDataset
-from latentrm.testing import build_tokenizer, make_pairs, save_tiny_bert, save_tiny_llama
+from latentrm.testing import (
+    build_tokenizer,
+    make_pairs,
+    save_tiny_bert,
+    save_tiny_llama,
+    word_tokenizer,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -130,3 +136,24 @@ def embed_argv(embed_setup: dict) -> Callable[..., list[str]]:
                 *extra]
 
     return argv
+
+
+# --- a tiny causal LM (latentrm.text) ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Folder with a random 2-layer Llama (hidden 16) causal LM + the word-level tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = word_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
