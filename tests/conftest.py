@@ -7,11 +7,16 @@ in that module.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
-from collections.abc import Callable
+import re
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from latentrm.data import PreferenceDataset
@@ -48,6 +53,17 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}")
     return path
+
+
+# --- threads -------------------------------------------------------------------------------------
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test (modules opt in with pytest.mark.usefixtures)."""
+    from latentrm.runtime import torch_threads
+
+    # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
+    with torch_threads(1):
+        yield
 
 
 # --- tiny embedding models (latentrm.embed) ------------------------------------------------------
@@ -157,3 +173,69 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+# --- planted embeddings and small data files (latentrm.recipes) ----------------------------------
+PLANTED_DIM = 12
+
+
+def _planted(text: str) -> np.ndarray:
+    """Seeded noise + quality along dim 0: +1 'helpful', -1 'rude', or 2*(gold-0.5) 'gold=x'."""
+    v = np.random.default_rng(zlib.crc32(text.encode())).normal(0, 0.3, PLANTED_DIM)
+    m = re.search(r"gold=([0-9.]+)", text)
+    v[0] += 2 * (float(m.group(1)) - 0.5) if m else (1.0 if "helpful" in text else -1.0)
+    return v.astype(np.float32)
+
+
+@pytest.fixture
+def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Planted embeddings in place of the embedder (`embed_pairs`/`embed_candidates` patched).
+
+    Each text maps to seeded noise plus a quality signal along one direction, so a reward head
+    that learns anything must rank held-out pairs far above chance, and Best-of-N must beat a
+    random pick. Returns the call counts: "pairs", "candidates" (calls) and "texts" embedded.
+    """
+    import latentrm.embed.cached
+    from latentrm.embed.cache import PairEmbeddings
+
+    calls = {"pairs": 0, "candidates": 0, "texts": 0}
+
+    def embed_pairs(ds: Any, cfg: Any, cache_root: Any, embedder: Any = None) -> PairEmbeddings:
+        calls["pairs"] += 1
+        calls["texts"] += 2 * len(ds)
+        return PairEmbeddings(ds.ids, np.stack([_planted(p.chosen) for p in ds]),
+                              np.stack([_planted(p.rejected) for p in ds]), {"fake": True})
+
+    def embed_candidates(sets: Any, cfg: Any, cache_root: Any, embedder: Any = None) -> list:
+        calls["candidates"] += 1
+        calls["texts"] += sum(len(s.responses) for s in sets)
+        return [np.stack([_planted(r) for r in s.responses]) for s in sets]
+
+    monkeypatch.setattr(latentrm.embed.cached, "embed_pairs", embed_pairs)
+    monkeypatch.setattr(latentrm.embed.cached, "embed_candidates", embed_candidates)
+    return calls
+
+
+@pytest.fixture
+def hh_file(tmp_path: Path) -> Path:
+    """120 HH pairs (gzip): 'helpful answer i' chosen over 'rude reply i'."""
+    p = tmp_path / "hh.jsonl.gz"
+    lines = [json.dumps({"chosen": f"\n\nHuman: question {i}?\n\nAssistant: helpful answer {i}",
+                         "rejected": f"\n\nHuman: question {i}?\n\nAssistant: rude reply {i}"})
+             for i in range(120)]
+    p.write_bytes(gzip.compress("\n".join(lines).encode()))
+    return p
+
+
+@pytest.fixture
+def cand_file(tmp_path: Path) -> Path:
+    """40 instructions with 8 candidates each; each output says its gold ('gold=0.42')."""
+    rng = np.random.default_rng(0)
+    p = tmp_path / "cands.jsonl"
+    with p.open("w") as f:
+        for i in range(40):
+            gold = np.round(rng.uniform(0, 1, 8), 2)
+            cands = [{"generator": f"m{j}", "output": f"answer {i}.{j} gold={g:.2f}", "gold": g}
+                     for j, g in enumerate(gold.tolist())]
+            f.write(json.dumps({"instruction": f"task {i}", "candidates": cands}) + "\n")
+    return p

@@ -1,0 +1,138 @@
+"""latentrm.recipes.experiment: `latentrm experiment` over seeds and sweeps (resumable), text
+baseline rows, every shipped config.
+
+The embedder is replaced by planted embeddings (the `fake_embed` fixture): each text maps to seeded
+noise plus a quality signal, so a reward head that learns anything must rank held-out pairs far
+above chance. Everything after embedding is the real code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentrm import cli
+from latentrm.config import load_config
+from latentrm.recipes.experiment import run_experiment, sweep_configs
+from latentrm.recipes.prepare import prepare_data
+from latentrm.recipes.report import summarize
+from latentrm.testing import small_overrides
+
+
+def test_experiment_two_seeds_with_selection(hh_file: Path, tmp_path: Path,
+                                             fake_embed: dict) -> None:
+    out = tmp_path / "exp"
+    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none,lens]", "seeds=[0,1]",
+                                            "select_sigma2=[0.001,0.1]", "data.n_test=null"))
+    df = run_experiment(cfg)
+    # embedded once for both seeds, the whole dataset
+    assert fake_embed["pairs"] == 1 and fake_embed["texts"] == 240
+    assert len(df) == 4 and sorted(df["seed"]) == [0, 0, 1, 1]
+    assert (df["n_test"] == 40).all()
+    csv = pd.read_csv(out / "results.csv")
+    assert list(csv["method"]) == ["none", "lens", "none", "lens"]
+    lens = csv[csv["method"] == "lens"]
+    assert set(lens["sigma2"]) <= {0.001, 0.1} and (lens["select_grid"] == 2).all()
+    assert (csv["accuracy"] >= 0.85).all()
+    summ = summarize(df)
+    acc = df[df["method"] == "lens"]["accuracy"].to_numpy()
+    assert summ.loc[summ["method"] == "lens", "accuracy"].item() == pytest.approx(acc.mean())
+    md = (out / "results.md").read_text()
+    assert "| lens | 2 | 2 |" in md and "±" in md and "selected on the validation" in md
+    png = out / "plots" / "accuracy_vs_ratio.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # rerun in the same out_dir: every (seed) is finished, so nothing is prepared or trained again
+    again = run_experiment(cfg)
+    assert fake_embed["pairs"] == 1
+    pd.testing.assert_frame_equal(again[df.columns], df, check_dtype=False)
+    # an interrupted run (only seed 0 written) resumes with seed 1 alone
+    csv[csv["seed"] == 0].to_csv(out / "results.csv", index=False)
+    resumed = run_experiment(cfg)
+    assert fake_embed["pairs"] == 2 and sorted(resumed["seed"]) == [0, 0, 1, 1]
+    same = [c for c in df.columns if not c.startswith(("time_", "select_seconds"))]
+    pd.testing.assert_frame_equal(resumed[same], df[same], check_dtype=False)  # deterministic
+
+
+def test_experiment_sweep_rows_and_ablation_plot(hh_file: Path, tmp_path: Path, fake_embed: dict,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "abl"
+    args = small_overrides(hh_file, out, "methods=[lens]", "seeds=[0,1]", "sweep=vae.gamma",
+                           "sweep_values=[0,0.5]", "eval.fidelity=false")
+    assert [c.vae.gamma for _, c in sweep_configs(load_config(None, args))] == [0.0, 0.5]
+    yaml_path = tmp_path / "abl.yaml"
+    yaml_path.write_text("ratios: [2]\n")
+    assert cli.main(["-q", "experiment", str(yaml_path), *args]) == 0
+    assert capsys.readouterr().out.startswith("Data: ")  # results.md is printed
+    df = pd.read_csv(out / "results.csv", dtype={"sweep_value": str})
+    assert fake_embed["pairs"] == 1  # the sweep leaves data/embed alone: prepared once
+    assert list(df["sweep_value"]) == ["0", "0", "0.5", "0.5"]
+    assert (df["sweep"] == "vae.gamma").all()
+    assert (out / "plots" / "accuracy_vs_vae.gamma.png").exists()
+    assert "fidelity" not in df.columns
+
+
+def test_sweep_value_errors_name_the_key() -> None:
+    from latentrm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sweep vae.gamma=abc"):
+        sweep_configs(load_config(None, ["sweep=vae.gamma", "sweep_values=[abc]"]))
+    with pytest.raises(ConfigError, match="needs sweep_values"):
+        sweep_configs(load_config(None, ["sweep=vae.gamma"]))
+
+
+def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_embed: dict,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import latentrm.recipes.experiment as ex
+    import latentrm.text.reward_model as tb
+    from latentrm.recipes.experiment import _text_baseline_rows
+
+    seen = []
+
+    class FakeTextRM:  # reads the gold written into each text: a perfect text reward model
+        n_trainable_, train_seconds_ = 7, 1.5
+
+        def score(self, prompts: Any, responses: Any) -> np.ndarray:
+            assert len(prompts) == len(responses)
+            return np.array([float(r.rsplit("gold=", 1)[1]) for r in responses])
+
+    def fake_fit(cfg: Any, mode: str, train: Any, val: Any, seed: int, ratio: Any) -> FakeTextRM:
+        seen.append((mode, len(train), len(val), seed))
+        return FakeTextRM()
+
+    monkeypatch.setattr(tb, "text_reward_model", fake_fit)
+    monkeypatch.setattr(ex, "text_baselines_available", lambda: True)
+    cfg = load_config(None, small_overrides(
+        cand_file, tmp_path / "t", "text_baselines=[full,lora]", "data.n_seed=50",
+        "data.n_test=null", "eval.candidate_pool=6", "eval.best_of_n=6", "seed=3"))
+    data = prepare_data(cfg)
+    split = data.splits[0]
+    rows = _text_baseline_rows(cfg, data, split)
+    assert seen == [("full", 40, 10, 3), ("lora", 40, 10, 3)]
+    assert [(r["method"], r["ratio"]) for r in rows] == [("text-full", 0), ("text-lora", 0)]
+    # scores = gold: every held-out pair is ordered right, every pick is the best candidate
+    r = rows[0]
+    assert r["accuracy"] == 1.0 and r["n_test"] == len(split.test) and r["params_head"] == 7
+    assert r["bon_prompts"] == 20 and r["bon_picked"] == pytest.approx(r["bon_ceiling"])
+    assert r["bon_gap_closed"] == pytest.approx(1.0) and r["spearman_prompt"] == pytest.approx(1)
+    assert r["time_head_s"] == 1.5
+
+
+def test_every_config_loads_and_sweeps(repo_root: Path) -> None:
+    root = repo_root / "configs"
+    names = sorted(p.stem for p in root.glob("*.yaml"))
+    assert {"demo", "hh", "alpaca", "ablate_gamma", "ablate_sigma2", "ablate_seed_size",
+            "ablate_latent", "ablate_embedder"} <= set(names)
+    for name in names:
+        cfg = load_config(root / f"{name}.yaml")
+        values = sweep_configs(cfg)
+        if name.startswith("ablate_"):
+            assert len(values) >= 2 and cfg.sweep is not None
+        if name in ("hh", "alpaca") or name.startswith("ablate_"):
+            assert len(cfg.seeds) >= 5
+    sizes = sweep_configs(load_config(root / "ablate_seed_size.yaml"))
+    seed_sizes = [c.data.n_seed for _, c in sizes]
+    assert seed_sizes == [100, 250, 1000, 2000]
