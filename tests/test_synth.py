@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -9,37 +8,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
-from latentrm.config import RunConfig, SynthConfig, VAEConfig
+from latentrm.config import SynthConfig, VAEConfig
 from latentrm.errors import ConfigError
-from latentrm.methods import make_augmenter
-from latentrm.pairs import AugmentedPairs, load_augmented, save_augmented
-from latentrm.runtime import torch_threads
+from latentrm.pairs import AugmentedPairs
 from latentrm.synth import LensAugmenter, default_top_k, sample_grid_pairs, top_k_samples
-from latentrm.testing import toy_pairs
 from latentrm.vae import DivergenceVAE
 
-VAE = VAEConfig(epochs=5, patience=5, batch_size=32)
-N, D = 40, 10
+VAE = VAEConfig(epochs=5, patience=5, batch_size=32)  # the `lens` fixture's
+N, D = 40, 10  # the `lens_data` fixture's
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def data():
-    c, r, _ = toy_pairs(N, D, seed=0)
-    return c, r
-
-
-@pytest.fixture(scope="module")
-def lens(data):
-    with torch_threads(1):  # module-scoped: runs before the autouse one-thread fixture
-        return LensAugmenter(VAE, SynthConfig(), seed=0, val_fraction=0.1).fit(*data)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def row_owner(aug: AugmentedPairs, n: int, k: int, side: str) -> np.ndarray:
@@ -84,8 +63,8 @@ def test_grid_sampler_too_many():
 
 
 @pytest.mark.parametrize("ratio", [1, 2, 4, 8, 16])
-def test_lens_pair_counts_and_within_seed(data, lens, ratio):
-    c, r = data
+def test_lens_pair_counts_and_within_seed(lens_data, lens, ratio):
+    c, r = lens_data
     aug = lens.augment(c, r, ratio, seed=0)
     k = default_top_k(ratio)
     assert len(aug) == N + ratio * N and aug.pool.shape == (2 * N + 2 * N * k, D)
@@ -109,9 +88,9 @@ def test_lens_pair_counts_and_within_seed(data, lens, ratio):
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, N), st.integers(1, 16), st.integers(0, 2), st.integers(0, 1000))
-def test_lens_augment_property(data, lens, n, ratio, extra_k, seed):
+def test_lens_augment_property(lens_data, lens, n, ratio, extra_k, seed):
     # Any N, ratio and top_k: exact counts, every pair within its seed, no duplicate pairs.
-    c, r = data[0][:n], data[1][:n]
+    c, r = lens_data[0][:n], lens_data[1][:n]
     k = default_top_k(ratio) + extra_k
     aug = LensAugmenter(VAE, SynthConfig(top_k=k, chunk_size=7), seed=0, val_fraction=0.1)
     aug.vae_ = lens.vae_
@@ -124,33 +103,33 @@ def test_lens_augment_property(data, lens, n, ratio, extra_k, seed):
     assert len(pairs) == len(out)
 
 
-def test_lens_bad_ratio(data, lens):
+def test_lens_bad_ratio(lens_data, lens):
     # One rule for every ratio (config.check_ratio): 0 is no augmentation, which is method none.
     for bad in (0, 1.5):
         with pytest.raises(ConfigError, match=f"ratio must be an integer >= 1, got {bad}"):
-            lens.augment(*data, bad, seed=0)
+            lens.augment(*lens_data, bad, seed=0)
 
 
-def test_lens_deterministic_and_chunk_invariant(data, lens):
-    a = lens.augment(*data, 4, seed=7)
-    b = lens.augment(*data, 4, seed=7)
-    other = lens.augment(*data, 4, seed=8)
+def test_lens_deterministic_and_chunk_invariant(lens_data, lens):
+    a = lens.augment(*lens_data, 4, seed=7)
+    b = lens.augment(*lens_data, 4, seed=7)
+    other = lens.augment(*lens_data, 4, seed=8)
     assert a.pool.tobytes() == b.pool.tobytes()
     assert np.array_equal(a.chosen_idx, b.chosen_idx)
     assert not np.array_equal(a.pool[2 * N :], other.pool[2 * N :])
     # Refitting from scratch with the same seed gives bit-identical synthetic embeddings.
-    again = LensAugmenter(VAE, SynthConfig(), seed=0, val_fraction=0.1).fit(*data)
-    again = again.augment(*data, 4, seed=7)
+    again = LensAugmenter(VAE, SynthConfig(), seed=0, val_fraction=0.1).fit(*lens_data)
+    again = again.augment(*lens_data, 4, seed=7)
     assert again.pool.tobytes() == a.pool.tobytes()
     small = LensAugmenter(VAE, SynthConfig(chunk_size=3), seed=0, val_fraction=0.1)
     small.vae_ = lens.vae_
-    chunked = small.augment(*data, 4, seed=7)
+    chunked = small.augment(*lens_data, 4, seed=7)
     assert np.array_equal(chunked.chosen_idx, a.chosen_idx)
     assert np.allclose(chunked.pool, a.pool, atol=1e-5)
 
 
-def test_synthetic_embeddings_stay_near_their_seed(data, lens):
-    c, r = data
+def test_synthetic_embeddings_stay_near_their_seed(lens_data, lens):
+    c, r = lens_data
     aug = lens.augment(c, r, 8, seed=0)
     syn_c = aug.pool[2 * N : 2 * N + 2 * N].reshape(N, 2, D)  # k = 2 per seed
     dist_own = np.linalg.norm(syn_c - c[:, None], axis=-1).mean()
@@ -189,59 +168,19 @@ def test_top_k_keeps_the_most_likely():
 
 
 @pytest.mark.parametrize("likelihood", ["prior", "posterior", "recon"])
-def test_lens_likelihoods_run(data, lens, likelihood):
+def test_lens_likelihoods_run(lens_data, lens, likelihood):
     aug2 = LensAugmenter(VAE, SynthConfig(likelihood=likelihood), seed=0, val_fraction=0.1)
     aug2.vae_ = lens.vae_
-    out = aug2.augment(*data, 2, seed=0)
+    out = aug2.augment(*lens_data, 2, seed=0)
     assert len(out) == 3 * N and np.isfinite(out.pool).all()
 
 
-def test_lens_top_k_config_checks(data, lens):
+def test_lens_top_k_config_checks(lens_data, lens):
     aug = LensAugmenter(VAE, SynthConfig(top_k=1), seed=0, val_fraction=0.1)
     aug.vae_ = lens.vae_
     with pytest.raises(ConfigError, match="top_k=1 gives only 3"):
-        aug.augment(*data, 4, seed=0)
+        aug.augment(*lens_data, 4, seed=0)
     aug.synth_cfg = SynthConfig(top_k=20, n_candidates=16)
     with pytest.raises(ConfigError, match="top_k=20"):
-        aug.augment(*data, 4, seed=0)
+        aug.augment(*lens_data, 4, seed=0)
 
-
-def test_pair_embeddings_and_originals(data):
-    c, r = data
-    aug = AugmentedPairs.originals(c, r)
-    ce, re_ = aug.pair_embeddings(np.array([3, 0]))
-    assert np.array_equal(ce, c[[3, 0]]) and np.array_equal(re_, r[[3, 0]])
-    assert aug.method == "none" and aug.ratio == 0 and len(aug) == N
-
-
-def test_save_load_round_trip(tmp_path, data, lens):
-    aug = lens.augment(*data, 2, seed=0)
-    val = (data[0][:5], data[1][:5])
-    save_augmented(tmp_path, aug, val=val, ids=[str(i) for i in range(N)])
-    back, val_back, head = load_augmented(tmp_path)
-    for name in ("pool", "chosen_idx", "rejected_idx", "seed_idx", "synthetic"):
-        assert np.array_equal(getattr(back, name), getattr(aug, name))
-    assert back.method == "lens" and back.ratio == 2 and head["ids"][1] == "1"
-    assert back.stats["pairs_made"] == 2 * N
-    assert np.array_equal(val_back[0], val[0])
-    with pytest.raises(ConfigError, match="not an augmented set"):
-        load_augmented(tmp_path / "nope")
-
-
-def test_make_augmenter():
-    cfg = RunConfig(synth=dataclasses.replace(SynthConfig(), direct_noise=0.3, gaussian_cov="full"))
-    assert isinstance(make_augmenter("lens", cfg, 0), LensAugmenter)
-    assert isinstance(make_augmenter("none", cfg, 0), NoAugmenter)
-    assert make_augmenter("direct", cfg, 0).noise == 0.3
-    g = make_augmenter("gaussian", cfg, 0)
-    assert isinstance(g, GaussianSampling) and g.cov == "full"
-    assert isinstance(make_augmenter("direct", cfg, 0), DirectPerturbation)
-    with pytest.raises(ConfigError, match="unknown augmentation method 'len'"):
-        make_augmenter("len", cfg, 0)
-
-
-def test_toy_pairs_ideal_accuracy():
-    c, r, w = toy_pairs(20000, 16, seed=1)
-    # P(|q1 - q2| > 0.5 sqrt(2) * |noise| ...) = 1/2 + arctan(signal/noise)/pi = 0.5 + arctan(2)/pi
-    assert np.mean((c - r) @ w > 0) == pytest.approx(0.5 + math.atan(2.0) / math.pi, abs=0.01)
-    assert np.linalg.norm(w) == pytest.approx(1.0)

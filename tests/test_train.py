@@ -1,19 +1,14 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from latentrm.errors import TrainingError
-from latentrm.runtime import torch_threads
-from latentrm.train import fit_loop, minibatches, seeded
+from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only add spin-wait overhead on a shared 2-core box.
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _quadratic_problem(target: float = 3.0):
@@ -116,3 +111,8 @@ def test_deterministic_and_leaves_global_rng_alone():
     assert not torch.equal(a, c)
     assert torch.equal(torch.get_rng_state(), state)
 
+
+def test_standardization_stats_constant_dim():
+    x = np.array([[1.0, 5.0], [3.0, 5.0]], np.float32)
+    mean, std = standardization_stats(x, x, chunk=1)
+    assert mean.tolist() == [2.0, 5.0] and std.tolist() == [1.0, 1.0]  # const dim -> std 1
