@@ -166,3 +166,43 @@ class GaussianSampling(_SamplingBaseline):
             else:
                 out.append(mean + rng.standard_normal((m, spread.shape[0]), np.float32) @ spread)
         return out[0], out[1]
+
+
+class CrossPromptPairs(Estimator):
+    """Cross-prompt pairs of originals only: chosen_i preferred to rejected_j, i != j.
+
+    A free baseline for the paper's cross pairing: no generative model and no new embedding, only
+    new pairings of the labelled ones. If it helps as much as LENS with cross pairing, the VAE is
+    not what helps. Each seed i gets `ratio` distinct partners j != i (new pair (c_i, r_j),
+    attributed to seed i); randomness from ``numpy.random.Generator(seed)``.
+    """
+
+    method = "cross-prompt"
+
+    def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> CrossPromptPairs:
+        check_pairs(chosen, rejected, "fit")
+        return self
+
+    def augment(
+        self, chosen: np.ndarray, rejected: np.ndarray, ratio: int, seed: int
+    ) -> AugmentedPairs:
+        ratio = check_ratio(ratio)
+        check_pairs(chosen, rejected, "augment")
+        n = len(chosen)
+        if ratio > n - 1:
+            raise ConfigError(f"cross-prompt pairs: ratio {ratio} needs more than {ratio} seed "
+                              f"pairs, got {n}")
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        offsets = rng.integers(1, n, size=(n, ratio))  # partner j = (i + offset) % n, never i
+        for i in range(n):  # redraw the rare rows with a repeated partner
+            while len(set(offsets[i].tolist())) < ratio:
+                offsets[i] = rng.integers(1, n, size=ratio)
+        seeds = np.repeat(np.arange(n, dtype=np.int64), ratio)
+        partners = (seeds + offsets.ravel()) % n
+        out = AugmentedPairs.originals(chosen, rejected, method=self.method, ratio=ratio)
+        out.add_pairs(seeds, n + partners, seeds)
+        out.stats.update({"kept": 0, "seconds": time.perf_counter() - t0})
+        log.info("%s: %d seeds, %d pairs made in %.2fs", self.method, n, n * ratio,
+                 out.stats["seconds"])
+        return out

@@ -207,22 +207,3 @@ def spearman_with_gold(
               if s.size >= 2 and np.ptp(s) > 0 and np.ptp(g) > 0 else float("nan"))
     return {"spearman_prompt": float(np.mean(per_prompt)) if per_prompt else float("nan"),
             "spearman_pooled": pooled, "spearman_prompts": len(per_prompt)}
-
-
-# --- fidelity of synthetic pairs (the paper's Theorem 1, measured) -----------------------------
-def synthetic_fidelity(aug: Any, reference_score_fn: ScoreFn) -> float:
-    """Share of synthetic pairs whose order a reference reward head agrees with (ties count 0.5).
-
-    `aug` is an `AugmentedPairs`; only pairs with `aug.synthetic` set count. The reference head
-    should be trained on every labelled pair available (see `pipeline.fit_reference_head`), the best
-    proxy of the true preference there is; the LENS paper's Theorem 1 says latent synthesis keeps
-    the preference order, and this measures how often it does. NaN when no pair is synthetic.
-    """
-    syn = np.asarray(aug.synthetic, dtype=bool)
-    if not syn.any():
-        return float("nan")
-    ci = np.asarray(aug.chosen_idx)[syn]
-    ri = np.asarray(aug.rejected_idx)[syn]
-    rows, inv = np.unique(np.concatenate([ci, ri]), return_inverse=True)
-    r = np.asarray(reference_score_fn(np.asarray(aug.pool)[rows]), np.float64)[inv]
-    return pairwise_accuracy(r[: ci.size], r[ci.size :])

@@ -36,7 +36,12 @@ class AugmentedPairs:
     pool: (M, d) float32; rows [0, N) original chosen, [N, 2N) original rejected, then synthetic.
     chosen_idx, rejected_idx: (P,) int64 rows of `pool`; pair p prefers chosen over rejected.
     seed_idx: (P,) int64 seed pair each pair derives from. The first N pairs are the originals.
-    synthetic: (P,) bool, the pair uses at least one synthetic embedding.
+    synthetic: (P,) bool, the pair is a new one, not one of the N labelled seed pairs (it may use
+        synthetic embeddings, or pair two originals across prompts).
+    target: (P,) float32 or None: the probability that chosen is preferred (a soft label, e.g. a
+        teacher's); None = 1 for every pair.
+    margin: (P,) float32 or None: how much chosen should beat rejected (TRL's `margin`); None = 0.
+    weight: (P,) float32 or None: the pair's weight in the Bradley-Terry loss; None = 1.
     """
 
     pool: np.ndarray
@@ -47,6 +52,9 @@ class AugmentedPairs:
     method: str
     ratio: int
     stats: dict[str, Any] = field(default_factory=dict)
+    target: np.ndarray | None = None
+    margin: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
     @classmethod
     def originals(
@@ -78,10 +86,35 @@ class AugmentedPairs:
         b = np.asarray(batch_idx)
         return self.pool[self.chosen_idx[b]], self.pool[self.rejected_idx[b]]
 
+    def originals_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(chosen, rejected) embeddings of the labelled seed pairs among these pairs."""
+        orig = ~self.synthetic
+        return self.pool[self.chosen_idx[orig]], self.pool[self.rejected_idx[orig]]
+
+    def select(self, keep: np.ndarray) -> AugmentedPairs:
+        """The pairs where `keep` (P,) bool is set, sharing the pool."""
+        keep = np.asarray(keep, bool)
+        if len(keep) != len(self):
+            raise ValueError(f"select() needs one flag per pair ({len(self)}), got {len(keep)}")
+
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
+
+        out = AugmentedPairs(
+            pool=self.pool, chosen_idx=self.chosen_idx[keep], rejected_idx=self.rejected_idx[keep],
+            seed_idx=self.seed_idx[keep], synthetic=self.synthetic[keep], method=self.method,
+            ratio=self.ratio, stats=dict(self.stats), target=part(self.target),
+            margin=part(self.margin), weight=part(self.weight),
+        )
+        out.stats.update(pairs_made=int(out.synthetic.sum()), n_pairs=len(out))
+        return out
+
     def add_pairs(
         self, chosen_rows: np.ndarray, rejected_rows: np.ndarray, seed_rows: np.ndarray
     ) -> None:
         """Append synthetic pairs (pool rows, seed ids); used by the augmenters."""
+        if any(a is not None for a in (self.target, self.margin, self.weight)):
+            raise ValueError("add_pairs() before labels, margins or weights are set")
         self.chosen_idx = np.concatenate([self.chosen_idx, chosen_rows.astype(np.int64).ravel()])
         self.rejected_idx = np.concatenate(
             [self.rejected_idx, rejected_rows.astype(np.int64).ravel()]
@@ -104,6 +137,7 @@ class Augmenter(Protocol):
 
 # --- persistence ----------------------------------------------------------------------------------
 _ARRAYS = ("pool", "chosen_idx", "rejected_idx", "seed_idx", "synthetic")
+_OPTIONAL = ("target", "margin", "weight")
 
 
 def save_augmented(
@@ -118,6 +152,8 @@ def save_augmented(
 
     out = Path(out_dir)
     tensors = {name: np.ascontiguousarray(getattr(aug, name)) for name in _ARRAYS}
+    tensors.update({name: np.ascontiguousarray(getattr(aug, name), np.float32)
+                    for name in _OPTIONAL if getattr(aug, name) is not None})
     if val is not None:
         tensors["val_chosen"], tensors["val_rejected"] = (np.ascontiguousarray(v) for v in val)
     atomic_write(out / "augmented.safetensors", lambda p: save_file(tensors, str(p)))
@@ -131,7 +167,6 @@ def load_augmented(
     in_dir: str | Path,
 ) -> tuple[AugmentedPairs, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
     """Read what :func:`save_augmented` wrote: (pairs, validation pairs or None, JSON header)."""
-
     from safetensors.numpy import load_file
 
     d = Path(in_dir)
@@ -142,6 +177,7 @@ def load_augmented(
     aug = AugmentedPairs(
         **{name: t[name] for name in _ARRAYS},
         method=head["method"], ratio=int(head["ratio"]), stats=head.get("stats", {}),
+        **{name: t[name] for name in _OPTIONAL if name in t},
     )
     val = (t["val_chosen"], t["val_rejected"]) if "val_chosen" in t else None
     return aug, val, head

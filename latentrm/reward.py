@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentrm.config import RewardConfig
+from latentrm.data.splits import seed_folds
 from latentrm.errors import ConfigError
 from latentrm.estimator import Estimator
 from latentrm.io import atomic_write, atomic_write_json
@@ -29,6 +30,7 @@ from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 log = logging.getLogger(__name__)
 
 HEAD_FORMAT = "latentrm.reward_head/1"
+ENSEMBLE_FORMAT = "latentrm.reward_ensemble/1"
 
 
 class RewardHead(nn.Module):
@@ -79,25 +81,79 @@ class RewardHead(nn.Module):
                 "dropout": self.dropout}
 
 
-def bradley_terry_loss(r_chosen: Tensor, r_rejected: Tensor) -> Tensor:
+def bradley_terry_loss(
+    r_chosen: Tensor, r_rejected: Tensor, target: Tensor | None = None,
+    margin: Tensor | None = None, weight: Tensor | None = None,
+) -> Tensor:
     """Bradley-Terry negative log-likelihood of the preferences.
 
     ``L = mean_b -log sigmoid(r+_b - r-_b) = mean_b softplus(-(r+_b - r-_b))`` (softplus form is
     stable for large margins). E.g. margin 0 -> log 2, margin 1 -> log(1 + e^-1) = 0.3133.
 
+    Optional per-pair terms, each (B,): `margin` m (TRL's convention, chosen should win by m):
+    ``delta = r+ - r- - m``; a soft `target` t (the probability that chosen is preferred):
+    ``t * softplus(-delta) + (1 - t) * softplus(delta)`` (t = 1 is the hard loss); `weight` w:
+    ``sum_b w_b l_b / sum_b w_b``. E.g. delta 0 gives log 2 for any t; t = 0.5 is minimal at
+    delta = 0.
+
     Shapes: r_chosen, r_rejected (B,) -> scalar.
     """
-    return F.softplus(-(r_chosen - r_rejected)).mean()
+    delta = r_chosen - r_rejected
+    if target is None and margin is None and weight is None:
+        return F.softplus(-delta).mean()
+    if margin is not None:
+        delta = delta - margin
+    per_pair = F.softplus(-delta)
+    if target is not None:
+        per_pair = target * per_pair + (1.0 - target) * F.softplus(delta)
+    if weight is None:
+        return per_pair.mean()
+    return (weight * per_pair).sum() / weight.sum().clamp_min(torch.finfo(per_pair.dtype).tiny)
+
+
+class EnsembleHead(nn.Module):
+    """The mean of K reward heads: ``forward(e) = mean_k head_k(e)``; ``spread(e)`` is their std.
+
+    Each member standardises its own input, so members trained on different seeds combine as is.
+    """
+
+    def __init__(self, members: Sequence[RewardHead]) -> None:
+        super().__init__()
+        if not members or len({m.d for m in members}) != 1:
+            raise ConfigError("EnsembleHead needs members of one input dimension")
+        self.members = nn.ModuleList(members)
+        self.d = members[0].d
+
+    def forward(self, e: Tensor) -> Tensor:
+        """e (B, d) raw embeddings -> mean reward (B,)."""
+        return torch.stack([m(e) for m in self.members]).mean(0)
+
+    @torch.no_grad()
+    def score(self, e: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Mean rewards (N,) float32 for raw embeddings e (N, d)."""
+        return np.mean([m.score(e, batch_size) for m in self.members], axis=0).astype(np.float32)
+
+    @torch.no_grad()
+    def spread(self, e: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Standard deviation (N,) of the members' rewards: the ensemble's uncertainty."""
+        return np.std([m.score(e, batch_size) for m in self.members], axis=0).astype(np.float32)
+
+    def config(self) -> dict[str, Any]:
+        return {"format": ENSEMBLE_FORMAT, "d": self.d,
+                "members": [m.config() for m in self.members]}
 
 
 class RewardHeadFitter(Estimator):
     """Train a :class:`RewardHead` with the Bradley-Terry loss (estimator-style).
 
-    ``fit(train, val)`` returns self with learned state ``head_`` (in eval mode) and ``history_``
-    (the curves of :func:`latentrm.train.fit_loop`). Input statistics come from the original seed
-    embeddings only (pool rows [0, 2N)). Early stopping on the validation BT loss of `val`
-    (chosen (V, d), rejected (V, d)) restores the best weights; without `val` the mean training
-    loss stands in. Raises TrainingError if a loss turns NaN/Inf (e.g. NaN embeddings).
+    ``fit(train, val)`` returns self with learned state ``head_`` (in eval mode; an
+    :class:`EnsembleHead` when ``cfg.ensemble > 1``) and ``history_`` (the curves of
+    :func:`latentrm.train.fit_loop`; for an ensemble, its members' under "members"). Input
+    statistics come from the original seed embeddings only. With early stopping (the default) the
+    validation BT loss of `val` (chosen (V, d), rejected (V, d)) picks the epoch whose weights are
+    kept; without `val` the mean training loss stands in. The pairs' soft targets, margins and
+    weights are honoured (:func:`bradley_terry_loss`), and every synthetic pair weighs
+    ``cfg.synthetic_weight``. Raises TrainingError if a loss turns NaN/Inf (e.g. NaN embeddings).
     """
 
     def __init__(self, cfg: RewardConfig, seed: int) -> None:
@@ -106,42 +162,91 @@ class RewardHeadFitter(Estimator):
     def fit(
         self, train: AugmentedPairs, val: tuple[np.ndarray, np.ndarray] | None
     ) -> RewardHeadFitter:
-        cfg, seed = self.cfg, self.seed
-        n_seed, d = train.n_seed, train.pool.shape[1]
         if val is not None:
             check_pairs(*val, "reward validation")
+        if self.cfg.ensemble < 1:
+            raise ConfigError(f"reward.ensemble must be >= 1, got {self.cfg.ensemble}")
+        if self.cfg.ensemble == 1:
+            self.head_, self.history_ = self._fit_one(train, val, self.seed)
+            return self
+        # Member k leaves out the pairs of the seeds in fold k (their synthetic pairs too).
+        n_seed = train.n_seed
+        folds = seed_folds(n_seed, self.cfg.ensemble, self.seed)
+        members, histories = [], []
+        for k in range(self.cfg.ensemble):
+            keep = folds[train.seed_idx] != k
+            head, hist = self._fit_one(train.select(keep), val, self.seed + k)
+            members.append(head)
+            histories.append(hist)
+        self.head_ = EnsembleHead(members).eval()
+        self.history_ = {
+            "members": histories,
+            "best_val": float(np.mean([h["best_val"] for h in histories])),
+            "epochs_run": int(max(h["epochs_run"] for h in histories)),
+            "best_epoch": int(np.median([h["best_epoch"] for h in histories])),
+            "seconds": float(sum(h["seconds"] for h in histories)),
+        }
+        return self
+
+    def _fit_one(
+        self, train: AugmentedPairs, val: tuple[np.ndarray, np.ndarray] | None, seed: int
+    ) -> tuple[RewardHead, dict[str, Any]]:
+        cfg = self.cfg
+        d = train.pool.shape[1]
         with seeded(seed):
             head = RewardHead(d, cfg.hidden, cfg.dropout)
         if cfg.standardize:
-            originals = train.pool[:n_seed], train.pool[n_seed : 2 * n_seed]
-            head.set_standardization(*standardization_stats(*originals))
+            head.set_standardization(*standardization_stats(*train.originals_embeddings()))
         pool = torch.from_numpy(train.pool)  # shares memory: no copy of the pool
         c_idx, r_idx = torch.from_numpy(train.chosen_idx), torch.from_numpy(train.rejected_idx)
+        target, margin, weight = _pair_terms(train, cfg.synthetic_weight)
 
         def step(batch: Tensor) -> Tensor:
             b = len(batch)
             rows = torch.cat([c_idx[batch], r_idx[batch]])  # one pass for both sides: (2B,)
             r = head(pool.index_select(0, rows))  # (2B,)
-            return bradley_terry_loss(r[:b], r[b:])
+            return bradley_terry_loss(
+                r[:b], r[b:], None if target is None else target[batch],
+                None if margin is None else margin[batch],
+                None if weight is None else weight[batch],
+            )
 
         def val_fn() -> float:
             rc = torch.from_numpy(head.score(val[0]))
             rr = torch.from_numpy(head.score(val[1]))
             return bradley_terry_loss(rc, rr).item()
 
-        self.history_ = fit_loop(
+        history = fit_loop(
             head, head.parameters(), step,
             lambda epoch, rng: minibatches(len(train), cfg.batch_size, rng),
             val_fn if val is not None else None,
             epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, patience=cfg.patience,
-            seed=seed, name="reward",
+            seed=seed, name="reward", early_stopping=cfg.early_stopping,
         )
-        self.head_ = head
-        return self
+        return head, history
+
+
+def _pair_terms(
+    train: AugmentedPairs, synthetic_weight: float
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Per-pair target, margin and weight tensors (None where every pair has the default)."""
+    if synthetic_weight < 0:
+        raise ConfigError(f"reward.synthetic_weight must be >= 0, got {synthetic_weight}")
+
+    def tensor(a: np.ndarray | None) -> Tensor | None:
+        return None if a is None else torch.from_numpy(np.asarray(a, np.float32))
+
+    weight = None if train.weight is None else np.asarray(train.weight, np.float32)
+    if synthetic_weight != 1.0 and train.synthetic.any():
+        weight = np.ones(len(train), np.float32) if weight is None else weight.copy()
+        weight[train.synthetic] *= synthetic_weight
+    return tensor(train.target), tensor(train.margin), tensor(weight)
 
 
 # --- persistence ----------------------------------------------------------------------------------
-def save_head(head: RewardHead, out_dir: str | Path, history: dict | None = None) -> None:
+def save_head(
+    head: RewardHead | EnsembleHead, out_dir: str | Path, history: dict | None = None
+) -> None:
     """Write ``head.safetensors`` (weights + standardisation buffers) and ``head.json`` (config,
     and the training `history` when given)."""
     from safetensors.torch import save_file
@@ -155,16 +260,22 @@ def save_head(head: RewardHead, out_dir: str | Path, history: dict | None = None
     atomic_write_json(out / "head.json", info)
 
 
-def load_head(in_dir: str | Path) -> RewardHead:
-    """Read a head written by :func:`save_head` (in eval mode)."""
+def load_head(in_dir: str | Path) -> RewardHead | EnsembleHead:
+    """Read a head (or an ensemble of heads) written by :func:`save_head`, in eval mode."""
     from safetensors.torch import load_file
 
     d = Path(in_dir)
     if not (d / "head.json").exists() or not (d / "head.safetensors").exists():
         raise ConfigError(f"{d}: not a reward head (head.json/head.safetensors missing)")
     info = json.loads((d / "head.json").read_text())
-    if info.get("format") != HEAD_FORMAT:
+    if info.get("format") == ENSEMBLE_FORMAT:
+        head: RewardHead | EnsembleHead = EnsembleHead([
+            RewardHead(int(m["d"]), tuple(m["hidden"]), float(m["dropout"]))
+            for m in info["members"]
+        ])
+    elif info.get("format") == HEAD_FORMAT:
+        head = RewardHead(int(info["d"]), tuple(info["hidden"]), float(info["dropout"]))
+    else:
         raise ConfigError(f"{d}/head.json: unknown format {info.get('format')!r}")
-    head = RewardHead(int(info["d"]), tuple(info["hidden"]), float(info["dropout"]))
     head.load_state_dict(load_file(str(d / "head.safetensors")))
     return head.eval()

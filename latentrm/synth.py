@@ -31,6 +31,9 @@ from latentrm.vae import DivergenceVAE, VAEFitter
 log = logging.getLogger(__name__)
 
 LIKELIHOODS = ("prior", "posterior", "recon")
+PAIRINGS = ("within_seed", "cross")
+NOISE_ON = ("mean", "sample")
+DECODES = ("plain", "residual")
 
 
 def default_top_k(ratio: int) -> int:
@@ -111,6 +114,11 @@ class LensAugmenter(Estimator):
             )
         if cfg.sigma2 < 0 or cfg.chunk_size < 1:
             raise ConfigError(f"need synth.sigma2 >= 0 and synth.chunk_size >= 1, got {cfg}")
+        for key, value, allowed in (("pairing", cfg.pairing, PAIRINGS),
+                                    ("noise_on", cfg.noise_on, NOISE_ON),
+                                    ("decode", cfg.decode, DECODES)):
+            if value not in allowed:
+                raise ConfigError(f"synth.{key} must be one of {allowed}, got {value!r}")
         t0 = time.perf_counter()
         n, d = chosen.shape
         k, big_k = self.top_k(ratio), cfg.n_candidates
@@ -122,21 +130,30 @@ class LensAugmenter(Estimator):
         # Latent noise for both sides, drawn before any chunking: (n, K, z) each.
         noise = [torch.randn(n, big_k, z_dim, generator=gen) * math.sqrt(cfg.sigma2)
                  for _ in range(2)]
-        a, b = sample_grid_pairs(n, k, ratio, gen)  # (n, ratio) slots
+        if cfg.pairing == "within_seed":
+            a, b = sample_grid_pairs(n, k, ratio, gen)  # (n, ratio) slots
+        # noise_on=sample: each seed's latent centre is one posterior draw, (n, z) per side.
+        eps = ([torch.randn(n, z_dim, generator=gen) for _ in range(2)]
+               if cfg.noise_on == "sample" else [None, None])
         for side, (emb, eta) in enumerate(zip((chosen, rejected), noise, strict=True)):
             base = 2 * n + side * n * k  # first pool row of this side's synthetic block
             for s0 in range(0, n, cfg.chunk_size):
                 s1 = min(n, s0 + cfg.chunk_size)
-                kept = self._sample_chunk(emb[s0:s1], eta[s0:s1], k)  # (B, k, d)
+                e_side = None if eps[side] is None else eps[side][s0:s1]
+                kept = self._sample_chunk(emb[s0:s1], eta[s0:s1], k, e_side)  # (B, k, d)
                 out.pool[base + s0 * k : base + s1 * k] = kept.reshape(-1, d)
-        seeds = np.arange(n, dtype=np.int64)[:, None]
-        # Slot 0 is the original row; slot j >= 1 the (j-1)-th kept sample of that seed.
-        c_rows = np.where(a == 0, seeds, 2 * n + seeds * k + a - 1)
-        r_rows = np.where(b == 0, n + seeds, 2 * n + n * k + seeds * k + b - 1)
-        out.add_pairs(c_rows, r_rows, np.broadcast_to(seeds, a.shape))
+        if cfg.pairing == "within_seed":
+            seeds = np.arange(n, dtype=np.int64)[:, None]
+            # Slot 0 is the original row; slot j >= 1 the (j-1)-th kept sample of that seed.
+            c_rows = np.where(a == 0, seeds, 2 * n + seeds * k + a - 1)
+            r_rows = np.where(b == 0, n + seeds, 2 * n + n * k + seeds * k + b - 1)
+            out.add_pairs(c_rows, r_rows, np.broadcast_to(seeds, a.shape))
+        else:
+            out.add_pairs(*sample_cross_pairs(n, k, ratio, gen))
         out.stats.update({
             "candidates_drawn": 2 * n * big_k, "kept": 2 * n * k, "top_k": k,
-            "likelihood": cfg.likelihood, "sigma2": cfg.sigma2,
+            "likelihood": cfg.likelihood, "sigma2": cfg.sigma2, "pairing": cfg.pairing,
+            "noise_on": cfg.noise_on, "decode": cfg.decode,
             "seconds": time.perf_counter() - t0,
             "vae_epochs": self.vae_.history_["epochs_run"],
             "vae_seconds": self.vae_.history_["seconds"],
@@ -148,23 +165,71 @@ class LensAugmenter(Estimator):
         )
         return out
 
-    def _sample_chunk(self, emb: np.ndarray, eta: Tensor, k: int) -> np.ndarray:
-        """Seed embeddings (B, d) + latent noise (B, K, z) -> kept decoded samples (B, k, d) raw."""
-        kept = top_k_samples(
-            self.vae_.model_, self.vae_.standardize(emb), eta, k, self.synth_cfg.likelihood
-        )
+    def _sample_chunk(
+        self, emb: np.ndarray, eta: Tensor, k: int, eps: Tensor | None
+    ) -> np.ndarray:
+        """Seed embeddings (B, d) + latent noise (B, K, z) -> kept samples (B, k, d), raw."""
+        cfg = self.synth_cfg
+        kept = top_k_samples(self.vae_.model_, self.vae_.standardize(emb), eta, k, cfg.likelihood,
+                             eps=eps, residual=cfg.decode == "residual")
         return self.vae_.unstandardize(kept)
 
 
-@torch.no_grad()
-def top_k_samples(model: DivergenceVAE, x: Tensor, eta: Tensor, k: int, likelihood: str) -> Tensor:
-    """Sample ``z = mu(x) + eta``, keep the k most likely per row, return their decodings.
+def sample_cross_pairs(
+    n: int, k: int, ratio: int, generator: torch.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's cross pairing: ``ratio * n`` distinct (chosen-side, rejected-side) pairs.
 
-    x: (B, d) standardised embeddings; eta: (B, K, z) latent noise -> (B, k, d) decoded, most
-    likely first. Likelihoods as in :class:`LensAugmenter` (prior / posterior / recon).
+    E_aug = {(e+, e-) | e+ in E+ u E+synth, e- in E- u E-synth}, any seed with any seed: the
+    chosen side is one of the n originals or n*k kept chosen samples, the rejected side one of the
+    n originals or n*k kept rejected samples (the LENS pool layout), drawn uniformly without
+    replacement, never an original pair itself. Returns pool rows (chosen, rejected) and each
+    pair's seed, taken to be its chosen side's (its label comes from the chosen/rejected split,
+    not from one seed pair).
+    """
+    m = n * (1 + k)  # rows on each side
+    cells = m * m
+    want = ratio * n
+    if want > cells - n:
+        raise ConfigError(f"ratio {ratio} asks for {want} cross pairs but only {cells - n} exist")
+    picked: list[int] = []
+    seen: set[int] = set()
+    while len(picked) < want:
+        draw = torch.randint(0, cells, (2 * (want - len(picked)) + 16,), generator=generator)
+        for cell in draw.tolist():
+            a, b = divmod(cell, m)
+            if cell in seen or (a < n and a == b):  # duplicates and the seed pairs themselves
+                continue
+            seen.add(cell)
+            picked.append(cell)
+            if len(picked) == want:
+                break
+    a, b = np.divmod(np.asarray(picked, np.int64), m)  # chosen-side, rejected-side index
+    c_rows = np.where(a < n, a, 2 * n + (a - n))
+    r_rows = np.where(b < n, n + b, 2 * n + n * k + (b - n))
+    seeds = np.where(a < n, a, (a - n) // k)
+    return c_rows, r_rows, seeds
+
+
+@torch.no_grad()
+def top_k_samples(
+    model: DivergenceVAE, x: Tensor, eta: Tensor, k: int, likelihood: str,
+    eps: Tensor | None = None, residual: bool = False,
+) -> Tensor:
+    """Sample ``z = c + eta`` around each row's latent centre c, keep the k most likely, decode.
+
+    c = mu(x) (``eps=None``: noise on the posterior mean), or the posterior sample
+    ``mu + exp(logvar/2) * eps`` (noise on a posterior sample). With `residual`, a kept sample
+    decodes to ``x + g(z) - g(c)`` instead of ``g(z)``: the seed embedding moved by the decoder's
+    change, so what the VAE cannot reconstruct is kept, not replaced by the decoder's mean.
+
+    x: (B, d) standardised embeddings; eta: (B, K, z) latent noise; eps: (B, z) or None ->
+    (B, k, d), most likely first. Likelihoods as in :class:`LensAugmenter` (prior / posterior /
+    recon; posterior is measured from mu in either case).
     """
     mu, logvar = model.encode(x)  # (B, z)
-    z = mu[:, None, :] + eta  # (B, K, z)
+    centre = mu if eps is None else mu + (0.5 * logvar).exp() * eps  # (B, z)
+    z = centre[:, None, :] + eta  # (B, K, z)
     decoded = None
     if likelihood == "prior":
         score = -0.5 * z.pow(2).sum(-1)  # (B, K)
@@ -178,6 +243,10 @@ def top_k_samples(model: DivergenceVAE, x: Tensor, eta: Tensor, k: int, likeliho
         raise ConfigError(f"synth.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     top = score.topk(k, dim=1).indices  # (B, k)
     if decoded is None:  # decode only the kept samples
-        return model.decode(z.gather(1, top[..., None].expand(-1, -1, z.shape[-1])))
-    return decoded.gather(1, top[..., None].expand(-1, -1, decoded.shape[-1]))
+        kept = model.decode(z.gather(1, top[..., None].expand(-1, -1, z.shape[-1])))  # (B, k, d)
+    else:
+        kept = decoded.gather(1, top[..., None].expand(-1, -1, decoded.shape[-1]))
+    if residual:
+        kept = x[:, None, :] + kept - model.decode(centre)[:, None, :]  # (B, k, d)
+    return kept
 

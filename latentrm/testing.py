@@ -177,8 +177,10 @@ def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
 
 
 def cfg_for(model: Path | str, **kw: Any) -> EmbedConfig:
-    """EmbedConfig for a local test model: CPU, batches of 3, no progress bar; `kw` overrides."""
-    base = {"model": str(model), "show_progress": False, "batch_size": 3, "device": "cpu"}
+    """EmbedConfig for a local test model: CPU, float32 (exact comparisons with a manual forward
+    pass), batches of 3, no progress bar; `kw` overrides."""
+    base = {"model": str(model), "show_progress": False, "batch_size": 3, "device": "cpu",
+            "dtype": "float32"}
     return EmbedConfig(**{**base, **kw})
 
 

@@ -59,6 +59,7 @@ def fit_loop(
     patience: int,
     seed: int,
     name: str = "model",
+    early_stopping: bool = True,
 ) -> dict[str, Any]:
     """Train `model` in place with AdamW and early stopping; return the history.
 
@@ -74,6 +75,8 @@ def fit_loop(
             improvement.
         seed: seeds batch order and the global RNG (dropout, noise) for the duration of the loop.
         name: used in log lines and errors.
+        early_stopping: False trains all `epochs` and keeps the last weights (the curves are still
+            recorded; "best_epoch"/"best_val" then describe the kept, last epoch).
 
     Returns:
         ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "best_val": float,
@@ -127,6 +130,9 @@ def fit_loop(
             history["val_loss"].append(val)
             history["epochs_run"] = epoch + 1
             # --- early stopping on the best validation loss, keeping its weights
+            if not early_stopping:
+                history["best_val"], history["best_epoch"] = val, epoch
+                continue
             if val < history["best_val"]:
                 history["best_val"], history["best_epoch"] = val, epoch
                 best_state = copy.deepcopy(model.state_dict())

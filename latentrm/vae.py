@@ -154,54 +154,92 @@ def w2_diag_gaussians(
 
 
 RECON_LOSSES = ("mse", "cosine")
+REDUCTIONS = ("sum", "mean")
+DIVERGENCES = ("w2", "w2_squared")
 
 
-def recon_loss(x_hat: Tensor, x: Tensor, kind: str) -> Tensor:
+def recon_loss(x_hat: Tensor, x: Tensor, kind: str, reduction: str = "sum") -> Tensor:
     """Reconstruction loss per row on standardised embeddings.
 
     - ``mse``: ``0.5 * sum_j (x_hat_j - x_j)^2``, the negative log-likelihood of a unit-variance
-      Gaussian decoder up to a constant. Summed (not averaged) over the d dimensions so that
-      beta = 1 is exactly the standard ELBO; averaging would make the KL ~d times stronger and
-      collapse the posterior to the prior at d in the thousands (every sample would then decode to
-      the mean embedding).
+      Gaussian decoder up to a constant.
     - ``cosine``: ``d * (1 - cos(x_hat, x))``, which equals the mse term for two vectors of norm
       sqrt(d) (the typical norm of a standardised embedding), so beta and gamma keep their meaning.
 
+    `reduction` over the d dimensions (the paper leaves it open): ``sum`` makes beta = 1 the
+    standard ELBO, but at d = 576 the term is ~300 per embedding against gamma * W2 ~ 0.1, so the
+    divergence term barely moves the fit; ``mean`` divides by d (``0.5 * mean_j (...)^2``), which
+    puts reconstruction, KL and divergence on comparable scales (and pulls the posterior towards
+    the prior d times harder).
+
     Shapes: x_hat, x (B, d) -> (B,).
     """
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"vae.recon_reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if kind == "mse":
-        return 0.5 * (x_hat - x).pow(2).sum(dim=-1)
-    if kind == "cosine":
-        return x.shape[-1] * (1.0 - F.cosine_similarity(x_hat, x, dim=-1, eps=1e-8))
-    raise ConfigError(f"vae.recon must be one of {RECON_LOSSES}, got {kind!r}")
+        per_dim = 0.5 * (x_hat - x).pow(2).sum(dim=-1)
+    elif kind == "cosine":
+        per_dim = x.shape[-1] * (1.0 - F.cosine_similarity(x_hat, x, dim=-1, eps=1e-8))
+    else:
+        raise ConfigError(f"vae.recon must be one of {RECON_LOSSES}, got {kind!r}")
+    return per_dim if reduction == "sum" else per_dim / x.shape[-1]
+
+
+def check_divergence(divergence: str, beta: float, gamma: float) -> None:
+    """ConfigError unless ``recon + beta*KL - gamma*D`` is bounded below for this choice of D.
+
+    - ``w2``: W2 grows linearly in the distance of the posteriors and the KLs quadratically, so any
+      beta > 0 bounds the loss (by -gamma^2/beta, see the module docstring).
+    - ``w2_squared``: quadratic against quadratic. With mu+ = a, mu- = -a the KLs add
+      ``beta*|a|^2`` and the divergence subtracts ``gamma*|2a|^2 = 4*gamma*|a|^2``: bounded only
+      when ``gamma < beta/4`` (the standard-deviation terms need only gamma < beta/2).
+    """
+    if divergence not in DIVERGENCES:
+        raise ConfigError(f"vae.divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    if gamma > 0 and beta <= 0:
+        raise ConfigError(
+            f"vae.gamma={gamma} needs vae.beta > 0 (got {beta}): without the KL anchor the "
+            "-gamma*W2 term is unbounded below"
+        )
+    if divergence == "w2_squared" and gamma > 0 and not gamma < beta / 4:
+        raise ConfigError(
+            f"vae.divergence=w2_squared needs vae.gamma < vae.beta/4 (got gamma={gamma}, "
+            f"beta={beta}): beyond it -gamma*W2^2 outgrows the KL terms and the loss is unbounded "
+            "below"
+        )
 
 
 def divergence_vae_loss(
     model: DivergenceVAE, e_pos: Tensor, e_neg: Tensor, beta: float, gamma: float,
-    recon: str = "mse", sample: bool = True,
+    recon: str = "mse", sample: bool = True, reduction: str = "sum", divergence: str = "w2",
 ) -> tuple[Tensor, dict[str, float]]:
     """LENS divergence-VAE loss on a batch of standardised pairs.
 
     ``L = mean_b [recon(e+_b) + beta*KL(q(z|e+_b)) + recon(e-_b) + beta*KL(q(z|e-_b))
-    - gamma * W2(q(z|e+_b), q(z|e-_b))]``, with recon as in :func:`recon_loss` evaluated on one
-    reparameterised sample z ~ q(z|e) (noise from the global torch RNG; seed it for determinism), or
-    on z = mu when ``sample=False`` (used for a noise-free validation loss).
+    - gamma * D(q(z|e+_b), q(z|e-_b))]`` with D = W2 (``divergence="w2"``) or W2^2
+    (``"w2_squared"``), recon as in :func:`recon_loss` (summed or averaged over dimensions by
+    `reduction`) evaluated on one reparameterised sample z ~ q(z|e) (noise from the global torch
+    RNG; seed it for determinism), or on z = mu when ``sample=False`` (a noise-free validation
+    loss). :func:`check_divergence` says when the loss is bounded below.
 
     Shapes: e_pos, e_neg (B, d) -> scalar loss, plus a dict of the batch-mean parts (floats):
-    ``recon``, ``kl``, ``w2``, ``loss``.
+    ``recon``, ``kl``, ``w2`` (W2 itself, whichever D is used), ``divergence`` (gamma * D, what the
+    loss subtracts), ``loss``.
     """
     x = torch.cat([e_pos, e_neg])  # one pass for both sides: (2B, d)
     x_hat, mu, logvar = model(x, sample=sample)
     b = e_pos.shape[0]
-    rec = recon_loss(x_hat, x, recon)  # (2B,)
+    rec = recon_loss(x_hat, x, recon, reduction)  # (2B,)
     kl = kl_std_normal(mu, logvar, model.logvar_min, model.logvar_max)  # (2B,)
     lv_range = (model.logvar_min, model.logvar_max)
     w2 = w2_diag_gaussians(mu[:b], logvar[:b], mu[b:], logvar[b:], *lv_range)  # (B,)
-    per_pair = rec[:b] + rec[b:] + beta * (kl[:b] + kl[b:]) - gamma * w2  # (B,)
+    div = w2 if divergence == "w2" else w2.pow(2)  # (B,)
+    per_pair = rec[:b] + rec[b:] + beta * (kl[:b] + kl[b:]) - gamma * div  # (B,)
     loss = per_pair.mean()
     parts = {
         "loss": loss.item(), "recon": (rec[:b] + rec[b:]).mean().item(),
         "kl": (kl[:b] + kl[b:]).mean().item(), "w2": w2.mean().item(),
+        "divergence": gamma * div.mean().item(),
     }
     return loss, parts
 
@@ -228,10 +266,10 @@ class VAEFitter(Estimator):
         check_pairs(chosen, rejected, "VAE fit")
         if cfg.recon not in RECON_LOSSES:
             raise ConfigError(f"vae.recon must be one of {RECON_LOSSES}, got {cfg.recon!r}")
-        if cfg.gamma > 0 and cfg.beta <= 0:
+        check_divergence(cfg.divergence, cfg.beta, cfg.gamma)
+        if cfg.recon_reduction not in REDUCTIONS:
             raise ConfigError(
-                f"vae.gamma={cfg.gamma} needs vae.beta > 0 (got {cfg.beta}): without the KL "
-                "anchor the -gamma*W2 term is unbounded below"
+                f"vae.recon_reduction must be one of {REDUCTIONS}, got {cfg.recon_reduction!r}"
             )
         self.mean_, self.std_ = standardization_stats(chosen, rejected)
         pos, neg = self.standardize(chosen), self.standardize(rejected)
@@ -253,14 +291,15 @@ class VAEFitter(Estimator):
                 chosen.shape[1], cfg.hidden, cfg.latent_dim, cfg.logvar_min, cfg.logvar_max
             )
 
+        loss_kw = {"beta": cfg.beta, "gamma": cfg.gamma, "recon": cfg.recon,
+                   "reduction": cfg.recon_reduction, "divergence": cfg.divergence}
+
         def step(idx: Tensor) -> Tensor:
-            return divergence_vae_loss(model, pos[idx], neg[idx], cfg.beta, cfg.gamma, cfg.recon)[0]
+            return divergence_vae_loss(model, pos[idx], neg[idx], **loss_kw)[0]
 
         def val_fn() -> float:
             # Posterior means only: a deterministic validation loss makes early stopping stable.
-            return divergence_vae_loss(
-                model, val_pos, val_neg, cfg.beta, cfg.gamma, cfg.recon, sample=False
-            )[0].item()
+            return divergence_vae_loss(model, val_pos, val_neg, sample=False, **loss_kw)[0].item()
 
         self.history_ = fit_loop(
             model, model.parameters(), step,
@@ -272,7 +311,7 @@ class VAEFitter(Estimator):
         # Loss parts of the restored model on validation, to see what each term contributes.
         with torch.no_grad():
             self.history_["val_parts"] = divergence_vae_loss(
-                model, val_pos, val_neg, cfg.beta, cfg.gamma, cfg.recon, sample=False
+                model, val_pos, val_neg, sample=False, **loss_kw
             )[1] if len(val_pos) else {}
         self.model_ = model
         return self

@@ -155,7 +155,7 @@ def embed_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
                    "rejected": _hh(q, "no" + " really" * i)}
             f.write(json.dumps(rec) + "\n")
     cfg = EmbedConfig(model=str(tmp / "tiny"), chunk_size=3, batch_size=2, max_length=64,
-                      threads=1, device="cpu", show_progress=False)
+                      dtype="float32", threads=1, device="cpu", show_progress=False)
     ds = load_pairs(str(data))
     ref = embed_pairs(ds, cfg, tmp / "local")
     return {"tmp": tmp, "cfg": cfg, "ds": ds, "data": data, "ref": ref,
@@ -169,8 +169,8 @@ def embed_argv(embed_setup: dict) -> Callable[..., list[str]]:
     def argv(out: Path, *extra: str) -> list[str]:
         return ["--data", str(embed_setup["data"]), "--out", str(out), "--model",
                 embed_setup["cfg"].model, "--chunk-size", "3", "--batch-size", "2",
-                "--max-length", "64", "--threads", "1", "--device", "cpu", "--no-show-progress",
-                *extra]
+                "--max-length", "64", "--threads", "1", "--device", "cpu", "--dtype", "float32",
+                "--no-show-progress", *extra]
 
     return argv
 

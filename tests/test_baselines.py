@@ -112,3 +112,18 @@ def test_baselines_deterministic(data):
         a, b = aug.augment(*data, 4, seed=3), aug.augment(*data, 4, seed=3)
         assert a.pool.tobytes() == b.pool.tobytes()
         assert not np.array_equal(a.pool, aug.augment(*data, 4, seed=4).pool)
+
+
+def test_cross_prompt_pairs_originals_across_seeds(data):
+    from latentrm.baselines import CrossPromptPairs
+
+    c, r = data
+    aug = CrossPromptPairs().fit(c, r).augment(c, r, 4, seed=0)
+    assert len(aug) == N * 5 and aug.pool.shape == (2 * N, D)  # no new embeddings
+    new_c, new_r = aug.chosen_idx[N:], aug.rejected_idx[N:]
+    assert np.array_equal(new_c, aug.seed_idx[N:]) and (new_r >= N).all()
+    assert (new_r - N != new_c).all()  # chosen_i with rejected_j, j != i
+    assert np.bincount(aug.seed_idx, minlength=N).tolist() == [5] * N  # ratio per seed
+    assert len(set(zip(new_c.tolist(), new_r.tolist(), strict=True))) == N * 4  # distinct
+    with pytest.raises(ConfigError, match="ratio 40 needs more than 40 seed pairs"):
+        CrossPromptPairs().augment(c, r, 40, seed=0)

@@ -16,7 +16,6 @@ from latentrm.evaluate import (
     pair_correctness,
     pairwise_accuracy,
     spearman_with_gold,
-    synthetic_fidelity,
 )
 
 
@@ -25,14 +24,6 @@ class Cands:  # the fields of data.CandidateSet that Best-of-N reads
     id: str
     responses: tuple[str, ...]
     gold: tuple[float, ...]
-
-
-@dataclass
-class Aug:  # the fields of synth.AugmentedPairs that fidelity reads
-    pool: np.ndarray
-    chosen_idx: np.ndarray
-    rejected_idx: np.ndarray
-    synthetic: np.ndarray
 
 
 def test_pairwise_accuracy_counts_ties_half() -> None:
@@ -134,19 +125,3 @@ def test_spearman_with_gold_hand_computed() -> None:
     out2 = spearman_with_gold([np.array([np.nan, 1.0, 2.0]), np.array([1.0, 1.0])],
                               [np.array([9.0, 0.0, 1.0]), np.array([0.0, 1.0])])
     assert out2["spearman_prompt"] == pytest.approx(1.0) and out2["spearman_prompts"] == 1
-
-
-def test_synthetic_fidelity_counts_only_synthetic_pairs() -> None:
-    # the reference scores each pool row by its first coordinate
-    pool = np.array([[0.0], [5.0], [3.0], [1.0], [3.0], [-2.0]], dtype=np.float32)
-    aug = Aug(
-        pool=pool,
-        chosen_idx=np.array([0, 2, 1, 3, 4, 2]),
-        rejected_idx=np.array([1, 3, 5, 1, 2, 5]),
-        # pair 0 is an original the reference disagrees with; it must not count
-        synthetic=np.array([False, True, True, True, True, False]),
-    )
-    # synthetic: 3>1 agree, 5>-2 agree, 1<5 disagree, 3==3 tie -> (1+1+0+0.5)/4
-    assert synthetic_fidelity(aug, lambda e: e[:, 0]) == pytest.approx(0.625)
-    aug.synthetic[:] = False
-    assert np.isnan(synthetic_fidelity(aug, lambda e: e[:, 0]))

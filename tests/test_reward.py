@@ -138,3 +138,70 @@ def test_save_load_round_trip(tmp_path, toy):
     with pytest.raises(ConfigError, match="not a reward head"):
         load_head(tmp_path)
 
+
+
+def test_bradley_terry_loss_with_targets_margins_and_weights():
+    rc, rr = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0])
+    plain = bradley_terry_loss(rc, rr)
+    # margins 1 and 0: deltas 0 and 0 -> log 2 each
+    assert bradley_terry_loss(rc, rr, margin=torch.tensor([1.0, 0.0])).item() == pytest.approx(
+        math.log(2))
+    # a soft target t: t*softplus(-d) + (1-t)*softplus(d); d = 1, t = 0.5 -> (0.3133 + 1.3133) / 2
+    t = torch.tensor([0.5, 1.0])
+    want = ((math.log1p(math.exp(-1)) + math.log1p(math.e)) / 2 + math.log(2)) / 2
+    assert bradley_terry_loss(rc, rr, target=t).item() == pytest.approx(want, rel=1e-6)
+    assert bradley_terry_loss(rc, rr, target=torch.ones(2)).item() == pytest.approx(plain.item())
+    # weights (3, 1): (3 * 0.3133 + 1 * log 2) / 4
+    want = (3 * math.log1p(math.exp(-1)) + math.log(2)) / 4
+    got = bradley_terry_loss(rc, rr, weight=torch.tensor([3.0, 1.0])).item()
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_synthetic_pairs_weigh_lambda_and_soft_labels_reach_the_loss(toy, monkeypatch):
+    import latentrm.reward as R
+
+    train, val, _, _ = toy
+    aug = AugmentedPairs.originals(*train, pool_rows=802)
+    aug.pool[800:] = aug.pool[:2]
+    aug.add_pairs(np.array([800]), np.array([801]), np.array([0]))
+    seen = {}
+    orig = R.bradley_terry_loss
+
+    def spy(rc, rr, target=None, margin=None, weight=None):
+        seen.setdefault("weight", weight)
+        return orig(rc, rr, target, margin, weight)
+
+    monkeypatch.setattr(R, "bradley_terry_loss", spy)
+    cfg = dataclasses.replace(FAST, epochs=1, batch_size=1000, synthetic_weight=0.25)
+    RewardHeadFitter(cfg, seed=0).fit(aug, val)
+    w = seen["weight"].numpy()
+    assert sorted(np.unique(w).tolist()) == [0.25, 1.0] and (w == 0.25).sum() == 1
+
+
+def test_fixed_epochs_train_exactly_that_many(toy):
+    train, val, _, _ = toy
+    cfg = dataclasses.replace(FAST, epochs=7, patience=1, early_stopping=False)
+    h = RewardHeadFitter(cfg, seed=0).fit(AugmentedPairs.originals(*train), val).history_
+    assert h["epochs_run"] == 7 and h["best_epoch"] == 6 and len(h["val_loss"]) == 7
+
+
+def test_ensemble_is_the_mean_of_heads_each_missing_one_fold(toy, tmp_path):
+    from latentrm.reward import EnsembleHead
+
+    train, val, test, _ = toy
+    cfg = dataclasses.replace(FAST, ensemble=4)
+    fit = RewardHeadFitter(cfg, seed=0).fit(AugmentedPairs.originals(*train), val)
+    head = fit.head_
+    assert isinstance(head, EnsembleHead) and len(head.members) == 4
+    assert len(fit.history_["members"]) == 4
+    each = np.stack([m.score(test[0]) for m in head.members])
+    np.testing.assert_allclose(head.score(test[0]), each.mean(0), atol=1e-5)
+    np.testing.assert_allclose(head.spread(test[0]), each.std(0), atol=1e-5)
+    # member k standardises with the 3/4 of the seeds it trained on: the means differ
+    means = [m.mean.numpy() for m in head.members]
+    assert not np.allclose(means[0], means[1])
+    assert accuracy(head, test) > 0.7
+    save_head(head, tmp_path / "e", fit.history_)
+    back = load_head(tmp_path / "e")
+    assert isinstance(back, EnsembleHead)
+    np.testing.assert_array_equal(back.score(test[0]), head.score(test[0]))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -184,3 +185,54 @@ def test_lens_top_k_config_checks(lens_data, lens):
     with pytest.raises(ConfigError, match="top_k=20"):
         aug.augment(*lens_data, 4, seed=0)
 
+
+
+def test_cross_pairing_is_the_papers_cross_product(lens_data, lens):
+    c, r = lens_data
+    aug = copy.copy(lens).set_params(synth_cfg=SynthConfig(pairing="cross"))
+    out = aug.augment(c, r, 4, seed=3)
+    k = 2  # default_top_k(4)
+    assert len(out) == N * 5 and out.synthetic[N:].all() and not out.synthetic[:N].any()
+    new_c, new_r = out.chosen_idx[N:], out.rejected_idx[N:]
+    # chosen side: an original chosen row or a kept chosen sample; rejected side likewise
+    assert (((new_c < N) | ((new_c >= 2 * N) & (new_c < 2 * N + N * k))).all())
+    assert (((new_r >= N) & (new_r < 2 * N)) | (new_r >= 2 * N + N * k)).all()
+    assert not ((new_c < N) & (new_r == new_c + N)).any()  # never a seed pair itself
+    assert len(set(zip(new_c.tolist(), new_r.tolist(), strict=True))) == N * 4  # distinct
+    # seeds of both sides differ for most pairs (any seed with any seed), and each pair's seed is
+    # its chosen side's
+    owner_c = np.where(new_c < N, new_c, (new_c - 2 * N) // k)
+    owner_r = np.where(new_r < 2 * N, new_r - N, (new_r - 2 * N - N * k) // k)
+    assert np.array_equal(out.seed_idx[N:], owner_c) and (owner_c != owner_r).mean() > 0.8
+    again = aug.augment(c, r, 4, seed=3)
+    assert np.array_equal(again.chosen_idx, out.chosen_idx)  # deterministic
+
+
+def test_noise_on_a_posterior_sample_differs_from_noise_on_the_mean(lens_data, lens):
+    c, r = lens_data
+    mean = lens.augment(c, r, 2, seed=0)
+    sample = copy.copy(lens).set_params(synth_cfg=SynthConfig(noise_on="sample"))
+    a, b = sample.augment(c, r, 2, seed=0), sample.augment(c, r, 2, seed=0)
+    assert np.array_equal(a.pool, b.pool)  # deterministic given the seed
+    assert np.array_equal(a.chosen_idx, mean.chosen_idx)  # the same pairing draws
+    assert not np.allclose(a.pool[2 * N :], mean.pool[2 * N :])
+
+
+def test_residual_decoding_keeps_what_the_vae_cannot_reconstruct():
+    model = DivergenceVAE(4, hidden=(), latent_dim=2)  # keeps only the first 2 coordinates
+    with torch.no_grad():
+        model.mu_head.weight.copy_(torch.eye(2, 4))
+        model.decoder[0].weight.copy_(torch.eye(4, 2))
+        for lin in (model.mu_head, model.decoder[0], model.logvar_head):
+            lin.bias.zero_()
+        model.logvar_head.weight.zero_()
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    eta = torch.zeros(1, 3, 2)  # no noise: every sample sits on the latent centre
+    plain = top_k_samples(model, x, eta, 2, "prior")
+    residual = top_k_samples(model, x, eta, 2, "prior", residual=True)
+    assert torch.allclose(plain[0, 0], torch.tensor([1.0, 2.0, 0.0, 0.0]))  # the decoder's mean
+    assert torch.allclose(residual, x[:, None].expand(1, 2, 4))  # x + g(c) - g(c) = x
+    eta = torch.full((1, 3, 2), 0.5)
+    moved = top_k_samples(model, x, eta, 1, "prior", residual=True)
+    # e + g(c + eta) - g(c): the decoder's move (+0.5 on the two coordinates it models)
+    assert torch.allclose(moved[0, 0], torch.tensor([1.5, 2.5, 3.0, 4.0]))

@@ -15,6 +15,7 @@ from latentrm.testing import toy_pairs
 from latentrm.vae import (
     DivergenceVAE,
     VAEFitter,
+    check_divergence,
     divergence_vae_loss,
     kl_std_normal,
     n_parameters,
@@ -153,7 +154,7 @@ def test_fitter_standardises_with_seed_stats(toy):
     assert np.allclose(fit.unstandardize(x), c, atol=1e-5)
     h = fit.history_
     assert len(h["val_loss"]) == h["epochs_run"] and h["val_loss"][-1] < h["val_loss"][0]
-    assert set(h["val_parts"]) == {"loss", "recon", "kl", "w2"}
+    assert set(h["val_parts"]) == {"loss", "recon", "kl", "w2", "divergence"}
 
 
 def test_fitter_deterministic(toy):
@@ -198,3 +199,46 @@ def test_fitter_uses_given_validation(toy):
         sample=False,
     )[0].item()
     assert fit.history_["best_val"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_recon_reduction_mean_is_the_sum_over_d():
+    x_hat = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    x = torch.zeros(1, 4)
+    # 0.5 * (1 + 4 + 9 + 16) = 15 summed; / 4 dimensions averaged
+    assert recon_loss(x_hat, x, "mse", "sum").item() == pytest.approx(15.0)
+    assert recon_loss(x_hat, x, "mse", "mean").item() == pytest.approx(3.75)
+    with pytest.raises(ConfigError, match="vae.recon_reduction"):
+        recon_loss(x_hat, x, "mse", "median")
+
+
+def test_w2_squared_divergence_and_its_bound():
+    model = DivergenceVAE(4, (), latent_dim=2)
+    with torch.no_grad():  # encoder = identity on the first 2 dims, logvar 0: posteriors known
+        model.mu_head.weight.zero_()
+        model.mu_head.weight[0, 0] = model.mu_head.weight[1, 1] = 1.0
+        model.mu_head.bias.zero_()
+        model.logvar_head.weight.zero_()
+        model.logvar_head.bias.zero_()
+    e_pos = torch.tensor([[3.0, 0.0, 0.0, 0.0]])
+    e_neg = torch.tensor([[0.0, 4.0, 0.0, 0.0]])
+    # mu+ = (3, 0), mu- = (0, 4), equal variances: W2 = 5, W2^2 = 25
+    _, w2 = divergence_vae_loss(model, e_pos, e_neg, 1.0, 0.1, sample=False)
+    _, sq = divergence_vae_loss(model, e_pos, e_neg, 1.0, 0.1, sample=False,
+                                divergence="w2_squared")
+    assert w2["w2"] == pytest.approx(5.0) and w2["divergence"] == pytest.approx(0.5)
+    assert sq["w2"] == pytest.approx(5.0) and sq["divergence"] == pytest.approx(2.5)
+    assert sq["loss"] == pytest.approx(w2["loss"] - 2.0)
+    check_divergence("w2_squared", beta=1.0, gamma=0.2)  # 0.2 < 1/4: bounded
+    with pytest.raises(ConfigError, match="gamma < vae.beta/4"):
+        check_divergence("w2_squared", beta=1.0, gamma=0.25)
+    with pytest.raises(ConfigError, match="needs vae.beta > 0"):
+        check_divergence("w2", beta=0.0, gamma=0.1)
+    with pytest.raises(ConfigError, match="vae.divergence must be one of"):
+        check_divergence("kl", beta=1.0, gamma=0.1)
+
+
+def test_w2_squared_with_too_large_gamma_is_refused_before_training(toy):
+    c, r = toy
+    cfg = dataclasses.replace(FAST, divergence="w2_squared", gamma=0.5)
+    with pytest.raises(ConfigError, match="unbounded below"):
+        VAEFitter(cfg, seed=0, val_fraction=0.1).fit(c, r)

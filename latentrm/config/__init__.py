@@ -7,10 +7,12 @@ overrides, help text). A run's resolved config is saved next to its artifacts.
 """
 
 from latentrm.config.loading import (
+    apply_changes,
     deep_merge,
     from_dict,
     help_lines,
     load_config,
+    method_config,
     parse_overrides,
     save_config,
     saved_config_matches,
@@ -29,7 +31,7 @@ from latentrm.config.text import SelfRewardConfig, TextRewardConfig
 
 __all__ = [
     "METHODS", "DataConfig", "EmbedConfig", "EvalConfig", "RewardConfig", "RunConfig",
-    "SelfRewardConfig", "SynthConfig", "TextRewardConfig", "VAEConfig", "check_ratio",
-    "deep_merge", "from_dict", "help_lines", "load_config", "parse_overrides", "save_config",
-    "saved_config_matches", "to_dict",
+    "SelfRewardConfig", "SynthConfig", "TextRewardConfig", "VAEConfig", "apply_changes",
+    "check_ratio", "deep_merge", "from_dict", "help_lines", "load_config", "method_config",
+    "parse_overrides", "save_config", "saved_config_matches", "to_dict",
 ]

@@ -195,3 +195,30 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         lines.append(f"  {prefix}{f.name}={default!r}: {f.metadata.get('help', '')}")
     return lines
+
+
+def apply_changes(cfg: RunConfig, changes: dict[str, Any], where: str = "") -> RunConfig:
+    """`cfg` with dotted-key `changes` ({"synth.pairing": "cross"}), checked like any override."""
+    nested: dict[str, Any] = {}
+    for key, value in changes.items():
+        node = nested
+        parts = str(key).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    try:
+        return from_dict(type(cfg), deep_merge(to_dict(cfg), nested))
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
+
+
+def method_config(cfg: RunConfig, name: str) -> tuple[str, RunConfig]:
+    """(the augmentation method, the config it runs with) of a name in `methods`.
+
+    A method's own name runs with `cfg`; a variant's name with its method and changes applied.
+    """
+    if name not in cfg.variants:
+        return name, cfg
+    spec = dict(cfg.variants[name])
+    method = spec.pop("method")
+    return method, apply_changes(cfg, spec, f"variants.{name}: ")

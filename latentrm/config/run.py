@@ -21,7 +21,9 @@ from latentrm.config.text import SelfRewardConfig, TextRewardConfig
 from latentrm.errors import ConfigError
 
 # Augmentation methods (latentrm.methods.make_augmenter builds them); "none" = originals only.
-METHODS = ("none", "direct", "gaussian", "lens")
+METHODS = ("none", "direct", "gaussian", "lens", "cross-prompt")
+# What `latentrm run` compares unless told otherwise: the paper's baselines and LENS.
+DEFAULT_METHODS = ("none", "direct", "gaussian", "lens")
 
 
 def check_ratio(ratio: Any, key: str = "ratio") -> int:
@@ -46,7 +48,32 @@ class RunConfig:
     self_rewarding: SelfRewardConfig = field(default_factory=SelfRewardConfig)
     seed: int = opt(0, "Seed of every random choice in the run (VAE, synthesis, head).")
     methods: tuple[str, ...] = opt(
-        METHODS, "Methods `latentrm run` trains and compares."
+        DEFAULT_METHODS,
+        "Methods `latentrm run` / `experiment` train and compare: a method (none, direct, "
+        "gaussian, lens, cross-prompt), a name defined in `variants`, or 'recipe' (the candidate "
+        "of `recipe_from` chosen on validation folds of the seed set).",
+    )
+    variants: dict[str, dict[str, Any]] = opt(
+        {},
+        "Named method variants for `methods`: name -> {method: one of the methods, and dotted "
+        "config keys that change for it}, e.g. lens-cross: {method: lens, synth.pairing: cross}.",
+    )
+    recipe_from: tuple[str, ...] = opt(
+        (),
+        "Candidates of the 'recipe' method (methods or variants, each at every ratio; none once): "
+        "the one with the best mean accuracy on `select_folds` validation folds of the seed set is "
+        "trained and reported. Nothing is chosen on held-out pairs.",
+    )
+    select_folds: int = opt(
+        5, "Folds of the seed set for choosing the recipe and the layer (k-fold validation)."
+    )
+    select_repeats: int = opt(
+        1, "Repeats of the k-fold validation with other fold draws (averaged): steadier choices."
+    )
+    select_layer: tuple[int | str, ...] = opt(
+        (),
+        "embed.layer candidates (each in embed.layers, or 'mean') chosen per split by the "
+        "k-fold validation accuracy of the plain head on the seed set; () = embed.layer.",
     )
     ratios: tuple[int, ...] = opt(
         (4,),
@@ -84,9 +111,23 @@ class RunConfig:
         # Values a type check cannot catch; each error names the key.
         for r in self.ratios:
             check_ratio(r, "ratios")
-        for m in self.methods:
-            if m not in METHODS:
-                raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, list(METHODS))}")
+        for name, spec in self.variants.items():
+            if name in METHODS or name == "recipe":
+                raise ConfigError(f"variants: '{name}' is a method's own name; choose another")
+            if not isinstance(spec, dict) or spec.get("method") not in METHODS:
+                raise ConfigError(f"variants.{name}: needs method: one of {', '.join(METHODS)}")
+        known = [*METHODS, *self.variants, "recipe"]
+        for m in (*self.methods, *self.recipe_from):
+            if m not in known or (m == "recipe" and m in self.recipe_from):
+                raise ConfigError(f"methods: unknown method '{m}'{_nearest(m, known)}")
+        if "recipe" in self.methods and not self.recipe_from:
+            raise ConfigError("methods has 'recipe' but recipe_from names no candidates")
+        if self.select_folds < 2 or self.select_repeats < 1:
+            raise ConfigError(f"select_folds must be >= 2 and select_repeats >= 1, got "
+                              f"{self.select_folds} and {self.select_repeats}")
+        for layer in self.select_layer:
+            if not (isinstance(layer, int) or layer == "mean"):
+                raise ConfigError(f"select_layer: {layer!r} is not a layer index or 'mean'")
         if not 0 < self.data.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
         if self.data.n_seed < 2:

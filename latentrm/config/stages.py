@@ -43,6 +43,11 @@ class DataConfig:
         0.1, "Share of the seed set carved out as validation (early stopping, LENS selection)."
     )
     split_seed: int = opt(0, "Seed of the deterministic seed/held-out split.")
+    fixed_test: bool = opt(
+        False,
+        "Held-out pairs = the last n_test of the split's permutation, so they do not depend on "
+        "n_seed: a learning curve over n_seed is judged on one held-out set per split.",
+    )
     min_gold_gap: float = opt(
         0.3, "Candidates format: two candidates form a pair when their gold scores differ by this."
     )
@@ -75,7 +80,17 @@ class EmbedConfig:
     pooling: str = opt(
         "auto", "auto | last | mean. auto: last-token for decoders, mean for encoders."
     )
-    layer: int = opt(-1, "Hidden layer to read (-1 = last layer).")
+    layer: int | str = opt(
+        -1,
+        "Hidden state the reward model reads: an index (-1 = last layer, 0 = the input "
+        "embeddings) or 'mean' (the mean over `layers`). Reward probes often read middle layers "
+        "better than the last; it can be chosen on validation (select_layer).",
+    )
+    layers: tuple[int, ...] = opt(
+        (),
+        "Further hidden states computed in the same forward pass and cached with `layer`, e.g. "
+        "[15, 20, 22, -1] for SmolLM2's 30 layers: changing `layer` among them re-embeds nothing.",
+    )
     max_length: int = opt(
         512,
         "Max tokens per (prompt, response). Longer inputs lose prompt tokens from the left first; "
@@ -95,7 +110,12 @@ class EmbedConfig:
     chunk_size: int = opt(256, "Rows per cache chunk file; a killed run loses at most one chunk.")
     threads: int | None = opt(None, "torch intra-op threads for this call (None = leave as is).")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N.")
-    dtype: str = opt("float32", "float32 | bfloat16 | float16 model weights/activations.")
+    dtype: str = opt(
+        "auto",
+        "auto | float32 | bfloat16 | float16 model weights/activations. auto: bfloat16 on GPUs and "
+        "CPUs with native bf16 units (AMX, AVX512-BF16), float32 elsewhere; the resolved dtype is "
+        "logged and is part of the cache key.",
+    )
     trust_remote_code: bool = opt(
         False, "Allow model repos to run their own code (off by default)."
     )
@@ -113,6 +133,19 @@ class VAEConfig:
     beta: float = opt(1.0, "Weight of the KL term (paper leaves it open; 1.0 = standard ELBO).")
     gamma: float = opt(0.1, "Weight of the W2 divergence term between chosen/rejected posteriors.")
     recon: str = opt("mse", "mse | cosine. Reconstruction loss on standardised embeddings.")
+    recon_reduction: str = opt(
+        "sum",
+        "sum | mean of the reconstruction loss over the d dimensions (the paper leaves it open). "
+        "sum: beta = 1 is the standard ELBO, but at d = 576 reconstruction is ~300 per embedding "
+        "against gamma*W2 ~ 0.1, so the divergence term barely acts; mean: the terms are on "
+        "comparable scales.",
+    )
+    divergence: str = opt(
+        "w2",
+        "w2 | w2_squared: the divergence the loss rewards between a pair's chosen and rejected "
+        "posteriors. w2 is bounded below by -gamma^2/beta for any beta > 0; w2_squared only when "
+        "gamma < beta/4 (refused otherwise).",
+    )
     epochs: int = opt(
         50,
         "Max epochs. 50: on toy data 200 epochs lowered the VAE loss a little more but gave the "
@@ -148,6 +181,35 @@ class SynthConfig:
         "the dense region the decoder was trained on); posterior: log q(z|e) of the seed's "
         "posterior "
         "(keeps samples nearest the seed's mean); recon: -||decode(z) - e||^2.",
+    )
+    pairing: str = opt(
+        "within_seed",
+        "within_seed | cross. within_seed (ours): a seed's original and kept chosen embeddings "
+        "pair with its own original and kept rejected ones, so every label comes from one "
+        "human-labelled pair. cross (the paper's formula): any chosen-side embedding of any seed "
+        "with any rejected-side embedding of any seed.",
+    )
+    noise_on: str = opt(
+        "mean",
+        "mean | sample: the latent noise eta is added to the posterior mean mu (z = mu + eta), or "
+        "to one posterior sample (z = mu + sigma*eps + eta). The paper leaves it open.",
+    )
+    decode: str = opt(
+        "plain",
+        "plain | residual. plain: a kept sample is g(z). residual (label-safe, beyond the paper): "
+        "e + g(z) - g(c), the seed embedding moved by the decoder's change from its latent centre "
+        "c, which keeps what the VAE cannot reconstruct.",
+    )
+    teacher: str = opt(
+        "none",
+        "none | filter | relabel (label-safe, beyond the paper): K heads trained out-of-fold on "
+        "the seed pairs judge each new pair by the head that never saw its seed; filter keeps "
+        "pairs whose teacher probability for the inherited label is above teacher_tau, relabel "
+        "trains on the teacher's probability as a soft label. Applies to any augmenting method.",
+    )
+    teacher_heads: int = opt(5, "Teacher heads (folds of the seed pairs) for synth.teacher.")
+    teacher_tau: float = opt(
+        0.5, "synth.teacher=filter keeps new pairs whose teacher probability exceeds this."
     )
     direct_noise: float = opt(
         0.1,
@@ -187,6 +249,23 @@ class RewardConfig:
     patience: int = opt(5, "Early stopping patience on validation BT loss (epochs).")
     standardize: bool = opt(
         True, "Standardise inputs with seed-set statistics (stored in the head)."
+    )
+    early_stopping: bool = opt(
+        True,
+        "Stop on the validation BT loss (patience) and keep the best epoch; false = train exactly "
+        "`epochs` epochs (the paper may give augmented sets more steps: an epoch of a 4x set is "
+        "5 passes' worth of steps).",
+    )
+    synthetic_weight: float = opt(
+        1.0,
+        "Weight lambda of each new (synthetic) pair in the Bradley-Terry loss; the originals "
+        "weigh 1.",
+    )
+    ensemble: int = opt(
+        1,
+        "K > 1: the reward model is the mean of K heads, head k trained on the pairs of every "
+        "seed outside fold k of K (80% for K=5), all stopping on the same validation pairs; the "
+        "spread of the K scores is an uncertainty.",
     )
 
 

@@ -1,43 +1,62 @@
-"""The on-disk embedding cache format: one folder per (model, texts, settings), resumable chunks.
+"""The on-disk embedding cache: a content-addressed store of vectors per embedder setting.
 
-Layout of ``cache_root/<key>/`` (key = the first 24 hex digits of the SHA-256 of the request):
-``meta.json`` (the request: kind, content hash, row count, model identity and KEY_FIELDS; the
-embedder's metadata; the chunk size), ``ids.json``, and ``chunk-NNNNN.npy`` files, chunk c holding
-rows [c*chunk_size, (c+1)*chunk_size) of the flat row list (pairs: chosen_0..chosen_{N-1},
-rejected_0..rejected_{N-1}). Every file is written atomically, so a killed run leaves only whole
-chunks. Readers here check shapes, dtypes and finiteness and name the file that is wrong.
+Layout of ``cache_root/``::
 
-Writers: :mod:`latentrm.embed.cached` (one process), :mod:`latentrm.embed.scale` (sharded ranks)
-and :mod:`latentrm.embed.ray_engine` (Ray actors); all plan a folder with :func:`plan_cache`,
-write its meta.json with :func:`ensure_meta` and chunks with :func:`write_chunk`;
-:func:`verify_cache` checks a finished folder.
+    file-hashes.json                 memo of model file hashes (path, size, mtime, ctime)
+    <store>/                         one per embedder setting: model identity, pooling, layers,
+                                     max_length, text format, dtype (the store key, hashed)
+      store.json                     what the store holds (the key + the embedder's metadata),
+                                     created once by the first writer, never rewritten
+      chunks/<id>.<sha>.npy          (rows, L, d) float32 vectors, L = the stored layers
+      chunks/<id>.json               the chunk's row keys, its .npy file name, that file's SHA-256
+      views/<view>.json              one embedded dataset: its row keys in order, ids, kind
+
+Rows are found by their *content*: a row's key is the SHA-256 of its (prompt messages, response),
+so the same texts are embedded once whatever file, subset or ids they come with, and `latentrm
+experiment` reuses what `latentrm run` embedded. A view (``views/<view>.json``) records one
+request (the rows of a dataset, in order) so `latentrm synth` / `train` can read it back without
+the data file; it names the embedder config the rows came from.
+
+Safety without locks: a request's rows are cut into chunks of ``chunk_size`` in request order, so
+every writer (a process, its shards, Ray actors) plans the same chunks; a chunk's id is the hash of
+its row keys and its vectors go to a file named by their own checksum, written atomically before
+the small JSON that points at it. Files are never modified, only added, so concurrent writers of
+any chunk size cannot mix rows; a row stored twice resolves to its oldest copy, so a vector once
+stored never changes. A chunk whose file does not match its checksum (a flipped byte) is detected
+on read and by :func:`verify_cache`, set aside, and recomputed by the next run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import logging
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from latentrm import __version__
-from latentrm.config import EmbedConfig
-from latentrm.embed.embedder import check_embed_config
+from latentrm.config import EmbedConfig, from_dict, to_dict
+from latentrm.embed.embedder import check_embed_config, pick_layer, resolve_dtype, stored_layers
 from latentrm.embed.models import resolve_identity
-from latentrm.errors import CacheError
+from latentrm.errors import CacheError, LatentrmError
 from latentrm.io import atomic_write, atomic_write_json, sha256_json
 
 if TYPE_CHECKING:
     from latentrm.data.types import CandidateSet, PreferenceDataset
 
-# Request fields that decide the numbers in a cache (its key); batch size, threads, device do not.
-KEY_FIELDS = ("pooling", "layer", "max_length", "text_format", "dtype")
-# Embedder metadata that must match between the run that started a cache and one that resumes it.
-RESOLVED_FIELDS = ("is_decoder", "pooling", "layer", "max_length", "text_format", "dtype", "dim")
+log = logging.getLogger(__name__)
+
+FORMAT = "latentrm.embedding-store/2"
+# Embedder metadata that every writer of one store must agree on.
+RESOLVED_FIELDS = ("is_decoder", "pooling", "layers", "max_length", "text_format", "dtype", "dim",
+                   "normalize")
 
 
 @dataclass
@@ -48,171 +67,34 @@ class PairEmbeddings:
     meta: dict
 
 
-def cache_request(
-    cfg: EmbedConfig, identity: dict, kind: str, content_hash: str, n_rows: int
-) -> dict:
-    """The request a cache folder answers; its hash names the folder."""
-    return {
-        "kind": kind,
-        "content_hash": content_hash,
-        "n_rows": n_rows,
-        "model_identity": identity,
-        **{f: getattr(cfg, f) for f in KEY_FIELDS},
-        "latentrm_version": __version__,
-    }
+# --- what a request is ----------------------------------------------------------------------------
+def row_key(prompt: Sequence[dict[str, str]], response: str) -> str:
+    """The content key of one (prompt messages, response) row."""
+    doc = [[[m["role"], m["content"]] for m in prompt], response]
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def check_same(where: Path, made: dict, asked: dict, fields: Sequence[str]) -> None:
-    """CacheError naming every field in `fields` where the cache at `where` differs."""
-    bad = [f for f in fields if made.get(f) != asked.get(f)]
-    if bad:
-        parts = ", ".join(f"{f}={made.get(f)!r}" for f in bad)
-        want = ", ".join(f"{f}={asked.get(f)!r}" for f in bad)
-        raise CacheError(f"cache at {where} was made with {parts}, asked {want}")
-
-
-def chunk_path(d: Path, c: int) -> Path:
-    return d / f"chunk-{c:05d}.npy"
-
-
-def write_chunk(path: Path, rows: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a path
-            np.save(f, rows, allow_pickle=False)
-
-    atomic_write(path, write)
-
-
-def read_chunk(path: Path, n: int, dim: int) -> np.ndarray:
-    try:
-        rows = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise CacheError(f"{path}: unreadable chunk ({e}); delete it to recompute") from None
-    if rows.shape != (n, dim) or rows.dtype != np.float32:
-        raise CacheError(
-            f"{path}: expected float32 ({n}, {dim}), found {rows.dtype} {rows.shape}; "
-            "delete it to recompute"
-        )
-    if not np.isfinite(rows).all():
-        raise CacheError(f"{path}: chunk holds NaN/Inf values; delete it to recompute")
-    return rows
-
-
-def read_meta(d: Path) -> dict:
-    try:
-        return json.loads((d / "meta.json").read_text())
-    except (OSError, ValueError) as e:
-        raise CacheError(f"{d}: cannot read meta.json ({e})") from None
-
-
-def load_rows(d: Path, meta: dict) -> np.ndarray:
-    n, cs, dim = meta["request"]["n_rows"], meta["chunk_size"], meta["embedder"]["dim"]
-    out = np.empty((n, dim), dtype=np.float32)
-    for c in range(-(-n // cs)):
-        lo, hi = c * cs, min(n, (c + 1) * cs)
-        p = chunk_path(d, c)
-        if not p.exists():
-            raise CacheError(f"{d}: chunk {p.name} is missing (an interrupted run?); rerun embed")
-        out[lo:hi] = read_chunk(p, hi - lo, dim)
-    return out
-
-@dataclass(frozen=True)
-class CachePlan:
-    """Where a request's rows live and which chunks are still missing."""
-
-    dir: Path
-    request: dict  # meta.json["request"]: what the key is made of
-    chunk_size: int
-    n_rows: int
-    missing: list[int]
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n_rows // self.chunk_size)
-
-    def bounds(self, c: int) -> tuple[int, int]:
-        return c * self.chunk_size, min(self.n_rows, (c + 1) * self.chunk_size)
-
-
-def plan_folder(request: dict, root: Path, chunk_size: int) -> CachePlan:
-    """The folder under `root` that answers `request`, and its missing chunks.
-
-    CacheError when an existing folder was made with a different request; an existing folder's
-    chunk size wins over `chunk_size`.
-    """
-    d = root / sha256_json(request)[:24]
-    if (d / "meta.json").exists():
-        meta = read_meta(d)
-        check_same(d, meta["request"], request, list(request))
-        chunk_size = meta["chunk_size"]
-    n = request["n_rows"]
-    missing = [c for c in range(-(-n // chunk_size)) if not chunk_path(d, c).exists()]
-    return CachePlan(dir=d, request=request, chunk_size=chunk_size, n_rows=n, missing=missing)
-
-
-def ensure_meta(plan: CachePlan, emb_meta: dict, ids_doc: dict | None) -> None:
-    """Write (ids.json +) meta.json before the first chunk, or check the existing meta.json.
-
-    Always before the first chunk: the reader takes a folder with chunks but no meta.json for
-    corrupt. Several writers (shards, actors) may race here: each file is replaced atomically and
-    all writers agree on every field a reader checks (only `created`/`device` differ).
-    """
-    if (plan.dir / "meta.json").exists():
-        check_same(plan.dir, read_meta(plan.dir)["embedder"], emb_meta, RESOLVED_FIELDS)
-        return
-    if ids_doc is not None:
-        atomic_write_json(plan.dir / "ids.json", ids_doc)
-    meta = {
-        "request": plan.request,
-        "embedder": emb_meta,
-        "chunk_size": plan.chunk_size,
-        "created": time.time(),
-    }
-    atomic_write_json(plan.dir / "meta.json", meta)
-
-
-def candidates_hash(sets: Sequence[CandidateSet]) -> str:
-    recs = [[s.id, [[m["role"], m["content"]] for m in s.prompt], list(s.responses)] for s in sets]
-    return sha256_json(recs)
-
-
-def load_pair_cache(cache_dir: str | Path, expect: EmbedConfig | None = None) -> PairEmbeddings:
-    """Read a complete pair cache folder; with `expect`, CacheError if it was made differently."""
-    d = Path(cache_dir)
-    meta = read_meta(d)
-    if meta["request"].get("kind") != "pairs":
-        raise CacheError(f"cache at {d} holds {meta['request'].get('kind')}, not pairs")
-    if expect is not None:
-        asked = {f: getattr(expect, f) for f in KEY_FIELDS}
-        check_same(d, meta["request"], asked, KEY_FIELDS)
-        ident = resolve_identity(expect, d.parent / "file-hashes.json")
-        if ident is not None:
-            check_same(d, meta["request"], {"model_identity": ident}, ["model_identity"])
-    ids = json.loads((d / "ids.json").read_text())["ids"]
-    rows = load_rows(d, meta)
-    n = len(ids)
-    if rows.shape[0] != 2 * n:
-        raise CacheError(f"cache at {d}: {rows.shape[0]} rows for {n} pairs")
-    return PairEmbeddings(ids=ids, chosen=rows[:n], rejected=rows[n:], meta=meta)
-
-
-# --- what goes into one cache folder ------------------------------------------------------------
 @dataclass(frozen=True)
 class FlatRows:
-    """The flat (prompt, response) row list behind one cache folder, as `latentrm.embed` has it."""
+    """The flat (prompt, response) row list of one request (a dataset's view of a store)."""
 
     kind: str  # "pairs" | "candidates"
-    content_hash: str
     prompts: list  # row i: tuple of messages
     responses: list[str]
-    ids_doc: dict  # what ids.json holds
+    ids_doc: dict  # pairs: {"ids"}; candidates: {"ids", "counts"}
+    keys: list[str] = field(default_factory=list)  # row_key of each row
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            keys = [row_key(p, r) for p, r in zip(self.prompts, self.responses, strict=True)]
+            object.__setattr__(self, "keys", keys)
 
 
 def pair_rows(ds: PreferenceDataset) -> FlatRows:
-    """Rows chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}, as `embed_pairs` orders them."""
+    """Rows chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1} of a dataset of pairs."""
     return FlatRows(
         kind="pairs",
-        content_hash=ds.content_hash(),
         prompts=[p.prompt for p in ds.pairs] * 2,
         responses=[p.chosen for p in ds.pairs] + [p.rejected for p in ds.pairs],
         ids_doc={"ids": [p.id for p in ds.pairs]},
@@ -220,70 +102,374 @@ def pair_rows(ds: PreferenceDataset) -> FlatRows:
 
 
 def candidate_rows(sets: Sequence[CandidateSet]) -> FlatRows:
-    """Every candidate response, set by set, exactly as `embed_candidates` orders them."""
+    """Every candidate response, set by set."""
     return FlatRows(
         kind="candidates",
-        content_hash=candidates_hash(sets),
         prompts=[s.prompt for s in sets for _ in s.responses],
         responses=[r for s in sets for r in s.responses],
         ids_doc={"ids": [s.id for s in sets], "counts": [len(s.responses) for s in sets]},
     )
 
 
-def plan_cache(rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path) -> CachePlan:
-    """The cache folder `latentrm.embed` uses for `rows` under `cfg`, and its missing chunks.
+def store_request(cfg: EmbedConfig, identity: dict) -> dict:
+    """What decides the vectors of a store (its key): weights and every setting that changes them.
 
-    Loads no model (a local model's identity is its file hashes, a Hub model's its commit).
-    CacheError when an existing folder was made with a different request.
+    Batch size, threads, device and the chunk size do not; the dtype is the resolved one (`auto`
+    means bfloat16 on CPUs and GPUs with bf16 units, float32 elsewhere).
+    """
+    return {
+        "format": FORMAT,
+        "model_identity": identity,
+        "pooling": cfg.pooling,
+        "layers": stored_layers(cfg),
+        "max_length": cfg.max_length,
+        "text_format": cfg.text_format,
+        "dtype": resolve_dtype(cfg.dtype, cfg.device),
+        "latentrm_version": __version__,
+    }
+
+
+# --- reading a store ------------------------------------------------------------------------------
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CacheError(
+            f"{path}: cannot read the {what} ({e}); delete {path.parent} to rebuild it"
+        ) from None
+
+
+def read_store_meta(d: Path) -> dict:
+    """store.json of the store at `d` (CacheError naming the file if unreadable or foreign)."""
+    meta = _read_json(d / "store.json", "store description")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "embedder" not in meta:
+        raise CacheError(f"{d / 'store.json'}: not a latentrm embedding store of format "
+                         f"{FORMAT}; delete {d} to rebuild it")
+    return meta
+
+
+@dataclass
+class Chunk:
+    id: str
+    file: str  # the .npy file name in chunks/
+    sha256: str
+    keys: list[str]
+    created: float
+
+
+def list_chunks(d: Path) -> list[Chunk]:
+    """Every complete chunk of the store (one with a readable sidecar), oldest first."""
+    out = []
+    for side in sorted((d / "chunks").glob("*.json")):
+        doc = _read_json(side, "chunk description")
+        try:
+            out.append(Chunk(side.stem, str(doc["file"]), str(doc["sha256"]), list(doc["keys"]),
+                             float(doc["created"])))
+        except (KeyError, TypeError, ValueError):
+            raise CacheError(f"{side}: malformed chunk description; delete it (the chunk is "
+                             "recomputed)") from None
+    return sorted(out, key=lambda c: (c.created, c.id))
+
+
+def index_rows(chunks: Sequence[Chunk]) -> dict[str, tuple[int, int]]:
+    """row key -> (position in `chunks`, row in that chunk); the oldest copy of a row wins."""
+    index: dict[str, tuple[int, int]] = {}
+    for ci, ch in enumerate(chunks):
+        for r, k in enumerate(ch.keys):
+            index.setdefault(k, (ci, r))
+    return index
+
+
+def read_chunk(d: Path, ch: Chunk, dim: int, n_layers: int) -> np.ndarray:
+    """(rows, L, d) float32 of a chunk; CacheError if its file is missing, corrupt or malformed."""
+    path = d / "chunks" / ch.file
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CacheError(f"{path}: unreadable chunk ({e})") from None
+    if hashlib.sha256(data).hexdigest() != ch.sha256:
+        raise CacheError(f"{path}: checksum mismatch (the file changed after it was written)")
+    try:
+        rows = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{path}: unreadable chunk ({e})") from None
+    if rows.shape != (len(ch.keys), n_layers, dim) or rows.dtype != np.float32:
+        raise CacheError(f"{path}: expected float32 {(len(ch.keys), n_layers, dim)}, found "
+                         f"{rows.dtype} {rows.shape}")
+    if not np.isfinite(rows).all():
+        raise CacheError(f"{path}: chunk holds NaN/Inf values")
+    return rows
+
+
+def set_aside(d: Path, ch: Chunk, why: str) -> None:
+    """Move a bad chunk's description out of the way (its rows count as missing again)."""
+    side = d / "chunks" / f"{ch.id}.json"
+    log.warning("cache %s: chunk %s is bad (%s); set aside, its rows will be recomputed", d,
+                ch.id, why)
+    try:
+        os.replace(side, side.with_name(f"{ch.id}.json.bad"))
+    except FileNotFoundError:
+        pass
+
+
+# --- planning a request ---------------------------------------------------------------------------
+@dataclass
+class CachePlan:
+    """Where a request's rows live: the store, the request's chunks and which are still missing.
+
+    `chunks[c]` lists row positions of the request (deduplicated by content, request order);
+    chunk c is missing when any of its rows is in no complete chunk of the store.
+    """
+
+    dir: Path
+    request: dict  # store.json["request"]: what the store key is made of
+    rows: FlatRows
+    chunk_size: int
+    chunks: list[list[int]]
+    missing: list[int]
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunks)
+
+    def chunk_keys(self, c: int) -> list[str]:
+        return [self.rows.keys[i] for i in self.chunks[c]]
+
+    def chunk_id(self, c: int) -> str:
+        return sha256_json(self.chunk_keys(c))[:32]
+
+    @property
+    def view_path(self) -> Path:
+        """Where this request's view is recorded (see :func:`write_view`)."""
+        return self.dir / "views" / f"{sha256_json([self.rows.kind, self.rows.keys])[:24]}.json"
+
+    def write(self, c: int, vectors: np.ndarray) -> None:
+        """Store the vectors of chunk `c` (see :func:`write_chunk`)."""
+        write_chunk(self.dir, self.chunk_id(c), self.chunk_keys(c), vectors)
+
+    def n_missing_rows(self) -> int:
+        return sum(len(self.chunks[c]) for c in self.missing)
+
+
+def plan_store(rows: FlatRows, request: dict, root: Path, chunk_size: int) -> CachePlan:
+    """The store under `root` for `request`, the request's chunks and the missing ones."""
+    if chunk_size < 1:
+        raise CacheError(f"chunk_size must be >= 1, got {chunk_size}")
+    d = root / sha256_json(request)[:24]
+    if (d / "store.json").exists():
+        meta = read_store_meta(d)
+        if meta.get("request") != request:
+            raise CacheError(f"{d / 'store.json'} describes another store; delete {d}")
+    first: dict[str, int] = {}
+    for i, k in enumerate(rows.keys):
+        first.setdefault(k, i)
+    unique = sorted(first.values())
+    chunks = [unique[i : i + chunk_size] for i in range(0, len(unique), chunk_size)]
+    have = index_rows(list_chunks(d)) if (d / "chunks").is_dir() else {}
+    missing = [c for c, rs in enumerate(chunks) if any(rows.keys[i] not in have for i in rs)]
+    return CachePlan(d, request, rows, chunk_size, chunks, missing)
+
+
+def plan_cache(rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path) -> CachePlan:
+    """The plan for embedding `rows` under `cfg` in `cache_root`; loads no model.
+
+    A local model's identity is its file hashes, a Hub model's its commit (only its config.json
+    is fetched when the model is not in the local HF cache).
     """
     check_embed_config(cfg)
     root = Path(cache_root)
     identity = resolve_identity(cfg, root / "file-hashes.json", download=True)
-    request = cache_request(cfg, identity, rows.kind, rows.content_hash, len(rows.responses))
-    return plan_folder(request, root, cfg.chunk_size)
+    return plan_store(rows, store_request(cfg, identity), root, cfg.chunk_size)
 
 
-# --- verification ---------------------------------------------------------------------------------
-def verify_cache(cache_dir: str | Path) -> dict:
-    """Check a cache folder is complete: every chunk present, float32 (rows, d), finite, and the row
-    count agrees with ids.json. Returns {"dir", "kind", "rows", "dim", "chunks", "stale_tmp"};
-    CacheError listing every missing or bad chunk otherwise.
+# --- writing --------------------------------------------------------------------------------------
+def ensure_store(plan: CachePlan, emb_meta: dict) -> None:
+    """Create store.json once (exclusively: the first writer wins), or check it agrees.
+
+    Every writer of a store must have resolved the embedder the same way (dim, pooling, layers,
+    dtype, ...); a writer that disagrees is refused before it writes a chunk.
     """
-    d = Path(cache_dir)
-    meta = read_meta(d)
-    n, cs, dim = meta["request"]["n_rows"], meta["chunk_size"], meta["embedder"]["dim"]
-    kind = meta["request"].get("kind")
-    problems: list[str] = []
-    n_chunks = -(-n // cs)
-    for c in range(n_chunks):
-        p = chunk_path(d, c)
-        if not p.exists():
-            problems.append(f"{p.name} missing")
-            continue
+    path = plan.dir / "store.json"
+    if not path.exists():
+        meta = {"format": FORMAT, "request": plan.request, "embedder": emb_meta,
+                "created": time.time()}
+        plan.dir.mkdir(parents=True, exist_ok=True)
+        tmp = plan.dir / f".store.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
         try:
-            read_chunk(p, min(n, (c + 1) * cs) - c * cs, dim)
-        except CacheError as e:
-            problems.append(str(e).replace(f"{p}: ", f"{p.name}: ").split(";")[0])
+            os.link(tmp, path)  # atomic and exclusive: fails if another writer was first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    made = read_store_meta(plan.dir)["embedder"]
+    bad = [f for f in RESOLVED_FIELDS if made.get(f) != emb_meta.get(f)]
+    if bad:
+        have = ", ".join(f"{f}={made.get(f)!r}" for f in bad)
+        want = ", ".join(f"{f}={emb_meta.get(f)!r}" for f in bad)
+        raise CacheError(f"cache at {plan.dir} was made with {have}, this embedder has {want}")
+
+
+def write_chunk(d: Path, cid: str, keys: Sequence[str], vectors: np.ndarray) -> None:
+    """Store the (rows, L, d) vectors of chunk `cid` of the store at `d`, whose rows are `keys`:
+    the .npy first (named by its checksum), then the JSON that points at it."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 3 or vectors.shape[0] != len(keys):
+        raise CacheError(f"chunk {cid}: {vectors.shape} vectors for {len(keys)} rows")
+    buf = io.BytesIO()
+    np.save(buf, vectors, allow_pickle=False)
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    name = f"{cid}.{sha[:16]}.npy"
+    atomic_write(d / "chunks" / name, lambda p: p.write_bytes(data))
+    atomic_write_json(d / "chunks" / f"{cid}.json", {
+        "file": name, "sha256": sha, "keys": list(keys), "shape": list(vectors.shape),
+        "created": time.time(),
+    })
+
+
+def write_view(plan: CachePlan, cfg: EmbedConfig) -> Path:
+    """Record the request as a view (its rows in order, ids, and the embedder config)."""
+    doc = {"kind": plan.rows.kind, "keys": plan.rows.keys, **plan.rows.ids_doc,
+           "embed": to_dict(cfg), "created": time.time()}
+    view = plan.view_path
+    if not view.exists():
+        atomic_write_json(view, doc)
+    return view
+
+
+# --- reading a request ----------------------------------------------------------------------------
+def read_vectors(d: Path, keys: Sequence[str], layer: int | str) -> tuple[np.ndarray, list[Chunk]]:
+    """(N, d) vectors of `keys` at `layer` (a stored hidden-state index, or "mean").
+
+    Chunks whose file fails its checksum are set aside and their rows reported missing:
+    CacheError names how many, so the caller can recompute them. Returns the vectors and the
+    chunks that failed (empty when all is well).
+    """
+    meta = read_store_meta(d)
+    emb = meta["embedder"]
+    layers, dim = list(emb["layers"]), int(emb["dim"])
+    chunks = list_chunks(d)
+    index = index_rows(chunks)
+    out = np.empty((len(keys), dim), np.float32)
+    cache: dict[int, np.ndarray] = {}
+    bad: list[Chunk] = []
+    for i, k in enumerate(keys):
+        if k not in index:
+            raise CacheError(f"cache at {d}: a requested row is not stored (an interrupted run?); "
+                             "rerun embed")
+        ci, r = index[k]
+        if ci not in cache:
+            try:
+                cache[ci] = pick_layer(read_chunk(d, chunks[ci], dim, len(layers)), layers, layer)
+            except CacheError as e:
+                set_aside(d, chunks[ci], str(e).split(": ", 1)[-1])
+                bad.append(chunks[ci])
+                cache[ci] = np.full((len(chunks[ci].keys), dim), np.nan, np.float32)
+        out[i] = cache[ci][r]
+    return out, bad
+
+
+def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict, Path]:
+    """A view file (or a store folder holding exactly one view) -> (view document, store dir).
+
+    With `expect`, CacheError if the store was made for other weights or settings.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / "store.json").exists():
+            views = sorted((p / "views").glob("*.json"))
+            if len(views) != 1:
+                raise CacheError(f"{p} holds {len(views)} embedded datasets; pass one of its "
+                                 "views/<id>.json")
+            p = views[0]
+        else:
+            raise CacheError(f"{p}: not an embedding cache (no store.json); pass the path "
+                             "`latentrm embed` printed")
+    if not p.is_file():
+        raise CacheError(f"{p}: no such embedding cache view")
+    view = _read_json(p, "embedded dataset description")
+    d = p.parent.parent
+    if not isinstance(view, dict) or "keys" not in view or "kind" not in view:
+        raise CacheError(f"{p}: not a latentrm embedding view; delete it")
+    if expect is not None:
+        meta = read_store_meta(d)
+        ident = resolve_identity(expect, d.parent / "file-hashes.json")
+        asked = store_request(expect, ident if ident is not None else
+                              meta["request"]["model_identity"])
+        bad = [k for k in asked if k != "latentrm_version" and meta["request"].get(k) != asked[k]]
+        if bad:
+            have = ", ".join(f"{k}={meta['request'].get(k)!r}" for k in bad)
+            want = ", ".join(f"{k}={asked[k]!r}" for k in bad)
+            raise CacheError(f"cache at {d} was made with {have}, asked {want}")
+    return view, d
+
+
+def view_embed_config(view: dict) -> EmbedConfig:
+    """The embedder config a view was made with (what a head trained on it must embed with)."""
     try:
-        ids = json.loads((d / "ids.json").read_text())
-    except (OSError, ValueError) as e:
-        problems.append(f"ids.json unreadable ({e})")
+        return from_dict(EmbedConfig, view.get("embed") or {}, prefix="embed.")
+    except LatentrmError as e:
+        raise CacheError(f"embedding view: bad embedder config ({e}); delete the view") from None
+
+
+def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> PairEmbeddings:
+    """The pairs of a view written by `latentrm embed` (all rows present and intact).
+
+    The embedder config comes from the view, so reading needs no flags; with `expect`, CacheError
+    if the store was made differently.
+    """
+    view, d = load_view(path, expect)
+    if view["kind"] != "pairs":
+        raise CacheError(f"{path} holds {view['kind']}, not pairs")
+    layer = expect.layer if expect is not None else view_embed_config(view).layer
+    rows, bad = read_vectors(d, view["keys"], layer)
+    if bad:
+        raise CacheError(f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
+                         "aside; rerun `latentrm embed` to recompute them")
+    n = len(view["ids"])
+    if rows.shape[0] != 2 * n:
+        raise CacheError(f"{path}: {rows.shape[0]} rows for {n} pairs")
+    meta = {**read_store_meta(d), "view": str(path), "embed": view_embed_config(view)}
+    return PairEmbeddings(ids=list(view["ids"]), chosen=rows[:n], rejected=rows[n:], meta=meta)
+
+
+def verify_cache(path: str | Path) -> dict:
+    """Check a store (or the store of a view): every chunk's file is present, matches its
+    checksum, and holds finite float32 vectors of the right shape; for a view, every row is stored.
+
+    Returns {"dir", "chunks", "rows", "dim", "layers", "stale_tmp"}; CacheError listing what is
+    wrong otherwise (bad chunks are set aside, so the next `latentrm embed` recomputes them).
+    """
+    p = Path(path)
+    keys: list[str] | None = None
+    if p.is_file():
+        view, d = load_view(p)
+        keys = list(view["keys"])
     else:
-        expect = 2 * len(ids["ids"]) if kind == "pairs" else sum(ids.get("counts", []))
-        if expect != n:
-            problems.append(f"ids.json describes {expect} rows, meta.json {n}")
+        d = p
+    meta = read_store_meta(d)
+    emb = meta["embedder"]
+    dim, n_layers = int(emb["dim"]), len(emb["layers"])
+    problems: list[str] = []
+    chunks = list_chunks(d)
+    for ch in chunks:
+        try:
+            read_chunk(d, ch, dim, n_layers)
+        except CacheError as e:
+            problems.append(f"{ch.file}: {str(e).split(': ', 1)[-1]}")
+            set_aside(d, ch, str(e).split(": ", 1)[-1])
+    if keys is not None:
+        index = index_rows(list_chunks(d))
+        absent = sum(k not in index for k in keys)
+        if absent:
+            problems.append(f"{absent} of the view's {len(keys)} rows are not stored")
     if problems:
         shown = "; ".join(problems[:10]) + (
-            f"; ... {len(problems) - 10} more" if len(problems) > 10 else ""
-        )
-        raise CacheError(f"cache at {d} is incomplete: {shown}")
-    # temp files of killed writers: harmless (never read), reported so they can be deleted
-    stale = sorted(p.name for p in d.glob(".*.tmp"))
-    return {
-        "dir": str(d),
-        "kind": kind,
-        "rows": n,
-        "dim": dim,
-        "chunks": n_chunks,
-        "stale_tmp": stale,
-    }
+            f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise CacheError(f"cache at {d} is not intact: {shown} (bad chunks were set aside: "
+                         "rerun `latentrm embed` to recompute them)")
+    stale = sorted(x.name for x in d.rglob(".*.tmp"))
+    rows = sum(len(ch.keys) for ch in chunks)
+    return {"dir": str(d), "chunks": len(chunks), "rows": rows if keys is None else len(keys),
+            "dim": dim, "layers": emb["layers"], "stale_tmp": stale}

@@ -1,8 +1,9 @@
 """Embeddings through the on-disk cache: compute only the missing chunks, in this process.
 
 :func:`embed_pairs` and :func:`embed_candidates` are what the pipeline calls. The cache format is
-:mod:`latentrm.embed.cache`; the other engines (shards, Ray: :mod:`latentrm.embed.scale`) fill the
-same folders chunk by chunk with :func:`embed_chunk`, so a cache made by any of them is read here.
+:mod:`latentrm.embed.cache`; the other engines (shards, Ray: :mod:`latentrm.embed.scale`,
+:mod:`latentrm.embed.ray_engine`) fill the same stores chunk by chunk with :func:`embed_chunk`, so
+vectors made by any of them are read here.
 """
 
 from __future__ import annotations
@@ -18,47 +19,57 @@ from tqdm.auto import tqdm
 
 from latentrm.config import EmbedConfig
 from latentrm.embed.cache import (
-    KEY_FIELDS,
     CachePlan,
     FlatRows,
     PairEmbeddings,
-    cache_request,
     candidate_rows,
-    chunk_path,
-    ensure_meta,
-    load_rows,
+    ensure_store,
     pair_rows,
-    plan_folder,
-    read_meta,
-    write_chunk,
+    plan_store,
+    read_store_meta,
+    read_vectors,
+    store_request,
+    write_view,
 )
-from latentrm.embed.embedder import Embedder, check_embed_config
+from latentrm.embed.embedder import Embedder, check_embed_config, stored_layers
 from latentrm.embed.models import resolve_identity
 from latentrm.errors import CacheError, ConfigError
+from latentrm.runtime import resolve_dtype
 
 if TYPE_CHECKING:
     from latentrm.data.types import CandidateSet, PreferenceDataset
 
 log = logging.getLogger(__name__)
 
+# Fields of EmbedConfig a given Embedder must have been built with to serve a request.
+_SAME_EMBEDDER = ("model", "gguf_file", "revision", "pooling", "max_length", "text_format")
+
+
+def _check_embedder(embedder: Embedder, cfg: EmbedConfig) -> None:
+    have = {f: getattr(embedder.cfg, f) for f in _SAME_EMBEDDER}
+    asked = {f: getattr(cfg, f) for f in _SAME_EMBEDDER}
+    if have != asked or not set(stored_layers(cfg)) <= set(embedder.layers) or (
+            embedder.dtype != resolve_dtype(cfg.dtype, cfg.device)):
+        raise ConfigError(f"embedder was built with {have} (layers {embedder.layers}, "
+                          f"{embedder.dtype}), but the request asks {asked} (layers "
+                          f"{stored_layers(cfg)}, {cfg.dtype})")
+
 
 def cached_rows(
     rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path, embedder: Embedder | None
 ) -> tuple[np.ndarray, dict]:
-    """All (N, d) rows of `rows` from cache_root/<key>, computing only the missing chunks.
+    """All (N, d) vectors of `rows` at embed.layer, computing only the missing chunks.
 
     The model is loaded only when a chunk is missing (or a Hub model's commit is unknown here).
-    Returns the rows and the folder's meta.json plus meta["cache"]: where, hit or not, seconds.
+    A chunk that fails its checksum is set aside and recomputed. Returns the vectors and the
+    store's description plus meta["cache"]: the store, the view, hit or not, seconds.
     """
     check_embed_config(cfg)
     t0 = time.perf_counter()
     root = Path(cache_root)
     memo = root / "file-hashes.json"
     if embedder is not None:
-        asked = {f: getattr(cfg, f) for f in (*KEY_FIELDS, "model", "gguf_file", "revision")}
-        have = {f: getattr(embedder.cfg, f) for f in asked}
-        if asked != have:
-            raise ConfigError(f"embedder was built with {have}, but the request asks {asked}")
+        _check_embedder(embedder, cfg)
         identity = embedder.identity(memo)
     else:
         found = resolve_identity(cfg, memo)
@@ -66,40 +77,82 @@ def cached_rows(
             embedder = Embedder(cfg)
             found = embedder.identity(memo)
         identity = found
-    request = cache_request(cfg, identity, rows.kind, rows.content_hash, len(rows.responses))
-    plan = plan_folder(request, root, cfg.chunk_size)
-    d, missing = plan.dir, plan.missing
-    if missing:
-        embedder = embedder if embedder is not None else Embedder(cfg)
-        ensure_meta(plan, embedder.metadata(), rows.ids_doc)
-        todo = sum(hi - lo for lo, hi in map(plan.bounds, missing))
-        log.info(
-            "cache %s: computing %d of %d chunks (%d rows)", d, len(missing), plan.n_chunks, todo
-        )
-        with tqdm(total=todo, unit="text", desc="embed", disable=not cfg.show_progress) as bar:
-            for c in missing:
-                lo, hi = plan.bounds(c)
-                out = embed_chunk(
-                    embedder, plan, c, rows.prompts[lo:hi], rows.responses[lo:hi], bar
-                )
-                write_chunk(chunk_path(d, c), out)
-    meta = read_meta(d)
-    values = load_rows(d, meta)
+    request = store_request(cfg, identity)
+    computed = 0
+    for attempt in range(2):  # a second pass only when a stored chunk failed its checksum
+        plan = plan_store(rows, request, root, cfg.chunk_size)
+        if plan.missing:
+            embedder = embedder if embedder is not None else Embedder(cfg)
+            computed += compute_chunks(embedder, plan, plan.missing, cfg.show_progress)
+        values, bad = read_vectors(plan.dir, rows.keys, cfg.layer)
+        if not bad:
+            break
+        if attempt:
+            raise CacheError(f"cache at {plan.dir}: chunks fail their checksum right after "
+                             "being written; is the disk failing?")
+    view = write_view(plan, cfg)
     secs = time.perf_counter() - t0
-    info = {"dir": str(d), "hit": not missing, "chunks_computed": len(missing), "seconds": secs}
-    log.info("cache %s: %s in %.1fs", d,
-             "hit" if not missing else f"{len(missing)} chunks computed", secs)
-    return values, {**meta, "cache": info}
+    info = {"dir": str(plan.dir), "view": str(view), "hit": not computed,
+            "chunks_computed": computed, "seconds": secs}
+    log.info("cache %s: %s in %.1fs", plan.dir,
+             "hit" if not computed else f"{computed} chunks computed", secs)
+    return values, {**read_store_meta(plan.dir), "cache": info}
+
+
+def compute_chunks(
+    embedder: Embedder, plan: CachePlan, todo: Sequence[int], show_progress: bool,
+    desc: str = "embed",
+) -> int:
+    """Embed and store chunks `todo` of `plan` with `embedder`; returns how many."""
+    ensure_store(plan, embedder.metadata())
+    n_rows = sum(len(plan.chunks[c]) for c in todo)
+    log.info("cache %s: computing %d of %d chunks (%d rows)", plan.dir, len(todo), plan.n_chunks,
+             n_rows)
+    with tqdm(total=n_rows, unit="text", desc=desc, disable=not show_progress) as bar:
+        for c in todo:
+            plan.write(c, embed_chunk(embedder, plan, c, bar))
+    return len(todo)
+
+
+def embed_chunk(embedder: Embedder, plan: CachePlan, c: int, bar: Any = None) -> np.ndarray:
+    """(rows, L, d) vectors of chunk `c` of `plan`; ConfigError if the model made NaN/Inf."""
+    rows = plan.chunks[c]
+    return embed_texts(embedder, [plan.rows.prompts[i] for i in rows],
+                       [plan.rows.responses[i] for i in rows], f"chunk {c} of {plan.dir}", bar)
+
+
+def embed_texts(
+    embedder: Embedder, prompts: Sequence[Any], responses: Sequence[str], where: str,
+    bar: Any = None,
+) -> np.ndarray:
+    """(rows, L, d) vectors of the texts of one chunk; ConfigError if the model made NaN/Inf."""
+    out = embedder.embed_layers(prompts, responses, bar=bar)
+    if not np.isfinite(out).all():
+        raise ConfigError(
+            f"the model produced NaN/Inf embeddings in {where} "
+            f"(dtype={embedder.dtype}; float32 avoids overflow)"
+        )
+    return out
+
+
+def check_identity(plan: CachePlan, embedder: Embedder) -> None:
+    """CacheError unless `embedder` holds the weights `plan` was made for (a worker's check)."""
+    ident = embedder.identity(plan.dir.parent / "file-hashes.json")
+    if ident != plan.request["model_identity"]:
+        raise CacheError(
+            f"this worker's model is {ident}, but the run was planned for "
+            f"{plan.request['model_identity']} (different weights on this node?)"
+        )
 
 
 def embed_pairs(
     ds: PreferenceDataset, cfg: EmbedConfig, cache_root: str | Path,
     embedder: Embedder | None = None,
 ) -> PairEmbeddings:
-    """Chosen and rejected embeddings of every pair, from cache_root/<key> (computed if missing).
+    """Chosen and rejected embeddings of every pair, from the cache (computed if missing).
 
     Rows are chosen_0..chosen_{N-1}, rejected_0..rejected_{N-1}; the model is loaded only when a
-    chunk is missing. meta["cache"] says where, whether it was a hit and how long it took.
+    row is missing. meta["cache"] says where, whether it was a hit and how long it took.
     """
     rows = pair_rows(ds)
     values, meta = cached_rows(rows, cfg, cache_root, embedder)
@@ -116,28 +169,3 @@ def embed_candidates(
     values, _ = cached_rows(candidate_rows(sets), cfg, cache_root, embedder)
     counts = [len(s.responses) for s in sets]
     return np.split(values, np.cumsum(counts)[:-1]) if sets else []
-
-
-def check_identity(plan: CachePlan, embedder: Embedder) -> None:
-    """CacheError unless `embedder` holds the weights `plan` was made for (a worker's check)."""
-    ident = embedder.identity(plan.dir.parent / "file-hashes.json")
-    if ident != plan.request["model_identity"]:
-        raise CacheError(
-            f"this worker's model is {ident}, but the run was planned for "
-            f"{plan.request['model_identity']} (different weights on this node?)"
-        )
-
-
-def embed_chunk(
-    embedder: Embedder, plan: CachePlan, c: int, prompts: Sequence, responses: Sequence[str],
-    bar: Any = None,
-) -> np.ndarray:
-    """Rows of chunk `c` of `plan`; ConfigError (naming the rows) if the model made NaN/Inf."""
-    rows = embedder.embed(prompts, responses, bar=bar)
-    if not np.isfinite(rows).all():
-        lo, hi = plan.bounds(c)
-        raise ConfigError(
-            f"the model produced NaN/Inf embeddings for rows {lo}..{hi - 1} "
-            f"(dtype={embedder.cfg.dtype}; float32 avoids overflow)"
-        )
-    return rows

@@ -28,16 +28,40 @@ from latentrm.embed.models import (
     load_hf_model,
     resolve_identity,
     resolve_model,
+    st_normalizes,
 )
 from latentrm.errors import ConfigError
-from latentrm.runtime import resolve_device, torch_threads
+from latentrm.runtime import DTYPES, resolve_device, resolve_dtype, torch_threads
 
 if TYPE_CHECKING:
     from latentrm.data.types import Message
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def stored_layers(cfg: EmbedConfig) -> list[int]:
+    """The hidden-state indices an embedder computes and the cache stores, in one forward pass.
+
+    embed.layers plus embed.layer (unless it is "mean", the mean over embed.layers), sorted with
+    the last layer (-1) last; e.g. layer=-1, layers=[15, 20] -> [15, 20, -1].
+    """
+    extra = [cfg.layer] if isinstance(cfg.layer, int) else []
+    layers = sorted(set(cfg.layers) | set(extra), key=lambda v: (v < 0, v))
+    if not layers:
+        raise ConfigError("embed.layer='mean' needs embed.layers, the hidden states to average")
+    return layers
+
+
+def pick_layer(rows: np.ndarray, layers: Sequence[int], layer: int | str) -> np.ndarray:
+    """(N, L, d) vectors of the stored `layers` -> (N, d) at `layer` (an index, or "mean")."""
+    if layer == "mean":
+        return rows.mean(axis=1, dtype=np.float32)
+    if layer not in layers:
+        raise ConfigError(f"embed.layer={layer!r} is not among the stored layers {list(layers)}; "
+                          "add it to embed.layers")
+    return np.ascontiguousarray(rows[:, list(layers).index(layer)])
 
 
 def truncate_ids(
@@ -92,9 +116,10 @@ def check_embed_config(cfg: EmbedConfig) -> None:
             cfg.text_format in ("auto", "chat", "plain"),
             f"embed.text_format must be auto|chat|plain, got {cfg.text_format!r}",
         ),
+        (cfg.dtype in DTYPES, f"embed.dtype must be one of {'|'.join(DTYPES)}, got {cfg.dtype!r}"),
         (
-            cfg.dtype in _DTYPES,
-            f"embed.dtype must be one of {'|'.join(_DTYPES)}, got {cfg.dtype!r}",
+            isinstance(cfg.layer, int) or cfg.layer == "mean",
+            f"embed.layer must be a hidden-state index or 'mean', got {cfg.layer!r}",
         ),
         (cfg.max_length >= 2, f"embed.max_length must be >= 2, got {cfg.max_length}"),
         (cfg.batch_size >= 1, f"embed.batch_size must be >= 1, got {cfg.batch_size}"),
@@ -119,14 +144,22 @@ class Embedder:
         self.path, alias_gguf = resolve_model(cfg.model)
         self.gguf_file = cfg.gguf_file or alias_gguf
         self.device = resolve_device(cfg.device, "embed.device")
+        # embed.dtype=auto: bfloat16 where the hardware computes it natively (logged, and part of
+        # the cache key), float32 elsewhere.
+        self.dtype: str = resolve_dtype(cfg.dtype, cfg.device)
+        if cfg.dtype == "auto":
+            log.info("embed.dtype=auto -> %s on %s", self.dtype, self.device)
+        self.layers: list[int] = stored_layers(cfg)
         self.tokenizer, self.model = load_hf_model(
             self.path,
             self.gguf_file,
             cfg.revision,
             cfg.trust_remote_code,
-            _DTYPES[cfg.dtype],
+            _TORCH_DTYPES[self.dtype],
             self.device,
         )
+        # sentence-transformers models that end in a Normalize module (MiniLM) give unit vectors.
+        self.normalize: bool = st_normalizes(self.path)
         config = self.model.config
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         self.is_decoder: bool = is_decoder_config(config)
@@ -145,11 +178,13 @@ class Embedder:
             else "plain"
         )
         n_layers = int(getattr(text_config, "num_hidden_layers", 0) or 0)
-        if n_layers and not -(n_layers + 1) <= cfg.layer <= n_layers:
-            raise ConfigError(
-                f"embed.layer={cfg.layer} but {cfg.model} has hidden states "
-                f"-{n_layers + 1}..{n_layers}"
-            )
+        for layer in self.layers:
+            if n_layers and not -(n_layers + 1) <= layer <= n_layers:
+                raise ConfigError(
+                    f"embed.layer(s) {layer} but {cfg.model} has hidden states "
+                    f"-{n_layers + 1}..{n_layers}"
+                )
+        self.n_layers = n_layers
         # Position embeddings bound the usable length (BERT: 512), whatever max_length asks for.
         max_pos = getattr(text_config, "max_position_embeddings", None)
         self.max_length: int = min(cfg.max_length, int(max_pos)) if max_pos else cfg.max_length
@@ -257,24 +292,28 @@ class Embedder:
             kw["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         if self._takes_cache:
             kw["use_cache"] = False
-        if self.cfg.layer != -1:
+        if self.layers != [-1]:
             kw["output_hidden_states"] = True
         out = self.model(**kw)
-        h = (
-            out.last_hidden_state if self.cfg.layer == -1 else out.hidden_states[self.cfg.layer]
-        )  # (B, T, d)
+        if self.layers == [-1]:
+            h = out.last_hidden_state[:, None]  # (B, 1, T, d)
+        else:
+            h = torch.stack([out.hidden_states[i] for i in self.layers], dim=1)  # (B, L, T, d)
         if self.pooling == "last":
             # last real token from the mask: right/left padding and pad == eos all work
             last = width - 1 - mask.flip(-1).argmax(-1)  # (B,)
-            pooled = h[torch.arange(len(batch), device=h.device), last]
+            pooled = h[torch.arange(len(batch), device=h.device), :, last]  # (B, L, d)
         else:
-            m = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-            pooled = (h * m).sum(1) / m.sum(1)
-        return pooled.float()
+            m = mask[:, None, :, None].to(h.dtype)  # (B, 1, T, 1)
+            pooled = (h * m).sum(2) / m.sum(2)  # (B, L, d)
+        pooled = pooled.float()
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled
 
     def embed_ids(self, ids: list[list[int]], bar: Any = None) -> np.ndarray:
-        """(N, d) float32 for pre-tokenized inputs, in input order."""
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        """(N, L, d) float32 for pre-tokenized inputs, in input order (L = the stored layers)."""
+        out = np.empty((len(ids), len(self.layers), self.dim), dtype=np.float32)
         lengths = [len(x) for x in ids]
         batches = make_batches(lengths, self.cfg.batch_size, self.cfg.max_batch_tokens)
         t0, real, padded = time.perf_counter(), sum(lengths), 0
@@ -312,7 +351,13 @@ class Embedder:
     def embed(
         self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], bar: Any = None
     ) -> np.ndarray:
-        """(N, d) float32: row i embeds (prompts[i], responses[i])."""
+        """(N, d) float32 at embed.layer: row i embeds (prompts[i], responses[i])."""
+        return pick_layer(self.embed_layers(prompts, responses, bar), self.layers, self.cfg.layer)
+
+    def embed_layers(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str], bar: Any = None
+    ) -> np.ndarray:
+        """(N, L, d) float32 at every stored layer (one forward pass): what the cache holds."""
         ids = self.tokenize(prompts, responses)
         own = bar is None and self.cfg.show_progress
         if own:
@@ -350,9 +395,12 @@ class Embedder:
             "is_decoder": self.is_decoder,
             "pooling": self.pooling,
             "layer": self.cfg.layer,
+            "layers": self.layers,
+            "n_layers": self.n_layers,
             "max_length": self.max_length,
             "text_format": self.text_format,
-            "dtype": self.cfg.dtype,
+            "dtype": self.dtype,
+            "normalize": self.normalize,
             "dim": self.dim,
             "device": str(self.device),
             "latentrm_version": __version__,

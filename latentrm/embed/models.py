@@ -94,10 +94,12 @@ def resolve_model(name: str) -> tuple[str, str | None]:
 
 
 class _HashMemo:
-    """sha256 of files memoised by (path, size, mtime_ns), optionally persisted as JSON.
+    """sha256 of files memoised by (path, size, mtime, ctime, inode), optionally persisted as JSON.
 
     Hashing a 14 GB checkpoint takes a minute; a cache hit must take seconds, so hashes are reused
-    while the file is unchanged.
+    while the file is unchanged. ctime and the inode change whenever the file is rewritten or
+    replaced, even when size and mtime are restored; deleting file-hashes.json in the cache root
+    forces a rehash.
     """
 
     _mem: dict[str, dict[str, Any]] = {}
@@ -110,16 +112,23 @@ class _HashMemo:
                 self.disk = json.loads(memo_path.read_text())
             except (OSError, ValueError):
                 self.disk = {}  # a corrupt memo only costs re-hashing
+            if not isinstance(self.disk, dict):
+                self.disk = {}
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> dict[str, int]:
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+                "inode": st.st_ino}
 
     def sha256(self, path: Path) -> str:
         key = str(path.resolve())
-        st = path.stat()
+        stamp = self._stamp(path.stat())
         for memo in (self._mem, self.disk):
             hit = memo.get(key)
-            if hit and hit["size"] == st.st_size and hit["mtime_ns"] == st.st_mtime_ns:
+            if isinstance(hit, dict) and all(hit.get(k) == v for k, v in stamp.items()):
                 self._mem[key] = hit
                 return str(hit["sha256"])
-        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+        entry = {**stamp, "sha256": sha256_file(path)}
         self._mem[key] = entry
         if self.memo_path is not None:
             self.disk[key] = entry
@@ -267,3 +276,28 @@ def resolve_identity(
         if found is None:
             raise ConfigError(f"cannot resolve which weights {path!r} is")
     return found
+
+
+def st_normalizes(path: str) -> bool:
+    """Whether the sentence-transformers pipeline of the model at `path` ends in a Normalize module.
+
+    sentence-transformers models (all-MiniLM-L6-v2) describe their pooling in modules.json; a
+    Normalize step there means their embeddings are unit vectors, which latentrm reproduces. Local
+    folders and Hub models already in the local HF cache are read; otherwise False.
+    """
+    p = Path(path)
+    modules = p / "modules.json" if p.is_dir() else None
+    if modules is None or not modules.is_file():
+        if p.exists():
+            return False
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(path, "modules.json")
+        if not isinstance(found, str):
+            return False
+        modules = Path(found)
+    try:
+        doc = json.loads(modules.read_text())
+    except (OSError, ValueError):
+        return False
+    return any(isinstance(m, dict) and str(m.get("type", "")).endswith("Normalize") for m in doc)

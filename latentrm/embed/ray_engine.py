@@ -24,16 +24,14 @@ from latentrm.embed.cache import (
     FlatRows,
     PairEmbeddings,
     candidate_rows,
-    chunk_path,
-    ensure_meta,
+    ensure_store,
     pair_rows,
     plan_cache,
     write_chunk,
 )
-from latentrm.embed.cached import check_identity, embed_candidates, embed_chunk, embed_pairs
+from latentrm.embed.cached import check_identity, embed_candidates, embed_pairs, embed_texts
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import CacheError, ConfigError, LatentrmError
-from latentrm.io import atomic_write_json
 from latentrm.runtime import local_cpus
 
 if TYPE_CHECKING:
@@ -100,7 +98,7 @@ class _ChunkActor:
             emb_meta = self.embedder.metadata()
             self.meta = json.dumps(emb_meta)
             if write:
-                ensure_meta(plan, emb_meta, None)
+                ensure_store(plan, emb_meta)
         except LatentrmError as e:
             self.error = f"{type(e).__name__}: {e}"
 
@@ -112,11 +110,10 @@ class _ChunkActor:
             doc = json.loads(payload)
             if not err:
                 try:
-                    rows = embed_chunk(
-                        self.embedder, self.plan, int(c), doc["prompts"], doc["responses"]
-                    )
+                    rows = embed_texts(self.embedder, doc["prompts"], doc["responses"],
+                                       f"chunk {int(c)} of {self.plan.dir}")
                     if self.write:
-                        write_chunk(chunk_path(self.plan.dir, int(c)), rows)
+                        write_chunk(self.plan.dir, doc["id"], doc["keys"], rows)
                     else:
                         data = rows.tobytes()
                 except LatentrmError as e:
@@ -212,18 +209,21 @@ def embed_rows_ray(
         device = "cuda" if num_gpus_per_actor > 0 else "cpu"
         actor_cfg = dataclasses.replace(cfg, threads=threads, device=device, show_progress=False)
         stats.update(threads_per_actor=threads, num_gpus_per_actor=num_gpus_per_actor)
-        atomic_write_json(plan.dir / "ids.json", rows.ids_doc)
-        items = []
+        items, docs = [], {}
         for c in plan.missing:
-            lo, hi = plan.bounds(c)
-            payload = {"prompts": rows.prompts[lo:hi], "responses": rows.responses[lo:hi]}
+            idx = plan.chunks[c]
+            docs[c] = {"id": plan.chunk_id(c), "keys": plan.chunk_keys(c)}
+            payload = {**docs[c], "prompts": [rows.prompts[i] for i in idx],
+                       "responses": [rows.responses[i] for i in idx]}
             items.append({"chunk": c, "payload": json.dumps(payload)})
+        # Actors need the store, not the request's texts (those travel chunk by chunk).
+        slim = dataclasses.replace(plan, rows=FlatRows(rows.kind, [], [], {}))
         ctx.enable_progress_bars = cfg.show_progress
         # one block per chunk, so the pool can hand chunks to whichever actor is free
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         out = ds.map_batches(
             _ChunkActor,
-            fn_constructor_kwargs={"cfg": actor_cfg, "plan": plan, "write": write_on == "actors"},
+            fn_constructor_kwargs={"cfg": actor_cfg, "plan": slim, "write": write_on == "actors"},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=num_actors),
             num_cpus=threads,
@@ -242,10 +242,12 @@ def embed_rows_ray(
                 _raise_remote(r["error"])
             c = int(r["chunk"])
             if write_on == "driver":
+                emb_meta = json.loads(r["meta"])
                 if not stats["chunks_computed"]:
-                    ensure_meta(plan, json.loads(r["meta"]), None)
-                arr = np.frombuffer(r["data"], dtype=np.float32).reshape(int(r["rows"]), -1)
-                write_chunk(chunk_path(plan.dir, c), arr)
+                    ensure_store(plan, emb_meta)
+                arr = np.frombuffer(r["data"], dtype=np.float32).reshape(
+                    int(r["rows"]), len(emb_meta["layers"]), int(emb_meta["dim"]))
+                write_chunk(plan.dir, docs[c]["id"], docs[c]["keys"], arr)
             a = stats["per_actor"].setdefault(r["where"], {"chunks": 0, "rows": 0, "seconds": 0.0})
             a["chunks"] += 1
             a["rows"] += int(r["rows"])
@@ -256,7 +258,8 @@ def embed_rows_ray(
         ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
-    still = [c for c in plan.missing if not chunk_path(plan.dir, c).exists()]
+    still = [c for c in plan.missing
+             if not (plan.dir / "chunks" / f"{docs[c]['id']}.json").exists()]
     if still:
         raise CacheError(
             f"{len(still)} chunks the Ray actors wrote are not visible in {plan.dir}: cache_root "

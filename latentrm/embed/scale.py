@@ -1,19 +1,15 @@
-"""Scale-out of embedding extraction: a Ray Data engine, and static sharding (torchrun/accelerate).
+"""Scale-out of embedding extraction: static shards (torchrun / accelerate / --shard i/n).
 
-Both engines write into the ordinary cache folder of `latentrm.embed` (`cache_root/<key>/meta.json`,
-`ids.json`, `chunk-NNNNN.npy`) with the same key, metadata and atomic chunk writer, so the ordinary
-single-process reader (`embed_pairs`, `load_pair_cache`) reads their result and a killed run, of
-either engine, resumes by computing only the missing chunks.
+Every engine writes into the ordinary store of :mod:`latentrm.embed.cache` with the same key and
+the same chunks, so the ordinary reader (`embed_pairs`, `load_pair_cache`) reads their result and a
+killed run of any engine resumes by computing only the missing chunks.
 
-The unit of work is one cache chunk, never a loose row: a chunk file must be whole, and the Embedder
-sorts a chunk's texts by length before batching them, so embedding exactly a chunk's rows in one
-call gives the same batches, hence on CPU the same bits, as a local run.
-
-- Ray (`embed_pairs_ray`): one Ray Data row per missing chunk -> `map_batches` over a pool of
-  actors, each holding one Embedder (model loaded once per actor) -> each actor writes its chunks.
-- Shards (`embed_rows_shard`): process `rank` of `world_size` computes chunks with
-  chunk % world_size == rank. Chunks are disjoint files written atomically and meta.json is written
-  idempotently, so merging is just reading; `verify_cache` checks the merged folder.
+The unit of work is one chunk, never a loose row: every engine cuts the request's rows into the
+same chunks, and the Embedder sorts a chunk's texts by length before batching them, so embedding
+exactly a chunk's rows in one call gives the same batches, hence on CPU the same bits, as a local
+run. Shards (`embed_rows_shard`): process `rank` of `world_size` computes the chunks c with
+c % world_size == rank; chunk files are content-named and written atomically, so merging is just
+reading, and `verify_cache` checks the result. The Ray engine is :mod:`latentrm.embed.ray_engine`.
 """
 
 from __future__ import annotations
@@ -26,11 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import FlatRows, chunk_path, ensure_meta, plan_cache, write_chunk
-from latentrm.embed.cached import check_identity, embed_chunk
+from latentrm.embed.cache import FlatRows, plan_cache, write_view
+from latentrm.embed.cached import check_identity, compute_chunks
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError
 from latentrm.runtime import local_cpus
@@ -117,43 +111,29 @@ def embed_rows_shard(
     shard: Shard,
     embedder: Embedder | None = None,
 ) -> dict:
-    """Compute the missing chunks c with c % world_size == rank into the shared cache folder.
+    """Compute the missing chunks c with c % world_size == rank into the shared cache.
 
-    Returns {"dir", "chunks_total", "chunks_mine", "chunks_computed", "rows_computed", "seconds"}.
-    The model is loaded only when one of this shard's chunks is missing.
+    Every rank plans the same chunks (the request's rows cut in order), so the shards split the
+    work without talking. Returns {"dir", "chunks_total", "chunks_mine", "chunks_computed",
+    "rows_computed", "seconds"}. The model is loaded only when one of this shard's chunks is
+    missing; rank 0 also records the request's view.
     """
     t0 = time.perf_counter()
     plan = plan_cache(rows, cfg, cache_root)
     mine = chunk_owner(range(plan.n_chunks), shard)
     todo = chunk_owner(plan.missing, shard)
-    n_rows = sum(plan.bounds(c)[1] - plan.bounds(c)[0] for c in todo)
+    n_rows = sum(len(plan.chunks[c]) for c in todo)
     if todo:
         embedder = embedder if embedder is not None else Embedder(cfg)
         check_identity(plan, embedder)
-        ensure_meta(plan, embedder.metadata(), rows.ids_doc)
-        log.info(
-            "shard %d/%d: computing %d of its %d chunks (%d rows) into %s",
-            shard.rank,
-            shard.world_size,
-            len(todo),
-            len(mine),
-            n_rows,
-            plan.dir,
-        )
-        with tqdm(
-            total=n_rows,
-            unit="text",
-            desc=f"embed {shard.rank}/{shard.world_size}",
-            disable=not cfg.show_progress,
-        ) as bar:
-            for c in todo:
-                lo, hi = plan.bounds(c)
-                out = embed_chunk(
-                    embedder, plan, c, rows.prompts[lo:hi], rows.responses[lo:hi], bar
-                )
-                write_chunk(chunk_path(plan.dir, c), out)
+        log.info("shard %d/%d: computing %d of its %d chunks (%d rows) into %s", shard.rank,
+                 shard.world_size, len(todo), len(mine), n_rows, plan.dir)
+        compute_chunks(embedder, plan, todo, cfg.show_progress,
+                       desc=f"embed {shard.rank}/{shard.world_size}")
+    view = write_view(plan, cfg) if shard.rank == 0 else plan.view_path
     return {
         "dir": str(plan.dir),
+        "view": str(view),
         "chunks_total": plan.n_chunks,
         "chunks_mine": len(mine),
         "chunks_computed": len(todo),

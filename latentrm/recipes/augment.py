@@ -44,14 +44,15 @@ def synth_from_cache(cache: str | Path, cfg: RunConfig, out: str | Path) -> dict
     if len(cfg.ratios) != 1:
         raise ConfigError(f"latentrm synth makes one set: give one ratio, e.g. ratios=[4] "
                           f"(got ratios={list(cfg.ratios)})")
-    pairs = load_pair_cache(cache, expect=cfg.embed)
+    pairs = load_pair_cache(cache)  # the embedder comes from the cache, not from cfg.embed
+    embed_cfg: EmbedConfig = pairs.meta["embed"]
     train, val = seed_split(pairs, cfg)
     c, r = pairs.chosen[train], pairs.rejected[train]
     t0 = time.perf_counter()
     augmenter = make_augmenter(cfg.synth.method, cfg, cfg.seed).fit(c, r)
     aug = augmenter.augment(c, r, cfg.ratios[0], cfg.seed)
     seconds = time.perf_counter() - t0
-    meta = {"cache": str(cache), "embed": to_dict(cfg.embed), "config": to_dict(cfg),
+    meta = {"cache": str(cache), "embed": to_dict(embed_cfg), "config": to_dict(cfg),
             "val_ids": [pairs.ids[i] for i in val], "seconds": seconds}
     save_augmented(out, aug, val=(pairs.chosen[val], pairs.rejected[val]),
                    ids=[pairs.ids[i] for i in train], meta=meta)
@@ -71,10 +72,10 @@ def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str,
         if val is None:
             raise LatentrmError(f"{source}: the augmented set holds no validation pairs")
     else:
-        pairs = load_pair_cache(source, expect=cfg.embed)
+        pairs = load_pair_cache(source)
         train, va = seed_split(pairs, cfg)
         aug = AugmentedPairs.originals(pairs.chosen[train], pairs.rejected[train])
-        val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), cfg.embed
+        val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), pairs.meta["embed"]
     fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
     head, history = fitter.head_, fitter.history_
     RewardModel(embed_cfg, head, history=history).save(out)

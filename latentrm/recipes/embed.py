@@ -39,11 +39,13 @@ def embed_data(
         ds = ds.subset(range(min(limit, len(ds))))
     shard = scale.parse_shard(how.shard) if how.shard else scale.shard_from_env()
     if how.verify:
-        info = verify_cache(plan_cache(pair_rows(ds), embed_cfg, root).dir)
+        plan = plan_cache(pair_rows(ds), embed_cfg, root)
+        target = plan.view_path if plan.view_path.exists() else plan.dir
+        info = verify_cache(target)
         stale = (f"; {len(info['stale_tmp'])} stale temp files (killed writers, safe to delete)"
                  if info["stale_tmp"] else "")
-        return [f"cache: {info['dir']}", f"verified: {info['chunks']} chunks, {info['rows']} rows "
-                f"x {info['dim']}, float32, finite{stale}"]
+        return [f"cache: {target}", f"verified: {info['chunks']} chunks, {info['rows']} rows x "
+                f"{len(info['layers'])} layers x {info['dim']}, checksums, float32, finite{stale}"]
     if how.engine == "ray":
         if shard is not None:
             raise ConfigError("--engine ray shards by itself; drop --shard / RANK/WORLD_SIZE")
@@ -52,8 +54,9 @@ def embed_data(
         pe = embed_pairs_ray(ds, embed_cfg, root, how.ray_address, how.num_actors,
                              how.num_gpus_per_actor, how.ray_write_on)
         ray = pe.meta["ray"]
-        return [f"cache: {ray['dir']}", f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, "
-                f"float32", f"ray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
+        return [f"cache: {pe.meta['cache']['view']}",
+                f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, float32",
+                f"ray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
                 f"{ray['seconds']:.1f}s (Ray start {ray['ray_init_s']:.1f}s, "
                 f"{len(ray['per_actor'])} actors)"]
     if shard is not None:
@@ -64,17 +67,17 @@ def embed_data(
                  f"{st['seconds']:.1f}s"]
         if scale.barrier_if_launched():  # torchrun / accelerate: all shards done, rank 0 checks
             if shard.rank == 0:
-                info = verify_cache(st["dir"])
-                lines += [f"cache: {info['dir']}", f"merged and verified: {info['chunks']} "
+                info = verify_cache(st["view"])
+                lines += [f"cache: {st['view']}", f"merged and verified: {info['chunks']} "
                           f"chunks, {info['rows']} rows x {info['dim']}"]
         else:
-            lines += [f"cache: {st['dir']}",
+            lines += [f"cache: {st['view']}",
                       "when every shard is done: the same command with --verify"]
         return lines
     pe = embed_pairs(ds, embed_cfg, root)
     info = pe.meta["cache"]
     state = "hit" if info["hit"] else f"miss ({info['chunks_computed']} chunks computed)"
-    return [f"cache: {info['dir']}", f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, "
+    return [f"cache: {info['view']}", f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, "
             f"float32", f"{state} in {time.perf_counter() - t0:.1f}s (embedding step "
             f"{info['seconds']:.1f}s)"]
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from latentrm.config import (
     RunConfig,
+    apply_changes,
     deep_merge,
     from_dict,
     parse_overrides,
@@ -44,9 +45,10 @@ from latentrm.evaluate import (
 )
 from latentrm.io import atomic_write, atomic_write_text
 from latentrm.recipes.plots import write_plots
-from latentrm.recipes.prepare import PreparedData, Split, prepare_data
+from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
+from latentrm.recipes.reference import fit_reference
 from latentrm.recipes.report import summary_markdown
-from latentrm.recipes.run import evaluate_split, fit_reference_head, with_changes
+from latentrm.recipes.run import evaluate_seed
 from latentrm.runtime import torch_threads
 from latentrm.text.lm import text_baselines_available
 
@@ -146,7 +148,7 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     rows = _finished_rows(cfg, out)
     done = {(r.get("sweep_value"), int(r["seed"])) for r in rows}
     save_config(cfg, out / "config.yaml")
-    memo: tuple[str, PreparedData] | None = None
+    memo: tuple[str, dict[Any, PreparedData], dict[Any, Any]] | None = None
     t0 = time.perf_counter()
     with torch_threads(cfg.threads):
         for value, vcfg in sweep_configs(cfg):
@@ -154,15 +156,18 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
             if not todo:
                 continue
             key = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
-                              vcfg.cache_dir, list(vcfg.seeds)], sort_keys=True)
+                              vcfg.cache_dir, list(vcfg.seeds), list(vcfg.select_layer),
+                              to_dict(vcfg.reward)], sort_keys=True)
             if memo is None or memo[0] != key:
-                memo = (key, prepare_data(vcfg, vcfg.seeds, embed_all=None, embedder=embedder))
-            data = memo[1]
-            reference = fit_reference_head(data, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
+                datas = prepare_layers(vcfg, vcfg.seeds, embed_all=None, embedder=embedder)
+                refs = {layer: fit_reference(d, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
+                        for layer, d in datas.items()}
+                memo = (key, datas, refs)
+            datas, refs = memo[1], memo[2]
             for s in todo:
-                scfg = with_changes(vcfg, seed=s, **{"data.split_seed": s})
-                split = data.splits[s]
-                new = evaluate_split(scfg, data, split, reference)
+                new, scfg = evaluate_seed(apply_changes(vcfg, {"seed": s, "data.split_seed": s}),
+                                          datas, refs, s)
+                data, split = datas[scfg.embed.layer], datas[scfg.embed.layer].splits[s]
                 with torch_threads(scfg.embed.threads):  # LLM passes, like embedding
                     new += _text_baseline_rows(scfg, data, split)
                 for r in new:
@@ -188,7 +193,7 @@ def _finished_rows(cfg: RunConfig, out: Path) -> list[dict[str, Any]]:
     if not saved_config_matches(saved, cfg):
         log.info("%s holds results of another config: starting afresh", out)
         return []
-    df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str})
+    df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str, "layer": str, "chosen": str})
     rows = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
             for r in df.to_dict("records")]
     log.info("resuming: %d rows of %d (sweep value, seed) runs already in %s", len(rows),

@@ -59,6 +59,8 @@ class PreparedData:
 
     chosen, rejected: (P, d) float32, row i = pair i of `ds` (the text, for text baselines).
     sets / set_emb: pooled candidate sets and their (N_i, d) embeddings (Best-of-N), or empty.
+    groups: (P,) int64: pairs that share embeddings share a group (candidates data: the
+    instruction; pairs data: each pair its own), so folds never split a group.
     """
 
     mode: str  # "pairs" | "candidates"
@@ -69,6 +71,7 @@ class PreparedData:
     set_emb: list[np.ndarray]
     splits: dict[int, Split]
     meta: dict[str, Any] = field(default_factory=dict)
+    groups: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _is_candidates_file(cfg: RunConfig) -> bool:
@@ -211,7 +214,8 @@ def prepare_data(
     else:
         mode = "pairs"
         full = load_pairs(cfg.data.path, cfg.data)
-        parts = {s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s) for s in seeds}
+        parts = {s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s,
+                                  cfg.data.fixed_test) for s in seeds}
         rows = np.unique(np.concatenate([np.r_[a, b] for a, b in parts.values()]))
         if embed_all or (embed_all is None and 4 * len(rows) >= len(full)):
             rows = np.arange(len(full))
@@ -235,4 +239,29 @@ def prepare_data(
     meta["prepare_seconds"] = time.perf_counter() - t0
     log.info("prepared %s data: %d pairs embedded, %d candidate sets, %.1fs",
              mode, len(ds), len(sets), meta["prepare_seconds"])
-    return PreparedData(mode, ds, chosen, rejected, sets, set_emb, splits, meta)
+    groups = group if mode == "candidates" else np.arange(len(chosen), dtype=np.int64)
+    return PreparedData(mode, ds, chosen, rejected, sets, set_emb, splits, meta, groups)
+
+
+def prepare_layers(
+    cfg: RunConfig, split_seeds: Sequence[int] | None = None, embed_all: bool | None = False,
+    embedder: Any | None = None,
+) -> dict[Any, PreparedData]:
+    """:func:`prepare_data` at each embed.layer candidate (select_layer, else embed.layer).
+
+    The candidates are stored layers of one embedding pass, so only the first call may embed; the
+    others read the same cache.
+    """
+    from latentrm.config import apply_changes
+
+    layers = list(cfg.select_layer) or [cfg.embed.layer]
+    if len(layers) > 1:
+        missing = [x for x in layers if x != "mean" and x not in cfg.embed.layers
+                   and x != cfg.embed.layer]
+        if missing:
+            raise ConfigError(f"select_layer {missing} are not cached: add them to embed.layers")
+    out = {}
+    for layer in layers:
+        lcfg = apply_changes(cfg, {"embed.layer": layer})
+        out[layer] = prepare_data(lcfg, split_seeds, embed_all, embedder)
+    return out

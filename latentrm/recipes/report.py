@@ -178,3 +178,84 @@ def update_report(report: Path, sections: dict[str, str]) -> None:
         else:
             text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
     atomic_write_text(report, text.rstrip() + "\n")
+
+
+def learning_curve(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mean `metric` of the plain head ('none') per number of seed pairs, from an experiment that
+    sweeps data.n_seed: columns n_seed, seeds, mean, ci (95% Student t across splits)."""
+    plain = df[df.method == "none"]
+    rows = []
+    for value, g in plain.groupby("sweep_value", sort=False):
+        mean, ci = mean_ci_over_seeds(g[metric].to_numpy(dtype=np.float64))
+        rows.append({"n_seed": int(float(value)), "seeds": int(g["seed"].nunique()),
+                     "mean": mean, "ci": ci})
+    return pd.DataFrame(rows).sort_values("n_seed").reset_index(drop=True)
+
+
+def effective_labels(curve: pd.DataFrame, value: float) -> tuple[float, str]:
+    """How many real labelled pairs the plain head needs to reach `value` (its mean metric).
+
+    Linear interpolation of the learning curve's means in log(n_seed), which is how such curves
+    grow; outside the measured range the answer is a bound: ("<", n_min) or (">", n_max). Where the
+    curve is not monotone the first crossing counts. Returns (pairs, "" | "<" | ">").
+    """
+    n = curve["n_seed"].to_numpy(dtype=np.float64)
+    m = curve["mean"].to_numpy(dtype=np.float64)
+    if len(n) == 0 or not np.isfinite(value):
+        return float("nan"), ""
+    if value <= m[0]:
+        return float(n[0]), "<" if value < m[0] else ""
+    for i in range(1, len(n)):
+        if m[i - 1] < value <= m[i]:
+            t = (value - m[i - 1]) / (m[i] - m[i - 1])
+            return float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1])))), ""
+    return float(n[-1]), ">"
+
+
+def quality_markdown(
+    df: pd.DataFrame, curve: pd.DataFrame | None = None,
+    metrics: Sequence[str] = ("accuracy",), baseline: str = "none",
+) -> str:
+    """Every method's mean and paired difference to the plain head per seed-set size.
+
+    One row per (n_seed,) method: mean ± 95% CI across splits of each metric, the paired
+    difference to `baseline` on the same splits (± 95% CI, and wins/splits), and, given the plain
+    head's learning `curve` on the same held-out pairs, the method's accuracy in effective labels.
+    """
+    has_sweep = "sweep_value" in df.columns
+    head = (["seed pairs"] if has_sweep else []) + ["method", "ratio", "splits"]
+    for m in metrics:
+        head += [m, f"{m} minus {baseline}'s", "wins"]
+    if curve is not None:
+        head += ["effective labels"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = (["sweep_value"] if has_sweep else []) + ["method", "ratio"]
+    diffs = {m: paired_differences(df, m, baseline) for m in metrics}
+    for names, g in df.groupby(groups, sort=False):
+        names = names if isinstance(names, tuple) else (names,)
+        rec = dict(zip(groups, names, strict=True))
+        cells = ([str(rec["sweep_value"])] if has_sweep else []) + [
+            str(rec["method"]), str(rec["ratio"]), str(g["seed"].nunique())]
+        for m in metrics:
+            mean, ci = mean_ci_over_seeds(g[m].to_numpy(dtype=np.float64))
+            cells.append(_pm(mean, ci, ".3f"))
+            if rec["method"] == baseline:
+                cells += ["-", "-"]
+                continue
+            d = diffs[m]
+            sel = (d["method"] == rec["method"]) & (d["ratio"] == rec["ratio"])
+            if has_sweep:
+                sel &= d["sweep_value"] == rec["sweep_value"]
+            if sel.any():
+                r = d[sel].iloc[0]
+                half = f" ± {100 * r['diff_ci']:.1f}" if np.isfinite(r["diff_ci"]) else ""
+                cells += [f"{100 * r['diff']:+.1f}{half} pts",
+                          f"{r['wins']}/{r['seeds']}"]
+            else:
+                cells += ["-", "-"]
+        if curve is not None:
+            acc = float(np.nanmean(g["accuracy"].to_numpy(dtype=np.float64)))
+            n_eff, bound = effective_labels(curve, acc)
+            cells.append(f"{bound}{n_eff:,.0f}" if np.isfinite(n_eff) else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -12,17 +12,17 @@ Best-of-N draws (see `evaluate.bon_draws`) depend on `eval.bon_seed` and the set
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
+import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from latentrm.config import RunConfig, save_config, to_dict
-from latentrm.data.splits import carve_validation
+from latentrm.config import RunConfig, apply_changes, method_config, save_config, to_dict
 from latentrm.evaluate import (
     ScoreFn,
     bon_gold,
@@ -30,14 +30,15 @@ from latentrm.evaluate import (
     pair_correctness,
     pairwise_accuracy,
     spearman_with_gold,
-    synthetic_fidelity,
 )
 from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
-from latentrm.recipes.prepare import PreparedData, Split, prepare_data
+from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
+from latentrm.recipes.reference import FoldedReference, fit_reference
 from latentrm.recipes.report import json_safe, metrics_table
+from latentrm.recipes.select import choose_layer, choose_recipe
 from latentrm.reward import RewardHeadFitter
 from latentrm.runtime import torch_threads
 from latentrm.vae import n_parameters
@@ -50,19 +51,6 @@ def _augmenter_params(aug: Any) -> int:
     """Parameters of an augmenter's generative model (the VAE for LENS; 0 for the baselines)."""
     model = getattr(getattr(aug, "vae_", None), "model_", None)
     return n_parameters(model) if model is not None else 0
-
-
-def with_changes(cfg: RunConfig, **changes: Any) -> RunConfig:
-    """cfg with dotted-key changes, e.g. with_changes(cfg, **{'vae.gamma': 0.5})."""
-    for key, value in changes.items():
-        head, _, rest = key.partition(".")
-        if rest:
-            cfg = dataclasses.replace(
-                cfg, **{head: dataclasses.replace(getattr(cfg, head), **{rest: value})}
-            )
-        else:
-            cfg = dataclasses.replace(cfg, **{head: value})
-    return cfg
 
 
 def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -81,19 +69,6 @@ def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[A
     return keys, list(itertools.product(*vals))
 
 
-def fit_reference_head(data: PreparedData, cfg: RunConfig, seed: int) -> ScoreFn:
-    """A reward head trained on every labelled pair of `data` (seed + held-out of all splits).
-
-    For candidates data those pairs are binarised from the gold scores of every instruction, so
-    the reference is the gold preference as far as the embedding space can express it. Used only
-    to measure synthetic-pair fidelity; data.val_fraction of the pairs serve its early stopping.
-    """
-    tr, va = carve_validation(np.arange(len(data.chosen)), cfg.data.val_fraction, seed)
-    aug = AugmentedPairs.originals(data.chosen[tr], data.rejected[tr])
-    fitter = RewardHeadFitter(cfg.reward, seed).fit(aug, (data.chosen[va], data.rejected[va]))
-    return fitter.head_.score
-
-
 def _score_metrics(
     score_fn: ScoreFn, data: PreparedData, split: Split, cfg: RunConfig, seed: int
 ) -> dict[str, Any]:
@@ -102,8 +77,8 @@ def _score_metrics(
     correct = pair_correctness(rc, rr)
     lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, seed)
     vc = pair_correctness(score_fn(data.chosen[split.val]), score_fn(data.rejected[split.val]))
-    out: dict[str, Any] = {"accuracy": float(correct.mean()), "accuracy_lo": lo,
-                           "accuracy_hi": hi, "val_accuracy": float(vc.mean())}
+    out: dict[str, Any] = {"accuracy": float(correct.mean()) if len(correct) else float("nan"),
+                           "accuracy_lo": lo, "accuracy_hi": hi, "val_accuracy": float(vc.mean())}
     if len(split.bon_sets):
         sets = [data.sets[i] for i in split.bon_sets]
         scores = [score_fn(data.set_emb[i]) for i in split.bon_sets]
@@ -113,85 +88,148 @@ def _score_metrics(
     return out
 
 
-def evaluate_split(
-    cfg: RunConfig, data: PreparedData, split: Split, reference: ScoreFn | None = None,
-    heads_dir: Path | None = None,
-) -> list[dict[str, Any]]:
-    """Train and evaluate every method x ratio of `cfg` on `split`; one result row each.
+@dataclass
+class Fitted:
+    """One trained configuration of a method on a split: what the row reports."""
+
+    fitter: RewardHeadFitter
+    aug: AugmentedPairs
+    info: dict[str, Any]
+
+
+def fit_method(
+    cfg: RunConfig, name: str, data: PreparedData, split: Split
+) -> tuple[dict[int, Fitted], int]:
+    """Train method `name` (a method or variant) on `split` at each of its ratios.
 
     Augmenters are fitted on the split's training pairs only; heads stop early on its validation
-    pairs; hyperparameter grids (`selection_grid`) are decided by validation accuracy (ties: the
-    lower validation Bradley-Terry loss), never by the held-out pairs. Method 'none' runs once
-    (ratio 0). Heads are saved under `heads_dir`.
+    pairs; the method's hyperparameter grid (`selection_grid`) is decided by validation accuracy
+    (ties: the lower validation Bradley-Terry loss, then grid order), never by held-out pairs.
+    Returns {ratio: Fitted} and the grid size.
     """
+    base, bcfg = method_config(cfg, name)
     tc, tr = data.chosen[split.train], data.rejected[split.train]
     val = (data.chosen[split.val], data.rejected[split.val])
-    rows: list[dict[str, Any]] = []
-    for method in cfg.methods:
-        ratios = (0,) if method == "none" else cfg.ratios
-        keys, grid = selection_grid(cfg, method)
-        best: dict[int, tuple[tuple[float, float], dict[str, Any], Any, Any]] = {}
-        fitted: dict[Any, tuple[Any, float]] = {}
-        t_select = time.perf_counter()
-        for point in grid:
-            mcfg = with_changes(cfg, **dict(zip(keys, point, strict=True)))
-            fit_key = point[:1]  # the first key is the only one the fit depends on
-            if method != "none" and fit_key not in fitted:
-                t0 = time.perf_counter()
-                augmenter = make_augmenter(method, mcfg, cfg.seed).fit(tc, tr)
-                fitted[fit_key] = (augmenter, time.perf_counter() - t0)
-            augmenter, t_fit = fitted.get(fit_key, (None, 0.0))  # 'none' fits nothing
-            if augmenter is not None and len(point) > 1:
-                # The other keys only change synthesis: the fitted state stays valid.
-                fresh = make_augmenter(method, mcfg, cfg.seed).get_params()
-                augmenter = copy.copy(augmenter).set_params(**fresh)
-            for ratio in ratios:
-                t0 = time.perf_counter()
-                aug = (AugmentedPairs.originals(tc, tr) if augmenter is None
-                       else augmenter.augment(tc, tr, ratio, cfg.seed))
-                t_syn = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
-                t_head = time.perf_counter() - t0
-                head = fitter.head_
-                val_acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
-                info = {
-                    "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
-                    "params_augmenter": _augmenter_params(augmenter),
-                    "params_head": n_parameters(fitter.head_),
-                    "n_pairs_trained": len(aug), "n_synthetic": int(np.sum(aug.synthetic)),
-                    **{k.split(".")[-1]: v for k, v in zip(keys, point, strict=True)},
-                }
-                if len(grid) > 1:
-                    log.info("%s ratio %d %s: validation accuracy %.4f", method, ratio,
-                             dict(zip(keys, point, strict=True)), val_acc)
-                # Validation accuracy moves in steps of 1/n_val, so ties are common: the lower
-                # validation BT loss breaks them, then the grid order (strict '>').
-                score = (val_acc, -float(fitter.history_["best_val"]))
-                if ratio not in best or score > best[ratio][0]:
-                    best[ratio] = (score, info, fitter, aug)
-        t_select = time.perf_counter() - t_select
+    ratios = (0,) if base == "none" else cfg.ratios
+    keys, grid = selection_grid(bcfg, base)
+    best: dict[int, tuple[tuple[float, float], Fitted]] = {}
+    fitted: dict[Any, tuple[Any, float]] = {}
+    for point in grid:
+        mcfg = apply_changes(bcfg, dict(zip(keys, point, strict=True)))
+        fit_key = point[:1]  # the first key is the only one the fit depends on
+        if base != "none" and fit_key not in fitted:
+            t0 = time.perf_counter()
+            augmenter = make_augmenter(base, mcfg, cfg.seed).fit(tc, tr)
+            fitted[fit_key] = (augmenter, time.perf_counter() - t0)
+        augmenter, t_fit = fitted.get(fit_key, (None, 0.0))  # 'none' fits nothing
+        if augmenter is not None and len(grid) > 1 and len(point) > 1:
+            # The other keys only change synthesis: the fitted state stays valid.
+            fresh = make_augmenter(base, mcfg, cfg.seed).get_params()
+            augmenter = copy.copy(augmenter).set_params(**fresh)
         for ratio in ratios:
-            _, info, fitter, aug = best[ratio]
-            row: dict[str, Any] = {"method": method, "ratio": ratio, "seed": cfg.seed,
-                                   "split_seed": split.split_seed, "n_train": len(split.train),
-                                   "n_val": len(split.val), "n_test": len(split.test), **info}
+            t0 = time.perf_counter()
+            aug = (AugmentedPairs.originals(tc, tr) if augmenter is None
+                   else augmenter.augment(tc, tr, ratio, cfg.seed))
+            t_syn = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, val)
+            t_head = time.perf_counter() - t0
+            head = fitter.head_
+            val_acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
+            info = {
+                "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
+                "params_augmenter": _augmenter_params(augmenter),
+                "params_head": n_parameters(head),
+                "n_pairs_trained": len(aug), "n_synthetic": int(np.sum(aug.synthetic)),
+                **{k.split(".")[-1]: v for k, v in zip(keys, point, strict=True)},
+            }
+            if "teacher_agreement" in aug.stats:
+                info["teacher_agreement"] = aug.stats["teacher_agreement"]
             if len(grid) > 1:
+                log.info("%s ratio %d %s: validation accuracy %.4f", name, ratio,
+                         dict(zip(keys, point, strict=True)), val_acc)
+            # Validation accuracy moves in steps of 1/n_val, so ties are common: the lower
+            # validation BT loss breaks them, then the grid order (strict '>').
+            score = (val_acc, -float(fitter.history_["best_val"]))
+            if ratio not in best or score > best[ratio][0]:
+                best[ratio] = (score, Fitted(fitter, aug, info))
+    return {ratio: f for ratio, (_, f) in best.items()}, len(grid)
+
+
+def evaluate_split(
+    cfg: RunConfig, data: PreparedData, split: Split, reference: FoldedReference | None = None,
+    heads_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Train and evaluate every method (x ratio) of `cfg` on `split`; one result row each.
+
+    A method is a method's name, a variant's (`variants`), or 'recipe': the candidate of
+    `recipe_from` with the best k-fold accuracy on the seed set (`select.choose_recipe`), trained
+    like the others and reported as 'recipe' with the choice in the `chosen` column. Fidelity is
+    measured by the out-of-fold `reference`. Heads are saved under `heads_dir`.
+    """
+    rows: list[dict[str, Any]] = []
+    common: dict[str, Any] = {"seed": cfg.seed, "split_seed": split.split_seed,
+                              "n_train": len(split.train), "n_val": len(split.val),
+                              "n_test": len(split.test), "layer": str(cfg.embed.layer)}
+    if reference is not None:
+        common["ref_seed_accuracy"] = reference.agreement(
+            data, np.concatenate([split.train, split.val]))
+        common["ref_heldout_accuracy"] = reference.agreement(data, split.test)
+    for name in cfg.methods:
+        t_select = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if name == "recipe":
+            chosen, ratio, scores = choose_recipe(cfg, data, split, cfg.seed)
+            fits, grid = fit_method(apply_changes(cfg, {"ratios": [max(ratio, 1)]}), chosen,
+                                    data, split)
+            extra = {"chosen": chosen if ratio == 0 else f"{chosen}-r{ratio}",
+                     "recipe_scores": json.dumps(scores, sort_keys=True)}
+        else:
+            fits, grid = fit_method(cfg, name, data, split)
+        t_select = time.perf_counter() - t_select
+        for ratio, fit in fits.items():
+            # The recipe's rows form one group whatever it chose (the choice is a column).
+            row: dict[str, Any] = {"method": name, "ratio": 0 if name == "recipe" else ratio,
+                                   **common, **fit.info, **extra}
+            if grid > 1 or name == "recipe":
                 row["select_seconds"] = t_select
-                row["select_grid"] = len(grid)
-            row.update(_score_metrics(fitter.head_.score, data, split, cfg, cfg.seed))
-            row["epochs"] = int(fitter.history_["epochs_run"])
+                row["select_grid"] = grid
+            row.update(_score_metrics(fit.fitter.head_.score, data, split, cfg, cfg.seed))
+            row["epochs"] = int(fit.fitter.history_["epochs_run"])
             if reference is not None:
-                row["fidelity"] = synthetic_fidelity(aug, reference)
+                row["fidelity"] = reference.fidelity(fit.aug, split)
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
-                d = heads_dir / f"{method}-r{ratio}"
-                RewardModel(cfg.embed, fitter.head_, history=fitter.history_).save(d)
+                d = heads_dir / f"{name}-r{ratio}"
+                RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_).save(d)
                 row["head_dir"] = str(d)
             rows.append(row)
-            log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", method, ratio,
+            log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", name, ratio,
                      row["accuracy"], row["accuracy_lo"], row["accuracy_hi"])
     return rows
+
+
+def evaluate_seed(
+    cfg: RunConfig, datas: dict[Any, PreparedData], references: dict[Any, FoldedReference | None],
+    split_seed: int, heads_dir: Path | None = None,
+) -> tuple[list[dict[str, Any]], RunConfig]:
+    """Every method on the split of `split_seed`, at the layer chosen for it.
+
+    `datas` holds the prepared data at each embed.layer candidate; with more than one, the layer
+    whose plain head has the best k-fold accuracy on this split's seed set is used by every
+    method (`select.choose_layer`), recorded in the rows. Returns the rows and the config used.
+    """
+    layer = next(iter(datas))
+    extra: dict[str, Any] = {}
+    if len(datas) > 1:
+        layer, scores = choose_layer(cfg, datas, split_seed, cfg.seed)
+        extra = {"layer_scores": json.dumps(scores, sort_keys=True)}
+    scfg = apply_changes(cfg, {"embed.layer": layer})
+    data = datas[layer]
+    rows = evaluate_split(scfg, data, data.splits[split_seed], references.get(layer), heads_dir)
+    for r in rows:
+        r.update(extra)
+    return rows, scfg
 
 
 def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
@@ -206,19 +244,21 @@ def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
     save_config(cfg, out / "config.yaml")
     with torch_threads(cfg.threads):
         t0 = time.perf_counter()
-        data = prepare_data(cfg, embedder=embedder)
-        split = data.splits[cfg.data.split_seed]
+        datas = prepare_layers(cfg, embedder=embedder)
         t_ref = time.perf_counter()
-        reference = fit_reference_head(data, cfg, cfg.seed) if cfg.eval.fidelity else None
+        references = {layer: fit_reference(d, cfg, cfg.seed) if cfg.eval.fidelity else None
+                      for layer, d in datas.items()}
         t_ref = time.perf_counter() - t_ref
-        rows = evaluate_split(cfg, data, split, reference, heads_dir=out / "heads")
+        rows, used = evaluate_seed(cfg, datas, references, cfg.data.split_seed, out / "heads")
+        data = datas[used.embed.layer]
+        split = data.splits[cfg.data.split_seed]
     table = metrics_table(rows)
     metrics = {
         "config": to_dict(cfg), "mode": data.mode, "data": data.meta,
         "split": {"split_seed": split.split_seed, "n_train": len(split.train),
                   "n_val": len(split.val), "n_test": len(split.test),
                   "bon_prompts": len(split.bon_sets)},
-        "reference_seconds": t_ref if reference is not None else None,
+        "reference_seconds": t_ref if cfg.eval.fidelity else None,
         "total_seconds": time.perf_counter() - t0,
         "results": rows, "table": table,
     }

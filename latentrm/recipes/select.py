@@ -1,24 +1,32 @@
-"""Choosing hyperparameters on VALIDATION pairs only (carved from each split's seed set).
+"""Choosing on VALIDATION pairs only, never on held-out pairs.
 
-:func:`head_grid` trains the un-augmented head (method "none") for each reward-head setting on
-the training part of each split's seed set and reports mean validation accuracy and BT loss over
-the splits; the held-out pairs are never touched. It chose RewardConfig's defaults
-(`scripts/select_head.py`).
+- :func:`choose_recipe`: the 'recipe' method's candidate (method, variant and ratio) with the best
+  k-fold accuracy on the seed set (select_folds folds, select_repeats times): ~100 validation
+  pairs alone are too noisy to choose with (a split's validation accuracy moves in steps of 1%
+  and its standard error is ~5 points).
+- :func:`choose_layer`: the embedding layer the plain head reads best, by the same k-fold score.
+- :func:`head_grid`: the un-augmented head for each reward-head setting on each split's training
+  part, scored on its validation part; it chose RewardConfig's defaults (`scripts/select_head.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from latentrm.config import RewardConfig, RunConfig
+from latentrm.config import RewardConfig, RunConfig, method_config
+from latentrm.data.splits import group_folds
 from latentrm.evaluate import pairwise_accuracy
+from latentrm.methods import make_augmenter
 from latentrm.pairs import AugmentedPairs
-from latentrm.recipes.prepare import prepare_data
+from latentrm.recipes.prepare import PreparedData, Split, prepare_data
 from latentrm.reward import RewardHeadFitter
+
+log = logging.getLogger(__name__)
 
 
 def head_grid(cfg: RunConfig, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,3 +48,77 @@ def head_grid(cfg: RunConfig, settings: Sequence[dict[str, Any]]) -> list[dict[s
         out.append({**changes, "val_accuracy": float(np.mean(accs)),
                     "val_loss": float(np.mean(losses)), "best_epochs": epochs})
     return out
+
+
+def _base(cfg: RunConfig, name: str) -> str:
+    return method_config(cfg, name)[0]
+
+
+def kfold_accuracy(
+    cfg: RunConfig, name: str, ratio: int, data: PreparedData, rows: np.ndarray, seed: int
+) -> float:
+    """Mean accuracy of method `name` at `ratio` over select_repeats x select_folds folds of `rows`.
+
+    `rows` are labelled seed pairs (rows of `data`); for each fold, the method's augmenter and
+    head see the other folds only, the head stops early on the held fold and is scored on it.
+    Folds keep groups together (pairs sharing a prompt's candidates).
+    """
+    base, mcfg = method_config(cfg, name)
+    groups = data.groups[rows] if len(data.groups) == len(data.chosen) else rows
+    accs = []
+    for rep in range(cfg.select_repeats):
+        folds = group_folds(groups, cfg.select_folds, seed + 7919 * rep)
+        for f in range(cfg.select_folds):
+            tr, va = rows[folds != f], rows[folds == f]
+            c, r = data.chosen[tr], data.rejected[tr]
+            if base == "none":
+                aug = AugmentedPairs.originals(c, r)
+            else:
+                aug = make_augmenter(base, mcfg, seed).fit(c, r).augment(c, r, ratio, seed)
+            head = RewardHeadFitter(mcfg.reward, seed).fit(
+                aug, (data.chosen[va], data.rejected[va])).head_
+            accs.append(pairwise_accuracy(head.score(data.chosen[va]),
+                                          head.score(data.rejected[va])))
+    return float(np.mean(accs))
+
+
+def choose_recipe(
+    cfg: RunConfig, data: PreparedData, split: Split, seed: int
+) -> tuple[str, int, dict[str, float]]:
+    """The candidate of `recipe_from` (at each ratio; 'none'-based ones once) with the best k-fold
+    accuracy on the split's seed set (train + validation), and every candidate's score.
+
+    Ties go to the earlier candidate, so list the simpler ones first.
+    """
+    rows = np.sort(np.concatenate([split.train, split.val]))
+    scores: dict[str, float] = {}
+    best: tuple[float, str, int] | None = None
+    for name in cfg.recipe_from:
+        for ratio in ((0,) if _base(cfg, name) == "none" else cfg.ratios):
+            label = name if ratio == 0 else f"{name}-r{ratio}"
+            acc = kfold_accuracy(cfg, name, ratio, data, rows, seed)
+            scores[label] = acc
+            log.info("recipe candidate %s: k-fold accuracy %.4f", label, acc)
+            if best is None or acc > best[0]:
+                best = (acc, name, ratio)
+    assert best is not None  # recipe_from is never empty (RunConfig checks)
+    return best[1], best[2], scores
+
+
+def choose_layer(
+    cfg: RunConfig, datas: dict[Any, PreparedData], split_seed: int, seed: int
+) -> tuple[Any, dict[str, float]]:
+    """The embed.layer (a key of `datas`) whose plain head has the best k-fold accuracy on the
+    split's seed set; ties go to the earlier layer. Returns it and every layer's score."""
+    scores: dict[str, float] = {}
+    best: tuple[float, Any] | None = None
+    for layer, data in datas.items():
+        split = data.splits[split_seed]
+        rows = np.sort(np.concatenate([split.train, split.val]))
+        acc = kfold_accuracy(cfg, "none", 0, data, rows, seed)
+        scores[str(layer)] = acc
+        log.info("layer %s: k-fold accuracy of the plain head %.4f", layer, acc)
+        if best is None or acc > best[0]:
+            best = (acc, layer)
+    assert best is not None
+    return best[1], scores

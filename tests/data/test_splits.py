@@ -23,15 +23,27 @@ def test_split_indices_deterministic_disjoint_nested() -> None:
     assert set(small) <= set(s1)  # a smaller seed set is inside a larger one for the same seed
 
 
-def test_split_indices_errors() -> None:
-    with pytest.raises(
-        ConfigError, match="asked for 1000 seed pairs .* but the data has 800 pairs"
-    ):
-        split_indices(800, 1000, None, 0)
-    with pytest.raises(ConfigError, match="asked for 600 seed \\+ 300 test pairs"):
-        split_indices(800, 600, 300, 0)
+def test_split_indices_errors_and_the_more_seeds_than_data_warning(caplog) -> None:
+    # more seed pairs than the data holds (beside the held-out ones): a warning, all of them used
+    seed, test = split_indices(800, 1000, None, 0)
+    assert len(seed) == 800 and len(test) == 0
+    seed, test = split_indices(800, 600, 300, 0)
+    assert (len(seed), len(test)) == (500, 300) and not set(seed) & set(test)
+    assert "data.n_seed=600 but the data has 800 pairs beside 300 held out" in caplog.text
+    with pytest.raises(ConfigError, match="data.n_test=800 leaves no seed pairs"):
+        split_indices(800, 10, 800, 0)
     with pytest.raises(ConfigError):
         split_indices(800, 0, None, 0)
+    with pytest.raises(ConfigError, match="fixed_test needs data.n_test"):
+        split_indices(800, 10, None, 0, fixed_test=True)
+
+
+def test_fixed_test_does_not_depend_on_the_seed_set_size() -> None:
+    tests = [split_indices(100, n, 20, 5, fixed_test=True)[1] for n in (10, 40, 80)]
+    assert all(np.array_equal(t, tests[0]) for t in tests) and len(tests[0]) == 20
+    small, _ = split_indices(100, 10, 20, 5, fixed_test=True)
+    big, _ = split_indices(100, 80, 20, 5, fixed_test=True)
+    assert set(small) <= set(big) and not set(big) & set(tests[0])
 
 
 def test_carve_validation() -> None:

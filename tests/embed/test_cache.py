@@ -1,4 +1,4 @@
-"""The on-disk cache format: planning, verification, mismatching and corrupt caches.
+"""The on-disk store: planning, views, checksums, verification, corrupt and mismatching stores.
 
 `embed_setup` (conftest.py) is a tiny model, a 10-pair HH file and its single-process cache:
 20 rows in 7 chunks of 3.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,61 +16,139 @@ import numpy as np
 import pytest
 
 import latentrm.embed.cached as E
-from latentrm.embed.cache import load_pair_cache, pair_rows, plan_cache, verify_cache
+from latentrm.embed.cache import (
+    list_chunks,
+    load_pair_cache,
+    pair_rows,
+    plan_cache,
+    row_key,
+    verify_cache,
+)
+from latentrm.embed.models import _HashMemo
 from latentrm.errors import CacheError
 from latentrm.testing import cfg_for
+
+
+def flip_byte(path: Path, at: int = -5) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_row_keys_are_content_not_ids() -> None:
+    p = ({"role": "user", "content": "hi"},)
+    assert row_key(p, "yes") == row_key(tuple(dict(m) for m in p), "yes")
+    assert row_key(p, "yes") != row_key(p, "no")
+    assert row_key(p, "yes") != row_key(({"role": "system", "content": "hi"},), "yes")
 
 
 def test_plan_finds_the_local_cache_without_loading_a_model(embed_setup: dict) -> None:
     rows = pair_rows(embed_setup["ds"])
     plan = plan_cache(rows, embed_setup["cfg"], embed_setup["tmp"] / "local")
     assert plan.dir == embed_setup["ref_dir"]
-    assert (plan.n_rows, plan.chunk_size, plan.n_chunks, plan.missing) == (20, 3, 7, [])
-    assert plan.bounds(6) == (18, 20)
+    assert (len(plan.rows.keys), plan.chunk_size, plan.n_chunks, plan.missing) == (20, 3, 7, [])
+    assert plan.chunks[6] == [18, 19]
+    assert plan.view_path.exists()  # the request was recorded as a view
 
 
-def test_verify_lists_every_missing_or_bad_chunk(embed_setup: dict, tmp_path: Path) -> None:
+def test_verify_lists_every_bad_chunk_and_sets_them_aside(embed_setup: dict, tmp_path) -> None:
     d = tmp_path / embed_setup["ref_dir"].name
     shutil.copytree(embed_setup["ref_dir"], d)
-    info = verify_cache(d)
-    assert (info["kind"], info["rows"], info["dim"], info["chunks"]) == ("pairs", 20, 32, 7)
-    (d / "chunk-00002.npy").unlink()
-    bad = np.load(d / "chunk-00003.npy")
-    bad[1, 5] = np.nan
-    np.save(d / "chunk-00003.npy", bad)
-    np.save(d / "chunk-00006.npy", np.zeros((3, 32), np.float32))  # the last chunk holds 2 rows
+    view = next((d / "views").glob("*.json"))
+    info = verify_cache(view)
+    assert (info["rows"], info["dim"], info["chunks"], info["layers"]) == (20, 32, 7, [-1])
+    chunks = list_chunks(d)
+    flip_byte(d / "chunks" / chunks[2].file)  # a flipped byte: finite values, wrong checksum
+    (d / "chunks" / chunks[3].file).unlink()  # a missing vector file
     with pytest.raises(CacheError) as e:
-        verify_cache(d)
+        verify_cache(view)
     msg = str(e.value)
-    assert "chunk-00002.npy missing" in msg
-    assert "chunk-00003.npy: chunk holds NaN/Inf" in msg
-    assert "chunk-00006.npy: expected float32 (2, 32), found float32 (3, 32)" in msg
-    assert "chunk-00000" not in msg and "chunk-00005" not in msg
+    assert f"{chunks[2].file}: checksum mismatch" in msg
+    assert f"{chunks[3].file}: unreadable chunk" in msg
+    assert "rows are not stored" in msg and "rerun `latentrm embed`" in msg
+    assert chunks[0].file not in msg
+    # both were set aside: the store is intact again, but the view misses their rows
+    assert len(list_chunks(d)) == 5
+    verify_cache(d)
+    with pytest.raises(CacheError, match="6 of the view's 20 rows are not stored"):
+        verify_cache(view)
+
+
+def test_a_flipped_byte_is_detected_on_read_and_recomputed(tmp_path, tiny_bert, five_pairs):
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    first = E.embed_pairs(five_pairs, cfg, tmp_path)
+    d = Path(first.meta["cache"]["dir"])
+    ch = list_chunks(d)[1]
+    flip_byte(d / "chunks" / ch.file)
+    with pytest.raises(CacheError, match="failed their checksum"):
+        load_pair_cache(first.meta["cache"]["view"])
+    again = E.embed_pairs(five_pairs, cfg, tmp_path)  # the bad chunk is recomputed
+    assert again.meta["cache"]["chunks_computed"] == 1
+    np.testing.assert_array_equal(again.chosen, first.chosen)
+    np.testing.assert_array_equal(again.rejected, first.rejected)
+
+
+def test_writers_with_other_chunk_sizes_share_a_store_safely(tmp_path, tiny_bert, five_pairs):
+    """Chunks are named by their rows' content and rows are found by content, so a writer with
+    another chunk size can never make a row hold another row's vector (the old failure: rows
+    30-39 holding other rows after writers with chunk sizes 10 and 30)."""
+    small = E.embed_pairs(five_pairs, cfg_for(tiny_bert, chunk_size=3), tmp_path)
+    # a second writer, other chunk size, on an overlapping request (rows 0-2 of each side)
+    sub = five_pairs.subset([0, 1, 2])
+    big = E.embed_pairs(sub, cfg_for(tiny_bert, chunk_size=7), tmp_path)
+    assert big.meta["cache"]["dir"] == small.meta["cache"]["dir"]
+    assert big.meta["cache"]["hit"] is True  # every row was stored already
+    np.testing.assert_array_equal(big.chosen, small.chosen[:3])
+    np.testing.assert_array_equal(big.rejected, small.rejected[:3])
+    ref = E.Embedder(cfg_for(tiny_bert))
+    np.testing.assert_allclose(small.rejected, ref.embed(five_pairs.prompts, five_pairs.rejected),
+                               atol=1e-6)
 
 
 def test_mismatching_cache_names_the_field(tmp_path, tiny_bert, five_pairs):
     cfg = cfg_for(tiny_bert, chunk_size=4)
-    d = Path(E.embed_pairs(five_pairs, cfg, tmp_path).meta["cache"]["dir"])
-    with pytest.raises(CacheError, match=r"made with layer=-1, asked layer=-2"):
-        load_pair_cache(d, expect=dataclasses.replace(cfg, layer=-2))
+    view = E.embed_pairs(five_pairs, cfg, tmp_path).meta["cache"]["view"]
+    with pytest.raises(CacheError, match=r"made with layers=\[-1\], asked layers=\[-2\]"):
+        load_pair_cache(view, expect=dataclasses.replace(cfg, layer=-2))
     with pytest.raises(CacheError, match=r"made with max_length=512, asked max_length=64"):
-        load_pair_cache(d, expect=dataclasses.replace(cfg, max_length=64))
-    # a cache folder whose meta.json says something else than its key (edited, copied by hand)
-    meta = json.loads((d / "meta.json").read_text())
-    meta["request"]["pooling"] = "last"
-    (d / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(CacheError, match=rf"cache at {d} was made with pooling='last', asked"):
-        E.embed_pairs(five_pairs, cfg, tmp_path)
+        load_pair_cache(view, expect=dataclasses.replace(cfg, max_length=64))
 
 
-def test_corrupt_chunks_are_cache_errors(tmp_path, tiny_bert, five_pairs):
+@pytest.mark.parametrize("what", ["store.json", "view", "chunk description"])
+@pytest.mark.parametrize("content", ["", "{broken", "[]", "{}"])
+def test_corrupt_descriptions_are_one_line_errors_saying_delete(
+    tmp_path, tiny_bert, five_pairs, what, content
+):
     cfg = cfg_for(tiny_bert, chunk_size=4)
-    d = Path(E.embed_pairs(five_pairs, cfg, tmp_path).meta["cache"]["dir"])
-    rows = np.load(d / "chunk-00001.npy")
-    rows[2, 5] = np.nan
-    np.save(d / "chunk-00001.npy", rows)
-    with pytest.raises(CacheError, match=r"chunk-00001\.npy: chunk holds NaN/Inf"):
-        E.embed_pairs(five_pairs, cfg, tmp_path)
-    np.save(d / "chunk-00001.npy", rows[:3])
-    with pytest.raises(CacheError, match=r"chunk-00001\.npy: expected float32 \(4, 32\)"):
-        load_pair_cache(d)
+    out = E.embed_pairs(five_pairs, cfg, tmp_path)
+    d, view = Path(out.meta["cache"]["dir"]), Path(out.meta["cache"]["view"])
+    target = {"store.json": d / "store.json", "view": view,
+              "chunk description": d / "chunks" / f"{list_chunks(d)[0].id}.json"}[what]
+    target.write_text(content)
+    with pytest.raises(CacheError) as e:
+        load_pair_cache(view)
+    msg = str(e.value)
+    assert "\n" not in msg and "delete" in msg and target.name in msg
+
+
+def test_a_corrupt_chunk_file_is_a_cache_error_naming_it(tmp_path, tiny_bert, five_pairs):
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    out = E.embed_pairs(five_pairs, cfg, tmp_path)
+    d = Path(out.meta["cache"]["dir"])
+    ch = list_chunks(d)[0]
+    (d / "chunks" / ch.file).write_bytes(b"")
+    with pytest.raises(CacheError, match=rf"{ch.id}.*set aside"):
+        verify_cache(d)
+
+
+def test_model_hashes_follow_rewrites_that_keep_size_and_mtime(tmp_path):
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"a" * 100)
+    memo_path = tmp_path / "file-hashes.json"
+    first = _HashMemo(memo_path).sha256(f)
+    st = f.stat()
+    f.write_bytes(b"b" * 100)  # same size...
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
+    _HashMemo._mem.clear()
+    assert _HashMemo(memo_path).sha256(f) != first  # ctime moved: rehashed
+    assert json.loads(memo_path.read_text())[str(f.resolve())]["ctime_ns"] == f.stat().st_ctime_ns

@@ -20,13 +20,14 @@ import pytest
 
 import latentrm.embed.cached as E
 from latentrm.data import CandidateSet
-from latentrm.embed.cache import load_pair_cache
-from latentrm.errors import CacheError, ConfigError
+from latentrm.embed.cache import list_chunks, load_pair_cache, read_store_meta
+from latentrm.errors import ConfigError
 from latentrm.testing import cfg_for
 
 
 def chunk_files(d: Path) -> list[str]:
-    return sorted(p.name for p in d.glob("chunk-*.npy"))
+    """The complete chunks of a store (those with a description), oldest first."""
+    return [c.id for c in list_chunks(d)]
 
 
 class Counting:
@@ -53,11 +54,7 @@ def test_miss_then_hit_without_loading_the_model(tmp_path, tiny_bert, five_pairs
     first = E.embed_pairs(five_pairs, cfg, tmp_path)
     d = Path(first.meta["cache"]["dir"])
     assert d.parent == tmp_path and first.meta["cache"]["hit"] is False
-    assert chunk_files(d) == [
-        "chunk-00000.npy",
-        "chunk-00001.npy",
-        "chunk-00002.npy",
-    ]  # 10 rows / 4
+    assert len(chunk_files(d)) == 3  # 10 rows / 4
     assert count.rows == 10 and first.chosen.shape == first.rejected.shape == (5, 32)
     assert first.ids == [p.id for p in five_pairs.pairs]
     # rows are chosen_0..4 then rejected_0..4: compare with a direct embedding
@@ -75,35 +72,52 @@ def test_miss_then_hit_without_loading_the_model(tmp_path, tiny_bert, five_pairs
     assert second.meta["cache"]["hit"] is True and count.rows == rows_before
     np.testing.assert_array_equal(second.chosen, first.chosen)
     np.testing.assert_array_equal(second.rejected, first.rejected)
-    meta = json.loads((d / "meta.json").read_text())
-    assert meta["embedder"]["dim"] == 32 and meta["chunk_size"] == 4
-    assert meta["request"]["content_hash"] == five_pairs.content_hash()
-    loaded = load_pair_cache(d, expect=cfg)
+    meta = read_store_meta(d)
+    assert meta["embedder"]["dim"] == 32 and meta["embedder"]["layers"] == [-1]
+    assert meta["request"]["dtype"] == "float32"
+    loaded = load_pair_cache(first.meta["cache"]["view"])  # no flags: the view names the embedder
     np.testing.assert_array_equal(loaded.chosen, first.chosen)
-    assert loaded.ids == first.ids
+    assert loaded.ids == first.ids and loaded.meta["embed"] == cfg
 
 
-def test_key_follows_what_changes_the_vectors(tmp_path, tiny_bert, five_pairs):
+def test_store_key_follows_what_changes_the_vectors(tmp_path, tiny_bert, five_pairs):
     cfg = cfg_for(tiny_bert, chunk_size=4)
     base = E.embed_pairs(five_pairs, cfg, tmp_path).meta["cache"]["dir"]
-    # batch size / threads / progress do not change the vectors: same cache
+    # batch size / threads / chunk size do not change the vectors: same store, a hit
     same = dataclasses.replace(cfg, batch_size=1, threads=1, chunk_size=3)
     hit = E.embed_pairs(five_pairs, same, tmp_path)
-    assert hit.meta["cache"] == {**hit.meta["cache"], "dir": base, "hit": True}
-    assert hit.meta["chunk_size"] == 4  # an existing cache keeps its own chunk layout
+    assert hit.meta["cache"]["dir"] == base and hit.meta["cache"]["hit"] is True
+    # another layer is another store; the same texts under other ids or as a subset are a hit
     other_layer = E.embed_pairs(five_pairs, dataclasses.replace(cfg, layer=-2), tmp_path)
-    other_data = E.embed_pairs(five_pairs.subset([0, 1, 2]), cfg, tmp_path)
-    dirs = {base, other_layer.meta["cache"]["dir"], other_data.meta["cache"]["dir"]}
-    assert len(dirs) == 3
+    assert other_layer.meta["cache"]["dir"] != base
     assert not np.allclose(other_layer.chosen, hit.chosen, atol=1e-4)
-    np.testing.assert_allclose(other_data.chosen, hit.chosen[:3], atol=1e-5)
+    subset = E.embed_pairs(five_pairs.subset([3, 1]), cfg, tmp_path)
+    assert subset.meta["cache"]["hit"] is True
+    np.testing.assert_array_equal(subset.chosen, hit.chosen[[3, 1]])
+    renamed = type(five_pairs)([dataclasses.replace(p, id=f"other-{i}")
+                                for i, p in enumerate(five_pairs.pairs)])
+    again = E.embed_pairs(renamed, cfg, tmp_path)
+    assert again.meta["cache"]["hit"] is True and again.ids[0] == "other-0"
+    # a stored layer set serves every layer of it, and their mean, without embedding again
+    multi = dataclasses.replace(cfg, layer=1, layers=(1, 2))
+    both = E.embed_pairs(five_pairs, multi, tmp_path)
+    assert both.meta["cache"]["hit"] is False
+    for layer in (1, 2, "mean"):
+        out = E.embed_pairs(five_pairs, dataclasses.replace(multi, layer=layer), tmp_path)
+        assert out.meta["cache"]["dir"] == both.meta["cache"]["dir"]
+        assert out.meta["cache"]["hit"] is True
+    one = E.embed_pairs(five_pairs, dataclasses.replace(multi, layer=1), tmp_path).chosen
+    two = E.embed_pairs(five_pairs, dataclasses.replace(multi, layer=2), tmp_path).chosen
+    mean = E.embed_pairs(five_pairs, dataclasses.replace(multi, layer="mean"), tmp_path).chosen
+    np.testing.assert_allclose(mean, (one + two) / 2, atol=1e-6)
+    np.testing.assert_array_equal(two, hit.chosen)  # layer 2 of 2 is the last layer
 
 
 def test_resume_computes_only_missing_chunks(tmp_path, tiny_bert, five_pairs, monkeypatch):
     cfg = cfg_for(tiny_bert, chunk_size=4)
     full = E.embed_pairs(five_pairs, cfg, tmp_path)
     d = Path(full.meta["cache"]["dir"])
-    (d / "chunk-00001.npy").unlink()
+    (d / "chunks" / f"{chunk_files(d)[1]}.json").unlink()
     count = Counting(monkeypatch)
     again = E.embed_pairs(five_pairs, cfg, tmp_path)
     assert (count.rows, again.meta["cache"]["chunks_computed"]) == (4, 1)
@@ -118,9 +132,7 @@ def test_partial_run_then_resume_equals_uninterrupted(tmp_path, tiny_bert, five_
     with pytest.raises(KeyboardInterrupt):
         E.embed_pairs(five_pairs, cfg, tmp_path / "run")
     d = tmp_path / "run" / Path(ref.meta["cache"]["dir"]).name
-    assert chunk_files(d) == ["chunk-00000.npy", "chunk-00001.npy"]
-    with pytest.raises(CacheError, match="chunk-00002.npy is missing"):
-        load_pair_cache(d)
+    assert len(chunk_files(d)) == 2
     monkeypatch.undo()
     count = Counting(monkeypatch)
     out = E.embed_pairs(five_pairs, cfg, tmp_path / "run")
@@ -172,16 +184,18 @@ CHILD = textwrap.dedent(
     spec = json.load(open(sys.argv[1]))
     pairs = [PreferencePair(p["id"], tuple(p["prompt"]), p["chosen"], p["rejected"])
              for p in spec["pairs"]]
-    orig, written = E.write_chunk, []
+    from latentrm.embed.cache import CachePlan
 
-    def write_then_hang(path, rows):
-        orig(path, rows)
-        written.append(path)
+    orig, written = CachePlan.write, []
+
+    def write_then_hang(self, c, rows):
+        orig(self, c, rows)
+        written.append(c)
         if len(written) == 2:  # the parent kills us here, half-way through the run
             print("WROTE2", flush=True)
             time.sleep(120)
 
-    E.write_chunk = write_then_hang  # cached.py calls the name it imported from the cache module
+    CachePlan.write = write_then_hang
     E.embed_pairs(PreferenceDataset(pairs), EmbedConfig(**spec["cfg"]), spec["root"])
     """
 )
@@ -213,13 +227,14 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    (d,) = (tmp_path / "killed").glob("*/meta.json")
+    (d,) = (tmp_path / "killed").glob("*/store.json")
     d = d.parent
-    assert chunk_files(d) == ["chunk-00000.npy", "chunk-00001.npy"]
-    survived = {n: (d / n).stat().st_mtime_ns for n in chunk_files(d)}
+    assert len(chunk_files(d)) == 2
+    survived = {p.name: p.stat().st_mtime_ns for p in (d / "chunks").glob("*.npy")}
     rerun = E.embed_pairs(five_pairs, cfg, tmp_path / "killed")
     assert rerun.meta["cache"]["chunks_computed"] == 3
-    assert {n: (d / n).stat().st_mtime_ns for n in survived} == survived  # kept, not recomputed
+    kept = {n: (d / "chunks" / n).stat().st_mtime_ns for n in survived}
+    assert kept == survived  # kept, not recomputed
     ref = E.embed_pairs(five_pairs, cfg, tmp_path / "ref")
     assert Path(ref.meta["cache"]["dir"]).name == d.name
     assert rerun.ids == ref.ids and rerun.chosen.shape == ref.chosen.shape == (5, 32)

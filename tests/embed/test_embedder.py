@@ -120,8 +120,26 @@ def test_layer_selection(tiny_llama):
     np.testing.assert_array_equal(by_layer[1], by_layer[-2])  # 3 hidden states: 1 == -2
     assert not np.allclose(by_layer[1], last, atol=1e-3)
     assert not np.allclose(by_layer[0], by_layer[1], atol=1e-3)
-    with pytest.raises(ConfigError, match="layer=5"):
+    with pytest.raises(ConfigError, match=r"layer\(s\) 5 but .* has hidden states -3..2"):
         Embedder(cfg_for(tiny_llama, layer=5))
+
+
+def test_several_layers_in_one_pass_equal_one_layer_at_a_time(tiny_llama):
+    pairs = make_pairs(4)
+    prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
+    one = {layer: Embedder(cfg_for(tiny_llama, layer=layer)).embed(prompts, responses)
+           for layer in (0, 1, -1)}
+    emb = Embedder(cfg_for(tiny_llama, layer=1, layers=(-1, 0)))
+    assert emb.layers == [0, 1, -1]  # sorted, the last layer last
+    stacked = emb.embed_layers(prompts, responses)
+    assert stacked.shape == (4, 3, 32)
+    for i, layer in enumerate((0, 1, -1)):
+        np.testing.assert_allclose(stacked[:, i], one[layer], atol=1e-6)
+    np.testing.assert_allclose(emb.embed(prompts, responses), one[1], atol=1e-6)
+    mean = Embedder(cfg_for(tiny_llama, layer="mean", layers=(0, -1)))
+    np.testing.assert_allclose(mean.embed(prompts, responses), (one[0] + one[-1]) / 2, atol=1e-6)
+    with pytest.raises(ConfigError, match="needs embed.layers"):
+        Embedder(cfg_for(tiny_llama, layer="mean"))
 
 
 # --- text formats --------------------------------------------------------------------------------
@@ -254,15 +272,17 @@ def test_bad_config_values_are_config_errors(tiny_llama):
 def test_minilm_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
     folder, _ = resolve_model("minilm")
-    emb = Embedder(EmbedConfig(model="minilm", show_progress=False, max_length=128, device="cpu"))
-    assert (emb.is_decoder, emb.pooling, emb.dim) == (False, "mean", 384)
+    emb = Embedder(EmbedConfig(model="minilm", show_progress=False, max_length=128, device="cpu",
+                               dtype="float32"))
+    assert (emb.is_decoder, emb.pooling, emb.dim, emb.normalize) == (False, "mean", 384, True)
     pairs = make_pairs(5)
     texts = [render_plain(p.prompt, p.chosen) for p in pairs]
     ours = emb.embed([p.prompt for p in pairs], [p.chosen for p in pairs])
     model = st.SentenceTransformer(str(folder), device="cpu")
     model.max_seq_length = 128
     ref = model.encode(texts, normalize_embeddings=False)  # the model's own Normalize layer applies
-    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    # modules.json ends in Normalize: latentrm's vectors are sentence-transformers' (unit norm)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from latentrm.cli import main
-from latentrm.embed.cache import load_pair_cache, verify_cache
+from latentrm.embed.cache import load_pair_cache, pair_rows, plan_cache, verify_cache
 from latentrm.embed.ray_engine import embed_pairs_ray, threads_per_actor
 from latentrm.errors import ConfigError
 
@@ -51,14 +51,14 @@ def test_ray_equals_local_resumes_and_the_ordinary_reader_reads_it(
 
     ref, ref_dir = embed_setup["ref"], embed_setup["ref_dir"]
     ref_rows = np.concatenate([ref.chosen, ref.rejected])
-    # a killed run leaves meta.json, ids.json, whole chunks and a temp file of the one in flight
+    # a killed run leaves store.json, whole chunks and a temp file of the one in flight
     killed = tmp_path / "killed" / ref_dir.name
     killed.mkdir(parents=True)
-    for f in ("meta.json", "ids.json"):
-        shutil.copy(ref_dir / f, killed / f)
-    sentinel = np.full((3, 32), 7.0, np.float32)  # proves chunk 0 is read, not recomputed
-    np.save(killed / "chunk-00000.npy", sentinel)
-    (killed / ".chunk-00001.npy.k1ll3d.tmp").write_bytes(b"\x93NUMPY half a chunk")
+    shutil.copy(ref_dir / "store.json", killed / "store.json")
+    plan = plan_cache(pair_rows(embed_setup["ds"]), embed_setup["cfg"], tmp_path / "killed")
+    sentinel = np.full((3, 1, 32), 7.0, np.float32)  # proves chunk 0 is read, not recomputed
+    plan.write(0, sentinel)
+    (killed / "chunks" / ".x.npy.k1ll3d.tmp").write_bytes(b"\x93NUMPY half a chunk")
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         got = embed_pairs_ray(
@@ -77,9 +77,9 @@ def test_ray_equals_local_resumes_and_the_ordinary_reader_reads_it(
     assert sum(a["rows"] for a in st["per_actor"].values()) == 17
     assert got.meta["cache"]["hit"]  # embed_pairs found every chunk: it only read
     rows = np.concatenate([got.chosen, got.rejected])
-    assert np.array_equal(rows[:3], sentinel)
+    assert np.array_equal(rows[:3], sentinel[:, 0])
     assert np.array_equal(rows[3:], ref_rows[3:])  # incl. the short last chunk
-    assert verify_cache(killed)["stale_tmp"] == [".chunk-00001.npy.k1ll3d.tmp"]
+    assert verify_cache(killed)["stale_tmp"] == [".x.npy.k1ll3d.tmp"]
 
     assert code == 0
     assert "ray: 7 of 7 chunks" in capsys.readouterr().out
@@ -87,8 +87,8 @@ def test_ray_equals_local_resumes_and_the_ordinary_reader_reads_it(
     again = load_pair_cache(fresh, expect=embed_setup["cfg"])
     assert again.ids == ref.ids
     assert np.array_equal(np.concatenate([again.chosen, again.rejected]), ref_rows)
-    meta, ref_meta = (json.loads((x / "meta.json").read_text()) for x in (fresh, ref_dir))
-    assert meta["request"] == ref_meta["request"] and meta["chunk_size"] == 3
+    meta, ref_meta = (json.loads((x / "store.json").read_text()) for x in (fresh, ref_dir))
+    assert meta["request"] == ref_meta["request"]
     assert {k: v for k, v in meta["embedder"].items() if k != "device"} == {
         k: v for k, v in ref_meta["embedder"].items() if k != "device"
     }

@@ -106,21 +106,23 @@ def test_two_shard_processes_equal_one_process(
     assert got.ids == embed_setup["ref"].ids
     assert np.array_equal(got.chosen, embed_setup["ref"].chosen)
     assert np.array_equal(got.rejected, embed_setup["ref"].rejected)
-    meta = json.loads((d / "meta.json").read_text())
+    meta = json.loads((d / "store.json").read_text())
     assert meta["request"] == embed_setup["ref"].meta["request"]
     monkeypatch.delenv("WORLD_SIZE")
     assert main(["embed", *embed_argv(root), "--verify"]) == 0
-    assert "verified: 7 chunks, 20 rows x 32, float32, finite" in capsys.readouterr().out
+    assert "verified: 7 chunks, 20 rows x 1 layers x 32, checksums, float32, finite" in (
+        capsys.readouterr().out)
 
 
 def test_a_shard_refuses_a_cache_made_differently(embed_setup: dict, tmp_path: Path) -> None:
     d = tmp_path / embed_setup["ref_dir"].name
     shutil.copytree(embed_setup["ref_dir"], d)
-    meta = json.loads((d / "meta.json").read_text())
+    meta = json.loads((d / "store.json").read_text())
     meta["embedder"]["pooling"] = "last"
-    (d / "meta.json").write_text(json.dumps(meta))
-    (d / "chunk-00001.npy").unlink()
-    with pytest.raises(CacheError, match="pooling='last', asked pooling='mean'"):
+    (d / "store.json").write_text(json.dumps(meta))
+    plan = plan_cache(pair_rows(embed_setup["ds"]), embed_setup["cfg"], tmp_path)
+    (d / "chunks" / f"{plan.chunk_id(1)}.json").unlink()
+    with pytest.raises(CacheError, match="pooling='last', this embedder has pooling='mean'"):
         embed_rows_shard(pair_rows(embed_setup["ds"]), embed_setup["cfg"], tmp_path, Shard(1, 2))
     # shard 0 owns no missing chunk: nothing to compute, no model loaded, no error
     st = embed_rows_shard(pair_rows(embed_setup["ds"]), embed_setup["cfg"], tmp_path, Shard(0, 2))

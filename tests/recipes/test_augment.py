@@ -27,7 +27,8 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
     keys = ["embed.model=minilm", "embed.show_progress=false", "data.n_seed=20", "vae.epochs=5",
             "reward.epochs=5", "ratios=[4]"]
     assert main(["embed", *keys, "--data", str(data), "--out", str(tmp_path / "cache")]) == 0
-    cache = next(p for p in (tmp_path / "cache").iterdir() if (p / "meta.json").exists())
+    printed = capsys.readouterr().out
+    cache = printed.split("cache: ")[1].split("\n")[0]  # the view of this dataset in the store
     assert main(["synth", str(cache), *keys, "--out", str(tmp_path / "aug")]) == 0
     out = capsys.readouterr().out
     # 20 seed pairs, 2 carved for validation: 18 seeds * 2 sides * 16 candidates, top-2 kept.
@@ -39,6 +40,10 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
     model = RewardModel.load(tmp_path / "rm")
     scores = model.score([({"role": "user", "content": "What is 1 plus 1?"},)], ["2."])
     assert scores.shape == (1,) and np.isfinite(scores).all()
-    # A cache embedded with another model is refused with the differing field named.
-    assert main(["synth", str(cache), "data.n_seed=20", "--out", str(tmp_path / "x")]) == 2
-    assert "model_identity" in capsys.readouterr().err
+    # No flags needed: the embedder comes from the cache (MiniLM here, not the default SmolLM2),
+    # and n_seed larger than the data uses every pair with a warning.
+    assert main(["synth", cache, "data.n_seed=100", "vae.epochs=2", "--out",
+                 str(tmp_path / "x")]) == 0
+    assert "22 seed pairs (2 more kept for validation)" in capsys.readouterr().out
+    _, _, header = load_augmented(tmp_path / "x")
+    assert header["meta"]["embed"]["model"] == "minilm"

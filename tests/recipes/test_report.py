@@ -18,3 +18,36 @@ def test_reproduce_update_report_keeps_prose(tmp_path: Path) -> None:
     assert text.rstrip().endswith("<!-- BEGIN TABLE demo -->\ndemo table\n<!-- END TABLE demo -->")
     mod.update_report(report, {"demo": "v2\n"})  # idempotent: replaced, not appended again
     assert report.read_text().count("BEGIN TABLE demo") == 1 and "v2" in report.read_text()
+
+
+def test_effective_labels_interpolate_the_learning_curve_in_log_pairs() -> None:
+    import math
+
+    import pandas as pd
+    import pytest
+
+    from latentrm.recipes.report import effective_labels
+
+    curve = pd.DataFrame({"n_seed": [250, 1000, 2000], "mean": [0.57, 0.61, 0.63]})
+    assert effective_labels(curve, 0.61) == (pytest.approx(1000.0), "")
+    # half way from 0.61 to 0.63 is half way from log 1000 to log 2000: sqrt(2) * 1000
+    n, bound = effective_labels(curve, 0.62)
+    assert bound == "" and n == pytest.approx(1000 * math.sqrt(2))
+    assert effective_labels(curve, 0.65) == (2000.0, ">")  # beyond the curve: a bound
+    assert effective_labels(curve, 0.50) == (250.0, "<")
+
+
+def test_quality_table_has_paired_differences_and_effective_labels() -> None:
+    import pandas as pd
+
+    from latentrm.recipes.report import quality_markdown
+
+    rows = []
+    for seed in range(3):
+        rows += [{"method": "none", "ratio": 0, "seed": seed, "accuracy": 0.60 + 0.01 * seed},
+                 {"method": "lens", "ratio": 4, "seed": seed, "accuracy": 0.62 + 0.01 * seed}]
+    curve = pd.DataFrame({"n_seed": [500, 1000], "mean": [0.60, 0.64]})
+    table = quality_markdown(pd.DataFrame(rows), curve)
+    line = next(x for x in table.splitlines() if x.startswith("| lens"))
+    # +2.0 points in every split (no spread), 3 of 3 wins; 0.63 is 3/4 of the way to 1000
+    assert "| +2.0 ± 0.0 pts | 3/3 |" in line and f"| {500 * 2 ** 0.75:,.0f} |" in line

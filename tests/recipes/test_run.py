@@ -86,7 +86,7 @@ def test_candidates_split_by_instruction_with_best_of_n(cand_file: Path, tmp_pat
 
 
 def test_cli_run_json(hh_file: Path, tmp_path: Path, fake_embed: dict,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+                      capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "cli"
     yaml_path = tmp_path / "c.yaml"
     yaml_path.write_text("methods: [none, gaussian]\n")
@@ -95,9 +95,13 @@ def test_cli_run_json(hh_file: Path, tmp_path: Path, fake_embed: dict,
     printed = json.loads(capsys.readouterr().out)
     assert [r["method"] for r in printed["results"]] == ["none", "gaussian"]
     assert printed == json.loads((out / "metrics.json").read_text())
-    args = small_overrides(hh_file, out, "data.n_seed=500")
+    # more seed pairs than the file holds: a warning that names both, then every pair is used
+    args = small_overrides(hh_file, tmp_path / "all", "data.n_seed=5000", "data.n_test=10")
     code = cli.main(["-q", "run", str(yaml_path), *args])
-    assert code == 2 and "500 seed" in capsys.readouterr().err
+    assert code == 0 and "data.n_seed=5000 but the data has" in caplog.text
+    args = small_overrides(hh_file, tmp_path / "none", "data.n_test=5000")
+    assert cli.main(["-q", "run", str(yaml_path), *args]) == 2
+    assert "data.n_test=5000 leaves no seed pairs" in capsys.readouterr().err
 
 
 def test_run_saves_reward_models_that_load(hh_file: Path, tmp_path: Path, fake_embed: dict) -> None:

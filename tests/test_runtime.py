@@ -1,0 +1,35 @@
+"""latentrm.runtime: threads, devices and the embed.dtype=auto rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import latentrm.runtime as rt
+from latentrm.errors import ConfigError
+
+
+def test_auto_dtype_is_bf16_exactly_where_the_cpu_has_bf16_units(monkeypatch):
+    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: True)
+    assert rt.resolve_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(rt, "cpu_has_bf16", lambda: False)
+    assert rt.resolve_dtype("auto", "cpu") == "float32"
+    assert rt.resolve_dtype("float16", "cpu") == "float16"  # an explicit choice stays
+    with pytest.raises(ConfigError, match="embed.dtype must be one of"):
+        rt.resolve_dtype("int4", "cpu")
+
+
+def test_cpu_bf16_detection_falls_back_to_the_os_flags(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(rt, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert rt.cpu_has_bf16()
+    monkeypatch.setattr(rt, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert not rt.cpu_has_bf16()
+
+
+def test_torch_threads_restores_the_count():
+    before = torch.get_num_threads()
+    with rt.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
