@@ -31,9 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("reproduce")
 
-# (name, kind): cheap and cache-sharing configs first; new embedders and text baselines (slowest)
-# last.
+# (name, kind): the quality study first (its learning curves before the variants they read), then
+# the earlier tables; new embedders and text baselines (slowest) last.
 CONFIGS = (
+    ("learning_curve_hh", "experiment"),
+    ("quality_hh", "experiment"),
+    ("learning_curve_alpaca", "experiment"),
+    ("quality_alpaca", "experiment"),
     ("demo", "run"),
     ("hh", "experiment"),
     ("ablate_gamma", "experiment"),
@@ -69,6 +73,47 @@ def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> 
         run_experiment(cfg)
     log.info("%s: done in %.0fs", name, time.perf_counter() - t0)
     return cfg
+
+
+# Quality tables: (variants config, its learning curve, metrics, the metric read in labels).
+QUALITY = {
+    "quality_hh": ("learning_curve_hh", ["accuracy"], "accuracy"),
+    "quality_alpaca": ("learning_curve_alpaca", ["accuracy", "bon_gap_closed"], "bon_gap_closed"),
+}
+
+
+def quality_section(name: str, reports: Path) -> str | None:
+    """The learning curve and every variant's paired difference, in effective labels."""
+    import pandas as pd
+
+    from latentrm.recipes.report import learning_curve, learning_curve_markdown, quality_markdown
+
+    curve_name, metrics, curve_metric = QUALITY[name]
+    runs, curve_runs = reports / name / "results.csv", reports / curve_name / "results.csv"
+    if not (runs.exists() and curve_runs.exists()):
+        return None
+    read = {"sweep_value": str, "layer": str, "chosen": str}
+    curve = learning_curve(pd.read_csv(curve_runs, dtype=read), curve_metric)
+    parts = [f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n",
+             learning_curve_markdown(curve, curve_metric)]
+    if curve_metric != "accuracy":
+        acc = learning_curve(pd.read_csv(curve_runs, dtype=read), "accuracy")
+        parts += ["\n", learning_curve_markdown(acc, "accuracy")]
+    df = pd.read_csv(runs, dtype=read)
+    parts += [f"\nEvery variant against the plain head on the same splits "
+              f"(`configs/{name}.yaml`; paired differences in points, 95% CI across splits):\n",
+              quality_markdown(df, curve, metrics, curve_metric=curve_metric)]
+    if "chosen" in df.columns:
+        chosen = df[df.method == "recipe"].groupby("sweep_value")["chosen"].agg(
+            lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
+        parts += ["\nThe recipe's choice per split (k-fold validation on the seed set):\n"]
+        parts += [f"- {n} seed pairs: {c}\n" for n, c in chosen.items()]
+    if "layer" in df.columns:
+        layers = df[df.method == "none"].groupby("sweep_value")["layer"].agg(
+            lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
+        parts += ["\nThe layer chosen per split (the plain head's k-fold validation accuracy):\n"]
+        parts += [f"- {n} seed pairs: {c}\n" for n, c in layers.items()]
+    return "".join(parts)
 
 
 def collect(name: str, cfg: RunConfig, reports: Path) -> str:
@@ -144,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = run_one(name, kind, args.overrides, args.skip_existing)
         sections[name] = collect(name, cfg, Path(args.reports))
+    for name in QUALITY:
+        if args.only and name not in args.only:
+            continue
+        table = quality_section(name, Path(args.reports))
+        if table is not None:
+            sections[f"{name}_effective"] = table
     if not args.only or "efficiency" in args.only:
         eff = Path(args.reports) / "efficiency.md"
         if not args.collect_only:

@@ -180,6 +180,15 @@ def update_report(report: Path, sections: dict[str, str]) -> None:
     atomic_write_text(report, text.rstrip() + "\n")
 
 
+def learning_curve_markdown(curve: pd.DataFrame, metric: str = "accuracy") -> str:
+    """The learning curve as a table: seed pairs, splits, mean ± 95% CI of `metric`."""
+    lines = [f"| seed pairs | splits | plain head {metric} |", "|---|---|---|"]
+    for _, r in curve.iterrows():
+        cell = _pm(r["mean"], r["ci"], ".3f")
+        lines.append(f"| {int(r['n_seed']):,} | {int(r['seeds'])} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
 def learning_curve(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """Mean `metric` of the plain head ('none') per number of seed pairs, from an experiment that
     sweeps data.n_seed: columns n_seed, seeds, mean, ci (95% Student t across splits)."""
@@ -214,20 +223,21 @@ def effective_labels(curve: pd.DataFrame, value: float) -> tuple[float, str]:
 
 def quality_markdown(
     df: pd.DataFrame, curve: pd.DataFrame | None = None,
-    metrics: Sequence[str] = ("accuracy",), baseline: str = "none",
+    metrics: Sequence[str] = ("accuracy",), baseline: str = "none", curve_metric: str = "accuracy",
 ) -> str:
     """Every method's mean and paired difference to the plain head per seed-set size.
 
     One row per (n_seed,) method: mean ± 95% CI across splits of each metric, the paired
     difference to `baseline` on the same splits (± 95% CI, and wins/splits), and, given the plain
-    head's learning `curve` on the same held-out pairs, the method's accuracy in effective labels.
+    head's learning `curve` of `curve_metric` on the same held-out pairs, the method's
+    `curve_metric` in effective labels.
     """
     has_sweep = "sweep_value" in df.columns
     head = (["seed pairs"] if has_sweep else []) + ["method", "ratio", "splits"]
     for m in metrics:
         head += [m, f"{m} minus {baseline}'s", "wins"]
     if curve is not None:
-        head += ["effective labels"]
+        head += [f"effective labels ({curve_metric})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups = (["sweep_value"] if has_sweep else []) + ["method", "ratio"]
     diffs = {m: paired_differences(df, m, baseline) for m in metrics}
@@ -254,8 +264,8 @@ def quality_markdown(
             else:
                 cells += ["-", "-"]
         if curve is not None:
-            acc = float(np.nanmean(g["accuracy"].to_numpy(dtype=np.float64)))
-            n_eff, bound = effective_labels(curve, acc)
+            value = float(np.nanmean(g[curve_metric].to_numpy(dtype=np.float64)))
+            n_eff, bound = effective_labels(curve, value)
             cells.append(f"{bound}{n_eff:,.0f}" if np.isfinite(n_eff) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
