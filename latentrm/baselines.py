@@ -31,6 +31,7 @@ class NoAugmenter(Estimator):
     """No augmentation: :meth:`augment` returns the original pairs whatever the ratio."""
 
     method = "none"
+    fit_params = ()
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> NoAugmenter:
         check_pairs(chosen, rejected, "fit")
@@ -100,6 +101,7 @@ class DirectPerturbation(_SamplingBaseline):
 
     method = "direct"
     _fitted = "std_"
+    fit_params = ()  # std_ comes from the data alone; the noise only changes sampling
 
     def __init__(self, noise: float = 0.1, chunk_size: int = 1024) -> None:
         if noise < 0:
@@ -135,6 +137,7 @@ class GaussianSampling(_SamplingBaseline):
 
     method = "gaussian"
     _fitted = "params_"
+    fit_params = ("cov",)
 
     def __init__(self, cov: str = "diag", chunk_size: int = 1024) -> None:
         if cov not in ("diag", "full"):
@@ -178,6 +181,7 @@ class CrossPromptPairs(Estimator):
     """
 
     method = "cross-prompt"
+    fit_params = ()
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> CrossPromptPairs:
         check_pairs(chosen, rejected, "fit")

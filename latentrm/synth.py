@@ -80,6 +80,9 @@ class LensAugmenter(Estimator):
 
     method = "lens"
 
+    # what fit() learns from; the other hyperparameters only change sampling
+    fit_params = ("vae_cfg", "seed", "val_fraction")
+
     def __init__(
         self, vae_cfg: VAEConfig, synth_cfg: SynthConfig, seed: int, val_fraction: float
     ) -> None:

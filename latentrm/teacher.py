@@ -37,6 +37,9 @@ class TeacherLabels(Estimator):
     and `inner`'s own.
     """
 
+    # what fit() learns from; mode and tau only change what is kept
+    fit_params = ("inner", "reward_cfg", "heads", "seed")
+
     def __init__(
         self, inner: Augmenter, reward_cfg: RewardConfig, mode: str, heads: int, tau: float,
         seed: int,

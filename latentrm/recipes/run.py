@@ -11,7 +11,6 @@ Best-of-N draws (see `evaluate.bon_draws`) depend on `eval.bon_seed` and the set
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config import RunConfig, apply_changes, method_config, save_config, to_dict
+from latentrm.estimator import FitMemo
 from latentrm.evaluate import (
     ScoreFn,
     bon_gold,
@@ -98,34 +98,31 @@ class Fitted:
 
 
 def fit_method(
-    cfg: RunConfig, name: str, data: PreparedData, split: Split
+    cfg: RunConfig, name: str, data: PreparedData, split: Split, memo: FitMemo | None = None
 ) -> tuple[dict[int, Fitted], int]:
     """Train method `name` (a method or variant) on `split` at each of its ratios.
 
     Augmenters are fitted on the split's training pairs only; heads stop early on its validation
     pairs; the method's hyperparameter grid (`selection_grid`) is decided by validation accuracy
     (ties: the lower validation Bradley-Terry loss, then grid order), never by held-out pairs.
+    `memo` shares fits between grid points and variants that differ only in what fit() ignores
+    (LENS variants with other pairing, decoding or teachers train one VAE per split).
     Returns {ratio: Fitted} and the grid size.
     """
+    memo = memo if memo is not None else FitMemo()
     base, bcfg = method_config(cfg, name)
     tc, tr = data.chosen[split.train], data.rejected[split.train]
     val = (data.chosen[split.val], data.rejected[split.val])
     ratios = (0,) if base == "none" else cfg.ratios
     keys, grid = selection_grid(bcfg, base)
     best: dict[int, tuple[tuple[float, float], Fitted]] = {}
-    fitted: dict[Any, tuple[Any, float]] = {}
     for point in grid:
         mcfg = apply_changes(bcfg, dict(zip(keys, point, strict=True)))
-        fit_key = point[:1]  # the first key is the only one the fit depends on
-        if base != "none" and fit_key not in fitted:
-            t0 = time.perf_counter()
-            augmenter = make_augmenter(base, mcfg, cfg.seed).fit(tc, tr)
-            fitted[fit_key] = (augmenter, time.perf_counter() - t0)
-        augmenter, t_fit = fitted.get(fit_key, (None, 0.0))  # 'none' fits nothing
-        if augmenter is not None and len(grid) > 1 and len(point) > 1:
-            # The other keys only change synthesis: the fitted state stays valid.
-            fresh = make_augmenter(base, mcfg, cfg.seed).get_params()
-            augmenter = copy.copy(augmenter).set_params(**fresh)
+        augmenter, t_fit = None, 0.0
+        if base != "none":
+            augmenter = memo.fit(make_augmenter(base, mcfg, cfg.seed),
+                                 f"split {split.split_seed} train", tc, tr)
+            t_fit = memo.seconds
         for ratio in ratios:
             t0 = time.perf_counter()
             aug = (AugmentedPairs.originals(tc, tr) if augmenter is None
@@ -168,6 +165,7 @@ def evaluate_split(
     measured by the out-of-fold `reference`. Heads are saved under `heads_dir`.
     """
     rows: list[dict[str, Any]] = []
+    memo = FitMemo()  # one VAE per split for every LENS variant that shares its settings
     common: dict[str, Any] = {"seed": cfg.seed, "split_seed": split.split_seed,
                               "n_train": len(split.train), "n_val": len(split.val),
                               "n_test": len(split.test), "layer": str(cfg.embed.layer)}
@@ -181,11 +179,11 @@ def evaluate_split(
         if name == "recipe":
             chosen, ratio, scores = choose_recipe(cfg, data, split, cfg.seed)
             fits, grid = fit_method(apply_changes(cfg, {"ratios": [max(ratio, 1)]}), chosen,
-                                    data, split)
+                                    data, split, memo)
             extra = {"chosen": chosen if ratio == 0 else f"{chosen}-r{ratio}",
                      "recipe_scores": json.dumps(scores, sort_keys=True)}
         else:
-            fits, grid = fit_method(cfg, name, data, split)
+            fits, grid = fit_method(cfg, name, data, split, memo)
         t_select = time.perf_counter() - t_select
         for ratio, fit in fits.items():
             # The recipe's rows form one group whatever it chose (the choice is a column).

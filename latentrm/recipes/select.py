@@ -20,6 +20,7 @@ import numpy as np
 
 from latentrm.config import RewardConfig, RunConfig, method_config
 from latentrm.data.splits import group_folds
+from latentrm.estimator import FitMemo
 from latentrm.evaluate import pairwise_accuracy
 from latentrm.methods import make_augmenter
 from latentrm.pairs import AugmentedPairs
@@ -55,7 +56,8 @@ def _base(cfg: RunConfig, name: str) -> str:
 
 
 def kfold_accuracy(
-    cfg: RunConfig, name: str, ratio: int, data: PreparedData, rows: np.ndarray, seed: int
+    cfg: RunConfig, name: str, ratio: int, data: PreparedData, rows: np.ndarray, seed: int,
+    memo: FitMemo | None = None,
 ) -> float:
     """Mean accuracy of method `name` at `ratio` over select_repeats x select_folds folds of `rows`.
 
@@ -63,6 +65,7 @@ def kfold_accuracy(
     head see the other folds only, the head stops early on the held fold and is scored on it.
     Folds keep groups together (pairs sharing a prompt's candidates).
     """
+    memo = memo if memo is not None else FitMemo()
     base, mcfg = method_config(cfg, name)
     groups = data.groups[rows] if len(data.groups) == len(data.chosen) else rows
     accs = []
@@ -74,7 +77,9 @@ def kfold_accuracy(
             if base == "none":
                 aug = AugmentedPairs.originals(c, r)
             else:
-                aug = make_augmenter(base, mcfg, seed).fit(c, r).augment(c, r, ratio, seed)
+                fitted = memo.fit(make_augmenter(base, mcfg, seed), f"rows {hash(rows.tobytes())} "
+                                  f"repeat {rep} fold {f}", c, r)
+                aug = fitted.augment(c, r, ratio, seed)
             head = RewardHeadFitter(mcfg.reward, seed).fit(
                 aug, (data.chosen[va], data.rejected[va])).head_
             accs.append(pairwise_accuracy(head.score(data.chosen[va]),
@@ -93,10 +98,11 @@ def choose_recipe(
     rows = np.sort(np.concatenate([split.train, split.val]))
     scores: dict[str, float] = {}
     best: tuple[float, str, int] | None = None
+    memo = FitMemo()  # each fold's VAE is trained once for all candidates that share it
     for name in cfg.recipe_from:
         for ratio in ((0,) if _base(cfg, name) == "none" else cfg.ratios):
             label = name if ratio == 0 else f"{name}-r{ratio}"
-            acc = kfold_accuracy(cfg, name, ratio, data, rows, seed)
+            acc = kfold_accuracy(cfg, name, ratio, data, rows, seed, memo)
             scores[label] = acc
             log.info("recipe candidate %s: k-fold accuracy %.4f", label, acc)
             if best is None or acc > best[0]:
