@@ -206,7 +206,9 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
         save_config(cfg, stage / "config.yaml")
         atomic_write_text(stage / "results.md", summary_markdown(df, cfg))
         shutil.rmtree(stage / "plots", ignore_errors=True)
-        write_plots(df, stage / "plots")
+        # A swept dataset or embedder is named by the sweep values instead.
+        write_plots(df, stage / "plots", None if cfg.sweep == "data.path" else cfg.data.path,
+                    None if cfg.sweep == "embed.model" else cfg.embed.model)
     except BaseException:
         if not (stage / "results.csv").exists():
             shutil.rmtree(stage, ignore_errors=True)  # nothing finished: nothing to resume

@@ -35,6 +35,7 @@ from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
+from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
 from latentrm.recipes.outdir import staged_run_dir
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
@@ -172,6 +173,7 @@ def evaluate_split(
     common: dict[str, Any] = {"seed": cfg.seed, "split_seed": split.split_seed,
                               "n_train": len(split.train), "n_val": len(split.val),
                               "n_test": len(split.test), "layer": str(cfg.embed.layer)}
+    warn_small_validation(len(split.val), f"split {split.split_seed}")
     if reference is not None:
         common["ref_seed_accuracy"] = reference.agreement(
             data, np.concatenate([split.train, split.val]))
@@ -188,7 +190,10 @@ def evaluate_split(
         else:
             fits, grid = fit_method(cfg, name, data, split)
         t_select = time.perf_counter() - t_select
+        trained = method_config(cfg, chosen if name == "recipe" else name)[1].reward
         for ratio, fit in fits.items():
+            warn_head_history(fit.fitter.history_,
+                              f"{name} ratio {ratio} (split {split.split_seed})", trained)
             # The recipe's rows form one group whatever it chose (the choice is a column).
             row: dict[str, Any] = {"method": name, "ratio": 0 if name == "recipe" else ratio,
                                    **common, **fit.info, **extra}

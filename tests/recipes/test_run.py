@@ -233,3 +233,20 @@ def test_out_dir_that_is_not_a_run_folder_is_refused(hh_file: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match=r"^out_dir=\. is the working directory"):
         run_pipeline(cfg(Path(".")))
     assert taken.read_text() == "a file\n" and os.listdir(mine) == ["thesis.tex"]
+
+
+def test_small_data_warnings_name_the_split_and_head(hh_file: Path, tmp_path: Path,
+                                                     fake_embed: dict,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none]",
+                                            "reward.epochs=2", "reward.patience=5"))
+    with caplog.at_level(logging.WARNING, logger="latentrm.recipes"):
+        run_pipeline(cfg)
+    said = [m for m in caplog.messages if m.startswith(("split 0:", "none ratio 0"))]
+    assert said == [
+        "split 0: the validation split has 16 pairs (< 50): early stopping and the choices made "
+        "on validation are noisy; raise data.n_seed or data.val_fraction",
+        "none ratio 0 (split 0): hit its epoch cap reward.epochs=2 before early stopping ended it "
+        "(best epoch 1): the validation loss was still improving; raise reward.epochs"]
