@@ -121,6 +121,38 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- init ----------------------------------------------------------------------------------------
+def _add_init(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", nargs="?", default="latentrm.yaml",
+                   help="config file to write (default: latentrm.yaml)")
+    p.add_argument("--data", default=None,
+                   help="preference data for data.path (default: a placeholder, pairs.jsonl)")
+    p.add_argument("--embedder", default="minilm", help="embed.model (default: minilm)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+
+@command("init", "Write a starter config to edit (then: latentrm run CONFIG).", _add_init)
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from latentrm.config import load_config
+    from latentrm.config.starter import starter_config
+    from latentrm.io import atomic_write_text, check_writable_parent
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path}: exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give the config file's name")
+    check_writable_parent(path, "config file")
+    text = starter_config(str(path), args.data, args.embedder)
+    atomic_write_text(path, text)
+    load_config(path)  # what was written loads
+    print(f"wrote {path}: edit data.path"
+          f"{'' if args.data else ' (now a placeholder)'}, then `latentrm run {path}`")
+    return 0
+
+
 # --- embed ---------------------------------------------------------------------------------------
 def _add_embed(p: argparse.ArgumentParser) -> None:
     import dataclasses

@@ -198,3 +198,34 @@ def test_closed_stdout_is_not_a_traceback(repo_root: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+# --- init: a starter config for an installed wheel ------------------------------------------------
+def test_init_writes_a_starter_config_that_runs(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentrm.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "my pairs: v1.jsonl"]) == 0
+    assert capsys.readouterr().out == ("wrote latentrm.yaml: edit data.path, then `latentrm run "
+                                       "latentrm.yaml`\n")
+    cfg = load_config("latentrm.yaml")
+    assert (cfg.data.path, cfg.embed.model, cfg.out_dir) == ("my pairs: v1.jsonl", "minilm",
+                                                             "runs/latentrm")
+    assert cfg.methods == ("none", "direct", "gaussian", "lens") and len(cfg.seeds) == 5
+    line = _one_line_error(capsys, ["init"])
+    assert line == "latentrm: error: latentrm.yaml: exists; pass --force to overwrite it"
+    assert main(["init", "--force", "--embedder", "smollm2"]) == 0
+    cfg = load_config("latentrm.yaml")
+    assert (cfg.data.path, cfg.embed.model) == ("pairs.jsonl", "smollm2")  # a placeholder
+
+
+def test_data_path_has_no_repository_default(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    from latentrm.config import DataConfig
+
+    assert DataConfig().path is None
+    line = _one_line_error(capsys, ["run", f"out_dir={tmp_path / 'run'}"])
+    assert line.startswith("latentrm: error: data.path is not set: name the preference data")
+    assert not (tmp_path / "run").exists()
