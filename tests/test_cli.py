@@ -229,3 +229,19 @@ def test_data_path_has_no_repository_default(capsys: pytest.CaptureFixture[str],
     line = _one_line_error(capsys, ["run", f"out_dir={tmp_path / 'run'}"])
     assert line.startswith("latentrm: error: data.path is not set: name the preference data")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "bon"])
+@pytest.mark.parametrize("kind", ["folder", "under-a-file", "unknown-suffix"])
+def test_score_and_bon_check_out_before_reading_anything(capsys: pytest.CaptureFixture[str],
+                                                         tmp_path: Path, command: str,
+                                                         kind: str) -> None:
+    """Neither the model nor the input exists: the error is about --out, so it came first."""
+    out = {"folder": tmp_path / "scores.jsonl", "under-a-file": tmp_path / "afile" / "o.jsonl",
+           "unknown-suffix": tmp_path / "o.xlsx"}[kind]
+    if kind == "folder":
+        out.mkdir()
+    (tmp_path / "afile").write_text("x")
+    line = _one_line_error(capsys, [command, "--model", str(tmp_path / "no-model"), "--data",
+                                    str(tmp_path / "no-input.jsonl"), "--out", str(out)])
+    assert line.startswith(f"latentrm: error: {out}: ")
