@@ -27,18 +27,36 @@ C = TypeVar("C")
 RENAMED = {"synth.ratio": "`ratios` (one key for every method)"}
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+def _duplicate_keys(node: yaml.Node, found: list[tuple[int, str, int]], seen: set[int]) -> None:
+    """(line, key, first line) of every key given twice in one mapping under `node`."""
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    found.append((line, key.value, first[key.value]))
+                first.setdefault(key.value, line)
+            _duplicate_keys(value, found, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _duplicate_keys(item, found, seen)
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise ConfigError(f"line {line}: duplicate key '{key}' (first on line {seen[key]})")
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last);
+    the error names the first such key in the document."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        found: list[tuple[int, str, int]] = []
+        _duplicate_keys(node, found, set())
+        if found:
+            line, key, first = min(found)
+            raise ConfigError(f"line {line}: duplicate key '{key}' (first on line {first})")
+        return super().construct_document(node)
 
 
 def safe_load_yaml(text: str) -> Any:
