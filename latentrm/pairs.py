@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from latentrm.errors import ConfigError
+from latentrm.errors import ConfigError, DataError
 from latentrm.io import atomic_write, atomic_write_json
 
 
@@ -163,21 +163,105 @@ def save_augmented(
     })
 
 
+def check_augmented(
+    aug: AugmentedPairs, where: str, val: tuple[np.ndarray, np.ndarray] | None = None
+) -> None:
+    """DataError naming `where` (the file) and the field unless `aug` is a well-formed set.
+
+    Index arrays of one length P inside the pool (and seed_idx inside the N seed pairs), a pair
+    using a row past the 2N originals marked synthetic, finite embeddings in every row a pair
+    uses (and in the validation pairs), and finite labels. Checked where a set is read, so a
+    damaged file is refused before training or export instead of failing inside torch.
+    """
+    pool = np.asarray(aug.pool)
+    if pool.ndim != 2 or pool.dtype.kind != "f":
+        raise DataError(f"pool must be a 2-D float array, got {pool.dtype} {pool.shape}",
+                        path=where, field="pool")
+    p = len(aug.chosen_idx)
+    for name in ("chosen_idx", "rejected_idx", "seed_idx", "synthetic"):
+        a = np.asarray(getattr(aug, name))
+        kind = "b" if name == "synthetic" else "iu"
+        if a.ndim != 1 or len(a) != p or a.dtype.kind not in kind:
+            want = "bool" if name == "synthetic" else "integer"
+            raise DataError(f"expected {p} {want} values (one per pair), got {a.dtype} {a.shape}",
+                            path=where, field=name)
+    n, m = aug.n_seed, pool.shape[0]
+    if m < 2 * n:
+        raise DataError(f"pool has {m} rows, fewer than the {2 * n} of its {n} seed pairs",
+                        path=where, field="pool")
+
+    def in_range(name: str, hi: int) -> None:
+        a = np.asarray(getattr(aug, name))
+        if p and (a.min() < 0 or a.max() >= hi):
+            bad = int(np.flatnonzero((a < 0) | (a >= hi))[0])
+            raise DataError(f"pair {bad} has {name} {int(a[bad])}, outside [0, {hi})",
+                            path=where, field=name)
+
+    in_range("chosen_idx", m)
+    in_range("rejected_idx", m)
+    uses_new = (np.asarray(aug.chosen_idx) >= 2 * n) | (np.asarray(aug.rejected_idx) >= 2 * n)
+    if (uses_new & ~np.asarray(aug.synthetic)).any():
+        bad = int(np.flatnonzero(uses_new & ~np.asarray(aug.synthetic))[0])
+        raise DataError(f"pair {bad} uses a synthetic pool row but is not marked synthetic",
+                        path=where, field="synthetic")
+    in_range("seed_idx", n)
+    finite = np.ones(m, bool)
+    for lo in range(0, m, 65536):  # row blocks: no copy of a large pool
+        finite[lo:lo + 65536] = np.isfinite(pool[lo:lo + 65536]).all(axis=1)
+    for name in ("chosen_idx", "rejected_idx"):
+        a = np.asarray(getattr(aug, name))
+        if p and not finite[a].all():
+            bad = int(np.flatnonzero(~finite[a])[0])
+            raise DataError(f"pair {bad} uses pool row {int(a[bad])}, which holds NaN/Inf",
+                            path=where, field="pool")
+    for name in _OPTIONAL:
+        a = getattr(aug, name)
+        if a is not None and (np.shape(a) != (p,) or not np.isfinite(a).all()):
+            raise DataError(f"expected {p} finite values (one per pair)", path=where, field=name)
+    if val is not None:
+        vc, vr = (np.asarray(v) for v in val)
+        if vc.ndim != 2 or vc.shape != vr.shape or vc.shape[1] != pool.shape[1]:
+            raise DataError(f"validation pairs of shape {vc.shape} / {vr.shape} do not match the "
+                            f"pool's dimension {pool.shape[1]}", path=where, field="val_chosen")
+        for name, v in (("val_chosen", vc), ("val_rejected", vr)):
+            if not np.isfinite(v).all():
+                raise DataError("holds NaN/Inf", path=where, field=name)
+
+
 def load_augmented(
     in_dir: str | Path,
 ) -> tuple[AugmentedPairs, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
-    """Read what :func:`save_augmented` wrote: (pairs, validation pairs or None, JSON header)."""
+    """Read what :func:`save_augmented` wrote: (pairs, validation pairs or None, JSON header).
+
+    A damaged set (unreadable files, missing arrays, indices outside the pool, NaN embeddings) is
+    a DataError naming the file and field (:func:`check_augmented`).
+    """
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     d = Path(in_dir)
     if not (d / "augmented.json").exists() or not (d / "augmented.safetensors").exists():
         raise ConfigError(f"{d}: not an augmented set (augmented.json/.safetensors missing)")
-    head = json.loads((d / "augmented.json").read_text())
-    t = load_file(str(d / "augmented.safetensors"))
+    hp, tp = d / "augmented.json", d / "augmented.safetensors"
+    try:
+        head = json.loads(hp.read_text())
+        method, ratio = str(head["method"]), int(head["ratio"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"unreadable ({e}); rerun latentrm synth", path=str(hp)) from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"needs 'method' and an integer 'ratio' ({e!r})", path=str(hp)) from None
+    try:
+        t = load_file(str(tp))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DataError(f"unreadable ({e}); rerun latentrm synth", path=str(tp)) from None
+    missing = [name for name in _ARRAYS if name not in t]
+    if missing:
+        raise DataError("missing arrays; rerun latentrm synth", path=str(tp), field=missing[0])
     aug = AugmentedPairs(
         **{name: t[name] for name in _ARRAYS},
-        method=head["method"], ratio=int(head["ratio"]), stats=head.get("stats", {}),
+        method=method, ratio=ratio, stats=head.get("stats", {}),
         **{name: t[name] for name in _OPTIONAL if name in t},
     )
     val = (t["val_chosen"], t["val_rejected"]) if "val_chosen" in t else None
+    check_augmented(aug, str(tp), val)
     return aug, val, head

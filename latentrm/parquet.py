@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.data.writers import check_output_path
 from latentrm.errors import DataError
 from latentrm.io import atomic_write
-from latentrm.pairs import AugmentedPairs, load_augmented
+from latentrm.pairs import AugmentedPairs, check_augmented, load_augmented
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def export_augmented(
     seed_ids: Sequence[str],
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write `aug` as Parquet at `path` (atomically); returns the metadata stored in the schema.
+    """Write `aug` as Parquet at `path` (a .parquet file, atomically); returns the metadata stored
+    in the schema. A malformed set (`pairs.check_augmented`) is refused before anything is written.
 
     `seed_ids[i]` names seed pair i (pool rows i and N+i), so len(seed_ids) = N. `meta` (JSON-able,
     e.g. the embedder's metadata) is stored alongside.
@@ -96,30 +98,16 @@ def export_augmented(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    check_output_path(path, (".parquet",))
     n = len(seed_ids)
     if n != aug.n_seed:
         raise DataError(f"{n} seed ids for {aug.n_seed} original pairs", path=str(path))
+    check_augmented(aug, "the augmented pairs to export")
     pool = np.asarray(aug.pool)
     ci, ri = np.asarray(aug.chosen_idx, np.int64), np.asarray(aug.rejected_idx, np.int64)
     si, syn = np.asarray(aug.seed_idx, np.int64), np.asarray(aug.synthetic, bool)
     p = len(ci)
-    if pool.ndim != 2 or pool.shape[0] < 2 * n:
-        raise DataError(
-            f"pool of shape {pool.shape} cannot hold {n} original pairs", path=str(path)
-        )
-    if not (len(ri) == len(si) == len(syn) == p):
-        raise DataError(
-            "chosen_idx/rejected_idx/seed_idx/synthetic differ in length", path=str(path)
-        )
-    if p and (si.min() < 0 or si.max() >= n):
-        raise DataError(f"seed_idx outside [0, {n}) = len(seed_ids)", path=str(path))
-    for name, idx in (("chosen_idx", ci), ("rejected_idx", ri)):
-        if p and (idx.min() < 0 or idx.max() >= pool.shape[0]):
-            raise DataError(f"{name} outside the pool's {pool.shape[0]} rows", path=str(path))
     c_syn, r_syn = ci >= 2 * n, ri >= 2 * n
-    if not np.array_equal(c_syn | r_syn, syn):
-        # `synthetic` must mean "uses a row past the originals"; anything else is a mislabelled set.
-        raise DataError("AugmentedPairs.synthetic disagrees with its pool rows", path=str(path))
     d = pool.shape[1]
     info = {
         "format_version": FORMAT_VERSION,
@@ -229,13 +217,20 @@ def read_augmented(path: str | Path) -> ExportedAugmented:
 
 
 def export_synth_dir(augmented_dir: str | Path, out: str | Path) -> dict[str, Any]:
-    """Export what `latentrm synth` wrote (synth.save_augmented) to Parquet; returns the metadata.
+    """Export what `latentrm synth` wrote (pairs.save_augmented) to Parquet; returns the metadata.
 
-    Seed ids come from the synth header; sets saved without ids get ``seed-<i>``.
+    Seed ids come from the synth header; sets saved without ids get ``seed-<i>``. `out` is
+    checked (a .parquet file we can create) before the set is read; the set is checked as it is
+    read, so its errors name the input files.
     """
+    check_output_path(out, (".parquet",))
     aug, _val, head = load_augmented(augmented_dir)
     ids = head.get("ids")
     if ids is None:
         ids = [f"seed-{i}" for i in range(aug.n_seed)]
+    if not isinstance(ids, list) or len(ids) != aug.n_seed:
+        n_ids = len(ids) if isinstance(ids, list) else type(ids).__name__
+        raise DataError(f"{n_ids} seed ids for {aug.n_seed} seed pairs",
+                        path=str(Path(augmented_dir) / "augmented.json"), field="ids")
     meta = {"source_dir": str(augmented_dir), **dict(head.get("meta") or {})}
     return export_augmented(aug, out, [str(i) for i in ids], meta=meta)

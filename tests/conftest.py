@@ -167,7 +167,7 @@ def embed_argv(embed_setup: dict) -> Callable[..., list[str]]:
     """`latentrm embed` arguments that reproduce embed_setup's reference cache under `out`."""
 
     def argv(out: Path, *extra: str) -> list[str]:
-        return ["--data", str(embed_setup["data"]), "--out", str(out), "--model",
+        return ["--data", str(embed_setup["data"]), "--out", str(out), "--embedder",
                 embed_setup["cfg"].model, "--chunk-size", "3", "--batch-size", "2",
                 "--max-length", "64", "--threads", "1", "--device", "cpu", "--dtype", "float32",
                 "--no-show-progress", *extra]

@@ -1,11 +1,32 @@
-"""The CLI's own behaviour: a LatentrmError is one line on stderr, exit 2; --debug re-raises."""
+"""The CLI's own behaviour: one-line errors (LatentrmError, bad arguments, a full disk), exit
+codes, --version, -q, the options every command shares, a closed stdout."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from latentrm.cli import main
+from latentrm import __version__
+from latentrm.cli import main, quiet_libraries
 from latentrm.errors import ConfigError
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI; it must fail with exit 2 and exactly one stderr line; return that line."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, (code, err)
+    assert err[0].startswith("latentrm: error: ")
+    return err[0]
 
 
 def test_cli_prints_one_line_error_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
@@ -14,3 +35,213 @@ def test_cli_prints_one_line_error_without_traceback(capsys: pytest.CaptureFixtu
     assert err == "latentrm: error: unknown config key 'vae.gama'; did you mean 'vae.gamma'?"
     with pytest.raises(ConfigError):
         main(["--debug", "config", "vae.gama=1"])
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"latentrm {__version__}\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["embed", "--limit", "0"], "argument --limit: must be an integer >= 1, got 0 "
+                                "(see `latentrm embed --help`)"),
+    (["embed", "--limit", "-1"], "argument --limit: must be an integer >= 1, got -1"),
+    (["score", "--model", "m", "--data", "in.jsonl", "--out", "o.jsonl", "--batch-size", "-1"],
+     "argument --batch-size: must be an integer >= 1, got -1"),
+    (["bon", "--model", "m", "--data", "in.jsonl", "--out", "o.jsonl", "--threads", "0"],
+     "argument --threads: must be an integer >= 1, got 0"),
+    (["run", "--seed", "-3"], "argument --seed: must be in [0, 2^32), got -3"),
+    (["train", "c", "--out", "m", "--threads", "two"], "argument --threads: expected an integer, "
+                                                        "got 'two'"),
+    (["synth"], "the following arguments are required: cache"),
+])
+def test_bad_arguments_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                    message: str) -> None:
+    assert message in _one_line_error(capsys, argv)
+
+
+def test_embed_model_flag_is_now_embedder(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _one_line_error(capsys, ["embed", "--model", "minilm", "--data", "x.jsonl"])
+    assert line == ("latentrm: error: latentrm embed: --model is now --embedder (--embedder "
+                    "minilm); --model names a reward model in score and bon")
+
+
+@pytest.mark.parametrize("command", ["embed", "synth", "train", "run", "experiment"])
+def test_out_that_is_an_existing_file_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path, command: str) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder\n")
+    data = tmp_path / "pairs.jsonl"  # never read: the output is checked first
+    argv = {
+        "embed": ["embed", "--data", str(data), "--out", str(taken)],
+        "synth": ["synth", str(tmp_path / "cache"), "--out", str(taken)],
+        "train": ["train", str(tmp_path / "cache"), "--out", str(taken)],
+        "run": ["run", f"data.path={data}", f"out_dir={taken}"],
+        "experiment": ["experiment", f"data.path={data}", f"out_dir={taken}"],
+    }[command]
+    line = _one_line_error(capsys, argv)
+    assert line.startswith(f"latentrm: error: {taken}: exists and is not a folder")
+    assert taken.read_text() == "not a folder\n"
+
+
+def test_shared_flags_are_config_shorthands(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    assert main(["-q", "config", "--threads", "2", "--seed", "7", "seed=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out.split("# keys:")[0])
+    # the flags win over key=value; -q turns the progress bars off
+    assert (printed["threads"], printed["seed"]) == (2, 7)
+    assert printed["embed"]["show_progress"] is False
+
+
+def test_synth_and_train_honour_threads(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import latentrm.recipes.augment as augment
+
+    seen = []
+    monkeypatch.setattr(augment, "synth_from_cache", lambda *a: seen.append(
+        torch.get_num_threads()) or (_ for _ in ()).throw(ConfigError("stop")))
+    monkeypatch.setattr(augment, "train_head", lambda *a: seen.append(
+        torch.get_num_threads()) or (_ for _ in ()).throw(ConfigError("stop")))
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    for command in ("synth", "train"):
+        assert main([command, str(tmp_path / "c"), f"threads={want}", "--out",
+                     str(tmp_path / "o")]) == 2
+        assert main([command, str(tmp_path / "c"), "--threads", str(want), "--out",
+                     str(tmp_path / "o")]) == 2
+    assert seen == [want] * 4 and torch.get_num_threads() == before
+
+
+# --- OSErrors a user fixes -----------------------------------------------------------------------
+def test_disk_full_while_embedding_says_what_is_kept_and_rerun_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, embed_argv,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second chunk hits a full disk: one line that says the finished chunk is kept; the
+    rerun computes the 6 missing chunks of 7 only."""
+    real, calls = np.save, []
+
+    def save(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save)
+    line = _one_line_error(capsys, ["-q", "embed", *embed_argv(tmp_path / "c")])
+    assert line.startswith("latentrm: error: No space left on device. Every file is written "
+                           "atomically, so what was finished is kept")
+    assert line.endswith("free some space and rerun the same command to resume")
+    monkeypatch.undo()
+    assert main(["-q", "embed", *embed_argv(tmp_path / "c")]) == 0
+    assert "miss (6 chunks computed)" in capsys.readouterr().out
+
+
+def test_permission_errors_are_one_line_other_os_errors_are_not(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import latentrm.cli as cli
+
+    def fail(err: int):
+        def handler(args: object) -> int:
+            raise OSError(err, os.strerror(err), str(tmp_path / "x"))
+        return handler
+
+    name, (help_text, add, _) = "config", cli._COMMANDS["config"]
+    monkeypatch.setitem(cli._COMMANDS, name, (help_text, add, fail(errno.EACCES)))
+    line = _one_line_error(capsys, ["config"])
+    assert line == f"latentrm: error: Permission denied: {tmp_path / 'x'}"
+    monkeypatch.setitem(cli._COMMANDS, name, (help_text, add, fail(errno.EIO)))
+    with pytest.raises(OSError):  # not a user's mistake: the traceback is kept
+        main(["config"])
+
+
+# --- quiet, pipes ---------------------------------------------------------------------------------
+def test_quiet_libraries_silences_transformers_and_restores_it() -> None:
+    from transformers.utils import logging as tlog
+
+    before = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), os.environ.get("TQDM_DISABLE"))
+    with quiet_libraries():
+        assert tlog.get_verbosity() == tlog.ERROR and not tlog.is_progress_bar_enabled()
+        assert os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert (tlog.get_verbosity(), tlog.is_progress_bar_enabled(),
+            os.environ.get("TQDM_DISABLE")) == before
+
+
+def test_quiet_embed_prints_nothing_on_stderr(embed_argv, repo_root: Path,
+                                              tmp_path: Path) -> None:
+    """A fresh process (transformers imported after -q took effect): no bar, no INFO line."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for k in ("TRANSFORMERS_VERBOSITY", "TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        env.pop(k, None)
+    argv = [sys.executable, "-m", "latentrm", "embed", *embed_argv(tmp_path / "c"),
+            "--show-progress"]
+    loud = subprocess.run(argv, env=env, cwd=repo_root, capture_output=True, text=True,
+                          timeout=300)
+    assert loud.returncode == 0 and "latentrm" in loud.stderr  # INFO lines and the bar
+    quiet = subprocess.run([*argv[:3], "-q", *argv[3:]], env=env, cwd=repo_root,
+                           capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and "hit" in quiet.stdout
+    assert quiet.stderr == ""
+
+
+def test_closed_stdout_is_not_a_traceback(repo_root: Path) -> None:
+    """`latentrm config | head -1`: the reader is gone before latentrm writes."""
+    proc = subprocess.Popen([sys.executable, "-m", "latentrm", "config"], cwd=repo_root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
+# --- init: a starter config for an installed wheel ------------------------------------------------
+def test_init_writes_a_starter_config_that_runs(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentrm.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--data", "my pairs: v1.jsonl"]) == 0
+    assert capsys.readouterr().out == ("wrote latentrm.yaml: edit data.path, then `latentrm run "
+                                       "latentrm.yaml`\n")
+    cfg = load_config("latentrm.yaml")
+    assert (cfg.data.path, cfg.embed.model, cfg.out_dir) == ("my pairs: v1.jsonl", "minilm",
+                                                             "runs/latentrm")
+    assert cfg.methods == ("none", "direct", "gaussian", "lens") and len(cfg.seeds) == 5
+    line = _one_line_error(capsys, ["init"])
+    assert line == "latentrm: error: latentrm.yaml: exists; pass --force to overwrite it"
+    assert main(["init", "--force", "--embedder", "smollm2"]) == 0
+    cfg = load_config("latentrm.yaml")
+    assert (cfg.data.path, cfg.embed.model) == ("pairs.jsonl", "smollm2")  # a placeholder
+
+
+def test_data_path_has_no_repository_default(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    from latentrm.config import DataConfig
+
+    assert DataConfig().path is None
+    line = _one_line_error(capsys, ["run", f"out_dir={tmp_path / 'run'}"])
+    assert line.startswith("latentrm: error: data.path is not set: name the preference data")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "bon"])
+@pytest.mark.parametrize("kind", ["folder", "under-a-file", "unknown-suffix"])
+def test_score_and_bon_check_out_before_reading_anything(capsys: pytest.CaptureFixture[str],
+                                                         tmp_path: Path, command: str,
+                                                         kind: str) -> None:
+    """Neither the model nor the input exists: the error is about --out, so it came first."""
+    out = {"folder": tmp_path / "scores.jsonl", "under-a-file": tmp_path / "afile" / "o.jsonl",
+           "unknown-suffix": tmp_path / "o.xlsx"}[kind]
+    if kind == "folder":
+        out.mkdir()
+    (tmp_path / "afile").write_text("x")
+    line = _one_line_error(capsys, [command, "--model", str(tmp_path / "no-model"), "--data",
+                                    str(tmp_path / "no-input.jsonl"), "--out", str(out)])
+    assert line.startswith(f"latentrm: error: {out}: ")

@@ -1,12 +1,14 @@
 """Configs from YAML and key=value overrides, to YAML, and their help text.
 
-Values are coerced to each field's annotated type; an unknown key is an error naming the nearest
-valid one. YAML is read with ``yaml.safe_load`` (no Python tags).
+Values are coerced to each field's annotated type (a float must be finite) and checked against
+their bounds (:mod:`latentrm.config.bounds`); an unknown key is an error naming the nearest valid
+one. YAML is read with a safe loader (no Python tags) that refuses duplicate keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from latentrm.config.bounds import check_bounds
 from latentrm.config.run import RunConfig, _nearest
 from latentrm.errors import ConfigError
 from latentrm.io import atomic_write_text
@@ -22,6 +25,43 @@ C = TypeVar("C")
 
 # Keys that were replaced: an old config gets told what to write instead.
 RENAMED = {"synth.ratio": "`ratios` (one key for every method)"}
+
+
+def _duplicate_keys(node: yaml.Node, found: list[tuple[int, str, int]], seen: set[int]) -> None:
+    """(line, key, first line) of every key given twice in one mapping under `node`."""
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    found.append((line, key.value, first[key.value]))
+                first.setdefault(key.value, line)
+            _duplicate_keys(value, found, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _duplicate_keys(item, found, seen)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last);
+    the error names the first such key in the document."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        found: list[tuple[int, str, int]] = []
+        _duplicate_keys(node, found, set())
+        if found:
+            line, key, first = min(found)
+            raise ConfigError(f"line {line}: duplicate key '{key}' (first on line {first})")
+        return super().construct_document(node)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """YAML `text` with the safe loader (no Python tags); a duplicate key is a ConfigError."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 def _field_names(cls: type) -> list[str]:
@@ -69,10 +109,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
     if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: must be a finite number, got {value}")
+        return number
     if tp is str:
         return str(value)
     return value
@@ -92,7 +137,9 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
         if key not in names:
             raise ConfigError(f"unknown config key '{prefix}{key}'{_nearest(key, names, prefix)}")
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
-    return cls(**kwargs)
+    out = cls(**kwargs)
+    check_bounds(out, prefix)
+    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -116,9 +163,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = safe_load_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        except ConfigError as e:
+            raise ConfigError(f"override '{item}': {e}") from None
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -149,9 +198,11 @@ def load_config(
         if not p.exists():
             raise ConfigError(f"config file not found: {p}")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = safe_load_yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: top level must be a mapping of config keys")
     data = deep_merge(data, parse_overrides(overrides or []))
@@ -177,7 +228,7 @@ def saved_config_matches(path: str | Path, cfg: Any) -> bool:
     if not p.exists():
         return False
     try:
-        saved = from_dict(type(cfg), yaml.safe_load(p.read_text()) or {})
+        saved = from_dict(type(cfg), safe_load_yaml(p.read_text()) or {})
     except (ConfigError, yaml.YAMLError, TypeError):
         return False
     return to_dict(saved) == to_dict(cfg)

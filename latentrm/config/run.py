@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.config.bounds import check_bounds
 from latentrm.config.stages import (
     DataConfig,
     EmbedConfig,
@@ -109,6 +110,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # Values a type check cannot catch; each error names the key.
+        check_bounds(self)
         for r in self.ratios:
             check_ratio(r, "ratios")
         for name, spec in self.variants.items():

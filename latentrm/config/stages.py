@@ -19,9 +19,10 @@ def opt(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = opt(
-        "../shared/data/hh-rlhf/harmless-base-test.jsonl.gz",
-        "Preference data: local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hugging Face Hub "
+    path: str | None = opt(
+        None,
+        "Preference data (required to load data): a .jsonl/.json/.csv/.tsv/.parquet file "
+        "(optionally .gz), a folder of them, a Dataset.save_to_disk folder, or a Hugging Face Hub "
         "id.",
     )
     format: str = opt(

@@ -25,7 +25,7 @@ from latentrm.data.formats import (
     parse_candidates,
     record_id,
 )
-from latentrm.data.readers import Source, read_source
+from latentrm.data.readers import Source, read_sources
 from latentrm.data.types import CandidateSet, PreferenceDataset, PreferencePair
 from latentrm.errors import ConfigError, DataError
 
@@ -44,81 +44,105 @@ def _check_limit(cfg: DataConfig) -> None:
         raise ConfigError(f"data.max_response_chars must be >= 1, got {cfg.max_response_chars}")
 
 
-def _pairs_from_source(src: Source, cfg: DataConfig, shape: str, fmt: str) -> PreferenceDataset:
+def _detect(sources: list[Source], cfg: DataConfig) -> tuple[str, str]:
+    """(shape, format) of the sources' records, which must agree across the files of a folder."""
+    shape, fmt = detect_format(sources[0], cfg)
+    for src in sources[1:]:
+        other = detect_format(src, cfg)
+        if other != (shape, fmt):
+            raise DataError(
+                f"mixed formats: this file holds {other[1]} records but "
+                f"{sources[0].label} holds {fmt}", path=src.label, line=src.records[0][0])
+    return shape, fmt
+
+
+def _pairs_from_sources(
+    sources: list[Source], label: str, cfg: DataConfig, shape: str, fmt: str
+) -> PreferenceDataset:
     parse = PARSERS[fmt]
     stats = {
         "format": fmt,
-        "records": len(src.records),
+        "records": sum(len(src.records) for src in sources),
         "dropped_identical": 0,
         "truncated_responses": 0,
         "hh_split_at_divergence": 0,
         "empty_responses": 0,
     }
+    if len(sources) > 1:
+        stats["files"] = len(sources)
     pairs: list[PreferencePair] = []
-    seen: dict[str, int] = {}
-    identical: list[int] = []
-    for line, rec in iter_records(src, shape, fmt):
-        try:
-            prompt, chosen, rejected, diverged = parse(rec, cfg.allow_empty_response)
-        except RecordError as e:
-            raise DataError(e.msg, path=src.label, line=line, field=e.field) from None
-        stats["hh_split_at_divergence"] += diverged
-        stats["empty_responses"] += (chosen == "") + (rejected == "")
-        chosen = _truncate(chosen, cfg.max_response_chars, stats)
-        rejected = _truncate(rejected, cfg.max_response_chars, stats)
-        if chosen == rejected:
-            identical.append(line)
-            continue
-        pid = record_id(rec, src.stem, line)
-        if pid in seen:
-            raise DataError(
-                f"duplicate id {pid!r} (also on line {seen[pid]})",
-                path=src.label,
-                line=line,
-                field="id",
+    seen: dict[str, tuple[str, int]] = {}
+    for src in sources:
+        identical: list[int] = []
+        for line, rec in iter_records(src, shape, fmt):
+            try:
+                prompt, chosen, rejected, diverged = parse(rec, cfg.allow_empty_response)
+            except RecordError as e:
+                raise DataError(e.msg, path=src.label, line=line, field=e.field) from None
+            stats["hh_split_at_divergence"] += diverged
+            stats["empty_responses"] += (chosen == "") + (rejected == "")
+            chosen = _truncate(chosen, cfg.max_response_chars, stats)
+            rejected = _truncate(rejected, cfg.max_response_chars, stats)
+            if chosen == rejected:
+                identical.append(line)
+                continue
+            pid = record_id(rec, src.stem, line)
+            if pid in seen:
+                where, at = seen[pid]
+                also = f"line {at}" if where == src.label else f"{where}:{at}"
+                raise DataError(
+                    f"duplicate id {pid!r} (also on {also})", path=src.label, line=line,
+                    field="id",
+                )
+            seen[pid] = (src.label, line)
+            pairs.append(PreferencePair(pid, prompt, chosen, rejected))
+        if identical:
+            stats["dropped_identical"] += len(identical)
+            shown = ", ".join(map(str, identical[:10])) + (", ..." if len(identical) > 10 else "")
+            log.warning(
+                "%s: dropped %d pairs whose chosen == rejected (lines %s)",
+                src.label,
+                len(identical),
+                shown,
             )
-        seen[pid] = line
-        pairs.append(PreferencePair(pid, prompt, chosen, rejected))
-    if identical:
-        stats["dropped_identical"] = len(identical)
-        shown = ", ".join(map(str, identical[:10])) + (", ..." if len(identical) > 10 else "")
-        log.warning(
-            "%s: dropped %d pairs whose chosen == rejected (lines %s)",
-            src.label,
-            len(identical),
-            shown,
-        )
     if not pairs:
-        raise DataError("no usable pairs (every record was dropped)", path=src.label)
+        raise DataError("no usable pairs (every record was dropped)", path=label)
     stats["pairs"] = len(pairs)
-    return PreferenceDataset(pairs, src.label, stats)
+    return PreferenceDataset(pairs, label, stats)
 
 
-def _candidate_sets(src: Source, cfg: DataConfig) -> list[CandidateSet]:
+def _candidate_sets(sources: list[Source], cfg: DataConfig) -> list[CandidateSet]:
     stats = {"truncated_responses": 0}
     sets = []
-    for line, rec in iter_records(src, "candidates", "candidates"):
-        try:
-            prompt, outputs, gold = parse_candidates(rec)
-        except RecordError as e:
-            raise DataError(e.msg, path=src.label, line=line, field=e.field) from None
-        outputs = [_truncate(o, cfg.max_response_chars, stats) for o in outputs]
-        sets.append(
-            CandidateSet(record_id(rec, src.stem, line), prompt, tuple(outputs), tuple(gold))
-        )
+    for src in sources:
+        for line, rec in iter_records(src, "candidates", "candidates"):
+            try:
+                prompt, outputs, gold = parse_candidates(rec)
+            except RecordError as e:
+                raise DataError(e.msg, path=src.label, line=line, field=e.field) from None
+            outputs = [_truncate(o, cfg.max_response_chars, stats) for o in outputs]
+            sets.append(
+                CandidateSet(record_id(rec, src.stem, line), prompt, tuple(outputs), tuple(gold))
+            )
     if stats["truncated_responses"]:
         log.info(
             "%s: cut %d candidate outputs to %d characters",
-            src.label,
+            _label(sources),
             stats["truncated_responses"],
             cfg.max_response_chars,
         )
     return sets
 
 
+def _label(sources: list[Source], path: str | Path | None = None) -> str:
+    """What names the data as a whole: the file, saved dataset or Hub id; a folder's path."""
+    return sources[0].label if len(sources) == 1 else str(path)
+
+
 # --- public loaders -------------------------------------------------------------------------------
-def load_pairs(path: str | Path, cfg: DataConfig | None = None) -> PreferenceDataset:
-    """Load preference pairs from a file or Hub id in any supported format (see module docstring).
+def load_pairs(path: str | Path | None, cfg: DataConfig | None = None) -> PreferenceDataset:
+    """Load preference pairs from a file, a folder or a Hub id (:func:`read_sources`) in any
+    supported format; the files of a folder must hold one format.
 
     A candidates file yields binarised pairs (``binarize_candidates`` with ``cfg.min_gold_gap``,
     ``cfg.pairs_per_prompt`` and ``cfg.split_seed``). Responses over ``cfg.max_response_chars``
@@ -129,20 +153,23 @@ def load_pairs(path: str | Path, cfg: DataConfig | None = None) -> PreferenceDat
     cfg = cfg or DataConfig()
     _check_limit(cfg)
     t0 = time.perf_counter()
-    src = read_source(str(path), cfg)
-    shape, fmt = detect_format(src, cfg)
+    sources = read_sources(path, cfg)
+    label = _label(sources, path)
+    shape, fmt = _detect(sources, cfg)
     if shape == "candidates":
         ds = binarize_candidates(
-            _candidate_sets(src, cfg), cfg.min_gold_gap, cfg.pairs_per_prompt, cfg.split_seed
+            _candidate_sets(sources, cfg), cfg.min_gold_gap, cfg.pairs_per_prompt, cfg.split_seed
         )
-        ds.source = src.label
+        ds.source = label
     else:
-        ds = _pairs_from_source(src, cfg, shape, fmt)
-    log.info("%s: %d pairs (%s) in %.2fs", src.label, len(ds), fmt, time.perf_counter() - t0)
+        ds = _pairs_from_sources(sources, label, cfg, shape, fmt)
+    log.info("%s: %d pairs (%s) in %.2fs", label, len(ds), fmt, time.perf_counter() - t0)
     return ds
 
 
-def load_candidates(path: str | Path, cfg: DataConfig | None = None) -> list[CandidateSet]:
+def load_candidates(
+    path: str | Path | None, cfg: DataConfig | None = None
+) -> list[CandidateSet]:
     """Load alpaca-eval style candidate sets: one prompt, N responses with gold scores each.
 
     Outputs are stripped and cut to ``cfg.max_response_chars``; empty outputs are kept (they are
@@ -150,9 +177,9 @@ def load_candidates(path: str | Path, cfg: DataConfig | None = None) -> list[Can
     """
     cfg = cfg or DataConfig()
     _check_limit(cfg)
-    src = read_source(str(path), cfg)
-    detect_format(src, dataclasses.replace(cfg, format="candidates"))
-    return _candidate_sets(src, cfg)
+    sources = read_sources(path, cfg)
+    _detect(sources, dataclasses.replace(cfg, format="candidates"))
+    return _candidate_sets(sources, cfg)
 
 
 def binarize_candidates(

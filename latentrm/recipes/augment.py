@@ -21,6 +21,7 @@ from latentrm.evaluate import pairwise_accuracy
 from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs, load_augmented, save_augmented
+from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
 from latentrm.reward import RewardHeadFitter
 
 
@@ -33,6 +34,7 @@ def seed_split(pairs: PairEmbeddings, cfg: RunConfig) -> tuple[np.ndarray, np.nd
     train, val = carve_validation(seed_idx, cfg.data.val_fraction, cfg.data.split_seed)
     if len(val) == 0:
         raise LatentrmError("empty validation split: raise data.val_fraction or data.n_seed")
+    warn_small_validation(len(val), "seed set")
     return train, val
 
 
@@ -71,6 +73,7 @@ def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str,
         embed_cfg = from_dict(EmbedConfig, header["meta"]["embed"], prefix="embed.")
         if val is None:
             raise LatentrmError(f"{source}: the augmented set holds no validation pairs")
+        warn_small_validation(len(val[0]), str(source))
     else:
         pairs = load_pair_cache(source)
         train, va = seed_split(pairs, cfg)
@@ -78,6 +81,7 @@ def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str,
         val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), pairs.meta["embed"]
     fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
     head, history = fitter.head_, fitter.history_
+    warn_head_history(history, f"{aug.method} ratio {aug.ratio} head", cfg.reward)
     RewardModel(embed_cfg, head, history=history).save(out)
     return {"pairs": len(aug), "method": aug.method, "ratio": aug.ratio, "d": aug.pool.shape[1],
             "history": history, "n_val": len(val[0]),

@@ -7,9 +7,11 @@ seed and every swept value.
 
 Outputs in cfg.out_dir:
 - results.csv: one row per (sweep value, method, ratio, seed) with accuracy (+ bootstrap CI on
-  the held-out pairs), Best-of-N gold, Spearman, fidelity, selected hyperparameters, times and
-  parameter counts. Rewritten (atomically) after every seed; rerunning the same config in the
-  same out_dir resumes: finished (sweep value, seed) runs are kept, not recomputed.
+  the held-out pairs), Best-of-N gold, Spearman, fidelity, selected hyperparameters, times,
+  parameter counts and the key of the config that computed it (`config_key`). Rewritten
+  (atomically) after every seed into ``.NAME.partial/`` next to out_dir, which replaces out_dir
+  when the experiment finishes; rerunning the same config resumes: finished (sweep value, seed)
+  runs of that config are kept, not recomputed.
 - results.md: mean +- 95% Student-t half width across seeds for every (sweep, method, ratio), and
   the hyperparameters selected on validation per seed.
 - plots/*.png: metrics vs ratio per method with CI bands; with a sweep, metrics vs swept value.
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,6 @@ from latentrm.config import (
     from_dict,
     parse_overrides,
     save_config,
-    saved_config_matches,
     to_dict,
 )
 from latentrm.errors import ConfigError
@@ -43,7 +46,8 @@ from latentrm.evaluate import (
     pair_correctness,
     spearman_with_gold,
 )
-from latentrm.io import atomic_write, atomic_write_text
+from latentrm.io import atomic_write, atomic_write_text, current_umask, sha256_json
+from latentrm.recipes.outdir import check_run_dir, partial_dir, swap_in
 from latentrm.recipes.plots import write_plots
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import fit_reference
@@ -133,75 +137,125 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
     return rows
 
 
+def results_key(cfg: RunConfig) -> str:
+    """What a result row was computed under: a hash of the config without where things are
+    written or shown (out_dir, cache_dir, progress bars). Stored in each row (`config_key`), so
+    an experiment resumes only rows of its own config, whatever a folder's config.yaml says."""
+    d = to_dict(cfg)
+    for k in ("out_dir", "cache_dir"):
+        d.pop(k)
+    d["embed"].pop("show_progress")
+    d["text"].pop("show_progress")
+    return sha256_json(d)[:16]
+
+
 def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     """Every (sweep value,) method, ratio and seed of `cfg`; writes results.csv/md and plots.
 
     LENS's gamma/sigma2 (select_gamma, select_sigma2) and direct's noise (select_direct_noise) are
     chosen per seed and ratio on the validation split carved from that seed's seed set; the chosen
     values are columns of results.csv. Returns the results as a DataFrame.
+
+    Finished (sweep value, seed) runs are kept in ``.NAME.partial/results.csv`` next to out_dir
+    (`outdir.partial_dir`) while the experiment runs; at the end config.yaml, results.csv/md and
+    plots/ are written there and the folder replaces out_dir (`outdir.swap_in`). Rerunning the
+    same config resumes from the rows of that folder or of out_dir whose `config_key` matches.
     """
     if len(cfg.seeds) < 5:
         log.warning("%d seeds: the 95%% intervals across seeds will be wide (use >= 5)",
                     len(cfg.seeds))
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = _finished_rows(cfg, out)
+    out = check_run_dir(cfg.out_dir, keep=[cfg.cache_dir])
+    key = results_key(cfg)
+    stage = partial_dir(out)
+    rows = _finished_rows(key, stage, out)
     done = {(r.get("sweep_value"), int(r["seed"])) for r in rows}
-    save_config(cfg, out / "config.yaml")
     memo: tuple[str, dict[Any, PreparedData], dict[Any, Any]] | None = None
     t0 = time.perf_counter()
-    with torch_threads(cfg.threads):
-        for value, vcfg in sweep_configs(cfg):
-            todo = [s for s in vcfg.seeds if (value, s) not in done]
-            if not todo:
-                continue
-            key = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
-                              vcfg.cache_dir, list(vcfg.seeds), list(vcfg.select_layer),
-                              to_dict(vcfg.reward)], sort_keys=True)
-            if memo is None or memo[0] != key:
-                datas = prepare_layers(vcfg, vcfg.seeds, embed_all=None, embedder=embedder)
-                refs = {layer: fit_reference(d, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
-                        for layer, d in datas.items()}
-                memo = (key, datas, refs)
-            datas, refs = memo[1], memo[2]
-            for s in todo:
-                new, scfg = evaluate_seed(apply_changes(vcfg, {"seed": s, "data.split_seed": s}),
-                                          datas, refs, s)
-                data, split = datas[scfg.embed.layer], datas[scfg.embed.layer].splits[s]
-                with torch_threads(scfg.embed.threads):  # LLM passes, like embedding
-                    new += _text_baseline_rows(scfg, data, split)
-                for r in new:
-                    if cfg.sweep is not None:
-                        r["sweep"], r["sweep_value"] = cfg.sweep, value
-                rows.extend(new)
-                _write_csv(rows, out / "results.csv")
-                log.info("seed %d%s done (%d rows, %.0fs so far)", s,
-                         f" ({cfg.sweep}={value})" if value is not None else "", len(rows),
-                         time.perf_counter() - t0)
-    df = pd.DataFrame(rows)
-    _write_csv(rows, out / "results.csv")
-    atomic_write_text(out / "results.md", summary_markdown(df, cfg))
-    write_plots(df, out / "plots")
+    try:
+        with torch_threads(cfg.threads):
+            for value, vcfg in sweep_configs(cfg):
+                todo = [s for s in vcfg.seeds if (value, s) not in done]
+                if not todo:
+                    continue
+                mkey = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
+                                   vcfg.cache_dir, list(vcfg.seeds), list(vcfg.select_layer),
+                                   to_dict(vcfg.reward)], sort_keys=True)
+                if memo is None or memo[0] != mkey:
+                    datas = prepare_layers(vcfg, vcfg.seeds, embed_all=None, embedder=embedder)
+                    refs = {layer: fit_reference(d, vcfg, vcfg.seed) if vcfg.eval.fidelity
+                            else None for layer, d in datas.items()}
+                    memo = (mkey, datas, refs)
+                datas, refs = memo[1], memo[2]
+                for s in todo:
+                    new, scfg = evaluate_seed(
+                        apply_changes(vcfg, {"seed": s, "data.split_seed": s}), datas, refs, s)
+                    data, split = datas[scfg.embed.layer], datas[scfg.embed.layer].splits[s]
+                    with torch_threads(scfg.embed.threads):  # LLM passes, like embedding
+                        new += _text_baseline_rows(scfg, data, split)
+                    for r in new:
+                        if cfg.sweep is not None:
+                            r["sweep"], r["sweep_value"] = cfg.sweep, value
+                        r["config_key"] = key
+                    rows.extend(new)
+                    _write_csv(rows, stage / "results.csv")
+                    log.info("seed %d%s done (%d rows, %.0fs so far)", s,
+                             f" ({cfg.sweep}={value})" if value is not None else "", len(rows),
+                             time.perf_counter() - t0)
+        df = pd.DataFrame(rows)
+        _write_csv(rows, stage / "results.csv")
+        save_config(cfg, stage / "config.yaml")
+        atomic_write_text(stage / "results.md", summary_markdown(df, cfg))
+        shutil.rmtree(stage / "plots", ignore_errors=True)
+        # A swept dataset or embedder is named by the sweep values instead.
+        write_plots(df, stage / "plots", None if cfg.sweep == "data.path" else cfg.data.path,
+                    None if cfg.sweep == "embed.model" else cfg.embed.model)
+    except BaseException:
+        if not (stage / "results.csv").exists():
+            shutil.rmtree(stage, ignore_errors=True)  # nothing finished: nothing to resume
+        else:
+            log.warning("%s keeps the finished runs: rerun the same config to resume", stage)
+        raise
+    swap_in(stage, out)
     return df
 
 
-def _finished_rows(cfg: RunConfig, out: Path) -> list[dict[str, Any]]:
-    """Rows of an earlier, interrupted run of this very config in `out` (resume), else []."""
-    csv, saved = out / "results.csv", out / "config.yaml"
-    if not (csv.exists() and saved.exists()):
-        return []
-    if not saved_config_matches(saved, cfg):
-        log.info("%s holds results of another config: starting afresh", out)
-        return []
-    df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str, "layer": str, "chosen": str})
-    rows = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+def _read_rows(csv: Path, key: str) -> list[dict[str, Any]] | None:
+    """Rows of `csv` computed under `key` (None if the file is absent or holds none of them)."""
+    if not csv.exists():
+        return None
+    df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str, "layer": str, "chosen": str,
+                                 "config_key": str})
+    if "config_key" not in df.columns or not (df["config_key"] == key).any():
+        return None
+    df = df[df["config_key"] == key]
+    return [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
             for r in df.to_dict("records")]
-    log.info("resuming: %d rows of %d (sweep value, seed) runs already in %s", len(rows),
-             len({(r.get("sweep_value"), r["seed"]) for r in rows}), csv)
+
+
+def _finished_rows(key: str, stage: Path, out: Path) -> list[dict[str, Any]]:
+    """Rows of this very config (`config_key` == `key`) to resume from: those of an unfinished
+    run in `stage`, else those of a finished run in `out`; [] if neither holds any.
+
+    A `stage` left by another config is cleared; everything but its results.csv is rewritten at
+    the end anyway."""
+    rows = _read_rows(stage / "results.csv", key)
+    if rows is None and stage.exists():
+        log.info("%s holds no runs of this config: cleared", stage)
+        shutil.rmtree(stage)
+    if rows is None:
+        rows = _read_rows(out / "results.csv", key)
+        if rows is None and (out / "results.csv").exists():
+            log.info("%s holds results of another config: they are replaced when this "
+                     "experiment finishes", out / "results.csv")
+    stage.mkdir(parents=True, exist_ok=True)
+    os.chmod(stage, 0o777 & ~current_umask())
+    rows = rows or []
+    if rows:
+        log.info("resuming: %d rows of %d (sweep value, seed) runs already done", len(rows),
+                 len({(r.get("sweep_value"), r["seed"]) for r in rows}))
     return rows
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     df = pd.DataFrame(rows)
     atomic_write(path, lambda p: df.to_csv(p, index=False))
-

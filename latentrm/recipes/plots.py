@@ -32,13 +32,28 @@ def _numeric(values: Sequence[Any]) -> np.ndarray | None:
         return None
 
 
-def write_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+def context_line(df: pd.DataFrame, data: str | None, embedder: str | None) -> str:
+    """The plots' second title line: dataset, embedder and number of splits (seeds), so a plot
+    copied out of its folder still says what it shows."""
+    n = df["split_seed"].nunique() if "split_seed" in df.columns else df["seed"].nunique()
+    parts = []
+    if data:  # a local file by its name, a Hub id as it is
+        parts.append(f"data {Path(data).name if Path(data).expanduser().exists() else data}")
+    if embedder:
+        parts.append(f"embedder {embedder}")
+    return ", ".join([*parts, f"{n} split{'s' if n != 1 else ''}"])
+
+
+def write_plots(df: pd.DataFrame, out_dir: Path, data: str | None = None,
+                embedder: str | None = None) -> list[Path]:
     """PNG plots (matplotlib's Agg canvas, no pyplot state), mean ± 95% CI across seeds.
 
     Without a sweep: metric vs ratio per method (CI bands; 'none' as a dashed reference), or with
     a single ratio one point per method. With a sweep: metric vs swept value per method/ratio
     (the ablation curve), plus metric vs ratio per swept value when there are several ratios.
+    Every title's second line names `data`, `embedder` and the number of splits.
     """
+    context = context_line(df, data, embedder)
     summ = summarize(df)
     metrics = [m for m in ("accuracy", "bon_gap_closed", "bon_picked", "fidelity")
                if m in summ.columns and summ[m].notna().any()]
@@ -47,12 +62,13 @@ def write_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     written: list[Path] = []
     for metric in metrics:
         if sweep is None:
-            written.append(_ratio_plot(summ, metric, metric, out_dir / f"{metric}_vs_ratio.png"))
+            written.append(_ratio_plot(summ, metric, f"{metric}\n{context}",
+                                       out_dir / f"{metric}_vs_ratio.png"))
             continue
-        written.append(_sweep_plot(summ, sweep, metric, out_dir))
+        written.append(_sweep_plot(summ, sweep, metric, out_dir, context))
         if several:
             for sv, part in summ.groupby("sweep_value", sort=False):
-                written.append(_ratio_plot(part, metric, f"{metric}, {sweep}={sv}",
+                written.append(_ratio_plot(part, metric, f"{metric}, {sweep}={sv}\n{context}",
                                            out_dir / _file_name(f"{metric}_vs_ratio_{sweep}={sv}")))
     return written
 
@@ -93,12 +109,13 @@ def _ratio_plot(summ: pd.DataFrame, metric: str, title: str, path: Path) -> Path
         ax.set_xlabel("augmentation ratio (new pairs per seed pair)")
         ax.legend(fontsize=8)
     ax.set_ylabel(f"{metric} (mean ± 95% CI over seeds)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path) -> Path:
+def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path,
+                context: str = "") -> Path:
     """Ablation curve: metric vs the swept value, one line per method (and ratio)."""
     fig, ax = _figure()
     values = list(dict.fromkeys(summ["sweep_value"]))
@@ -117,7 +134,8 @@ def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path) -> P
         ax.set_xscale("log")
     ax.set_xlabel(sweep)
     ax.set_ylabel(metric + " (mean ± 95% CI over seeds)")
-    ax.set_title(f"ablation: {sweep}")
+    ax.set_title(f"ablation: {sweep}\n{context}" if context else f"ablation: {sweep}",
+                 fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, out_dir / _file_name(f"{metric}_vs_{sweep}"))

@@ -35,6 +35,8 @@ from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
+from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
+from latentrm.recipes.outdir import staged_run_dir
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
 from latentrm.recipes.report import json_safe, metrics_table
@@ -169,6 +171,7 @@ def evaluate_split(
     common: dict[str, Any] = {"seed": cfg.seed, "split_seed": split.split_seed,
                               "n_train": len(split.train), "n_val": len(split.val),
                               "n_test": len(split.test), "layer": str(cfg.embed.layer)}
+    warn_small_validation(len(split.val), f"split {split.split_seed}")
     if reference is not None:
         common["ref_seed_accuracy"] = reference.agreement(
             data, np.concatenate([split.train, split.val]))
@@ -185,7 +188,10 @@ def evaluate_split(
         else:
             fits, grid = fit_method(cfg, name, data, split, memo)
         t_select = time.perf_counter() - t_select
+        trained = method_config(cfg, chosen if name == "recipe" else name)[1].reward
         for ratio, fit in fits.items():
+            warn_head_history(fit.fitter.history_,
+                              f"{name} ratio {ratio} (split {split.split_seed})", trained)
             # The recipe's rows form one group whatever it chose (the choice is a column).
             row: dict[str, Any] = {"method": name, "ratio": 0 if name == "recipe" else ratio,
                                    **common, **fit.info, **extra}
@@ -234,33 +240,37 @@ def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
     """`latentrm run`: one split, every method x ratio; artifacts and metrics in cfg.out_dir.
 
     Writes config.yaml (resolved config), heads/<method>-r<ratio>/ (RewardModel.save: head +
-    embed config), metrics.json (atomic) and results.md (the table). Returns the metrics dict
-    (its 'table' key holds the markdown table).
+    embed config), metrics.json and results.md (the table) into a temporary folder that replaces
+    cfg.out_dir when all is written (`outdir.staged_run_dir`: a failed run leaves out_dir as it
+    was). Returns the metrics dict (its 'table' key holds the markdown table).
     """
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    with torch_threads(cfg.threads):
-        t0 = time.perf_counter()
-        datas = prepare_layers(cfg, embedder=embedder)
-        t_ref = time.perf_counter()
-        references = {layer: fit_reference(d, cfg, cfg.seed) if cfg.eval.fidelity else None
-                      for layer, d in datas.items()}
-        t_ref = time.perf_counter() - t_ref
-        rows, used = evaluate_seed(cfg, datas, references, cfg.data.split_seed, out / "heads")
-        data = datas[used.embed.layer]
-        split = data.splits[cfg.data.split_seed]
-    table = metrics_table(rows)
-    metrics = {
-        "config": to_dict(cfg), "mode": data.mode, "data": data.meta,
-        "split": {"split_seed": split.split_seed, "n_train": len(split.train),
-                  "n_val": len(split.val), "n_test": len(split.test),
-                  "bon_prompts": len(split.bon_sets)},
-        "reference_seconds": t_ref if cfg.eval.fidelity else None,
-        "total_seconds": time.perf_counter() - t0,
-        "results": rows, "table": table,
-    }
-    atomic_write_json(out / "metrics.json", json_safe(metrics))
-    atomic_write_text(out / "results.md", table)
+    with staged_run_dir(out, keep=[cfg.cache_dir]) as tmp:
+        save_config(cfg, tmp / "config.yaml")
+        with torch_threads(cfg.threads):
+            t0 = time.perf_counter()
+            datas = prepare_layers(cfg, embedder=embedder)
+            t_ref = time.perf_counter()
+            references = {layer: fit_reference(d, cfg, cfg.seed) if cfg.eval.fidelity else None
+                          for layer, d in datas.items()}
+            t_ref = time.perf_counter() - t_ref
+            rows, used = evaluate_seed(cfg, datas, references, cfg.data.split_seed, tmp / "heads")
+            data = datas[used.embed.layer]
+            split = data.splits[cfg.data.split_seed]
+        for r in rows:  # where the heads will be once the folder is swapped in
+            if "head_dir" in r:
+                r["head_dir"] = str(out / Path(r["head_dir"]).relative_to(tmp))
+        table = metrics_table(rows)
+        metrics = {
+            "config": to_dict(cfg), "mode": data.mode, "data": data.meta,
+            "split": {"split_seed": split.split_seed, "n_train": len(split.train),
+                      "n_val": len(split.val), "n_test": len(split.test),
+                      "bon_prompts": len(split.bon_sets)},
+            "reference_seconds": t_ref if cfg.eval.fidelity else None,
+            "total_seconds": time.perf_counter() - t0,
+            "results": rows, "table": table,
+        }
+        atomic_write_json(tmp / "metrics.json", json_safe(metrics))
+        atomic_write_text(tmp / "results.md", table)
     log.info("wrote %s", out / "metrics.json")
     return metrics

@@ -70,3 +70,95 @@ def test_saved_config_matches_fills_new_keys_with_defaults(tmp_path):
     assert not saved_config_matches(path, cfg)
     path.write_text("[unclosed")
     assert not saved_config_matches(path, cfg)
+
+
+# --- bounds: one ConfigError naming the key, at load time -----------------------------------------
+BOUNDS = [
+    ("reward.lr=-0.001", "reward.lr must be > 0, got -0.001"),
+    ("vae.lr=0", "vae.lr must be > 0, got 0.0"),
+    ("text.lr=-1e-5", "text.lr must be > 0, got -1e-05"),
+    ("reward.weight_decay=-0.1", "reward.weight_decay must be >= 0, got -0.1"),
+    ("vae.weight_decay=-0.1", "vae.weight_decay must be >= 0, got -0.1"),
+    ("text.weight_decay=-0.1", "text.weight_decay must be >= 0, got -0.1"),
+    ("threads=0", "threads must be >= 1, got 0"),
+    ("threads=-2", "threads must be >= 1, got -2"),
+    ("embed.threads=0", "embed.threads must be >= 1, got 0"),
+    ("seed=-1", "seed must be >= 0, got -1"),
+    (f"seed={2**32}", f"seed must be < 2^32, got {2**32}"),
+    ("data.split_seed=-1", "data.split_seed must be >= 0, got -1"),
+    (f"data.split_seed={2**32 + 1}", f"data.split_seed must be < 2^32, got {2**32 + 1}"),
+    ("seeds=[0,-3]", "seeds must be >= 0, got -3 in [0, -3]"),
+    (f"eval.bon_seed={2**40}", f"eval.bon_seed must be < 2^32, got {2**40}"),
+    ("text.seed=-7", "text.seed must be >= 0, got -7"),
+    ("synth.chunk_size=0", "synth.chunk_size must be >= 1, got 0"),
+    ("embed.chunk_size=0", "embed.chunk_size must be >= 1, got 0"),
+    ("eval.n_bootstrap=0", "eval.n_bootstrap must be >= 1, got 0"),
+    ("eval.n_bootstrap=-5", "eval.n_bootstrap must be >= 1, got -5"),
+    ("reward.dropout=1", "reward.dropout must be < 1, got 1.0"),
+    ("reward.hidden=[64,0]", "reward.hidden must be >= 1, got 0 in [64, 0]"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BOUNDS, ids=[b[0] for b in BOUNDS])
+def test_out_of_bounds_values_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        load_config(None, [override])
+
+
+def test_bounds_hold_for_a_section_built_alone_and_name_real_keys() -> None:
+    from latentrm.config import EmbedConfig, from_dict
+    from latentrm.config.bounds import BOUNDS as TABLE
+    from latentrm.config.bounds import bounded_keys
+
+    with pytest.raises(ConfigError, match=r"^embed\.threads must be >= 1, got 0$"):
+        from_dict(EmbedConfig, {"threads": 0}, prefix="embed.")  # `latentrm embed --threads 0`
+    assert set(TABLE) <= set(bounded_keys(RunConfig))
+    load_config(None, ["threads=1", f"seed={2**32 - 1}", "reward.dropout=0", "text.lr=null"])
+
+
+def _float_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, bool]]:
+    import dataclasses
+    import typing
+
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += _float_keys(tp, f"{prefix}{f.name}.")
+        elif tp is float or float in typing.get_args(tp):
+            out.append((f"{prefix}{f.name}", False))
+        elif typing.get_origin(tp) is tuple and typing.get_args(tp)[0] is float:
+            out.append((f"{prefix}{f.name}", True))
+    return out
+
+
+FLOAT_KEYS = _float_keys()
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan"])
+@pytest.mark.parametrize(("key", "is_tuple"), FLOAT_KEYS, ids=[k for k, _ in FLOAT_KEYS])
+def test_non_finite_floats_name_the_key(key: str, is_tuple: bool, value: str) -> None:
+    override = f"{key}=[0.5,{value}]" if is_tuple else f"{key}={value}"
+    with pytest.raises(ConfigError, match=f"^{re.escape(key)}: must be a finite number, got "):
+        load_config(None, [override])
+
+
+def test_float_keys_cover_every_section() -> None:
+    keys = {k for k, _ in FLOAT_KEYS}
+    assert {"reward.lr", "vae.gamma", "synth.sigma2", "data.val_fraction", "text.lr",
+            "self_rewarding.top_p", "select_gamma", "eval.heldout_prompts"} <= keys
+
+
+def test_duplicate_yaml_keys_are_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 1\nreward:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}: line 5: duplicate key 'lr' "
+                                          r"\(first on line 3\)$"):
+        load_config(p)
+    p.write_text("seed: 1\nratios: [2]\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"line 3: duplicate key 'seed' \(first on line 1\)"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"override 'variants=\{a: 1, a: 2\}': line 1: "
+                                          "duplicate key 'a'"):
+        load_config(None, ["variants={a: 1, a: 2}"])

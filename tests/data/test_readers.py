@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from hypothesis import strategies as st
 
 from latentrm.config import DataConfig
 from latentrm.data import load_pairs
-from latentrm.data.readers import read_rows, records_from_datasets
-from latentrm.errors import DataError
-from latentrm.testing import HH_RECORD
+from latentrm.data.readers import read_rows, read_sources, records_from_datasets
+from latentrm.errors import ConfigError, DataError
+from latentrm.testing import HH_RECORD, write_jsonl
 from latentrm.testing import user_message as u
 from tests.data.strategies import text
 
@@ -92,6 +93,130 @@ def test_read_rows_errors(tmp_path):
         read_rows(p)
     with pytest.raises(DataError, match="file not found"):
         read_rows(tmp_path / "missing.jsonl")
+
+
+def test_deeply_nested_json_is_one_data_error_naming_the_line(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError past ~1000 levels
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(HH_RECORD) + "\n" + '{"chosen": ' + deep + "}\n")
+    with pytest.raises(DataError, match=r"^.*deep\.jsonl:2: JSON nested too deeply"):
+        load_pairs(path)
+    listed = tmp_path / "deep.json"
+    listed.write_text('{"data": [' + deep + "]}")
+    with pytest.raises(DataError, match=r"deep\.json: JSON nested too deeply"):
+        read_rows(listed)
+    cell = tmp_path / "deep.csv"  # a CSV cell that looks like a JSON list of messages
+    cell.write_text(f'prompt,chosen,rejected\nq,a,b\n"{deep[:60_000]}{deep[-60_000:]}",a,b\n')
+    with pytest.raises(DataError, match=r"deep\.csv:3: JSON nested too deeply .*'prompt'"):
+        load_pairs(cell)
+
+
+def test_huge_csv_cell_is_read_and_cut_like_jsonl(tmp_path: Path) -> None:
+    """A 200,000-character response: over the csv module's default 128 KiB cell limit; read,
+    then cut to data.max_response_chars like the same record in JSONL."""
+    long = "x" * 200_000
+    path = tmp_path / "long.csv"
+    path.write_text(f'prompt,chosen,rejected\nq,a,b\nq2,"{long}",short\n')
+    ds = load_pairs(path, DataConfig(max_response_chars=1000))
+    assert ds.ids == ["long:2", "long:3"]
+    assert ds[1].chosen == "x" * 1000 and ds.stats["truncated_responses"] == 1
+    jsonl = tmp_path / "long.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "q2", "chosen": long, "rejected": "short"}) + "\n")
+    assert load_pairs(jsonl, DataConfig(max_response_chars=1000))[0].chosen == ds[1].chosen
+    assert read_rows(path)[1] == (3, {"prompt": "q2", "chosen": long, "rejected": "short"})
+
+
+def test_csv_error_names_the_line_its_record_starts_on(tmp_path: Path, monkeypatch) -> None:
+    """The record starting on line 5 spans lines 5-7; its error says line 5, not where the csv
+    module stopped reading. (A cell limit of 20 characters makes the csv module fail.)"""
+    import latentrm.data.readers as readers
+
+    monkeypatch.setattr(readers, "_csv_field_limit", lambda text: 20)
+    path = tmp_path / "in.csv"
+    path.write_text('prompt,chosen,rejected\nq,a,b\n"two\nlines",c,d\n'
+                    'q3,"a cell of more\nthan twenty\ncharacters",e\n')
+    with pytest.raises(DataError, match=r"in\.csv:5: malformed CSV: field larger than field limit"):
+        load_pairs(path)
+
+
+# --- folders --------------------------------------------------------------------------------------
+def _mixed_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}
+                                     for i in range(3)])
+    (folder / "b.csv").write_text("prompt,chosen,rejected\nq3,yes,no\nq4,fine,awful\n")
+    (folder / "README.md").write_text("# my pairs\n")
+    (folder / ".gitattributes").write_text("*.csv text\n")
+    return folder
+
+
+def test_folder_reads_every_data_file_each_named_in_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a local folder was sent to datasets.load_dataset")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    folder = _mixed_folder(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="latentrm.data"):
+        ds = load_pairs(folder)
+    assert ds.ids == ["a:1", "a:2", "a:3", "b:2", "b:3"]
+    assert [p.chosen for p in ds][3:] == ["yes", "fine"]
+    assert ds.source == str(folder) and ds.stats["files"] == 2 and ds.stats["records"] == 5
+    assert "ignored 1 entries that are not data files (README.md)" in caplog.text
+    (folder / "b.csv").write_text("prompt,chosen,rejected\nq3,yes,no\nq4,fine\n")
+    with pytest.raises(DataError, match=rf"^{folder / 'b.csv'}:3: missing 'rejected'"):
+        load_pairs(folder)
+    (folder / "b.csv").write_text("chosen,rejected\nyes,no\n")  # implicit prompt: another format
+    mixed = rf"^{folder / 'b.csv'}:2: mixed formats: this file holds \S+ records but "
+    with pytest.raises(DataError, match=mixed + rf"{folder / 'a.jsonl'} holds trl-standard"):
+        load_pairs(folder)
+    with pytest.raises(DataError, match="a folder of 2 data files .a.jsonl, b.csv.: give one file"):
+        read_rows(folder)  # score/bon errors name one file's lines
+
+
+def test_folder_without_data_files_names_what_it_holds(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: no data files .* \(it is empty\)"):
+        load_pairs(tmp_path / "empty")
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (tmp_path / "repo" / "README.md").write_text("x")
+    with pytest.raises(DataError, match=r"repo: no data files .*; it holds README\.md, data/"):
+        load_pairs(tmp_path / "repo")
+
+
+def test_save_to_disk_folders_dataset_and_dataset_dict(tmp_path: Path, fixtures_dir: Path) -> None:
+    import datasets
+
+    records = [json.loads(line) for line in (fixtures_dir / "trl_standard.jsonl").open()]
+    ds = datasets.Dataset.from_list(records)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    got = load_pairs(tmp_path / "saved")
+    want = load_pairs(fixtures_dir / "trl_standard.jsonl")
+    assert got.ids == ["saved:1", "saved:2"] and got.source == str(tmp_path / "saved")
+    assert [(p.prompt, p.chosen, p.rejected) for p in got] == [
+        (p.prompt, p.chosen, p.rejected) for p in want]
+    datasets.DatasetDict({"train": ds.select([0]), "test": ds.select([1])}).save_to_disk(
+        str(tmp_path / "dict"))
+    test = load_pairs(tmp_path / "dict", DataConfig(split="test"))
+    assert test.ids == ["dict/test:1"] and test.source == f"{tmp_path / 'dict'}[test]"
+    assert test[0].chosen == want[1].chosen
+    with pytest.raises(DataError, match=r"dict: no split data\.split='validation'; the saved "
+                                        r"DatasetDict has 'train', 'test'"):
+        load_pairs(tmp_path / "dict", DataConfig(split="validation"))
+    rows = read_rows(tmp_path / "saved")  # score / bon read the same folders
+    assert rows[1] == (2, records[1])
+
+
+def test_unset_data_path_says_which_key(tmp_path: Path) -> None:
+    for path in (None, ""):
+        with pytest.raises(ConfigError, match=r"^data\.path is not set: name the preference"):
+            read_sources(path, DataConfig())
+        with pytest.raises(ConfigError, match=r"data\.path is not set"):
+            load_pairs(path)
 
 
 # --- the Hub path, offline ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def test_cli_embed_miss_then_hit(tmp_path, tiny_bert, fixtures_dir, capsys):
         "embed",
         "--data",
         str(data),
-        "--model",
+        "--embedder",
         str(tiny_bert),
         "--out",
         str(tmp_path),

@@ -136,3 +136,90 @@ def test_every_config_loads_and_sweeps(repo_root: Path) -> None:
     sizes = sweep_configs(load_config(root / "ablate_seed_size.yaml"))
     seed_sizes = [c.data.n_seed for _, c in sizes]
     assert seed_sizes == [100, 250, 1000, 2000]
+
+
+# --- the experiment folder: all-or-nothing, resumes only its own config (issue 16 item 3) ---------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "cache" not in p.parts}
+
+
+def _exp(hh_file: Path, out: Path, *extra: str):
+    return load_config(None, small_overrides(hh_file, out, "methods=[none]", "seeds=[0,1]",
+                                             "eval.fidelity=false", *extra))
+
+
+def test_failed_experiment_leaves_the_earlier_one_untouched(hh_file: Path, tmp_path: Path,
+                                                            fake_embed: dict) -> None:
+    from latentrm.errors import DataError
+
+    out = tmp_path / "exp"
+    run_experiment(_exp(hh_file, out))
+    before = _snapshot(out)
+    assert {"config.yaml", "results.csv", "results.md", "plots/accuracy_vs_ratio.png"} <= set(
+        before)
+    with pytest.raises(DataError, match="file not found"):
+        run_experiment(_exp(hh_file, out, "methods=[none,direct]",
+                            f"data.path={tmp_path / 'later.jsonl'}"))
+    assert _snapshot(out) == before
+    assert not (tmp_path / ".exp.partial").exists()  # nothing finished: nothing kept
+
+
+def test_experiment_never_resumes_another_configs_rows(hh_file: Path, tmp_path: Path,
+                                                       fake_embed: dict) -> None:
+    """A (method none) finishes; B (none + direct) fails once, its data not there yet, then
+    succeeds: B's results hold both methods, computed under B's config."""
+    import shutil
+
+    from latentrm.errors import DataError
+    from latentrm.recipes.experiment import results_key
+
+    out = tmp_path / "exp"
+    a = _exp(hh_file, out)
+    run_experiment(a)
+    later = tmp_path / "later.jsonl.gz"
+    b = _exp(hh_file, out, "methods=[none,direct]", f"data.path={later}")
+    with pytest.raises(DataError):
+        run_experiment(b)
+    shutil.copy(hh_file, later)
+    df = run_experiment(b)
+    csv = pd.read_csv(out / "results.csv")
+    assert list(csv["method"]) == ["none", "direct"] * 2 and len(df) == 4
+    assert set(csv["config_key"]) == {results_key(b)} != {results_key(a)}
+    assert load_config(out / "config.yaml") == b
+    # where results are written does not change what they are
+    assert results_key(a) == results_key(load_config(None, small_overrides(
+        hh_file, tmp_path / "elsewhere", "methods=[none]", "seeds=[0,1]", "eval.fidelity=false",
+        "embed.show_progress=false")))
+
+
+def test_killed_experiment_resumes_its_finished_seeds(hh_file: Path, tmp_path: Path,
+                                                      fake_embed: dict,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import latentrm.recipes.experiment as ex
+
+    out = tmp_path / "exp"
+    cfg = _exp(hh_file, out)
+    reference = run_experiment(_exp(hh_file, tmp_path / "ref"))
+    real, seeds = ex.evaluate_seed, []
+
+    def evaluate_seed(*args: Any, **kwargs: Any) -> Any:
+        seeds.append(args[3])
+        if len(seeds) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during seed 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "evaluate_seed", evaluate_seed)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg)
+    assert not out.exists()  # nothing finished: no out_dir yet
+    kept = pd.read_csv(tmp_path / ".exp.partial" / "results.csv")
+    assert list(kept["seed"]) == [0]
+    monkeypatch.setattr(ex, "evaluate_seed", real)
+    calls = []
+    monkeypatch.setattr(ex, "evaluate_seed", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    df = run_experiment(cfg)
+    assert calls == [1]  # seed 0 resumed, not recomputed
+    same = [c for c in reference.columns if not c.startswith(("time_", "select_seconds"))]
+    pd.testing.assert_frame_equal(df[same], reference[same], check_dtype=False)
+    assert not (tmp_path / ".exp.partial").exists()

@@ -9,6 +9,7 @@ above chance. Everything after embedding is the real code.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,137 @@ def test_run_saves_reward_models_that_load(hh_file: Path, tmp_path: Path, fake_e
     assert rm.embed_cfg == cfg.embed
     x = np.random.default_rng(0).normal(size=(3, rm.head.d)).astype(np.float32)
     np.testing.assert_array_equal(rm.head.score(x), load_head(head_dir).score(x))
+
+
+# --- the run folder is all-or-nothing (issue 16 item 3) -------------------------------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "cache" not in p.parts}
+
+
+def _siblings(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+@pytest.fixture
+def finished_run(hh_file: Path, tmp_path: Path, fake_embed: dict) -> Path:
+    out = tmp_path / "run"
+    run_pipeline(load_config(None, small_overrides(hh_file, out, "methods=[none,direct]")))
+    assert sorted(p.name for p in (out / "heads").iterdir()) == ["direct-r2", "none-r0"]
+    return out
+
+
+def test_failed_run_leaves_the_earlier_run_untouched(finished_run: Path, hh_file: Path,
+                                                     tmp_path: Path) -> None:
+    from latentrm.errors import DataError
+
+    before = _snapshot(finished_run)
+    cfg = load_config(None, small_overrides(hh_file, finished_run, "methods=[none]",
+                                            f"data.path={tmp_path / 'missing.jsonl'}"))
+    with pytest.raises(DataError, match="file not found"):
+        run_pipeline(cfg)
+    assert _snapshot(finished_run) == before  # not even config.yaml was replaced
+    assert _siblings(finished_run) == []
+
+
+def test_crash_while_saving_heads_leaves_no_mixed_folder(finished_run: Path, hh_file: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full while the second head is saved: the earlier run stays whole."""
+    import errno
+
+    from latentrm.model import RewardModel
+
+    before = _snapshot(finished_run)
+    real, calls = RewardModel.save, []
+
+    def save(self: RewardModel, out_dir: Path) -> None:
+        calls.append(out_dir)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, out_dir)
+
+    monkeypatch.setattr(RewardModel, "save", save)
+    cfg = load_config(None, small_overrides(hh_file, finished_run, "methods=[none,gaussian]",
+                                            "seed=1"))
+    with pytest.raises(OSError, match="No space left"):
+        run_pipeline(cfg)
+    assert len(calls) == 2 and _snapshot(finished_run) == before
+    assert _siblings(finished_run) == []  # the temporary folder is gone too
+
+
+def test_crash_in_a_fresh_out_dir_leaves_nothing(hh_file: Path, tmp_path: Path,
+                                                 fake_embed: dict,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentrm.recipes import run as run_module
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed mid-run")
+
+    monkeypatch.setattr(run_module, "metrics_table", boom)  # after every head is saved
+    out = tmp_path / "fresh"
+    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none]",
+                                            f"cache_dir={tmp_path}/cache"))
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        run_pipeline(cfg)
+    assert not out.exists() and _siblings(out) == []
+
+
+def test_rerun_replaces_the_run_and_keeps_what_is_not_its_own(finished_run: Path,
+                                                              hh_file: Path) -> None:
+    """Fewer methods: no stale head survives; the embedding cache this config keeps under
+    out_dir and a user's notes are carried over."""
+    import stat
+
+    (finished_run / "notes.txt").write_text("mine\n")
+    cache_files = sorted(p.name for p in (finished_run / "cache").rglob("*"))
+    m = run_pipeline(load_config(None, small_overrides(hh_file, finished_run, "methods=[none]")))
+    assert sorted(p.name for p in (finished_run / "heads").iterdir()) == ["none-r0"]
+    assert [r["head_dir"] for r in m["results"]] == [str(finished_run / "heads" / "none-r0")]
+    assert json.loads((finished_run / "metrics.json").read_text())["results"][0]["head_dir"] == (
+        str(finished_run / "heads" / "none-r0"))
+    assert (finished_run / "notes.txt").read_text() == "mine\n"
+    assert sorted(p.name for p in (finished_run / "cache").rglob("*")) == cache_files
+    assert _siblings(finished_run) == []
+    umask = os.umask(0)
+    os.umask(umask)  # the folder has the user's permissions, not mkdtemp's 0o700
+    assert stat.S_IMODE(finished_run.stat().st_mode) == 0o777 & ~umask
+
+
+def test_out_dir_that_is_not_a_run_folder_is_refused(hh_file: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentrm.errors import ConfigError
+
+    def cfg(out: Path):
+        return load_config(None, small_overrides(hh_file, out, f"cache_dir={tmp_path}/c"))
+
+    taken = tmp_path / "taken"
+    taken.write_text("a file\n")
+    with pytest.raises(ConfigError, match=rf"^{taken}: exists and is not a folder"):
+        run_pipeline(cfg(taken))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("x")
+    with pytest.raises(ConfigError, match=rf"^out_dir={mine} holds files but no latentrm run "
+                                          r"\(thesis\.tex\); give a new or empty folder$"):
+        run_pipeline(cfg(mine))
+    monkeypatch.chdir(mine)
+    with pytest.raises(ConfigError, match=r"^out_dir=\. is the working directory"):
+        run_pipeline(cfg(Path(".")))
+    assert taken.read_text() == "a file\n" and os.listdir(mine) == ["thesis.tex"]
+
+
+def test_small_data_warnings_name_the_split_and_head(hh_file: Path, tmp_path: Path,
+                                                     fake_embed: dict,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none]",
+                                            "reward.epochs=2", "reward.patience=5"))
+    with caplog.at_level(logging.WARNING, logger="latentrm.recipes"):
+        run_pipeline(cfg)
+    said = [m for m in caplog.messages if m.startswith(("split 0:", "none ratio 0"))]
+    assert said == [
+        "split 0: the validation split has 16 pairs (< 50): early stopping and the choices made "
+        "on validation are noisy; raise data.n_seed or data.val_fraction",
+        "none ratio 0 (split 0): hit its epoch cap reward.epochs=2 before early stopping ended it "
+        "(best epoch 1): the validation loss was still improving; raise reward.epochs"]
