@@ -226,6 +226,10 @@ def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--out", required=True, help="output file; its suffix picks the format")
     p.add_argument("--batch-size", type=int, default=1024, help="rows per scoring call")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="let the embedder run Python code from its repository (a model folder never can)",
+    )
 
 
 def _add_score(p: argparse.ArgumentParser) -> None:
@@ -241,7 +245,7 @@ def _load_for_serving(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    return as_scorer(args.model)
+    return as_scorer(args.model, trust_remote_code=args.trust_remote_code)
 
 
 @command("score", "Score responses or chosen/rejected pairs in a file with a reward model.",
@@ -264,8 +268,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _add_bon(p: argparse.ArgumentParser) -> None:
     _add_model_io(p, "rows with prompt/instruction + a list of candidates")
     p.add_argument(
-        "--candidates-field", default="candidates",
-        help="column of candidates: strings, messages, or dicts with output/text (+ gold)",
+        "--candidates-field", default=None,
+        help="column of candidates: strings, messages, or dicts with output/text (+ gold); "
+             "default: the first of candidates, completions, responses",
     )
 
 
