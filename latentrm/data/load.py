@@ -127,19 +127,31 @@ def load_pairs(path: str | Path, cfg: DataConfig | None = None) -> PreferenceDat
     file, line and field for anything else that is wrong with the input.
     """
     cfg = cfg or DataConfig()
-    _check_limit(cfg)
     t0 = time.perf_counter()
     src = read_source(str(path), cfg)
+    ds = pairs_from_source(src, cfg)
+    log.info("%s: %d pairs (%s) in %.2fs", src.label, len(ds), ds.stats.get("format"),
+             time.perf_counter() - t0)
+    return ds
+
+
+def pairs_from_source(src: Source, cfg: DataConfig | None = None) -> PreferenceDataset:
+    """:func:`load_pairs` on records already read: a `Source` of (line, record) pairs.
+
+    For records that do not come from a file (a `datasets.Dataset`, a list of dicts:
+    ``Source(label, stem, list(enumerate(records, 1)))``); pair ids are
+    ``record_id(rec, src.stem, line)``.
+    """
+    cfg = cfg or DataConfig()
+    _check_limit(cfg)
     shape, fmt = detect_format(src, cfg)
     if shape == "candidates":
         ds = binarize_candidates(
             _candidate_sets(src, cfg), cfg.min_gold_gap, cfg.pairs_per_prompt, cfg.split_seed
         )
         ds.source = src.label
-    else:
-        ds = _pairs_from_source(src, cfg, shape, fmt)
-    log.info("%s: %d pairs (%s) in %.2fs", src.label, len(ds), fmt, time.perf_counter() - t0)
-    return ds
+        return ds
+    return _pairs_from_source(src, cfg, shape, fmt)
 
 
 def load_candidates(path: str | Path, cfg: DataConfig | None = None) -> list[CandidateSet]:
