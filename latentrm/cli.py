@@ -219,7 +219,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 # --- score / bon / export -----------------------------------------------------------------------
 def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--model", required=True, help="reward model directory (RewardModel.save)")
+    p.add_argument("--model", required=True,
+                   help="reward model folder (latentrm run: OUT/heads/<method>-r<ratio>) or Hub "
+                        "repo id (RewardModel.from_pretrained)")
     p.add_argument(
         "--input", required=True, help=f"{what}; .jsonl/.json/.csv/.tsv/.parquet"
     )

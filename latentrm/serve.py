@@ -51,7 +51,8 @@ def as_scorer(
     model_or_dir: Scorer | str | Path, embedder: Any | None = None, *,
     trust_remote_code: bool = False,
 ) -> Scorer:
-    """A ready scorer: returned as is when it has `.score`, else the RewardModel of a folder.
+    """A ready scorer: returned as is when it has `.score`, else the RewardModel of a model
+    folder or Hub repo id (`RewardModel.from_pretrained`).
 
     `embedder` (an already loaded `latentrm.embed.Embedder`) saves loading the LLM again.
     `trust_remote_code` (the caller's decision, never the folder's) lets the embedder run its
@@ -59,8 +60,8 @@ def as_scorer(
     """
     if hasattr(model_or_dir, "score"):
         return model_or_dir  # type: ignore[return-value]
-    return RewardModel.load(
-        Path(model_or_dir), embedder=embedder, trust_remote_code=trust_remote_code  # type: ignore[arg-type]
+    return RewardModel.from_pretrained(
+        str(model_or_dir), embedder=embedder, trust_remote_code=trust_remote_code
     )
 
 

@@ -464,3 +464,33 @@ def test_cli_refuses_nan_weights_at_load(tmp_path, length_dir, capsys):
     assert capsys.readouterr().err.strip() == (
         f"latentrm: error: {length_dir}/head.safetensors: tensor 'mlp.0.weight' holds 1 NaN/Inf "
         "values")
+
+
+def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
+    hh_file, tmp_path, fake_embed
+):
+    """`latentrm run data.max_response_chars=8` trained on responses cut to 8 characters; the
+    saved model records the rule and serving applies it (score, bon, TRL: one path)."""
+    from latentrm.config import load_config
+    from latentrm.recipes.run import run_pipeline
+    from latentrm.testing import small_overrides
+
+    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none]",
+                                            "data.max_response_chars=8"))
+    head_dir = run_pipeline(cfg)["results"][0]["head_dir"]
+
+    class Recorder:
+        dim = 12  # the planted embeddings' width
+
+        def __init__(self):
+            self.responses: list[str] = []
+
+        def embed(self, prompts, responses):
+            self.responses += list(responses)
+            return np.zeros((len(responses), self.dim), np.float32)
+
+    rec = Recorder()
+    f = make_trl_reward_func(head_dir, embedder=rec)
+    a, b = f(prompts=["Where is the Louvre?"] * 2,
+             completions=["Paris is where it is.", "Paris is not where it is, try Lyon."])
+    assert rec.responses == ["Paris is", "Paris is"] and a == b
