@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,15 @@ LATENTRM_FILES = ("latentrm.json", "head.safetensors", "head.json", "embed_confi
 EXPORTS = ("transformers", "native", "none")
 
 
-def hash_memo() -> Path:
-    """Where file hashes of embedders are memoised across runs (by path, size, mtime, inode)."""
-    return models_home().parent / "file-hashes.json"
+def hash_memo() -> Path | None:
+    """Where file hashes of embedders are memoised across runs (by path, size, mtime, inode);
+    None (hash in memory only) where that folder cannot be written."""
+    path = models_home().parent / "file-hashes.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path.parent, os.W_OK) else None
 
 
 class _NoBar:
@@ -326,7 +333,7 @@ class RewardModel(
                  max_response_chars=info.get("data", {}).get("max_response_chars"),
                  identity=info.get("embedder"), training=info.get("training"))
         rm.source = str(d)
-        if check_identity and rm.identity:
+        if check_identity and (rm.identity or {}).get("model_identity"):
             rm._verify(embedder)
         if embedder is not None:
             rm._check_dim(embedder)
@@ -341,9 +348,9 @@ class RewardModel(
             return
         try:
             have = resolve_identity(self.embed_cfg, hash_memo())
-        except ConfigError as e:
-            raise ModelError(f"{self.source}: embedder {self.embed_cfg.model!r}: {e}") from None
-        if have is None:  # a Hub model not downloaded yet: checked once it is loaded
+        except ConfigError:  # e.g. the path is gone: loading the embedder will say so
+            have = None
+        if have is None:  # (or a Hub model not downloaded yet) checked once it is loaded
             self._verify_on_load = True
         else:
             self._check_identity(have)

@@ -419,6 +419,10 @@ def test_load_refuses_an_embedder_whose_files_differ_from_the_recorded_ones(tmp_
                                          r"\(config\.json\)"):
         RewardModel.load(tmp_path / "rm")
     assert RewardModel.load(tmp_path / "rm", check_identity=False).head.d == 32
+    shutil.rmtree(emb_dir)  # gone: the folder still loads (to look at its head); scoring says why
+    rm = RewardModel.load(tmp_path / "rm")
+    with pytest.raises(ConfigError, match=r"model path not found: .*emb$"):
+        rm.score(["q"], ["a"])
 
 
 def test_a_hub_embedder_is_pinned_to_its_commit(tmp_path, monkeypatch):
