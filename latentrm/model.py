@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,35 +39,30 @@ import numpy as np
 from huggingface_hub import ModelHubMixin, snapshot_download
 
 from latentrm import __version__
-from latentrm.config import EmbedConfig, from_dict, to_dict
+from latentrm.config import EmbedConfig
 from latentrm.data.messages import as_prompt, as_response
-from latentrm.embed.embedder import Embedder, check_embed_config
-from latentrm.embed.models import models_home, resolve_identity, resolve_model
+from latentrm.embed.embedder import Embedder
+from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
 from latentrm.hub.card import TAGS, render_card
 from latentrm.hub.export import export_native, export_transformers
-from latentrm.io import atomic_write_json, atomic_write_text
-from latentrm.reward import EnsembleHead, RewardHead, load_head, save_head
+from latentrm.hub.folder import (
+    FORMAT,
+    INFO_FILE,
+    LATENTRM_FILES,
+    check_identity,
+    check_resolved,
+    hash_memo,
+    read_embed_config,
+    read_info,
+    write_files,
+)
+from latentrm.io import atomic_write_text
+from latentrm.reward import EnsembleHead, RewardHead, load_head
 
 log = logging.getLogger(__name__)
 
-FORMAT = "latentrm.reward_model/2"
-INFO_FILE = "latentrm.json"
-# What from_pretrained downloads from the Hub: never the transformers copy of the base weights.
-LATENTRM_FILES = ("latentrm.json", "head.safetensors", "head.json", "embed_config.json",
-                  "README.md")
-EXPORTS = ("transformers", "native", "none")
-
-
-def hash_memo() -> Path | None:
-    """Where file hashes of embedders are memoised across runs (by path, size, mtime, inode);
-    None (hash in memory only) where that folder cannot be written."""
-    path = models_home().parent / "file-hashes.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return path if os.access(path.parent, os.W_OK) else None
+EXPORTS = ("transformers", "native", "none")  # what save_pretrained can add to the folder
 
 
 class _NoBar:
@@ -182,7 +176,7 @@ class RewardModel(
             if self._verify_on_load:
                 self._check_identity(emb.identity(hash_memo()))
                 self._verify_on_load = False
-            self._check_resolved(emb)
+            check_resolved(self.identity, emb, self._where())
             self._embedder = emb
         return self._embedder
 
@@ -241,46 +235,12 @@ class RewardModel(
                 "text_format": cfg.text_format, "dtype": cfg.dtype, "dim": self.head.d,
                 "latentrm_version": __version__}
 
+    def _where(self) -> str:
+        return f"{self.source}/{INFO_FILE}" if self.source else "reward model"
+
     def _check_identity(self, have: dict[str, Any] | None) -> None:
         """ModelError unless the embedder's weights `have` are the recorded ones."""
-        want = (self.identity or {}).get("model_identity")
-        if not want or not have:
-            return
-        where = f"{self.source}/{INFO_FILE}" if self.source else "reward model"
-        if "files" in want:
-            theirs = have.get("files") or {}
-            diff = sorted(k for k in set(want["files"]) | set(theirs)
-                          if want["files"].get(k) != theirs.get(k))
-            if diff:
-                raise ModelError(
-                    f"{where}: embedder {self.embed_cfg.model!r} resolves to files that differ "
-                    f"from the ones the head was trained on ({', '.join(diff[:4])}); point "
-                    "embed_overrides={'model': ...} at the recorded weights, or pass "
-                    "check_identity=False to score anyway"
-                )
-        elif want.get("commit") and have.get("commit") and want["commit"] != have["commit"]:
-            raise ModelError(
-                f"{where}: embedder {self.embed_cfg.model!r} is at commit {have['commit']} but "
-                f"the head was trained on commit {want['commit']}"
-            )
-
-    def _check_resolved(self, emb: Embedder) -> None:
-        """The loaded embedder computes what the recorded one did: same pooling, text format,
-        normalisation, layers and length (else ModelError); another dtype only warns (e.g. a
-        head trained on bf16 embeddings served where bf16 is not native)."""
-        rec = self.identity or {}
-        if not rec.get("resolved"):
-            return
-        where = f"{self.source}/{INFO_FILE}" if self.source else "reward model"
-        for key in ("pooling", "text_format", "normalize", "max_length", "layers"):
-            want, have = rec.get(key), getattr(emb, key, None)
-            if want is not None and have is not None and want != have:
-                raise ModelError(f"{where}: the head was trained on embeddings with {key}="
-                                 f"{want!r} but the embedder now gives {key}={have!r}")
-        if rec.get("dtype") and rec["dtype"] != emb.dtype:
-            log.warning("%s: the head was trained on %s embeddings, served with %s ones: scores "
-                        "differ slightly (embed_overrides={'dtype': %r} matches training)",
-                        where, rec["dtype"], emb.dtype, rec["dtype"])
+        check_identity(self.identity, have, self.embed_cfg.model, self._where())
 
     # --- light save / load (one format family with save_pretrained) ----------------------------
     def save(self, out_dir: str | Path) -> None:
@@ -292,21 +252,8 @@ class RewardModel(
         self._write_latentrm_files(Path(out_dir), self.embedder_record())
 
     def _write_latentrm_files(self, out: Path, record: dict[str, Any]) -> None:
-        cfg = to_dict(self.embed_cfg)
-        cfg.pop("trust_remote_code", None)  # a saved folder can never turn remote code on
-        ident = record.get("model_identity") or {}
-        if ident.get("commit"):
-            cfg["revision"] = ident["commit"]  # the exact Hub weights the head was trained on
-        save_head(self.head, out, self.history)
-        atomic_write_json(out / "embed_config.json", cfg)
-        atomic_write_json(out / INFO_FILE, {
-            "format": FORMAT,
-            "latentrm_version": __version__,
-            "embedder": record,
-            "data": {"max_response_chars": self.max_response_chars},
-            "head": self.head.config(),
-            "training": self.training,
-        })
+        write_files(out, self.embed_cfg, self.head, self.history, record,
+                    self.max_response_chars, self.training)
 
     @classmethod
     def load(
@@ -325,8 +272,8 @@ class RewardModel(
         d = Path(in_dir)
         if not d.is_dir():
             raise DataError("reward model directory not found", path=str(d))
-        cfg = _read_embed_config(d, trust_remote_code, embed_overrides)
-        info = _read_info(d)
+        cfg = read_embed_config(d, trust_remote_code, embed_overrides)
+        info = read_info(d)
         head = load_head(d)
         history = json.loads((d / "head.json").read_text(encoding="utf-8")).get("history")
         rm = cls(cfg, head, embedder=None, history=history,
@@ -466,68 +413,6 @@ class RewardModel(
                                  f"{msg})") from None
         return cls.load(folder, embedder, trust_remote_code=trust_remote_code,
                         check_identity=check_identity, embed_overrides=embed_overrides)
-
-
-# --- reading the folder ---------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
-
-
-def _read_embed_config(
-    d: Path, trust_remote_code: bool, overrides: dict[str, Any] | None
-) -> EmbedConfig:
-    """The folder's EmbedConfig; remote code only as the caller says, never as the file says."""
-    p = d / "embed_config.json"
-    if not p.exists():
-        hint = ""
-        if (d / "head.json").exists() and (d.parent.parent / "config.yaml").exists():
-            hint = ("; a bare head of an older `latentrm run`: rerun it, or save "
-                    "RewardModel(load_config('<run>/config.yaml').embed, load_head(dir)) here "
-                    "(a model folder never reads files outside itself)")
-        raise ModelError(f"{d}: not a reward model (embed_config.json missing){hint}")
-    raw = _read_json(p)
-    if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
-        raise ModelError(f"{p}: expected a JSON object naming the embedder's 'model'")
-    if raw.pop("trust_remote_code", False):
-        log.warning(
-            "%s asks for trust_remote_code: ignored; a model folder never enables remote code "
-            "(pass trust_remote_code=True / --trust-remote-code if you trust %s's code)",
-            p, raw["model"],
-        )
-    extra = dict(overrides or {})
-    if "trust_remote_code" in extra:
-        raise ConfigError("embed_overrides: pass trust_remote_code as its own argument")
-    try:
-        cfg = from_dict(EmbedConfig, {**raw, **extra}, prefix="embed.")
-        check_embed_config(cfg)
-    except ConfigError as e:
-        raise ModelError(f"{p}: {e}") from None
-    if trust_remote_code:
-        log.warning("trust_remote_code=True: the embedder %s may run Python code from its "
-                    "repository", cfg.model)
-    return dataclasses.replace(cfg, trust_remote_code=bool(trust_remote_code))
-
-
-def _read_info(d: Path) -> dict[str, Any]:
-    """latentrm.json, checked ({} for folders written before it existed)."""
-    p = d / INFO_FILE
-    if not p.exists():
-        return {}
-    info = _read_json(p)
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        fmt = info.get("format") if isinstance(info, dict) else None
-        raise ModelError(f"{p}: not a latentrm model record (format {fmt!r}, expected {FORMAT!r})")
-    for key in ("embedder", "data", "training"):
-        if info.get(key) is not None and not isinstance(info[key], dict):
-            raise ModelError(f"{p}: {key!r} must be an object")
-    info["data"] = info.get("data") or {}
-    n = info["data"].get("max_response_chars")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ModelError(f"{p}: 'max_response_chars' must be an integer >= 1, got {n!r}")
-    return info
 
 
 __all__ = ["FORMAT", "RewardModel", "check_scores", "quiet_serving"]
