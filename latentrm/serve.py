@@ -126,7 +126,7 @@ class TRLRewardFunc:
         ctx, resp = [], []
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
             c_prompt, c_text = as_response(
-                c, as_prompt(p, line=i + 1, field="prompts"), line=i + 1, field="completions"
+                c, as_prompt(p, field=f"prompts[{i}]"), field=f"completions[{i}]"
             )
             ctx.append(c_prompt)
             resp.append(c_text)

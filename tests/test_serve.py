@@ -494,3 +494,10 @@ def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
     a, b = f(prompts=["Where is the Louvre?"] * 2,
              completions=["Paris is where it is.", "Paris is not where it is, try Lyon."])
     assert rec.responses == ["Paris is", "Paris is"] and a == b
+
+
+def test_trl_reward_func_errors_name_the_item():
+    f = make_trl_reward_func(_length_model())
+    with pytest.raises(DataError, match=r"^response must be a string or a list of messages, got "
+                                        r"NoneType None \(field 'completions\[1\]'\)$"):
+        f(prompts=["a", "b"], completions=["x", None])
