@@ -45,7 +45,7 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
 from latentrm.hub.card import TAGS, render_card
-from latentrm.hub.export import export_native, export_transformers
+from latentrm.hub.export import export_native, export_transformers, native_reason
 from latentrm.hub.folder import (
     FORMAT,
     INFO_FILE,
@@ -353,6 +353,8 @@ class RewardModel(
         if export != "none" and not isinstance(emb, Embedder):
             raise ConfigError(f"a transformers export needs latentrm's Embedder, not "
                               f"{type(emb).__name__}; use export='none'")
+        if export == "native" and (why := native_reason(self)) is not None:
+            raise ConfigError(f"cannot export natively: {why}; use export='transformers'")
         record = self.embedder_record()
         self._write_latentrm_files(out, record)
         offset = None

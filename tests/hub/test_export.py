@@ -216,6 +216,9 @@ def test_native_export_is_refused_with_the_reason(tmp_path, tiny_bert, tiny_llam
     mlp = RewardModel(cfg_for(tiny_llama), random_head(32, (4,)))
     with pytest.raises(ConfigError, match="cannot export natively: the head is an MLP"):
         export_native(mlp, tmp_path)
+    with pytest.raises(ConfigError, match="the head is an MLP.*; use export='transformers'"):
+        mlp.save_pretrained(tmp_path / "rm", export="native")
+    assert not any((tmp_path / "rm").iterdir())  # refused before anything is written
     bert = RewardModel(cfg_for(tiny_bert), random_head(32, ()))
     assert native_reason(bert) == (
         "pooling='mean'; sequence-classification models pool the last token")
