@@ -66,7 +66,10 @@ def generate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("reward_model", help="directory of RewardModel.save (e.g. latentrm run)")
+    parser.add_argument(
+        "reward_model",
+        help="reward model folder (latentrm run: OUT/heads/<method>-r<ratio>) or Hub repo id",
+    )
     parser.add_argument("--prompt", action="append", help="prompt (repeatable; default: 3 demos)")
     parser.add_argument("--n", type=int, default=4, help="candidates per prompt")
     parser.add_argument("--generator", default="smollm2", help="alias, HF id or local path")
@@ -81,13 +84,14 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
 
-    from latentrm.serve import as_scorer, best_of_n
+    from latentrm.model import RewardModel
+    from latentrm.serve import best_of_n
 
     prompts = args.prompt or PROMPTS
     candidates = generate(
         args.generator, prompts, args.n, args.max_new_tokens, args.seed, args.temperature
     )
-    reward_model = as_scorer(args.reward_model)
+    reward_model = RewardModel.from_pretrained(args.reward_model)
     best, scores = best_of_n(reward_model, prompts, candidates)
     for prompt, cands, s, b in zip(prompts, candidates, scores, best, strict=True):
         print(f"\n=== {prompt}")

@@ -116,7 +116,10 @@ def train(reward_fn, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reward-model", required=True, help="directory of RewardModel.save")
+    parser.add_argument(
+        "--reward-model", required=True,
+        help="reward model folder (latentrm run: OUT/heads/<method>-r<ratio>) or Hub repo id",
+    )
     parser.add_argument("--train", action="store_true", help="run GRPOTrainer (else: demo call)")
     parser.add_argument("--policy", default="smollm2", help="policy: alias, HF id or local path")
     parser.add_argument("--max-steps", type=int, default=2)
@@ -133,9 +136,11 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
 
+    from latentrm.model import RewardModel
     from latentrm.serve import make_trl_reward_func
 
-    reward_fn = make_trl_reward_func(args.reward_model, name="latentrm")
+    reward_fn = make_trl_reward_func(RewardModel.from_pretrained(args.reward_model),
+                                     name="latentrm")
     demo_call(reward_fn)
     if args.train:
         train(reward_fn, args)

@@ -330,7 +330,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 # --- score / bon / export -----------------------------------------------------------------------
 def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--model", required=True, help="reward model directory (RewardModel.save)")
+    p.add_argument("--model", required=True,
+                   help="reward model folder (latentrm run: OUT/heads/<method>-r<ratio>) or Hub "
+                        "repo id (RewardModel.from_pretrained)")
     p.add_argument(
         "--data", "--input", dest="input", required=True,
         help=f"{what}; .jsonl/.json/.csv/.tsv/.parquet or a saved datasets folder",
@@ -339,6 +341,10 @@ def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--batch-size", type=positive_int, default=1024, help="rows per scoring call")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: torch's)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="let the embedder run Python code from its repository (a model folder never can)",
+    )
 
 
 def _add_score(p: argparse.ArgumentParser) -> None:
@@ -354,7 +360,7 @@ def _load_for_serving(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    return as_scorer(args.model)
+    return as_scorer(args.model, trust_remote_code=args.trust_remote_code)
 
 
 @command("score", "Score responses or chosen/rejected pairs in a file with a reward model.",
@@ -377,8 +383,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _add_bon(p: argparse.ArgumentParser) -> None:
     _add_model_io(p, "rows with prompt/instruction + a list of candidates")
     p.add_argument(
-        "--candidates-field", default="candidates",
-        help="column of candidates: strings, messages, or dicts with output/text (+ gold)",
+        "--candidates-field", default=None,
+        help="column of candidates: strings, messages, or dicts with output/text (+ gold); "
+             "default: the first of candidates, completions, responses",
     )
 
 

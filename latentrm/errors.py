@@ -31,3 +31,8 @@ class CacheError(LatentrmError):
 
 class TrainingError(LatentrmError):
     """Training diverged (NaN/Inf loss) or cannot proceed."""
+
+
+class ModelError(ConfigError):
+    """A reward model that cannot be used: corrupt or inconsistent files, the wrong embedder,
+    non-finite weights or scores. The message names the file (and tensor or field)."""

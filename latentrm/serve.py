@@ -1,9 +1,11 @@
 """Put a trained reward model to work: score files, pick Best-of-N, reward online RL (TRL).
 
 Everything here sits on one contract, `Scorer.score(prompts, responses) -> (N,) float32`, prompts
-as tuples of ``{"role", "content"}`` messages; `latentrm.reward.RewardModel` is the real one. Inputs
+as tuples of ``{"role", "content"}`` messages; `latentrm.model.RewardModel` is the real one. Inputs
 arrive in the shapes people already have: plain strings or chat messages (TRL's "standard" and
-"conversational" formats), as JSONL, JSON, CSV or Parquet rows.
+"conversational" formats), as JSONL, JSON, CSV or Parquet rows. A score that is NaN or Inf is
+never served: `score_in_batches` (which every path here uses) raises instead, so nothing writes
+NaN and Best-of-N never picks from broken scores.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from latentrm.data.messages import (
     is_messages,
     maybe_json_list,
     maybe_json_messages,
+    short,
 )
 from latentrm.data.types import Prompt
 from latentrm.errors import DataError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.model import RewardModel
+from latentrm.model import RewardModel, check_scores
 
 log = logging.getLogger(__name__)
 
 _RESPONSE_KEYS = ("response", "completion")
 _PROMPT_KEYS = ("prompt", "instruction")
 _CANDIDATE_TEXT_KEYS = ("output", "response", "completion", "text", "content")
+# Columns `bon` takes candidates from when not told (alpaca-eval, TRL completions, plain lists).
+CANDIDATE_COLUMNS = ("candidates", "completions", "responses")
 
 
 class Scorer(Protocol):
@@ -42,14 +47,22 @@ class Scorer(Protocol):
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray: ...
 
 
-def as_scorer(model_or_dir: Scorer | str | Path, embedder: Any | None = None) -> Scorer:
-    """A ready scorer: returned as is when it has `.score`, else `RewardModel.load(dir, embedder)`.
+def as_scorer(
+    model_or_dir: Scorer | str | Path, embedder: Any | None = None, *,
+    trust_remote_code: bool = False,
+) -> Scorer:
+    """A ready scorer: returned as is when it has `.score`, else the RewardModel of a model
+    folder or Hub repo id (`RewardModel.from_pretrained`).
 
     `embedder` (an already loaded `latentrm.embed.Embedder`) saves loading the LLM again.
+    `trust_remote_code` (the caller's decision, never the folder's) lets the embedder run its
+    repository's code.
     """
     if hasattr(model_or_dir, "score"):
         return model_or_dir  # type: ignore[return-value]
-    return RewardModel.load(Path(model_or_dir), embedder=embedder)  # type: ignore[arg-type]
+    return RewardModel.from_pretrained(
+        str(model_or_dir), embedder=embedder, trust_remote_code=trust_remote_code
+    )
 
 
 # --- scoring --------------------------------------------------------------------------------------
@@ -58,8 +71,13 @@ def score_in_batches(
     prompts: Sequence[Prompt],
     responses: Sequence[str],
     batch_size: int | None = None,
+    log_progress: bool = True,
 ) -> np.ndarray:
-    """`model.score` over slices of `batch_size` rows (bounds memory, logs progress) -> (N,) f32."""
+    """`model.score` over slices of `batch_size` rows (bounds memory) -> (N,) float32.
+
+    ModelError if any score is NaN/Inf, whatever the scorer. `log_progress`: an INFO line per
+    slice (the CLI's progress; the TRL reward function stays quiet).
+    """
     n = len(prompts)
     if n != len(responses):
         raise ValueError(f"{n} prompts but {len(responses)} responses")
@@ -74,9 +92,9 @@ def score_in_batches(
                 f"model.score returned shape {s.shape} for {min(step, n - start)} rows"
             )
         out.append(s.astype(np.float32, copy=False))
-        if step < n:
+        if step < n and log_progress:
             log.info("scored %d/%d", min(start + step, n), n)
-    return np.concatenate(out)
+    return check_scores(np.concatenate(out), "model.score")
 
 
 class TRLRewardFunc:
@@ -108,11 +126,11 @@ class TRLRewardFunc:
         ctx, resp = [], []
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
             c_prompt, c_text = as_response(
-                c, as_prompt(p, line=i + 1, field="prompts"), line=i + 1, field="completions"
+                c, as_prompt(p, field=f"prompts[{i}]"), field=f"completions[{i}]"
             )
             ctx.append(c_prompt)
             resp.append(c_text)
-        scores = score_in_batches(self.model, ctx, resp, self.batch_size)
+        scores = score_in_batches(self.model, ctx, resp, self.batch_size, log_progress=False)
         return [float(s) for s in scores]
 
     def __repr__(self) -> str:
@@ -124,46 +142,53 @@ def make_trl_reward_func(
     name: str = "latentrm",
     batch_size: int | None = None,
     embedder: Any | None = None,
+    *,
+    trust_remote_code: bool = False,
 ) -> TRLRewardFunc:
     """Reward function for ``GRPOTrainer(reward_funcs=...)`` from a RewardModel or its saved dir.
 
     ``f(prompts=, completions=, **kw) -> list[float]``; `name` is its ``__name__`` (TRL's log key).
+    Quiet (no progress bars, no INFO lines per call); raises ModelError rather than return a
+    NaN reward. `trust_remote_code` as in :func:`as_scorer`.
     """
-    return TRLRewardFunc(as_scorer(model_or_dir, embedder), name=name, batch_size=batch_size)
+    scorer = as_scorer(model_or_dir, embedder, trust_remote_code=trust_remote_code)
+    return TRLRewardFunc(scorer, name=name, batch_size=batch_size)
 
 
 def best_of_n(
     model: Scorer,
     prompts: Sequence[Any],
-    candidates: Sequence[Sequence[str]],
+    candidates: Sequence[Sequence[Any]],
     batch_size: int | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Pick the highest-scoring candidate per prompt.
 
-    Returns ``(indices, scores)``: indices (n,) int64, the argmax per prompt (first on ties, NaN
-    counts as lowest); scores[i] (len(candidates[i]),) float32. All candidates go through one
-    batched scoring pass.
+    Returns ``(indices, scores)``: indices (n,) int64, the argmax per prompt (the first on ties);
+    scores[i] (len(candidates[i]),) float32. All candidates go through one batched scoring pass.
+    Errors name the prompt and candidate (``candidates[i][j]``); a NaN/Inf score is a ModelError,
+    never a silent pick.
     """
     if len(prompts) != len(candidates):
         raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
-    flat_p: list[Prompt] = []
-    flat_r: list[str] = []
-    sizes = []
+    parsed: list[list[tuple[Prompt, str]]] = []
     for i, (p, cands) in enumerate(zip(prompts, candidates, strict=True)):
         if len(cands) == 0:
             raise DataError(f"prompt {i} has no candidates", field="candidates")
-        prompt = as_prompt(p, line=i + 1, field="prompts")
-        for c in cands:
-            ctx, text = as_response(c, prompt, line=i + 1, field="candidates")
-            flat_p.append(ctx)
-            flat_r.append(text)
-        sizes.append(len(cands))
-    flat = score_in_batches(model, flat_p, flat_r, batch_size)
-    scores = np.split(flat, np.cumsum(sizes)[:-1])
-    indices = np.array(
-        [int(np.argmax(np.where(np.isnan(s), -np.inf, s))) for s in scores], dtype=np.int64
-    )
-    return indices, scores
+        prompt = as_prompt(p, field=f"prompts[{i}]")
+        parsed.append(
+            [as_response(c, prompt, field=f"candidates[{i}][{j}]") for j, c in enumerate(cands)]
+        )
+    return _pick_best(model, parsed, batch_size)
+
+
+def _pick_best(
+    model: Scorer, parsed: Sequence[Sequence[tuple[Prompt, str]]], batch_size: int | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Best-of-N over parsed (context, response) candidates: (indices, per-prompt scores)."""
+    flat = [item for group in parsed for item in group]
+    scores = score_in_batches(model, [c for c, _ in flat], [t for _, t in flat], batch_size)
+    split = np.split(scores, np.cumsum([len(g) for g in parsed])[:-1])
+    return np.array([int(np.argmax(s)) for s in split], dtype=np.int64), split
 
 
 # --- score / bon over rows ------------------------------------------------------------------------
@@ -173,7 +198,7 @@ def _field(row: Mapping[str, Any], keys: Sequence[str]) -> str | None:
 
 def _pair_split(value: Any, **where: Any) -> tuple[Prompt, str]:
     """A prompt-less pair's side (conversation or HH dialogue): its last reply is the response."""
-    value = maybe_json_messages(value)
+    value = maybe_json_messages(value, **where)
     if is_messages(value):
         return as_response(value, (), **where)
     if isinstance(value, str) and "\n\nAssistant:" in value:
@@ -274,68 +299,93 @@ def _stats(scores: np.ndarray) -> dict[str, float]:
     }
 
 
+def _gold(value: Any, **where: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"gold must be a finite number, got {short(value)}", **where)
+    return float(value)
+
+
 def _candidate(c: Any, **where: Any) -> tuple[Any, float | None]:
     """(text or messages, gold) of a candidate: a string, messages, or a dict with a text field."""
     if isinstance(c, Mapping) and "role" not in c:
         key = _field(c, _CANDIDATE_TEXT_KEYS)
         if key is None:
             raise DataError(f"candidate dict needs one of {_CANDIDATE_TEXT_KEYS}", **where)
-        gold = c.get("gold")
-        return c[key], (float(gold) if gold is not None else None)
+        field = where.pop("field", "candidates")
+        return c[key], _gold(c.get("gold"), field=f"{field}.gold", **where)
     return c, None
+
+
+def candidates_column(row: Mapping[str, Any], **where: Any) -> str:
+    """The column of candidates: the first of CANDIDATE_COLUMNS the row has."""
+    key = next((k for k in CANDIDATE_COLUMNS if row.get(k) is not None), None)
+    if key is None:
+        raise DataError(
+            f"no candidates column: expected one of {', '.join(CANDIDATE_COLUMNS)} (or name it "
+            f"with --candidates-field); keys: {', '.join(map(str, row))}",
+            **where,
+        )
+    return key
 
 
 def bon_rows(
     model: Scorer,
     rows: Sequence[tuple[int, dict[str, Any]]],
     path: str = "<rows>",
-    candidates_field: str = "candidates",
+    candidates_field: str | None = None,
     batch_size: int | None = 1024,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Best-of-N per row (`prompt`/`instruction` + a list of candidates); returns (rows, summary).
 
-    Candidates are strings, message lists, or dicts with an `output`/`response`/`text` field (the
-    alpaca-eval layout); dicts may carry `gold`. Rows gain `best_index`, `best_response`,
-    `best_score` and `scores` (one per candidate), and `best_gold` when every candidate has gold;
-    the summary then compares the mean gold of the picks with random (mean) and oracle (max) picks.
+    The candidates are in `candidates_field`, or (None) the first of `candidates`, `completions`,
+    `responses` the first row has. They are strings, message lists, or dicts with an
+    `output`/`response`/`text` field (the alpaca-eval layout); dicts may carry `gold` (a finite
+    number). Rows gain `best_index`, `best_response`, `best_score` and `scores` (one per
+    candidate), and `best_gold` when every candidate has gold; the summary then compares the mean
+    gold of the picks with random (mean) and oracle (max) picks. Errors name `path`, the row's
+    line and the field (``candidates[j]``).
     """
     if not rows:
         raise DataError("no rows to rank", path=path)
-    prompts: list[Any] = []
-    cands: list[list[Any]] = []
+    key = candidates_field or candidates_column(rows[0][1], path=path, line=rows[0][0])
+    parsed: list[list[tuple[Prompt, str]]] = []
+    raws: list[list[Any]] = []
     golds: list[list[float] | None] = []
     for line, row in rows:
         where = {"path": path, "line": line}
         pkey = _field(row, _PROMPT_KEYS)
         if pkey is None:
             raise DataError("missing prompt", field="prompt", **where)
-        raw = maybe_json_list(row.get(candidates_field))
+        raw = maybe_json_list(row.get(key), field=key, **where)
         if not isinstance(raw, (list, tuple)) or len(raw) == 0:
-            raise DataError(
-                "expected a non-empty list of candidates", field=candidates_field, **where
-            )
-        parsed = [_candidate(c, field=candidates_field, **where) for c in raw]
-        prompts.append(as_prompt(row[pkey], field=pkey, **where))
-        cands.append([c for c, _ in parsed])
-        g = [g for _, g in parsed]
-        golds.append(None if any(x is None for x in g) else g)  # type: ignore[misc]
-    indices, scores = best_of_n(model, prompts, cands, batch_size=batch_size)
+            raise DataError("expected a non-empty list of candidates", field=key, **where)
+        prompt = as_prompt(row[pkey], field=pkey, **where)
+        cands, gold = [], []
+        for j, c in enumerate(raw):
+            value, g = _candidate(c, field=f"{key}[{j}]", **where)
+            cands.append(as_response(value, prompt, field=f"{key}[{j}]", **where))
+            gold.append(g)
+        parsed.append(cands)
+        raws.append(list(raw))
+        golds.append(None if any(x is None for x in gold) else gold)  # type: ignore[arg-type]
+    indices, scores = _pick_best(model, parsed, batch_size)
     out = []
-    for (_, row), i, s, c in zip(rows, indices, scores, cands, strict=True):
-        best = c[int(i)]
-        text = best if isinstance(best, str) else as_response(best)[1]
+    for (_, row), i, s, raw, cands in zip(rows, indices, scores, raws, parsed, strict=True):
+        best = raw[int(i)]
         out.append(
             {
                 **row,
                 "best_index": int(i),
-                "best_response": text,
+                "best_response": best if isinstance(best, str) else cands[int(i)][1],
                 "best_score": float(s[i]),
                 "scores": [float(x) for x in s],
             }
         )
     summary: dict[str, Any] = {
         "rows": len(rows),
-        "candidates": int(sum(len(c) for c in cands)),
+        "candidates": int(sum(len(c) for c in parsed)),
         "best_score_mean": float(np.mean([s[i] for i, s in zip(indices, scores, strict=True)])),
     }
     if all(g is not None for g in golds):
@@ -360,6 +410,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "Scorer", "TRLRewardFunc", "as_scorer", "best_of_n", "bon_rows", "format_summary",
-    "make_trl_reward_func", "score_in_batches", "score_rows",
+    "CANDIDATE_COLUMNS", "Scorer", "TRLRewardFunc", "as_scorer", "best_of_n", "bon_rows",
+    "candidates_column", "format_summary", "make_trl_reward_func", "score_in_batches",
+    "score_rows",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,7 +23,7 @@ from latentrm.config import EmbedConfig
 from latentrm.data.messages import as_prompt
 from latentrm.data.readers import read_rows
 from latentrm.data.writers import write_rows
-from latentrm.errors import DataError
+from latentrm.errors import DataError, ModelError
 from latentrm.model import RewardModel
 from latentrm.reward import RewardHead
 from latentrm.serve import best_of_n, make_trl_reward_func, score_rows
@@ -61,7 +62,8 @@ def length_dir(tmp_path, monkeypatch):
     path = tmp_path / "rm"
     _length_model().save(path)
     real = serve.as_scorer
-    monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None: real(m, LengthEmbedder()))
+    monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None, **kw: real(
+        m, LengthEmbedder(), **kw))
     return path
 
 
@@ -126,19 +128,6 @@ def test_trl_reward_func_from_dir(length_dir):
     assert f(prompts=["a", "b"], completions=["xy", "xyz"]) == [2.0, 3.0]
 
 
-def test_load_head_from_a_run_dir(tmp_path):
-    # `latentrm run` layout: out_dir/config.yaml + out_dir/heads/<method>-r<ratio>/ (bare head).
-    from latentrm.config import RunConfig, save_config
-    from latentrm.reward import save_head
-
-    model = _length_model()
-    save_config(RunConfig(embed=EmbedConfig(model="fake", max_length=77)), tmp_path / "config.yaml")
-    save_head(model.head, tmp_path / "heads" / "lens-r4")
-    loaded = serve.as_scorer(tmp_path / "heads" / "lens-r4", embedder=LengthEmbedder())
-    assert loaded.embed_cfg == EmbedConfig(model="fake", max_length=77)
-    assert loaded.score([as_prompt("q")], ["abcde"]).tolist() == [5.0]
-
-
 def test_best_of_n_picks_argmax():
     model = _length_model()
     cands = [
@@ -157,13 +146,20 @@ def test_best_of_n_picks_argmax():
         best_of_n(model, ["p", "q"], [["x"], []])
 
 
-def test_nan_scores_lose():
+def test_nan_scores_are_refused_never_ranked():
+    """A scorer returning NaN for some candidates: Best-of-N must not pick around them (nor pick
+    candidate 0 from all-NaN scores); scoring rows never writes NaN."""
+
     class NanFirst:
         def score(self, prompts, responses):
-            return np.array([np.nan, -5.0, 1.0, np.nan], np.float32)[: len(responses)]
+            return np.array([np.nan, -5.0, 1.0, np.inf], np.float32)[: len(responses)]
 
-    idx, _ = best_of_n(NanFirst(), ["p"], [["a", "b", "c", "d"]])
-    assert idx.tolist() == [2]
+    with pytest.raises(ModelError, match=r"model\.score: 2 of 4 scores are NaN/Inf \(rows 0, 3\)"):
+        best_of_n(NanFirst(), ["p"], [["a", "b", "c", "d"]])
+    with pytest.raises(ModelError, match="1 of 1 scores are NaN/Inf"):
+        score_rows(NanFirst(), [(1, {"prompt": "p", "response": "r"})])
+    with pytest.raises(ModelError):
+        make_trl_reward_func(NanFirst())(prompts=["p", "q"], completions=["a", "b"])
 
 
 def test_score_rows_pairs_formats():
@@ -367,3 +363,141 @@ def test_cli_score_real_minilm_matches_model(tmp_path):
     )
     np.testing.assert_array_equal(got, direct)
     assert len(np.unique(got)) == 3
+
+
+# --- bon: columns, gold, the real line (issue 15 item 6, issue 16 item 4) ------------------------
+@pytest.mark.parametrize("column", ["completions", "responses"])
+def test_bon_finds_completions_or_responses_columns(column):
+    rows = [(1, {"prompt": "p", column: ["x", "xyz", "xy"]}),
+            (2, {"prompt": "q", column: [[{"role": "assistant", "content": "ab"}], "a"]})]
+    out, summary = serve.bon_rows(_length_model(), rows, path="c.jsonl")
+    assert [r["best_index"] for r in out] == [1, 0]
+    assert [r["best_response"] for r in out] == ["xyz", "ab"]  # messages: the reply's text
+    assert summary["candidates"] == 5
+
+
+def test_bon_without_a_candidates_column_names_the_file_and_line():
+    with pytest.raises(DataError, match=r"^c\.jsonl:3: no candidates column: expected one of "
+                                        r"candidates, completions, responses .*keys: prompt, outs"):
+        serve.bon_rows(_length_model(), [(3, {"prompt": "p", "outs": ["a"]})], path="c.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("gold", "shown"), [("high", "str 'high'"), ([0.5], "list [0.5]"), (True, "bool True"),
+                        (float("nan"), "float nan")],
+)
+def test_bon_gold_of_the_wrong_type_is_one_line(gold, shown):
+    rows = [(1, {"prompt": "p", "candidates": [{"output": "a", "gold": 0.1}]}),
+            (4, {"prompt": "q", "candidates": [{"output": "a", "gold": 0},
+                                               {"output": "b", "gold": gold}]})]
+    with pytest.raises(DataError, match=rf"^c\.jsonl:4: gold must be a finite number, got "
+                                        rf"{re.escape(shown)} \(field 'candidates\[1\]\.gold'\)$"):
+        serve.bon_rows(_length_model(), rows, path="c.jsonl")
+
+
+def test_cli_bon_error_names_the_input_file_and_the_real_line(tmp_path, length_dir, capsys):
+    inp = tmp_path / "c.jsonl"
+    inp.write_text(json.dumps({"prompt": "p", "candidates": ["a", "b"]}) + "\n\n\n\n\n"
+                   + json.dumps({"prompt": "q", "candidates": ["a", 123]}) + "\n")
+    out = tmp_path / "o.jsonl"
+    assert main(["bon", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"latentrm: error: {inp}:6: response must be a string or a list of messages, got int "
+        "123 (field 'candidates[1]')")
+    assert not out.exists()
+
+
+def test_best_of_n_errors_name_the_prompt_and_candidate():
+    with pytest.raises(DataError, match=r"^response must be .* \(field 'candidates\[1\]\[0\]'\)$"):
+        best_of_n(_length_model(), ["p", "q"], [["a"], [None]])
+
+
+def test_deeply_nested_json_in_a_cell_is_one_line():
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(DataError, match=r"^in\.csv:2: JSON nested too deeply \(field 'prompt'\)$"):
+        score_rows(_length_model(), [(2, {"prompt": deep, "response": "r"})], path="in.csv")
+    with pytest.raises(DataError, match=r"^in\.csv:3: JSON nested too deeply \(field 'c'\)$"):
+        serve.bon_rows(_length_model(), [(3, {"prompt": "p", "c": deep})], "in.csv", "c")
+
+
+# --- a model that scores NaN, through the CLI (issue 16 item 5) ----------------------------------
+def _overflowing(path):
+    """A saved length model whose every number is finite but whose forward pass overflows."""
+    model = _length_model()
+    model.head.set_standardization(np.zeros(3), np.full(3, 1e-30))
+    with torch.no_grad():
+        model.head.mlp[0].weight.copy_(torch.tensor([[1e10, -1e10, 1e10]]))
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["score", "bon"])
+def test_cli_refuses_a_model_that_scores_nan_and_writes_nothing(
+    tmp_path, monkeypatch, capsys, command
+):
+    real = serve.as_scorer
+    monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None, **kw: real(
+        m, LengthEmbedder(), **kw))
+    rm = _overflowing(tmp_path / "rm")
+    inp = tmp_path / "in.jsonl"
+    row = {"prompt": "p", "response": "abc"} if command == "score" else {
+        "prompt": "p", "candidates": ["a", "bb"]}
+    inp.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "o.jsonl"
+    assert main([command, "--model", str(rm), "--input", str(inp), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    n = 1 if command == "score" else 2
+    assert err.startswith(f"latentrm: error: {rm}: {n} of {n} scores are NaN/Inf")
+    assert "\n" not in err and not out.exists()
+
+
+def test_cli_refuses_nan_weights_at_load(tmp_path, length_dir, capsys):
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(length_dir / "head.safetensors")
+    t["mlp.0.weight"][0, 1] = float("nan")
+    save_file(t, str(length_dir / "head.safetensors"))
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"prompt": "p", "response": "abc"}\n')
+    out = tmp_path / "o.jsonl"
+    assert main(["score", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"latentrm: error: {length_dir}/head.safetensors: tensor 'mlp.0.weight' holds 1 NaN/Inf "
+        "values")
+
+
+def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
+    hh_file, tmp_path, fake_embed
+):
+    """`latentrm run data.max_response_chars=8` trained on responses cut to 8 characters; the
+    saved model records the rule and serving applies it (score, bon, TRL: one path)."""
+    from latentrm.config import load_config
+    from latentrm.recipes.run import run_pipeline
+    from latentrm.testing import small_overrides
+
+    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none]",
+                                            "data.max_response_chars=8"))
+    head_dir = run_pipeline(cfg)["results"][0]["head_dir"]
+
+    class Recorder:
+        dim = 12  # the planted embeddings' width
+
+        def __init__(self):
+            self.responses: list[str] = []
+
+        def embed(self, prompts, responses):
+            self.responses += list(responses)
+            return np.zeros((len(responses), self.dim), np.float32)
+
+    rec = Recorder()
+    f = make_trl_reward_func(head_dir, embedder=rec)
+    a, b = f(prompts=["Where is the Louvre?"] * 2,
+             completions=["Paris is where it is.", "Paris is not where it is, try Lyon."])
+    assert rec.responses == ["Paris is", "Paris is"] and a == b
+
+
+def test_trl_reward_func_errors_name_the_item():
+    f = make_trl_reward_func(_length_model())
+    with pytest.raises(DataError, match=r"^response must be a string or a list of messages, got "
+                                        r"NoneType None \(field 'completions\[1\]'\)$"):
+        f(prompts=["a", "b"], completions=["x", None])

@@ -154,17 +154,36 @@ def load_pairs(path: str | Path | None, cfg: DataConfig | None = None) -> Prefer
     _check_limit(cfg)
     t0 = time.perf_counter()
     sources = read_sources(path, cfg)
-    label = _label(sources, path)
+    ds = pairs_from_sources(sources, cfg, _label(sources, path))
+    log.info("%s: %d pairs (%s) in %.2fs", ds.source, len(ds), ds.stats.get("format"),
+             time.perf_counter() - t0)
+    return ds
+
+
+def pairs_from_source(src: Source, cfg: DataConfig | None = None) -> PreferenceDataset:
+    """:func:`load_pairs` on records already read: a `Source` of (line, record) pairs.
+
+    For records that do not come from a file (a `datasets.Dataset`, a list of dicts:
+    ``Source(label, stem, list(enumerate(records, 1)))``); pair ids are
+    ``record_id(rec, src.stem, line)``.
+    """
+    return pairs_from_sources([src], cfg or DataConfig())
+
+
+def pairs_from_sources(
+    sources: list[Source], cfg: DataConfig, label: str | None = None
+) -> PreferenceDataset:
+    """The pairs of one or more sources that hold one format (a folder's files)."""
+    _check_limit(cfg)
+    label = label or _label(sources)
     shape, fmt = _detect(sources, cfg)
     if shape == "candidates":
         ds = binarize_candidates(
             _candidate_sets(sources, cfg), cfg.min_gold_gap, cfg.pairs_per_prompt, cfg.split_seed
         )
         ds.source = label
-    else:
-        ds = _pairs_from_sources(sources, label, cfg, shape, fmt)
-    log.info("%s: %d pairs (%s) in %.2fs", label, len(ds), fmt, time.perf_counter() - t0)
-    return ds
+        return ds
+    return _pairs_from_sources(sources, label, cfg, shape, fmt)
 
 
 def load_candidates(

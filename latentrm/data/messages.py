@@ -11,6 +11,7 @@ turns (agentic rollouts), which training data never has.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,21 +42,27 @@ def is_messages(value: Any) -> bool:
     )
 
 
-def maybe_json_list(value: Any) -> Any:
-    """CSV cells hold lists as JSON text: decode text that parses as a JSON list, else keep it."""
+def maybe_json_list(value: Any, **where: Any) -> Any:
+    """CSV cells hold lists as JSON text: decode text that parses as a JSON list, else keep it.
+
+    JSON nested deeper than Python's recursion limit is a DataError (`where`: path=, line=,
+    field=), not a RecursionError.
+    """
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
             decoded = json.loads(value)
         except json.JSONDecodeError:
             return value
+        except RecursionError:
+            raise DataError("JSON nested too deeply", **where) from None
         if isinstance(decoded, list):
             return decoded
     return value
 
 
-def maybe_json_messages(value: Any) -> Any:
+def maybe_json_messages(value: Any, **where: Any) -> Any:
     """Like maybe_json_list, but only for message lists: a text prompt may well start with '['."""
-    decoded = maybe_json_list(value)
+    decoded = maybe_json_list(value, **where)
     return decoded if is_messages(decoded) else value
 
 
@@ -92,7 +99,7 @@ def as_prompt(value: Any, **where: Any) -> Prompt:
     training prompts, so served inputs render like the training data. Contents are stripped (so are
     the training pairs'). `where` (path=, line=, field=) goes into any DataError.
     """
-    value = maybe_json_messages(value)
+    value = maybe_json_messages(value, **where)
     if isinstance(value, str):
         if _looks_hh(value):
             return _hh_prompt(value, where)
@@ -109,7 +116,7 @@ def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, 
     calls and tool results in agentic rollouts) belong to the context the response answers, so they
     are appended to `prompt`.
     """
-    value = maybe_json_messages(value)
+    value = maybe_json_messages(value, **where)
     if isinstance(value, str):
         return prompt, value.strip()
     if isinstance(value, Mapping) and "role" in value:
@@ -125,6 +132,11 @@ def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, 
     )
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+
+
 def short(value: Any) -> str:
-    text = repr(value)
+    """Type and a bounded repr of `value` for error messages (deeply nested values are safe)."""
+    text = _SHORT.repr(value)
     return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

@@ -82,7 +82,8 @@ def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str,
     fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
     head, history = fitter.head_, fitter.history_
     warn_head_history(history, f"{aug.method} ratio {aug.ratio} head", cfg.reward)
-    RewardModel(embed_cfg, head, history=history).save(out)
+    RewardModel(embed_cfg, head, history=history,
+                max_response_chars=cfg.data.max_response_chars).save(out)
     return {"pairs": len(aug), "method": aug.method, "ratio": aug.ratio, "d": aug.pool.shape[1],
             "history": history, "n_val": len(val[0]),
             "val_accuracy": pairwise_accuracy(head.score(val[0]), head.score(val[1]))}

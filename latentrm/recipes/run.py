@@ -205,7 +205,8 @@ def evaluate_split(
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = heads_dir / f"{name}-r{ratio}"
-                RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_).save(d)
+                RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_,
+                            max_response_chars=cfg.data.max_response_chars).save(d)
                 row["head_dir"] = str(d)
             rows.append(row)
             log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", name, ratio,

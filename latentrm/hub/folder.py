@@ -1,0 +1,172 @@
+"""The latentrm files of a reward model folder: what they hold, reading and writing them.
+
+    head.safetensors, head.json   the head (latentrm.reward.save_head / load_head)
+    embed_config.json             the EmbedConfig, never with `trust_remote_code`
+    latentrm.json                 FORMAT, version, the embedder's identity record, the serving
+                                  data rule (max_response_chars), the head config, training info
+
+Reading checks every file and raises one ModelError naming it; the embed config can never turn
+on remote code (a file asking for it is ignored with a warning: only the caller decides).
+The identity checks compare a recorded embedder with the one that gets loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from latentrm import __version__
+from latentrm.config import EmbedConfig, from_dict, to_dict
+from latentrm.embed.embedder import check_embed_config
+from latentrm.embed.models import models_home
+from latentrm.errors import ConfigError, ModelError
+from latentrm.io import atomic_write_json
+from latentrm.reward import EnsembleHead, RewardHead, save_head
+
+log = logging.getLogger(__name__)
+
+FORMAT = "latentrm.reward_model/2"
+INFO_FILE = "latentrm.json"
+# What from_pretrained downloads from the Hub: never the transformers copy of the base weights.
+LATENTRM_FILES = ("latentrm.json", "head.safetensors", "head.json", "embed_config.json",
+                  "README.md")
+
+
+def hash_memo() -> Path | None:
+    """Where file hashes of embedders are memoised across runs (by path, size, mtime, inode);
+    None (hash in memory only) where that folder cannot be written."""
+    path = models_home().parent / "file-hashes.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path.parent, os.W_OK) else None
+
+
+def write_files(
+    out: Path, embed_cfg: EmbedConfig, head: RewardHead | EnsembleHead, history: dict | None,
+    record: dict[str, Any], max_response_chars: int | None, training: dict[str, Any],
+) -> None:
+    """Write the head, embed_config.json and latentrm.json of a model into `out`."""
+    cfg = to_dict(embed_cfg)
+    cfg.pop("trust_remote_code", None)  # a saved folder can never turn remote code on
+    ident = record.get("model_identity") or {}
+    if ident.get("commit"):
+        cfg["revision"] = ident["commit"]  # the exact Hub weights the head was trained on
+    save_head(head, out, history)
+    atomic_write_json(out / "embed_config.json", cfg)
+    atomic_write_json(out / INFO_FILE, {
+        "format": FORMAT,
+        "latentrm_version": __version__,
+        "embedder": record,
+        "data": {"max_response_chars": max_response_chars},
+        "head": head.config(),
+        "training": training,
+    })
+
+
+def check_identity(
+    recorded: dict[str, Any] | None, have: dict[str, Any] | None, model: str, where: str
+) -> None:
+    """ModelError unless the weights `have` (model_identity) are the `recorded` record's."""
+    want = (recorded or {}).get("model_identity")
+    if not want or not have:
+        return
+    if "files" in want:
+        theirs = have.get("files") or {}
+        diff = sorted(k for k in set(want["files"]) | set(theirs)
+                      if want["files"].get(k) != theirs.get(k))
+        if diff:
+            raise ModelError(
+                f"{where}: embedder {model!r} resolves to files that differ from the ones the "
+                f"head was trained on ({', '.join(diff[:4])}); point embed_overrides="
+                "{'model': ...} at the recorded weights, or pass check_identity=False to score "
+                "anyway"
+            )
+    elif want.get("commit") and have.get("commit") and want["commit"] != have["commit"]:
+        raise ModelError(f"{where}: embedder {model!r} is at commit {have['commit']} but the "
+                         f"head was trained on commit {want['commit']}")
+
+
+def check_resolved(recorded: dict[str, Any] | None, emb: Any, where: str) -> None:
+    """The loaded embedder computes what the recorded one did: same pooling, text format,
+    normalisation, layers and length (else ModelError); another dtype only warns (e.g. a head
+    trained on bf16 embeddings served where bf16 is not native)."""
+    rec = recorded or {}
+    if not rec.get("resolved"):
+        return
+    for key in ("pooling", "text_format", "normalize", "max_length", "layers"):
+        want, have = rec.get(key), getattr(emb, key, None)
+        if want is not None and have is not None and want != have:
+            raise ModelError(f"{where}: the head was trained on embeddings with {key}={want!r} "
+                             f"but the embedder now gives {key}={have!r}")
+    if rec.get("dtype") and rec["dtype"] != emb.dtype:
+        log.warning("%s: the head was trained on %s embeddings, served with %s ones: scores "
+                    "differ slightly (embed_overrides={'dtype': %r} matches training)",
+                    where, rec["dtype"], emb.dtype, rec["dtype"])
+
+
+# --- reading ---------------------------------------------------------------------------
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+
+
+def read_embed_config(
+    d: Path, trust_remote_code: bool, overrides: dict[str, Any] | None
+) -> EmbedConfig:
+    """The folder's EmbedConfig; remote code only as the caller says, never as the file says."""
+    p = d / "embed_config.json"
+    if not p.exists():
+        hint = ""
+        if (d / "head.json").exists() and (d.parent.parent / "config.yaml").exists():
+            hint = ("; a bare head of an older `latentrm run`: rerun it, or save "
+                    "RewardModel(load_config('<run>/config.yaml').embed, load_head(dir)) here "
+                    "(a model folder never reads files outside itself)")
+        raise ModelError(f"{d}: not a reward model (embed_config.json missing){hint}")
+    raw = read_json(p)
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
+        raise ModelError(f"{p}: expected a JSON object naming the embedder's 'model'")
+    if raw.pop("trust_remote_code", False):
+        log.warning(
+            "%s asks for trust_remote_code: ignored; a model folder never enables remote code "
+            "(pass trust_remote_code=True / --trust-remote-code if you trust %s's code)",
+            p, raw["model"],
+        )
+    extra = dict(overrides or {})
+    if "trust_remote_code" in extra:
+        raise ConfigError("embed_overrides: pass trust_remote_code as its own argument")
+    try:
+        cfg = from_dict(EmbedConfig, {**raw, **extra}, prefix="embed.")
+        check_embed_config(cfg)
+    except ConfigError as e:
+        raise ModelError(f"{p}: {e}") from None
+    if trust_remote_code:
+        log.warning("trust_remote_code=True: the embedder %s may run Python code from its "
+                    "repository", cfg.model)
+    return dataclasses.replace(cfg, trust_remote_code=bool(trust_remote_code))
+
+
+def read_info(d: Path) -> dict[str, Any]:
+    """latentrm.json, checked ({} for folders written before it existed)."""
+    p = d / INFO_FILE
+    if not p.exists():
+        return {}
+    info = read_json(p)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        fmt = info.get("format") if isinstance(info, dict) else None
+        raise ModelError(f"{p}: not a latentrm model record (format {fmt!r}, expected {FORMAT!r})")
+    for key in ("embedder", "data", "training"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise ModelError(f"{p}: {key!r} must be an object")
+    info["data"] = info.get("data") or {}
+    n = info["data"].get("max_response_chars")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ModelError(f"{p}: 'max_response_chars' must be an integer >= 1, got {n!r}")
+    return info

@@ -1,0 +1,183 @@
+"""`latentrm.fit`: preference data in, a RewardModel out, in one call (the Python-first API).
+
+    rm = latentrm.fit(dataset, embedder="minilm")        # a datasets.Dataset in TRL's formats
+    rm.score(["How do I boil an egg?"], ["Simmer it for 8 minutes."])
+    rm.save_pretrained("my-rm")      # also loads as an AutoModelForSequenceClassification
+
+The data go through the same parsers as `latentrm run` (HH-RLHF, TRL standard / conversational /
+implicit prompt, TL;DR, candidate sets), are embedded through the on-disk cache, augmented by one
+method at one ratio and a Bradley-Terry head is trained on them, stopping early on
+`data.val_fraction` of the pairs. There is no held-out test split: evaluate the returned model on
+data of your own (or use `latentrm run` / `experiment`, which do).
+
+A ``margin`` column (TRL's RewardTrainer convention: chosen should win by that much) enters the
+loss as ``-log sigmoid(r+ - r- - margin)``; synthetic pairs inherit the margin of their seed pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentrm.config import (
+    RunConfig,
+    apply_changes,
+    deep_merge,
+    from_dict,
+    load_config,
+    method_config,
+    parse_overrides,
+    to_dict,
+)
+from latentrm.data.formats import record_id
+from latentrm.data.load import pairs_from_source
+from latentrm.data.readers import Source, read_source, records_from_datasets
+from latentrm.data.splits import carve_validation
+from latentrm.data.types import PreferenceDataset
+from latentrm.embed import cached as emb_mod
+from latentrm.embed.embedder import Embedder
+from latentrm.errors import ConfigError, DataError
+from latentrm.evaluate import pairwise_accuracy
+from latentrm.methods import make_augmenter
+from latentrm.model import RewardModel
+from latentrm.pairs import AugmentedPairs
+from latentrm.reward import RewardHeadFitter, bradley_terry_loss
+
+log = logging.getLogger(__name__)
+
+
+def _config(
+    config: RunConfig | str | Path | None, overrides: Sequence[str] | Mapping[str, Any] | None,
+    changes: dict[str, Any],
+) -> RunConfig:
+    """The run config: `config` (a RunConfig or a YAML path), `overrides`, then fit's keywords."""
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    if isinstance(overrides, Mapping):
+        cfg = apply_changes(cfg, dict(overrides))
+    elif overrides:
+        cfg = from_dict(RunConfig, deep_merge(to_dict(cfg), parse_overrides(list(overrides))))
+    return apply_changes(cfg, {k: v for k, v in changes.items() if v is not None})
+
+
+def _source(data: Any, cfg: RunConfig) -> Source | PreferenceDataset:
+    """Records of `data` with their numbers (or an already parsed PreferenceDataset)."""
+    if isinstance(data, PreferenceDataset):
+        return data
+    if isinstance(data, (str, Path)):
+        return read_source(str(data), cfg.data)
+    if hasattr(data, "column_names"):  # datasets.Dataset (a DatasetDict is refused there)
+        name = getattr(getattr(data, "info", None), "dataset_name", None) or "Dataset"
+        return Source(f"<{name}>", name, records_from_datasets(data))
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame
+        return Source("<DataFrame>", "row", list(enumerate(data.to_dict("records"), 1)))
+    if isinstance(data, Sequence) and all(isinstance(r, Mapping) for r in data):
+        return Source("<records>", "record", [(i, dict(r)) for i, r in enumerate(data, 1)])
+    raise DataError(
+        f"cannot read {type(data).__name__} as preference data: pass a datasets.Dataset, a list "
+        "of dicts, a pandas DataFrame, a file path or a Hub dataset id"
+    )
+
+
+def margins_of(src: Source, ds: PreferenceDataset) -> np.ndarray | None:
+    """(P,) float32 `margin` of each pair of `ds` (parsed from `src`), or None without the column.
+
+    The column is TRL's: present in the first record means required (a finite number) in every
+    record; DataError naming the line otherwise.
+    """
+    if not src.records or not isinstance(src.records[0][1], Mapping):
+        return None
+    if "margin" not in src.records[0][1]:
+        return None
+    by_id: dict[str, float] = {}
+    for line, rec in src.records:
+        m = rec.get("margin") if isinstance(rec, Mapping) else None
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
+            raise DataError(f"margin must be a finite number, got {m!r}", path=src.label,
+                            line=line, field="margin")
+        by_id[record_id(rec, src.stem, line)] = float(m)
+    try:
+        return np.array([by_id[p.id] for p in ds], np.float32)
+    except KeyError:  # candidate sets are binarised into new pairs: no per-record margin
+        raise DataError("a margin column needs pair records (chosen/rejected), not candidate "
+                        "sets", path=src.label, field="margin") from None
+
+
+def fit(
+    data: Any,
+    *,
+    embedder: str | Embedder | None = None,
+    method: str | None = None,
+    ratio: int | None = None,
+    config: RunConfig | str | Path | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> RewardModel:
+    """Train a reward model on preference `data` and return it, ready to score and save.
+
+    data: a `datasets.Dataset` in one of TRL's preference formats (standard or conversational,
+        explicit or implicit prompt), a list of dicts or a pandas DataFrame of such records (HH
+        dialogues, TL;DR, candidate sets work too), a file path or a Hub dataset id (read like
+        `data.path`), or a PreferenceDataset. An optional ``margin`` column enters the loss.
+    embedder: `embed.model` (alias, Hub id or path), or a loaded Embedder to reuse.
+    method: augmentation (none | direct | gaussian | lens | cross-prompt | a variant of the
+        config); default the config's `synth.method` (lens). ratio: new pairs per seed pair
+        (default: the first of `ratios`). method="none" trains the plain head.
+    config: a RunConfig or a YAML file; `overrides`: ["reward.epochs=50", ...] or
+        {"reward.epochs": 50}; `seed`, `cache_dir`: the config keys of the same names.
+    """
+    emb_obj = embedder if isinstance(embedder, Embedder) else None
+    cfg = _config(config, overrides, {
+        "embed.model": embedder if isinstance(embedder, str) else None,
+        "seed": seed, "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "ratios": [ratio] if ratio is not None else None,
+    })
+    if emb_obj is not None:
+        cfg = from_dict(RunConfig, {**to_dict(cfg), "embed": to_dict(emb_obj.cfg)})
+    name = method or cfg.synth.method
+    base, mcfg = method_config(cfg, name)
+    src = _source(data, cfg)
+    if isinstance(src, PreferenceDataset):
+        ds, margins, label = src, None, src.source or "<PreferenceDataset>"
+    else:
+        ds, label = pairs_from_source(src, cfg.data), src.label
+        margins = margins_of(src, ds)
+    train, val = carve_validation(np.arange(len(ds)), cfg.data.val_fraction, cfg.data.split_seed)
+    if len(val) == 0 or len(train) < 2:
+        raise ConfigError(f"{label}: {len(ds)} pairs are too few to train and validate on; "
+                          "raise data.val_fraction or give more pairs")
+    emb = emb_obj or Embedder(cfg.embed)
+    pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=emb)
+    chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)
+    tc, tr = chosen[train], rejected[train]
+    if base == "none":
+        aug = AugmentedPairs.originals(tc, tr)
+    else:
+        augmenter = make_augmenter(base, mcfg, cfg.seed).fit(tc, tr)
+        aug = augmenter.augment(tc, tr, mcfg.ratios[0], cfg.seed)
+    if margins is not None:
+        aug.margin = margins[train][aug.seed_idx]  # synthetic pairs inherit their seed's margin
+    vc, vr = chosen[val], rejected[val]
+    fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, (vc, vr))
+    head = fitter.head_
+    sc, sr = head.score(vc), head.score(vr)
+    metrics = {
+        "val_accuracy": round(pairwise_accuracy(sc, sr), 4),
+        "val_bt_loss": round(float(bradley_terry_loss(torch.from_numpy(sc),
+                                                      torch.from_numpy(sr))), 4),
+        "best_epoch": int(fitter.history_["best_epoch"]),
+    }
+    log.info("fit %s on %s: %d pairs (%d synthetic), validation accuracy %.4f on %d pairs",
+             name, label, len(aug), int(aug.synthetic.sum()), metrics["val_accuracy"], len(val))
+    training = {"data": label, "n_pairs": len(ds), "n_val": len(val), "method": name,
+                "ratio": 0 if base == "none" else int(mcfg.ratios[0]),
+                "pairs_trained": len(aug), "margin": margins is not None, "seed": cfg.seed,
+                "metrics": metrics}
+    return RewardModel(cfg.embed, head, embedder=emb, history=fitter.history_,
+                       max_response_chars=cfg.data.max_response_chars, training=training)
