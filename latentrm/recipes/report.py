@@ -204,12 +204,17 @@ def learning_curve(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
 def effective_labels(curve: pd.DataFrame, value: float) -> tuple[float, str]:
     """How many real labelled pairs the plain head needs to reach `value` (its mean metric).
 
-    Linear interpolation of the learning curve's means in log(n_seed), which is how such curves
-    grow; outside the measured range the answer is a bound: ("<", n_min) or (">", n_max). Where the
-    curve is not monotone the first crossing counts. Returns (pairs, "" | "<" | ">").
+    The curve's means are first made non-decreasing (pool-adjacent-violators, weighted by the
+    splits behind each mean when the curve has a `seeds` column): more real labels do not make a
+    head worse, and a dip is split noise; interpolating across a dip would turn noise into
+    hundreds of "effective" labels. Then linear interpolation in log(n_seed), which is how such
+    curves grow; outside the measured range the answer is a bound: ("<", n_min) or (">", n_max).
+    On a plateau the first size that reaches it counts. Returns (pairs, "" | "<" | ">").
     """
     n = curve["n_seed"].to_numpy(dtype=np.float64)
-    m = curve["mean"].to_numpy(dtype=np.float64)
+    weights = (curve["seeds"].to_numpy(dtype=np.float64) if "seeds" in curve.columns
+               else np.ones(len(n)))
+    m = isotonic_means(curve["mean"].to_numpy(dtype=np.float64), weights)
     if len(n) == 0 or not np.isfinite(value):
         return float("nan"), ""
     if value <= m[0]:
@@ -219,6 +224,18 @@ def effective_labels(curve: pd.DataFrame, value: float) -> tuple[float, str]:
             t = (value - m[i - 1]) / (m[i] - m[i - 1])
             return float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1])))), ""
     return float(n[-1]), ">"
+
+
+def isotonic_means(means: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted least-squares non-decreasing fit to `means` (pool-adjacent-violators):
+    each run of means that decreases is replaced by its weighted average."""
+    blocks: list[list[float]] = []  # [weighted mean, total weight, count]
+    for x, w in zip(means, weights, strict=True):
+        blocks.append([float(x), float(w), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, w1, c1), (m2, w2, c2) = blocks[-2], blocks.pop()
+            blocks[-1] = [(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2]
+    return np.array([b[0] for b in blocks for _ in range(b[2])], dtype=np.float64)
 
 
 def quality_markdown(
