@@ -86,23 +86,34 @@ def quality_section(name: str, reports: Path) -> str | None:
     """The learning curve and every variant's paired difference, in effective labels."""
     import pandas as pd
 
-    from latentrm.recipes.report import learning_curve, learning_curve_markdown, quality_markdown
+    from latentrm.recipes.report import (
+        goal_markdown,
+        learning_curve,
+        learning_curve_markdown,
+        quality_markdown,
+    )
 
     curve_name, metrics, curve_metric = QUALITY[name]
     runs, curve_runs = reports / name / "results.csv", reports / curve_name / "results.csv"
     if not (runs.exists() and curve_runs.exists()):
         return None
     read = {"sweep_value": str, "layer": str, "chosen": str}
-    curve = learning_curve(pd.read_csv(curve_runs, dtype=read), curve_metric)
+    curve_df = pd.read_csv(curve_runs, dtype=read)
+    curve = learning_curve(curve_df, curve_metric)
     parts = [f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n",
              learning_curve_markdown(curve, curve_metric)]
     if curve_metric != "accuracy":
-        acc = learning_curve(pd.read_csv(curve_runs, dtype=read), "accuracy")
+        acc = learning_curve(curve_df, "accuracy")
         parts += ["\n", learning_curve_markdown(acc, "accuracy")]
     df = pd.read_csv(runs, dtype=read)
     parts += [f"\nEvery variant against the plain head on the same splits "
               f"(`configs/{name}.yaml`; paired differences in points, 95% CI across splits):\n",
               quality_markdown(df, curve, metrics, curve_metric=curve_metric)]
+    parts += [f"\nThe goal in effective labels: each method at n seed pairs against the plain head "
+              f"trained on twice as many real pairs, split by split on the same held-out pairs "
+              f"({curve_metric}; met = not below the plain head at 2n on average, and the 95% CI "
+              f"against the plain head at n excludes 0):\n",
+              goal_markdown(df, curve_df, curve_metric)]
     if "chosen" in df.columns:
         chosen = df[df.method == "recipe"].groupby("sweep_value")["chosen"].agg(
             lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))

@@ -286,3 +286,39 @@ def quality_markdown(
             cells.append(f"{bound}{n_eff:,.0f}" if np.isfinite(n_eff) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def goal_markdown(
+    df: pd.DataFrame, curve_runs: pd.DataFrame, metric: str = "accuracy", factor: int = 2,
+    baseline: str = "none",
+) -> str:
+    """The effective-labels goal, tested: each method at n seed pairs against the plain head at
+    `factor` x n real pairs, paired by split (the learning curve's runs `curve_runs` use the same
+    split seeds and held-out pairs), next to its paired difference to the plain head on the same
+    n seeds. A method meets the goal at n when it is not below the plain head at factor x n on
+    average and its 95% CI against the plain head at n excludes 0.
+    """
+    key = ["seed", "sweep_value"]
+    cur = curve_runs[curve_runs.method == baseline].assign(
+        n=lambda x: x["sweep_value"].astype(float).astype(int)).set_index(["seed", "n"])[metric]
+    same = df[df.method == baseline].set_index(key)[metric]
+    head = ["seed pairs", "method", "splits", f"minus plain at the same n ({metric})",
+            f"minus plain at {factor}x n", f"wins vs {factor}x n", "goal"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (value, method), g in df[df.method != baseline].groupby(["sweep_value", "method"],
+                                                                  sort=False):
+        n = int(float(value))
+        idx = [(s, factor * n) for s in g["seed"]]
+        if not all(i in cur.index for i in idx):
+            continue  # the curve does not reach factor x n on these splits
+        vals = g[metric].to_numpy(dtype=np.float64)
+        vs_more = vals - cur.loc[idx].to_numpy(dtype=np.float64)
+        vs_same = vals - same.loc[[(s, value) for s in g["seed"]]].to_numpy(dtype=np.float64)
+        m_more, h_more = mean_ci_over_seeds(vs_more)
+        m_same, h_same = mean_ci_over_seeds(vs_same)
+        met = m_more >= 0 and np.isfinite(h_same) and m_same - h_same > 0
+        lines.append(
+            f"| {n:,} | {method} | {len(vals)} | {100 * m_same:+.1f} ± {100 * h_same:.1f} pts | "
+            f"{100 * m_more:+.1f} ± {100 * h_more:.1f} pts | {int((vs_more > 0).sum())}/"
+            f"{len(vals)} | {'met' if met else 'not met'} |")
+    return "\n".join(lines) + "\n"

@@ -81,3 +81,24 @@ def test_effective_labels_read_a_monotone_curve_not_its_noise() -> None:
     assert bound == "" and n == pytest.approx(1000 * 1.5 ** (1 / 6))
     assert effective_labels(curve, 0.64) == (1500.0, ">")
     assert math.isnan(effective_labels(curve, float("nan"))[0])
+
+
+def test_goal_table_pairs_each_split_with_the_plain_head_on_twice_the_labels() -> None:
+    """Split s of a method at 250 seeds is compared with split s of the plain head at 500 (same
+    held-out pairs): lens beats plain@250 by 3 points in every split and trails plain@500 by 1
+    point in every split, so the goal is not met; ens beats both, so it is."""
+    import pandas as pd
+
+    from latentrm.recipes.report import goal_markdown
+
+    rows, curve = [], []
+    for s in range(3):
+        base = 0.58 + 0.01 * s
+        rows += [{"method": "none", "seed": s, "sweep_value": "250", "accuracy": base},
+                 {"method": "lens", "seed": s, "sweep_value": "250", "accuracy": base + 0.03},
+                 {"method": "ens", "seed": s, "sweep_value": "250", "accuracy": base + 0.05}]
+        curve += [{"method": "none", "seed": s, "sweep_value": "250", "accuracy": base},
+                   {"method": "none", "seed": s, "sweep_value": "500", "accuracy": base + 0.04}]
+    table = goal_markdown(pd.DataFrame(rows), pd.DataFrame(curve)).splitlines()
+    assert table[2] == "| 250 | lens | 3 | +3.0 ± 0.0 pts | -1.0 ± 0.0 pts | 0/3 | not met |"
+    assert table[3] == "| 250 | ens | 3 | +5.0 ± 0.0 pts | +1.0 ± 0.0 pts | 3/3 | met |"
