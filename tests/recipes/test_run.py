@@ -18,9 +18,9 @@ import pytest
 from latentrm import cli
 from latentrm.config import load_config
 from latentrm.evaluate import pairwise_accuracy
+from latentrm.hub.head import load_head
 from latentrm.recipes.prepare import prepare_data
 from latentrm.recipes.run import run_pipeline
-from latentrm.reward import load_head
 from latentrm.testing import small_overrides
 
 
@@ -106,8 +106,8 @@ def test_cli_run_json(hh_file: Path, tmp_path: Path, fake_embed: dict,
 
 
 def test_run_saves_reward_models_that_load(hh_file: Path, tmp_path: Path, fake_embed: dict) -> None:
+    from latentrm.hub.head import load_head
     from latentrm.model import RewardModel
-    from latentrm.reward import load_head
 
     out = tmp_path / "run"
     cfg = load_config(None, small_overrides(hh_file, out, "methods=[none]"))
