@@ -8,7 +8,8 @@ The data go through the same parsers as `latentrm run` (HH-RLHF, TRL standard / 
 implicit prompt, TL;DR, candidate sets), are embedded through the on-disk cache, augmented by one
 method at one ratio and a Bradley-Terry head is trained on them, stopping early on
 `data.val_fraction` of the pairs. There is no held-out test split: evaluate the returned model on
-data of your own (or use `latentrm run` / `experiment`, which do).
+data of your own (or use `latentrm run` / `experiment`, which do). The embedding model is loaded
+only when a pair is not in the cache yet (else on the returned model's first `score`).
 
 A ``margin`` column (TRL's RewardTrainer convention: chosen should win by that much) enters the
 loss as ``-log sigmoid(r+ - r- - margin)``; synthetic pairs inherit the margin of their seed pair.
@@ -41,6 +42,7 @@ from latentrm.data.readers import Source, read_source, records_from_datasets
 from latentrm.data.splits import carve_validation
 from latentrm.data.types import PreferenceDataset
 from latentrm.embed import cached as emb_mod
+from latentrm.embed.cache import pair_rows, plan_cache
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError, DataError
 from latentrm.evaluate import pairwise_accuracy
@@ -152,7 +154,10 @@ def fit(
     if len(val) == 0 or len(train) < 2:
         raise ConfigError(f"{label}: {len(ds)} pairs are too few to train and validate on; "
                           "raise data.val_fraction or give more pairs")
-    emb = emb_obj or Embedder(cfg.embed)
+    emb = emb_obj
+    if emb is None and plan_cache(pair_rows(ds), cfg.embed, cfg.cache_dir).missing:
+        emb = Embedder(cfg.embed)  # something must be embedded: load once, keep it for scoring
+    # With every embedding cached no model is loaded; the RewardModel loads it on first use.
     pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=emb)
     chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)
     tc, tr = chosen[train], rejected[train]
