@@ -168,21 +168,50 @@ def fit(
         aug = augmenter.augment(tc, tr, mcfg.ratios[0], cfg.seed)
     if margins is not None:
         aug.margin = margins[train][aug.seed_idx]  # synthetic pairs inherit their seed's margin
-    vc, vr = chosen[val], rejected[val]
-    fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, (vc, vr))
-    head = fitter.head_
-    sc, sr = head.score(vc), head.score(vr)
-    metrics = {
-        "val_accuracy": round(pairwise_accuracy(sc, sr), 4),
-        "val_bt_loss": round(float(bradley_terry_loss(torch.from_numpy(sc),
-                                                      torch.from_numpy(sr))), 4),
-        "best_epoch": int(fitter.history_["best_epoch"]),
-    }
+    fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, (chosen[val], rejected[val]))
+    ratio = 0 if base == "none" else int(mcfg.ratios[0])
+    training = training_record(
+        data=label, n_pairs=len(ds), n_val=len(val), method=name, ratio=ratio, aug=aug,
+        margin=margins is not None, cfg=mcfg,
+        metrics=validation_metrics(fitter, (chosen[val], rejected[val])))
     log.info("fit %s on %s: %d pairs (%d synthetic), validation accuracy %.4f on %d pairs",
-             name, label, len(aug), int(aug.synthetic.sum()), metrics["val_accuracy"], len(val))
-    training = {"data": label, "n_pairs": len(ds), "n_val": len(val), "method": name,
-                "ratio": 0 if base == "none" else int(mcfg.ratios[0]),
-                "pairs_trained": len(aug), "margin": margins is not None, "seed": cfg.seed,
-                "metrics": metrics}
-    return RewardModel(cfg.embed, head, embedder=emb, history=fitter.history_,
+             name, label, len(aug), training["n_synthetic"],
+             training["metrics"]["val_accuracy"], len(val))
+    return RewardModel(cfg.embed, fitter.head_, embedder=emb, history=fitter.history_,
                        max_response_chars=cfg.data.max_response_chars, training=training)
+
+
+def validation_metrics(
+    fitter: RewardHeadFitter, val: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float | int | None]:
+    """The head's validation accuracy and Bradley-Terry loss on `val` (chosen (V, d), rejected
+    (V, d)), rounded to 4 digits, and the epoch early stopping kept."""
+    sc, sr = fitter.head_.score(val[0]), fitter.head_.score(val[1])
+    loss = float(bradley_terry_loss(torch.from_numpy(sc), torch.from_numpy(sr)))
+    return {"val_accuracy": _rounded(pairwise_accuracy(sc, sr)), "val_bt_loss": _rounded(loss),
+            "best_epoch": int(fitter.history_["best_epoch"])}
+
+
+def _rounded(x: float) -> float | None:
+    return round(float(x), 4) if math.isfinite(x) else None  # strict JSON: no NaN
+
+
+def training_record(
+    *, data: str, n_pairs: int, n_val: int, method: str, ratio: int, aug: AugmentedPairs,
+    margin: bool, cfg: RunConfig, metrics: dict[str, Any], **extra: Any,
+) -> dict[str, Any]:
+    """What a reward model records about its training (latentrm.json's "training", the card).
+
+    data: where the pairs came from; n_pairs: the labelled pairs used (n_val of them for early
+    stopping only); method, ratio: the augmentation (ratio 0: none); `aug`: the pairs trained on
+    (pairs_trained, n_synthetic); margin: whether a margin column entered the loss; cfg: the
+    config the head was trained with (recorded whole); metrics: {name: number}; `extra`: more
+    fields (`latentrm run` adds n_test and split_seed).
+    """
+    config = to_dict(cfg)
+    if ratio:
+        config["ratios"] = [int(ratio)]  # the ratio of this head, not every ratio of a run
+    return {"data": data, "n_pairs": int(n_pairs), "n_val": int(n_val), "method": method,
+            "ratio": int(ratio), "pairs_trained": len(aug),
+            "n_synthetic": int(np.sum(aug.synthetic)), "margin": bool(margin), "seed": cfg.seed,
+            **extra, "metrics": metrics, "config": config}

@@ -76,6 +76,8 @@ def test_conversational_records_and_the_saved_model_round_trip(tmp_path, bert_em
                       cache_dir=tmp_path / "cache")
     assert rm.training["method"] == "lens" and rm.training["ratio"] == 2
     assert rm.training["pairs_trained"] == 24 * 3  # originals + 2 new pairs per seed pair
+    assert rm.training["n_synthetic"] == 24 * 2
+    assert rm.training["config"]["ratios"] == [2]  # the config the head was trained with
     rm.save(tmp_path / "rm")
     back = RewardModel.load(tmp_path / "rm", embedder=bert_embedder)
     assert back.training == json.loads(json.dumps(rm.training))
