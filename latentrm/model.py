@@ -57,8 +57,9 @@ from latentrm.hub.folder import (
     read_info,
     write_files,
 )
+from latentrm.hub.head import load_head
 from latentrm.io import atomic_write_text
-from latentrm.reward import EnsembleHead, RewardHead, load_head
+from latentrm.reward import EnsembleHead, RewardHead
 
 log = logging.getLogger(__name__)
 

@@ -272,7 +272,7 @@ def test_saved_config_never_holds_trust_remote_code_and_a_file_asking_is_ignored
 def test_a_bare_head_never_reads_the_run_config_two_levels_up(tmp_path):
     """The old fallback read <run>/config.yaml for a bare <run>/heads/<name>/: a path outside
     the model folder (which could turn on remote code). It is gone; the error says what to do."""
-    from latentrm.reward import save_head
+    from latentrm.hub.head import save_head
 
     (tmp_path / "config.yaml").write_text("embed:\n  model: fake\n  trust_remote_code: true\n")
     save_head(_length_head(), tmp_path / "heads" / "lens-r4")

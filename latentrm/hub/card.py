@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
 from latentrm.hub.export import NATIVE_ARCHS
@@ -58,7 +59,16 @@ scalar; higher is better.
 | {{ k }} | {{ v }} |
 {% endfor %}
 {%- else %}Not recorded.{% endif %}
+{% if config_yaml %}
+## Training configuration
 
+<details><summary>The latentrm config (YAML) the head was trained with</summary>
+
+```yaml
+{{ config_yaml }}```
+
+</details>
+{% endif %}
 ## Embedder identity
 
 | field | value |
@@ -131,8 +141,9 @@ def render_card(
     offset: float | None = None,
 ) -> str:
     """Model card markdown. `record`: the embedder identity (latentrm.json's "embedder"); `head`:
-    the head config; `training`: data, n_pairs, n_val, method, ratio, margin, metrics {name:
-    value}; `kind`: "transformers" | "native" | "none" (which export the folder holds)."""
+    the head config; `training`: data, n_pairs, n_val, n_test, method, ratio, margin, metrics
+    {name: value}, config (the RunConfig as a dict); `kind`: "transformers" | "native" |
+    "none" (which export the folder holds)."""
     emb = dict(record)
     training = dict(training or {})
     source = ALIAS_SOURCES.get(str(emb.get("model")))
@@ -159,10 +170,13 @@ def render_card(
                 "special tokens and pad on either side: the model normalises both. Do not "
                 "truncate: the model cuts over-long inputs from the left of the prompt as "
                 "latentrm does.")
-    n_pairs = training.get("n_pairs")
+    n_pairs, n_test = training.get("n_pairs"), training.get("n_test")
     data_desc = (f"Trained on `{data}`" + (f" ({n_pairs} labelled pairs" + (
         f", {training['n_val']} of them held out for early stopping" if training.get("n_val")
-        else "") + ")" if n_pairs else "") + ".") if data else "Not recorded."
+        else "") + ")" if n_pairs else "") + (
+        f"; evaluated on {n_test} further held-out pairs" if n_test else "") + "."
+    ) if data else "Not recorded."
+    config = training.get("config")
     method = training.get("method")
     card = ModelCard.from_template(
         card_data,
@@ -175,6 +189,7 @@ def render_card(
         emb_rows=_emb_rows(emb),
         training=training,
         data_desc=data_desc,
+        config_yaml=yaml.safe_dump(config, sort_keys=False) if isinstance(config, dict) else "",
         max_chars=max_response_chars if max_response_chars is not None else "(no limit)",
         fmt_desc=("the embedder tokenizer's chat template applied to [*prompt, assistant "
                   "response]" if emb.get("text_format") == "chat"

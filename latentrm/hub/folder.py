@@ -1,6 +1,6 @@
 """The latentrm files of a reward model folder: what they hold, reading and writing them.
 
-    head.safetensors, head.json   the head (latentrm.reward.save_head / load_head)
+    head.safetensors, head.json   the head (latentrm.hub.head: save_head / load_head)
     embed_config.json             the EmbedConfig, never with `trust_remote_code`
     latentrm.json                 FORMAT, version, the embedder's identity record, the serving
                                   data rule (max_response_chars), the head config, training info
@@ -24,8 +24,9 @@ from latentrm.config import EmbedConfig, from_dict, to_dict
 from latentrm.embed.embedder import check_embed_config
 from latentrm.embed.models import models_home
 from latentrm.errors import ConfigError, ModelError
+from latentrm.hub.head import save_head
 from latentrm.io import atomic_write_json
-from latentrm.reward import EnsembleHead, RewardHead, save_head
+from latentrm.reward import EnsembleHead, RewardHead
 
 log = logging.getLogger(__name__)
 

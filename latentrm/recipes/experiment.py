@@ -47,7 +47,7 @@ from latentrm.evaluate import (
     spearman_with_gold,
 )
 from latentrm.io import atomic_write, atomic_write_text, current_umask, sha256_json
-from latentrm.recipes.outdir import check_run_dir, partial_dir, swap_in
+from latentrm.recipes.outdir import check_run_dir, partial_dir, remove_leftovers, swap_in
 from latentrm.recipes.plots import write_plots
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import fit_reference
@@ -165,6 +165,7 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
         log.warning("%d seeds: the 95%% intervals across seeds will be wide (use >= 5)",
                     len(cfg.seeds))
     out = check_run_dir(cfg.out_dir, keep=[cfg.cache_dir])
+    remove_leftovers(out)
     key = results_key(cfg)
     stage = partial_dir(out)
     rows = _finished_rows(key, stage, out)

@@ -8,7 +8,8 @@ The data go through the same parsers as `latentrm run` (HH-RLHF, TRL standard / 
 implicit prompt, TL;DR, candidate sets), are embedded through the on-disk cache, augmented by one
 method at one ratio and a Bradley-Terry head is trained on them, stopping early on
 `data.val_fraction` of the pairs. There is no held-out test split: evaluate the returned model on
-data of your own (or use `latentrm run` / `experiment`, which do).
+data of your own (or use `latentrm run` / `experiment`, which do). The embedding model is loaded
+only when a pair is not in the cache yet (else on the returned model's first `score`).
 
 A ``margin`` column (TRL's RewardTrainer convention: chosen should win by that much) enters the
 loss as ``-log sigmoid(r+ - r- - margin)``; synthetic pairs inherit the margin of their seed pair.
@@ -41,6 +42,7 @@ from latentrm.data.readers import Source, read_source, records_from_datasets
 from latentrm.data.splits import carve_validation
 from latentrm.data.types import PreferenceDataset
 from latentrm.embed import cached as emb_mod
+from latentrm.embed.cache import pair_rows, plan_cache
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError, DataError
 from latentrm.evaluate import pairwise_accuracy
@@ -152,7 +154,10 @@ def fit(
     if len(val) == 0 or len(train) < 2:
         raise ConfigError(f"{label}: {len(ds)} pairs are too few to train and validate on; "
                           "raise data.val_fraction or give more pairs")
-    emb = emb_obj or Embedder(cfg.embed)
+    emb = emb_obj
+    if emb is None and plan_cache(pair_rows(ds), cfg.embed, cfg.cache_dir).missing:
+        emb = Embedder(cfg.embed)  # something must be embedded: load once, keep it for scoring
+    # With every embedding cached no model is loaded; the RewardModel loads it on first use.
     pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=emb)
     chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)
     tc, tr = chosen[train], rejected[train]
@@ -163,21 +168,50 @@ def fit(
         aug = augmenter.augment(tc, tr, mcfg.ratios[0], cfg.seed)
     if margins is not None:
         aug.margin = margins[train][aug.seed_idx]  # synthetic pairs inherit their seed's margin
-    vc, vr = chosen[val], rejected[val]
-    fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, (vc, vr))
-    head = fitter.head_
-    sc, sr = head.score(vc), head.score(vr)
-    metrics = {
-        "val_accuracy": round(pairwise_accuracy(sc, sr), 4),
-        "val_bt_loss": round(float(bradley_terry_loss(torch.from_numpy(sc),
-                                                      torch.from_numpy(sr))), 4),
-        "best_epoch": int(fitter.history_["best_epoch"]),
-    }
+    fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, (chosen[val], rejected[val]))
+    ratio = 0 if base == "none" else int(mcfg.ratios[0])
+    training = training_record(
+        data=label, n_pairs=len(ds), n_val=len(val), method=name, ratio=ratio, aug=aug,
+        margin=margins is not None, cfg=mcfg,
+        metrics=validation_metrics(fitter, (chosen[val], rejected[val])))
     log.info("fit %s on %s: %d pairs (%d synthetic), validation accuracy %.4f on %d pairs",
-             name, label, len(aug), int(aug.synthetic.sum()), metrics["val_accuracy"], len(val))
-    training = {"data": label, "n_pairs": len(ds), "n_val": len(val), "method": name,
-                "ratio": 0 if base == "none" else int(mcfg.ratios[0]),
-                "pairs_trained": len(aug), "margin": margins is not None, "seed": cfg.seed,
-                "metrics": metrics}
-    return RewardModel(cfg.embed, head, embedder=emb, history=fitter.history_,
+             name, label, len(aug), training["n_synthetic"],
+             training["metrics"]["val_accuracy"], len(val))
+    return RewardModel(cfg.embed, fitter.head_, embedder=emb, history=fitter.history_,
                        max_response_chars=cfg.data.max_response_chars, training=training)
+
+
+def validation_metrics(
+    fitter: RewardHeadFitter, val: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float | int | None]:
+    """The head's validation accuracy and Bradley-Terry loss on `val` (chosen (V, d), rejected
+    (V, d)), rounded to 4 digits, and the epoch early stopping kept."""
+    sc, sr = fitter.head_.score(val[0]), fitter.head_.score(val[1])
+    loss = float(bradley_terry_loss(torch.from_numpy(sc), torch.from_numpy(sr)))
+    return {"val_accuracy": _rounded(pairwise_accuracy(sc, sr)), "val_bt_loss": _rounded(loss),
+            "best_epoch": int(fitter.history_["best_epoch"])}
+
+
+def _rounded(x: float) -> float | None:
+    return round(float(x), 4) if math.isfinite(x) else None  # strict JSON: no NaN
+
+
+def training_record(
+    *, data: str, n_pairs: int, n_val: int, method: str, ratio: int, aug: AugmentedPairs,
+    margin: bool, cfg: RunConfig, metrics: dict[str, Any], **extra: Any,
+) -> dict[str, Any]:
+    """What a reward model records about its training (latentrm.json's "training", the card).
+
+    data: where the pairs came from; n_pairs: the labelled pairs used (n_val of them for early
+    stopping only); method, ratio: the augmentation (ratio 0: none); `aug`: the pairs trained on
+    (pairs_trained, n_synthetic); margin: whether a margin column entered the loss; cfg: the
+    config the head was trained with (recorded whole); metrics: {name: number}; `extra`: more
+    fields (`latentrm run` adds n_test and split_seed).
+    """
+    config = to_dict(cfg)
+    if ratio:
+        config["ratios"] = [int(ratio)]  # the ratio of this head, not every ratio of a run
+    return {"data": data, "n_pairs": int(n_pairs), "n_val": int(n_val), "method": method,
+            "ratio": int(ratio), "pairs_trained": len(aug),
+            "n_synthetic": int(np.sum(aug.synthetic)), "margin": bool(margin), "seed": cfg.seed,
+            **extra, "metrics": metrics, "config": config}

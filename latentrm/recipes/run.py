@@ -36,6 +36,7 @@ from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
+from latentrm.recipes.fit import training_record, validation_metrics
 from latentrm.recipes.outdir import staged_run_dir
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
@@ -97,6 +98,7 @@ class Fitted:
     fitter: RewardHeadFitter
     aug: AugmentedPairs
     info: dict[str, Any]
+    cfg: RunConfig  # the config it was trained with (the method's, at the chosen grid point)
 
 
 def fit_method(
@@ -151,8 +153,33 @@ def fit_method(
             # validation BT loss breaks them, then the grid order (strict '>').
             score = (val_acc, -float(fitter.history_["best_val"]))
             if ratio not in best or score > best[ratio][0]:
-                best[ratio] = (score, Fitted(fitter, aug, info))
+                best[ratio] = (score, Fitted(fitter, aug, info, mcfg))
     return {ratio: f for ratio, (_, f) in best.items()}, len(grid)
+
+
+# What a saved head's card reports of its held-out evaluation (renamed from the row's keys).
+HELDOUT_METRICS = {"accuracy": "heldout_accuracy", "accuracy_lo": "heldout_accuracy_lo",
+                   "accuracy_hi": "heldout_accuracy_hi", "bon_picked": "bon_picked",
+                   "bon_gap_closed": "bon_gap_closed"}
+
+
+def _training(
+    cfg: RunConfig, method: str, ratio: int, fit: Fitted, data: PreparedData, split: Split,
+    row: dict[str, Any], **extra: Any,
+) -> dict[str, Any]:
+    """The training record of a run's head (`fit.training_record`, as `latentrm.fit` writes
+    it) with the held-out numbers of its result `row`."""
+    val = (data.chosen[split.val], data.rejected[split.val])
+    metrics = validation_metrics(fit.fitter, val)
+    metrics.update({new: round(float(row[k]), 4) if np.isfinite(row[k]) else None
+                    for k, new in HELDOUT_METRICS.items() if k in row})
+    extra.update(n_test=len(split.test), split_seed=split.split_seed)
+    if len(split.bon_sets):
+        extra["bon_prompts"] = len(split.bon_sets)
+    return training_record(
+        data=cfg.data.path, n_pairs=len(split.train) + len(split.val), n_val=len(split.val),
+        method=method, ratio=ratio, aug=fit.aug, margin=False, cfg=fit.cfg, metrics=metrics,
+        **extra)
 
 
 def evaluate_split(
@@ -188,7 +215,9 @@ def evaluate_split(
         else:
             fits, grid = fit_method(cfg, name, data, split, memo)
         t_select = time.perf_counter() - t_select
-        trained = method_config(cfg, chosen if name == "recipe" else name)[1].reward
+        method = chosen if name == "recipe" else name  # what the heads were trained with
+        by_recipe = {"chosen_by": "recipe"} if name == "recipe" else {}
+        trained = method_config(cfg, method)[1].reward
         for ratio, fit in fits.items():
             warn_head_history(fit.fitter.history_,
                               f"{name} ratio {ratio} (split {split.split_seed})", trained)
@@ -206,7 +235,9 @@ def evaluate_split(
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = heads_dir / f"{name}-r{ratio}"
                 RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_,
-                            max_response_chars=cfg.data.max_response_chars).save(d)
+                            max_response_chars=cfg.data.max_response_chars,
+                            training=_training(cfg, method, ratio, fit, data, split, row,
+                                               **by_recipe)).save(d)
                 row["head_dir"] = str(d)
             rows.append(row)
             log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", name, ratio,

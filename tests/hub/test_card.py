@@ -40,3 +40,14 @@ def test_card_without_training_info_or_export():
     assert "mean of 3 heads, each MLP 576 -> 64 -> 1 (ReLU, dropout 0.3)" in card
     assert "latentrm files only (no transformers export)" in card
     assert "PATH_OR_REPO_ID" in card
+
+
+def test_card_reports_the_held_out_pairs_and_the_training_config():
+    card = render_card(RECORD, HEAD, {"data": "hh.jsonl", "n_pairs": 80, "n_val": 16, "n_test": 40,
+                                      "method": "lens", "ratio": 2,
+                                      "config": {"seed": 0, "vae": {"latent_dim": 4}}},
+                       None, kind="none")
+    assert ("Trained on `hh.jsonl` (80 labelled pairs, 16 of them held out for early stopping); "
+            "evaluated on 40 further held-out pairs.") in card
+    assert "## Training configuration" in card
+    assert "```yaml\nseed: 0\nvae:\n  latent_dim: 4\n```" in card

@@ -223,3 +223,29 @@ def test_killed_experiment_resumes_its_finished_seeds(hh_file: Path, tmp_path: P
     same = [c for c in reference.columns if not c.startswith(("time_", "select_seconds"))]
     pd.testing.assert_frame_equal(df[same], reference[same], check_dtype=False)
     assert not (tmp_path / ".exp.partial").exists()
+
+
+def test_experiment_clears_what_a_kill_inside_the_swap_left(hh_file: Path, tmp_path: Path,
+                                                           fake_embed: dict) -> None:
+    """Killed between swapping in the new folder and moving the earlier out_dir aside: the earlier
+    out_dir (a `latentrm run`'s, with heads) sits in .exp.partial, and a displaced folder of a dead
+    process next to it. The next experiment keeps none of that run's artifacts (.exp.partial holds
+    no rows of its config: cleared) and removes the leftover."""
+    import subprocess
+    import sys
+
+    from latentrm.recipes.outdir import _owner
+
+    out, stage = tmp_path / "exp", tmp_path / ".exp.partial"
+    (stage / "heads" / "none-r0").mkdir(parents=True)
+    (stage / "metrics.json").write_text("{}")
+    (stage / "config.yaml").write_text("an earlier run\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f".exp.old-{dead.pid}@{_owner().split('@')[1]}-0a1b2c3d"
+    left.mkdir()
+    run_experiment(_exp(hh_file, out))
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "plots", "results.csv",
+                                                    "results.md"]
+    assert load_config(out / "config.yaml") == _exp(hh_file, out)
+    assert not left.exists() and not stage.exists()

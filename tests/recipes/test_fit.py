@@ -76,6 +76,8 @@ def test_conversational_records_and_the_saved_model_round_trip(tmp_path, bert_em
                       cache_dir=tmp_path / "cache")
     assert rm.training["method"] == "lens" and rm.training["ratio"] == 2
     assert rm.training["pairs_trained"] == 24 * 3  # originals + 2 new pairs per seed pair
+    assert rm.training["n_synthetic"] == 24 * 2
+    assert rm.training["config"]["ratios"] == [2]  # the config the head was trained with
     rm.save(tmp_path / "rm")
     back = RewardModel.load(tmp_path / "rm", embedder=bert_embedder)
     assert back.training == json.loads(json.dumps(rm.training))
@@ -158,3 +160,37 @@ def test_fit_save_pretrained_automodel_gives_latentrms_scores(tmp_path, shared_d
     assert len(np.unique(ref)) == 24  # a real spread of scores, not a constant
     np.testing.assert_array_equal(RewardModel.from_pretrained(tmp_path / "rm").score(
         prompts, responses), ref)
+
+
+def test_the_embedder_is_loaded_only_when_something_must_be_embedded(tmp_path, tiny_bert,
+                                                                     monkeypatch):
+    """A full cache loads no model (as `latentrm run`); the model then loads on first score."""
+    import latentrm.embed.cached as cached_mod
+    import latentrm.model as model_mod
+    import latentrm.recipes.fit as fit_mod
+
+    loads = []
+
+    class Counting(Embedder):
+        def __init__(self, cfg):
+            loads.append(cfg.model)
+            super().__init__(cfg)
+
+    for mod in (fit_mod, cached_mod, model_mod):
+        monkeypatch.setattr(mod, "Embedder", Counting)
+    emb = {"embed.max_length": 32, "embed.dtype": "float32", "embed.device": "cpu",
+           "embed.batch_size": 3, "embed.show_progress": False}
+
+    def fit(recs):
+        return latentrm.fit(recs, embedder=str(tiny_bert), method="none",
+                            overrides={**SMALL, **emb}, cache_dir=tmp_path / "cache")
+
+    first = fit(records())  # empty cache: loaded once, and kept for scoring
+    assert loads == [str(tiny_bert)] and first._embedder is not None
+    again = fit(records())  # every embedding cached: nothing is loaded ...
+    assert len(loads) == 1 and again._embedder is None
+    texts = (["question 3?"] * 2, ["a helpful answer 3", "a rude reply 3"])
+    np.testing.assert_array_equal(again.score(*texts), first.score(*texts))
+    assert len(loads) == 2  # ... until the model scores text
+    fit([*records(), {"prompt": "new?", "chosen": "a helpful answer", "rejected": "no"}])
+    assert len(loads) == 3  # one pair not in the cache: the model is needed again

@@ -18,9 +18,9 @@ import pytest
 from latentrm import cli
 from latentrm.config import load_config
 from latentrm.evaluate import pairwise_accuracy
+from latentrm.hub.head import load_head
 from latentrm.recipes.prepare import prepare_data
 from latentrm.recipes.run import run_pipeline
-from latentrm.reward import load_head
 from latentrm.testing import small_overrides
 
 
@@ -106,8 +106,8 @@ def test_cli_run_json(hh_file: Path, tmp_path: Path, fake_embed: dict,
 
 
 def test_run_saves_reward_models_that_load(hh_file: Path, tmp_path: Path, fake_embed: dict) -> None:
+    from latentrm.hub.head import load_head
     from latentrm.model import RewardModel
-    from latentrm.reward import load_head
 
     out = tmp_path / "run"
     cfg = load_config(None, small_overrides(hh_file, out, "methods=[none]"))
@@ -116,6 +116,50 @@ def test_run_saves_reward_models_that_load(hh_file: Path, tmp_path: Path, fake_e
     assert rm.embed_cfg == cfg.embed
     x = np.random.default_rng(0).normal(size=(3, rm.head.d)).astype(np.float32)
     np.testing.assert_array_equal(rm.head.score(x), load_head(head_dir).score(x))
+
+
+class _PlantedEmbedder:
+    """Stands in for the embedder when a run head is saved (it is never asked to embed here)."""
+
+    dim = 12  # conftest.PLANTED_DIM
+
+
+def test_run_heads_record_their_training_and_get_a_real_card(hh_file: Path, tmp_path: Path,
+                                                             fake_embed: dict) -> None:
+    """What latentrm.fit records, plus held-out accuracy and the config: the card of a run head
+    saved with save_pretrained says what it was trained on and how well it did."""
+    from latentrm.model import RewardModel
+
+    out = tmp_path / "run"
+    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none,lens]"))
+    rows = {r["method"]: r for r in run_pipeline(cfg)["results"]}
+    lens = RewardModel.load(rows["lens"]["head_dir"], embedder=_PlantedEmbedder())
+    rec = lens.training
+    # 120 pairs: 80 seed pairs (64 trained on + 16 validation), 40 held out; ratio 2 adds 128
+    assert {k: rec[k] for k in ("data", "n_pairs", "n_val", "n_test", "split_seed", "method",
+                                "ratio", "pairs_trained", "n_synthetic", "margin", "seed")} == {
+        "data": str(hh_file), "n_pairs": 80, "n_val": 16, "n_test": 40, "split_seed": 0,
+        "method": "lens", "ratio": 2, "pairs_trained": 192, "n_synthetic": 128,
+        "margin": False, "seed": 0}
+    m = rec["metrics"]
+    assert m["heldout_accuracy"] == round(rows["lens"]["accuracy"], 4)
+    assert m["heldout_accuracy_lo"] == round(rows["lens"]["accuracy_lo"], 4)
+    assert m["heldout_accuracy_hi"] == round(rows["lens"]["accuracy_hi"], 4)
+    assert m["val_accuracy"] == round(rows["lens"]["val_accuracy"], 4)
+    assert set(m) >= {"val_bt_loss", "best_epoch"}
+    # the config it was trained with: the run's, at this head's ratio
+    assert rec["config"]["vae"]["latent_dim"] == 4 and rec["config"]["ratios"] == [2]
+    none = RewardModel.load(rows["none"]["head_dir"], embedder=_PlantedEmbedder()).training
+    assert (none["method"], none["ratio"], none["pairs_trained"], none["n_synthetic"]) == (
+        "none", 0, 64, 0)
+    lens.save_pretrained(tmp_path / "card", export="none")
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "Not recorded" not in card
+    assert (f"Trained on `{hh_file}` (80 labelled pairs, 16 of them held out for early "
+            "stopping); evaluated on 40 further held-out pairs.") in card
+    assert "augmented with `lens` at ratio 2" in card
+    assert f"| heldout_accuracy | {m['heldout_accuracy']} |" in card
+    assert "```yaml\n" in card and "  latent_dim: 4\n" in card
 
 
 # --- the run folder is all-or-nothing (issue 16 item 3) -------------------------------------------
