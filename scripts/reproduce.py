@@ -36,6 +36,7 @@ log = logging.getLogger("reproduce")
 CONFIGS = (
     ("learning_curve_hh", "experiment"),
     ("quality_hh", "experiment"),
+    ("quality_hh_1000", "experiment"),
     ("learning_curve_alpaca", "experiment"),
     ("quality_alpaca", "experiment"),
     ("demo", "run"),
@@ -75,10 +76,12 @@ def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> 
     return cfg
 
 
-# Quality tables: (variants config, its learning curve, metrics, the metric read in labels).
+# Quality tables: variants config -> (its learning curve, metrics, the metric read in labels, more
+# variants configs whose rows join the table: the same study at other sizes).
 QUALITY = {
-    "quality_hh": ("learning_curve_hh", ["accuracy"], "accuracy"),
-    "quality_alpaca": ("learning_curve_alpaca", ["accuracy", "bon_gap_closed"], "bon_gap_closed"),
+    "quality_hh": ("learning_curve_hh", ["accuracy"], "accuracy", ["quality_hh_1000"]),
+    "quality_alpaca": ("learning_curve_alpaca", ["accuracy", "bon_gap_closed"], "bon_gap_closed",
+                       []),
 }
 
 
@@ -93,7 +96,7 @@ def quality_section(name: str, reports: Path) -> str | None:
         quality_markdown,
     )
 
-    curve_name, metrics, curve_metric = QUALITY[name]
+    curve_name, metrics, curve_metric, more = QUALITY[name]
     runs, curve_runs = reports / name / "results.csv", reports / curve_name / "results.csv"
     if not (runs.exists() and curve_runs.exists()):
         return None
@@ -105,9 +108,12 @@ def quality_section(name: str, reports: Path) -> str | None:
     if curve_metric != "accuracy":
         acc = learning_curve(curve_df, "accuracy")
         parts += ["\n", learning_curve_markdown(acc, "accuracy")]
-    df = pd.read_csv(runs, dtype=read)
+    df = pd.concat([pd.read_csv(f, dtype=read) for f in
+                    [runs, *(reports / m / "results.csv" for m in more)] if f.exists()],
+                   ignore_index=True)
+    used = ", ".join(f"`configs/{n}.yaml`" for n in [name, *more])
     parts += [f"\nEvery variant against the plain head on the same splits "
-              f"(`configs/{name}.yaml`; paired differences in points, 95% CI across splits):\n",
+              f"({used}; paired differences in points, 95% CI across splits):\n",
               quality_markdown(df, curve, metrics, curve_metric=curve_metric)]
     parts += [f"\nThe goal in effective labels: each method at n seed pairs against the plain head "
               f"trained on twice as many real pairs, split by split on the same held-out pairs "
