@@ -152,3 +152,24 @@ def test_adamw_is_bit_identical_to_torch_and_skips_dynamo(foreach):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored():
+    from latentrm.runtime import torch_threads
+
+    seen: list[int] = []
+    small = nn.Linear(8, 1)  # 9 parameters
+    big = nn.Linear(1000, 200, bias=False)  # 200,000: not small
+
+    def step(model: nn.Module):
+        def fn(batch: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return model.weight.sum() * 0 + model.weight.pow(2).mean()
+        return fn
+
+    with torch_threads(2):
+        for model in (small, big):
+            fit_loop(model, model.parameters(), step(model), lambda e, rng: [0], None,
+                     epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
+        assert torch.get_num_threads() == 2
+    assert seen == [1, 2]
