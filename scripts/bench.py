@@ -25,6 +25,11 @@ PY = sys.executable
 
 # name -> (title, argv). Sizes are chosen so the whole suite ends in well under an hour on 2 cores.
 SECTIONS: dict[str, tuple[str, list[str]]] = {
+    "dtype": (
+        "Embedding dtype: float32 vs bfloat16 (embed.dtype: auto) vs int8, and bf16's accuracy",
+        [PY, "scripts/bench_dtype.py", "--threads", "2", "--n-texts", "64", "--rounds", "3",
+         "--acc-pairs", "600", "--n-seed", "400", "--splits", "5"],
+    ),
     "lens": (
         "LENS after embeddings (VAE fit + synthesis + head), and scale to 50k seeds",
         [PY, "scripts/bench_lens.py", "--threads", "2", "--scale", "5000", "20000", "50000"],
@@ -58,8 +63,16 @@ FIXES = """\
 - **Peak memory at 20k seeds, d=4096.** Standardisation statistics in 32 MB chunks, in-place
   standardisation, head scoring in batches of 1,024 and AdamW `foreach`: peak RSS above the
   interpreter's base went to 1.13x the bytes of the embeddings held (target <= 2x).
-- **Left as is:** the first AdamW of a process imports `torch._dynamo` (about 1.6 s, ~17% of a short
-  LENS run in the profile below), a one-off cost inside torch.
+- **The first AdamW imported `torch._dynamo`** (about 1.6 s, ~17% of a short LENS run): torch's
+  `Optimizer` base class imports it on first use whatever the flags, so `latentrm.train.AdamW` calls
+  torch's public functional kernel (`torch.optim.adamw.adamw`) itself; the weights are
+  bit-identical to `torch.optim.AdamW` (tests/test_train.py).
+- **Threads for small models.** The d=576 VAE (~76k parameters) and head (~37k) now train on one
+  torch thread whatever `threads` asks (`runtime.training_threads`, logged); models of 200k
+  parameters or more keep the requested count. Their results are the same bits at 1 and 2 threads.
+- **GGUF weights** are dequantised once at load into the compute dtype
+  (`GgufConfig(dequantize=True)`), so no matmul casts and transformers no longer warns that "the
+  kernels compute in float32" (tests/embed/test_models.py loads a tiny Q8_0 GGUF).
 """
 
 
@@ -76,8 +89,15 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = os.getloadavg()[0]
+    from latentrm.runtime import cpu_flags
+
+    flags = cpu_flags()
+    isa = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
+                               "amx_bf16", "amx_int8") if f in flags)
+    no_amx = "" if {"amx_bf16", "amx_tile"} & flags else " (no AMX)"
     return (
         f"- machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU\n"
+        f"- CPU flags for matmuls: {isa or 'none found'}{no_amx}\n"
         f"- software: Python {platform.python_version()}, torch {torch.__version__}\n"
         f"- load average when the run started: {load:.1f}\n"
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"

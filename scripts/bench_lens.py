@@ -109,7 +109,10 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         rows.append({**json.loads(out.strip().splitlines()[-1]), "load": load})
         print(f"done {spec}: {rows[-1]['total_s']:.1f}s", file=sys.stderr)
-    print(f"method {args.method}; torch threads {args.threads}; "
+    from latentrm.runtime import SMALL_MODEL_PARAMS
+
+    print(f"method {args.method}; torch threads {args.threads} (the VAE and head train on 1 when "
+          f"under {SMALL_MODEL_PARAMS:,} parameters: runtime.training_threads); "
           f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}; "
           f"overrides: {' '.join(args.set) or 'none'}\n")
     print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
