@@ -5,7 +5,7 @@ this script only runs them in sequence (never in parallel: they share the 2 core
 machine, the exact command and the wall time, and writes the file atomically.
 
     .venv/bin/python scripts/bench.py --out BENCHMARKS.md            # every section
-    .venv/bin/python scripts/bench.py --only lens --out /tmp/b.md     # one section
+    .venv/bin/python scripts/bench.py --only lens dtype              # rerun two, keep the rest
 """
 
 from __future__ import annotations
@@ -104,6 +104,15 @@ def machine() -> str:
     )
 
 
+def old_sections(old: str) -> dict[str, str]:
+    """The sections of a previous BENCHMARKS.md by name, each up to the next known section."""
+    starts = sorted((old.find(f"## {title}\n"), name) for name, (title, _) in SECTIONS.items()
+                    if f"## {title}\n" in old)
+    ends = [pos for pos, _ in starts[1:]] + [len(old)]
+    return {name: old[pos:end].rstrip() + "\n" for (pos, name), end in zip(starts, ends,
+                                                                          strict=True)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="BENCHMARKS.md")
@@ -125,8 +134,16 @@ def main() -> int:
     if m:
         parts += [m.group(0), ""]
     parts += ["## Profiling: what was fixed\n", FIXES]
-    for name in args.only or list(SECTIONS):
+    kept = old_sections(old) if args.only else {}
+    if args.only:
+        parts[2] += (f"\n- sections run this time: {', '.join(args.only)}; the others are kept "
+                     "from the previous file, with their own commands and load averages")
+    for name in SECTIONS:
         title, argv = SECTIONS[name]
+        if args.only and name not in args.only:
+            if name in kept:
+                parts += [kept[name]]
+            continue
         cmd = argv[-1] if argv[0] == "bash" else " ".join(
             a if a != PY else ".venv/bin/python" for a in argv)
         print(f"[bench] {name}: {cmd}", file=sys.stderr, flush=True)
