@@ -28,7 +28,13 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "dtype": (
         "Embedding dtype: float32 vs bfloat16 (embed.dtype: auto) vs int8, and bf16's accuracy",
         [PY, "scripts/bench_dtype.py", "--threads", "2", "--n-texts", "64", "--rounds", "3",
-         "--acc-pairs", "600", "--n-seed", "400", "--splits", "5"],
+         "--acc-pairs", "500", "--n-seed", "300", "--splits", "5"],
+    ),
+    "lens-threads": (
+        "LENS after embeddings at d=576 with 1 and with 2 threads (issue 17: under 5 s at both)",
+        ["bash", "-c",
+         f"for t in 1 2; do {PY} scripts/bench_lens.py --runs 1000:576:8 1000:576:8 "
+         "1000:576:8 --threads $t; echo; done"],
     ),
     "lens": (
         "LENS after embeddings (VAE fit + synthesis + head), and scale to 50k seeds",
@@ -117,7 +123,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
+    ap.add_argument("--cache-dir", help="embedding cache of the dtype section's accuracy part "
+                    "(default: the repository's cache/)")
     args = ap.parse_args()
+    if args.cache_dir:
+        SECTIONS["dtype"][1].extend(["--cache-dir", args.cache_dir])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     parts = [
         "# Benchmarks\n",
@@ -144,7 +154,7 @@ def main() -> int:
             if name in kept:
                 parts += [kept[name]]
             continue
-        cmd = argv[-1] if argv[0] == "bash" else " ".join(
+        cmd = argv[-1].replace(PY, ".venv/bin/python") if argv[0] == "bash" else " ".join(
             a if a != PY else ".venv/bin/python" for a in argv)
         print(f"[bench] {name}: {cmd}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
