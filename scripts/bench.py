@@ -125,9 +125,13 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
     ap.add_argument("--cache-dir", help="embedding cache of the dtype section's accuracy part "
                     "(default: the repository's cache/)")
+    ap.add_argument("--data", help="HH-RLHF harmless-base test file of the dtype section "
+                    "(default: ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz)")
     args = ap.parse_args()
     if args.cache_dir:
         SECTIONS["dtype"][1].extend(["--cache-dir", args.cache_dir])
+    if args.data:
+        SECTIONS["dtype"][1].extend(["--data", args.data])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     parts = [
         "# Benchmarks\n",
