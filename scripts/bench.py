@@ -28,13 +28,14 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     "dtype": (
         "Embedding dtype: float32 vs bfloat16 (embed.dtype: auto) vs int8, and bf16's accuracy",
         [PY, "scripts/bench_dtype.py", "--threads", "2", "--n-texts", "64", "--rounds", "3",
-         "--acc-pairs", "500", "--n-seed", "300", "--splits", "5"],
+         "--acc-pairs", "500", "--n-seed", "300", "--splits", "20"],
     ),
     "lens-threads": (
-        "LENS after embeddings at d=576 with 1 and with 2 threads (issue 17: under 5 s at both)",
+        "LENS after embeddings at d=576 with 1 and with 2 threads (issue 17: under 5 s at both), "
+        "and with torch.optim.AdamW (before issue 17.5)",
         ["bash", "-c",
-         f"for t in 1 2; do {PY} scripts/bench_lens.py --runs 1000:576:8 1000:576:8 "
-         "1000:576:8 --threads $t; echo; done"],
+         f"for a in '--threads 1' '--threads 2' '--threads 1 --torch-adamw'; do {PY} "
+         "scripts/bench_lens.py --runs 1000:576:8 1000:576:8 1000:576:8 $a; echo; done"],
     ),
     "lens": (
         "LENS after embeddings (VAE fit + synthesis + head), and scale to 50k seeds",
@@ -111,12 +112,15 @@ def machine() -> str:
 
 
 def old_sections(old: str) -> dict[str, str]:
-    """The sections of a previous BENCHMARKS.md by name, each up to the next known section."""
-    starts = sorted((old.find(f"## {title}\n"), name) for name, (title, _) in SECTIONS.items()
-                    if f"## {title}\n" in old)
-    ends = [pos for pos, _ in starts[1:]] + [len(old)]
-    return {name: old[pos:end].rstrip() + "\n" for (pos, name), end in zip(starts, ends,
-                                                                          strict=True)}
+    """The sections of a previous BENCHMARKS.md by name (a section: its title, then its command).
+
+    A block runs to the next section's title; blocks under titles no longer in SECTIONS go.
+    """
+    heads = list(re.finditer(r"(?m)^## (.+)\n\nCommand: `", old))
+    ends = [m.start() for m in heads[1:]] + [len(old)]
+    names = {title: name for name, (title, _) in SECTIONS.items()}
+    return {names[m.group(1)]: old[m.start():end].rstrip() + "\n"
+            for m, end in zip(heads, ends, strict=True) if m.group(1) in names}
 
 
 def main() -> int:
