@@ -136,7 +136,9 @@ def main() -> int:
         SECTIONS["dtype"][1].extend(["--cache-dir", args.cache_dir])
     if args.data:
         SECTIONS["dtype"][1].extend(["--data", args.data])
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # The scripts import this checkout's latentrm, whichever checkout the venv was installed from.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     parts = [
         "# Benchmarks\n",
         "Written by `make bench` (`scripts/bench.py`); every figure below was measured by the "
