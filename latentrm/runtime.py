@@ -25,6 +25,24 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+# Below this many parameters a training step is a few small matmuls (the d=576 VAE has ~76k, its
+# head ~37k; at d=4096 they have ~530k and ~260k): one core finishes them before a second thread
+# has been woken and synchronised, and on a shared machine a descheduled second thread stalls
+# every op. Measured on 2 cores: LENS at d=576 took 4.6 s with 1 thread, 5.1-5.7 s with 2.
+SMALL_MODEL_PARAMS = 200_000
+
+
+def training_threads(n_params: int, requested: int | None = None) -> int:
+    """Intra-op threads to train a model of `n_params` parameters with: 1 for small models.
+
+    `requested` (default: torch's current count) is returned for models of at least
+    SMALL_MODEL_PARAMS parameters. On CPU the small models' results are the same bits at 1 and 2
+    threads here (their matmuls are split across threads by rows, not by sums).
+    """
+    n = torch.get_num_threads() if requested is None else requested
+    return 1 if n_params < SMALL_MODEL_PARAMS else n
+
+
 def resolve_device(name: str, key: str = "device") -> torch.device:
     """`name` as a torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.
 

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.adamw import adamw
 
 from latentrm.errors import TrainingError
+from latentrm.runtime import torch_threads, training_threads
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,58 @@ def minibatches(n: int, batch_size: int, rng: torch.Generator) -> list[torch.Ten
     if batch_size < 1:
         raise TrainingError(f"batch_size must be >= 1, got {batch_size}")
     return list(torch.randperm(n, generator=rng).split(batch_size))
+
+
+class AdamW:
+    """torch's AdamW update without the ``torch.optim.Optimizer`` machinery around it.
+
+    The first ``torch.optim.AdamW`` of a process imports ``torch._dynamo`` (~1.6 s on 2 cores, a
+    sixth of a short LENS run): ``Optimizer.add_param_group``/``zero_grad`` are wrapped in
+    ``torch._disable_dynamo`` and ``step`` in a guard that imports it, whatever the flags
+    (foreach, fused, capturable). This class calls torch's public functional kernel,
+    ``torch.optim.adamw.adamw``, the one ``AdamW.step`` runs, with the same state (step counter as
+    a float32 scalar tensor, first and second moments), so the weights are bit-identical to
+    ``torch.optim.AdamW(params, lr, weight_decay=..., foreach=...)`` (tests/test_train.py).
+    One parameter group, constant lr, no amsgrad: all the training loop needs.
+    """
+
+    def __init__(
+        self, params: Iterable[nn.Parameter], lr: float, weight_decay: float,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, foreach: bool = True,
+    ) -> None:
+        self.params = list(params)
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        self.foreach = foreach
+        self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        ps = [p for p in self.params if p.grad is not None]
+        if not ps:
+            return
+        for p in ps:
+            if p not in self.state:  # torch.optim.AdamW's lazily created state on CPU
+                self.state[p] = {
+                    "step": torch.tensor(0.0, dtype=torch.float32),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+        st = [self.state[p] for p in ps]
+        adamw(
+            ps, [p.grad for p in ps], [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
+            [], [s["step"] for s in st], foreach=self.foreach, capturable=False,
+            differentiable=False, fused=None, grad_scale=None, found_inf=None,
+            has_complex=any(torch.is_complex(p) for p in ps), amsgrad=False,
+            beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
+            weight_decay=self.weight_decay, eps=self.eps, maximize=False,
+        )
 
 
 def fit_loop(
@@ -94,11 +148,18 @@ def fit_loop(
     }
     t0 = time.perf_counter()
     best_state: dict[str, torch.Tensor] | None = None
-    with seeded(seed):
+    n_params = sum(p.numel() for p in params)
+    threads = training_threads(n_params)
+    if threads != torch.get_num_threads():
+        log.info("%s: %d parameters, trained with %d torch thread(s) instead of %d (small "
+                 "models lose more to thread synchronisation than they gain)", name, n_params,
+                 threads, torch.get_num_threads())
+    with seeded(seed), torch_threads(threads):
         rng = torch.Generator().manual_seed(seed)
         # foreach: multi-tensor updates instead of a Python loop over parameters (torch's CPU
         # default); the optimizer step of the small VAE went from ~0.35 to ~0.23 s per 400 steps.
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        # AdamW above, not torch.optim.AdamW: same bits, without importing torch._dynamo.
+        opt = AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
         for epoch in range(epochs):
             # --- train one epoch
             model.train()

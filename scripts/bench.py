@@ -5,7 +5,7 @@ this script only runs them in sequence (never in parallel: they share the 2 core
 machine, the exact command and the wall time, and writes the file atomically.
 
     .venv/bin/python scripts/bench.py --out BENCHMARKS.md            # every section
-    .venv/bin/python scripts/bench.py --only lens --out /tmp/b.md     # one section
+    .venv/bin/python scripts/bench.py --only lens dtype              # rerun two, keep the rest
 """
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ PY = sys.executable
 
 # name -> (title, argv). Sizes are chosen so the whole suite ends in well under an hour on 2 cores.
 SECTIONS: dict[str, tuple[str, list[str]]] = {
+    "dtype": (
+        "Embedding dtype: float32 vs bfloat16 (embed.dtype: auto) vs int8, and bf16's accuracy",
+        [PY, "scripts/bench_dtype.py", "--threads", "2", "--n-texts", "64", "--rounds", "3",
+         "--acc-pairs", "500", "--n-seed", "300", "--splits", "20"],
+    ),
+    "lens-threads": (
+        "LENS after embeddings at d=576 with 1 and with 2 threads (issue 17: under 5 s at both), "
+        "and with torch.optim.AdamW (before issue 17.5)",
+        ["bash", "-c",
+         f"for a in '--threads 1' '--threads 2' '--threads 1 --torch-adamw'; do {PY} "
+         "scripts/bench_lens.py --runs 1000:576:8 1000:576:8 1000:576:8 $a; echo; done"],
+    ),
     "lens": (
         "LENS after embeddings (VAE fit + synthesis + head), and scale to 50k seeds",
         [PY, "scripts/bench_lens.py", "--threads", "2", "--scale", "5000", "20000", "50000"],
@@ -58,8 +70,16 @@ FIXES = """\
 - **Peak memory at 20k seeds, d=4096.** Standardisation statistics in 32 MB chunks, in-place
   standardisation, head scoring in batches of 1,024 and AdamW `foreach`: peak RSS above the
   interpreter's base went to 1.13x the bytes of the embeddings held (target <= 2x).
-- **Left as is:** the first AdamW of a process imports `torch._dynamo` (about 1.6 s, ~17% of a short
-  LENS run in the profile below), a one-off cost inside torch.
+- **The first AdamW imported `torch._dynamo`** (about 1.6 s, ~17% of a short LENS run): torch's
+  `Optimizer` base class imports it on first use whatever the flags, so `latentrm.train.AdamW` calls
+  torch's public functional kernel (`torch.optim.adamw.adamw`) itself; the weights are
+  bit-identical to `torch.optim.AdamW` (tests/test_train.py).
+- **Threads for small models.** The d=576 VAE (~76k parameters) and head (~37k) now train on one
+  torch thread whatever `threads` asks (`runtime.training_threads`, logged); models of 200k
+  parameters or more keep the requested count. Their results are the same bits at 1 and 2 threads.
+- **GGUF weights** are dequantised once at load into the compute dtype
+  (`GgufConfig(dequantize=True)`), so no matmul casts and transformers no longer warns that "the
+  kernels compute in float32" (tests/embed/test_models.py loads a tiny Q8_0 GGUF).
 """
 
 
@@ -76,20 +96,49 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = os.getloadavg()[0]
+    from latentrm.runtime import cpu_flags
+
+    flags = cpu_flags()
+    isa = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
+                               "amx_bf16", "amx_int8") if f in flags)
+    no_amx = "" if {"amx_bf16", "amx_tile"} & flags else " (no AMX)"
     return (
         f"- machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU\n"
+        f"- CPU flags for matmuls: {isa or 'none found'}{no_amx}\n"
         f"- software: Python {platform.python_version()}, torch {torch.__version__}\n"
         f"- load average when the run started: {load:.1f}\n"
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     )
 
 
+def old_sections(old: str) -> dict[str, str]:
+    """The sections of a previous BENCHMARKS.md by name (a section: its title, then its command).
+
+    A block runs to the next section's title; blocks under titles no longer in SECTIONS go.
+    """
+    heads = list(re.finditer(r"(?m)^## (.+)\n\nCommand: `", old))
+    ends = [m.start() for m in heads[1:]] + [len(old)]
+    names = {title: name for name, (title, _) in SECTIONS.items()}
+    return {names[m.group(1)]: old[m.start():end].rstrip() + "\n"
+            for m, end in zip(heads, ends, strict=True) if m.group(1) in names}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
+    ap.add_argument("--cache-dir", help="embedding cache of the dtype section's accuracy part "
+                    "(default: the repository's cache/)")
+    ap.add_argument("--data", help="HH-RLHF harmless-base test file of the dtype section "
+                    "(default: ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz)")
     args = ap.parse_args()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    if args.cache_dir:
+        SECTIONS["dtype"][1].extend(["--cache-dir", args.cache_dir])
+    if args.data:
+        SECTIONS["dtype"][1].extend(["--data", args.data])
+    # The scripts import this checkout's latentrm, whichever checkout the venv was installed from.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     parts = [
         "# Benchmarks\n",
         "Written by `make bench` (`scripts/bench.py`); every figure below was measured by the "
@@ -105,9 +154,17 @@ def main() -> int:
     if m:
         parts += [m.group(0), ""]
     parts += ["## Profiling: what was fixed\n", FIXES]
-    for name in args.only or list(SECTIONS):
+    kept = old_sections(old) if args.only else {}
+    if args.only:
+        parts[2] += (f"\n- sections run this time: {', '.join(args.only)}; the others are kept "
+                     "from the previous file, with their own commands and load averages")
+    for name in SECTIONS:
         title, argv = SECTIONS[name]
-        cmd = argv[-1] if argv[0] == "bash" else " ".join(
+        if args.only and name not in args.only:
+            if name in kept:
+                parts += [kept[name]]
+            continue
+        cmd = argv[-1].replace(PY, ".venv/bin/python") if argv[0] == "bash" else " ".join(
             a if a != PY else ".venv/bin/python" for a in argv)
         print(f"[bench] {name}: {cmd}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()

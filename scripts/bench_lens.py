@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
                     help="config overrides, e.g. vae.epochs=30 reward.patience=5")
     ap.add_argument("--method", default="lens", help="lens | none | direct | gaussian")
+    ap.add_argument("--torch-adamw", action="store_true",
+                    help="train with torch.optim.AdamW instead of latentrm.train.AdamW (same "
+                         "weights; its first use imports torch._dynamo): the before of issue 17.5")
     ap.add_argument(
         "--omp-wait", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
         help="OMP_WAIT_POLICY for the runs. PASSIVE (default): idle OpenMP threads sleep instead "
@@ -93,6 +96,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         n, d, ratio = (int(x) for x in args.child.split(":"))
+        if args.torch_adamw:
+            import torch
+
+            import latentrm.train
+
+            def torch_adamw(params, lr: float, weight_decay: float, foreach: bool):
+                return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
+                                         foreach=foreach)
+
+            latentrm.train.AdamW = torch_adamw  # type: ignore[assignment,misc]
         print(json.dumps(one_run(n, d, ratio, args.threads, args.set, args.method)))
         return
     runs = list(args.runs) + [f"{n}:4096:8" for n in args.scale]
@@ -102,15 +115,19 @@ def main() -> None:
     rows = []
     for spec in runs:
         cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads),
-               "--method", args.method]
+               "--method", args.method] + (["--torch-adamw"] if args.torch_adamw else [])
         if args.set:
             cmd += ["--set", *args.set]
         load = os.getloadavg()[0]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         rows.append({**json.loads(out.strip().splitlines()[-1]), "load": load})
         print(f"done {spec}: {rows[-1]['total_s']:.1f}s", file=sys.stderr)
-    print(f"method {args.method}; torch threads {args.threads}; "
+    from latentrm.runtime import SMALL_MODEL_PARAMS
+
+    print(f"method {args.method}; torch threads {args.threads} (the VAE and head train on 1 when "
+          f"under {SMALL_MODEL_PARAMS:,} parameters: runtime.training_threads); "
           f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}; "
+          f"optimizer: {'torch.optim.AdamW' if args.torch_adamw else 'latentrm.train.AdamW'}; "
           f"overrides: {' '.join(args.set) or 'none'}\n")
     print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
           "CPU s | acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")

@@ -33,3 +33,14 @@ def test_torch_threads_restores_the_count():
     with rt.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_training_threads_is_one_for_small_models_only():
+    # The d=576 VAE (~76k parameters) and head (~37k) train on one thread; at d=4096 (~530k,
+    # ~260k) the requested count stays.
+    assert rt.training_threads(76_000, 2) == 1
+    assert rt.training_threads(rt.SMALL_MODEL_PARAMS - 1, 4) == 1
+    assert rt.training_threads(rt.SMALL_MODEL_PARAMS, 4) == 4
+    assert rt.training_threads(530_000, 2) == 2
+    with rt.torch_threads(3):
+        assert rt.training_threads(10**6) == 3

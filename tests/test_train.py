@@ -116,3 +116,60 @@ def test_standardization_stats_constant_dim():
     x = np.array([[1.0, 5.0], [3.0, 5.0]], np.float32)
     mean, std = standardization_stats(x, x, chunk=1)
     assert mean.tolist() == [2.0, 5.0] and std.tolist() == [1.0, 1.0]  # const dim -> std 1
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_adamw_is_bit_identical_to_torch_and_skips_dynamo(foreach):
+    import subprocess
+    import sys
+
+    from latentrm.train import AdamW
+
+    def run(make_opt) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 1))
+        x, y = torch.randn(32, 7), torch.randn(32, 1)
+        opt = make_opt(model.parameters())
+        for i in range(6):
+            loss = ((model(x[i::2]) - y[i::2]) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if i == 2:  # a parameter without a gradient is skipped, as torch does
+                model[0].bias.grad = None
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    ours = run(lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1, foreach=foreach))
+    ref = run(lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1, foreach=foreach))
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
+    # In a fresh interpreter a whole fit_loop leaves torch._dynamo unimported.
+    code = (
+        "import sys, torch; from latentrm.train import fit_loop; torch.set_num_threads(1)\n"
+        "m = torch.nn.Linear(2, 1)\n"
+        "fit_loop(m, m.parameters(), lambda b: m(b).pow(2).mean(), lambda e, r: [torch.ones(3, 2)],"
+        " None, epochs=2, lr=0.1, weight_decay=0.1, patience=5, seed=0)\n"
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored():
+    from latentrm.runtime import torch_threads
+
+    seen: list[int] = []
+    small = nn.Linear(8, 1)  # 9 parameters
+    big = nn.Linear(1000, 200, bias=False)  # 200,000: not small
+
+    def step(model: nn.Module):
+        def fn(batch: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return model.weight.sum() * 0 + model.weight.pow(2).mean()
+        return fn
+
+    with torch_threads(2):
+        for model in (small, big):
+            fit_loop(model, model.parameters(), step(model), lambda e, rng: [0], None,
+                     epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
+        assert torch.get_num_threads() == 2
+    assert seen == [1, 2]

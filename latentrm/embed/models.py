@@ -239,6 +239,13 @@ def load_hf_model(
     kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if gguf_file is not None:
         kw["gguf_file"] = gguf_file
+        # Dense weights in `dtype`, dequantised once at load: no per-matmul casts. transformers
+        # >= 5 can keep GGUF blocks packed (GgufLinear, matmuls in float32 with casts around them)
+        # and warns so even for architectures it then dequantises anyway; older versions always
+        # dequantise and have no GgufConfig.
+        gguf_config = getattr(transformers, "GgufConfig", None)
+        if gguf_config is not None and "quantization_config" not in model_kw:
+            model_kw = {**model_kw, "quantization_config": gguf_config(dequantize=True)}
     check_exists(path)
     where = f"{path}" + (f" (gguf_file={gguf_file})" if gguf_file else "")
     try:
@@ -249,8 +256,33 @@ def load_hf_model(
     except (OSError, ValueError, KeyError, ImportError) as e:
         raise ConfigError(f"cannot load model {where}: {type(e).__name__}: {e}") from None
     model.to(device).eval()
-    log.info("loaded %s (%s, %s) on %s", where, type(model).__name__, dtype, device)
+    not_dense = not_dense_weights(model, dtype)
+    if not_dense:
+        log.warning("%s: %d weights are not dense %s tensors (their matmuls cast): %s", where,
+                    len(not_dense), dtype, ", ".join(not_dense[:5]))
+    log.info("loaded %s (%s, dense %s weights) on %s", where, type(model).__name__, dtype, device)
     return tokenizer, model
+
+
+def not_dense_weights(model: Any, dtype: Any) -> list[str]:
+    """Names of the weights of `model` that are not dense `dtype` tensors of plain torch modules.
+
+    Empty when every floating-point parameter has `dtype` and no module keeps packed or quantized
+    blocks (transformers' GgufLinear, torch.ao quantized Linear), i.e. every matmul runs in
+    `dtype` without casting its weights. Integer buffers (position ids) do not count.
+    """
+    import torch
+
+    out = []
+    for name, mod in model.named_modules():
+        cls = type(mod).__name__
+        if "Gguf" in cls or "Quantiz" in cls or type(mod).__module__.startswith("torch.ao"):
+            out.append(f"{name or '<model>'} ({cls})")
+    for name, p in model.named_parameters():
+        plain = type(p) is torch.nn.Parameter and type(p.data) is torch.Tensor
+        if not plain or p.is_quantized or p.dtype != dtype:
+            out.append(f"{name} ({type(p.data).__name__} {p.dtype})")
+    return out
 
 
 def resolve_identity(
