@@ -121,15 +121,15 @@ def quality_section(name: str, reports: Path) -> str | None:
               f"against the plain head at n excludes 0):\n",
               goal_markdown(df, curve_df, curve_metric)]
     if "chosen" in df.columns:
-        chosen = df[df.method == "recipe"].groupby("sweep_value")["chosen"].agg(
+        chosen = df[df.method == "recipe"].groupby(df.sweep_value.astype(int))["chosen"].agg(
             lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
         parts += ["\nThe recipe's choice per split (k-fold validation on the seed set):\n"]
-        parts += [f"- {n} seed pairs: {c}\n" for n, c in chosen.items()]
+        parts += [f"- {n:,} seed pairs: {c}\n" for n, c in chosen.items()]
     if "layer" in df.columns:
-        layers = df[df.method == "none"].groupby("sweep_value")["layer"].agg(
+        layers = df[df.method == "none"].groupby(df.sweep_value.astype(int))["layer"].agg(
             lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
         parts += ["\nThe layer chosen per split (the plain head's k-fold validation accuracy):\n"]
-        parts += [f"- {n} seed pairs: {c}\n" for n, c in layers.items()]
+        parts += [f"- {n:,} seed pairs: {c}\n" for n, c in layers.items()]
     return "".join(parts)
 
 

@@ -280,12 +280,19 @@ def quality_markdown(
                           f"{r['wins']}/{r['seeds']}"]
             else:
                 cells += ["-", "-"]
-        if curve is not None:
+        if curve is not None and rec["method"] == baseline and has_sweep:
+            cells.append(f"{int(float(rec['sweep_value'])):,} (itself)")
+        elif curve is not None:
             value = float(np.nanmean(g[curve_metric].to_numpy(dtype=np.float64)))
             n_eff, bound = effective_labels(curve, value)
             cells.append(f"{bound}{n_eff:,.0f}" if np.isfinite(n_eff) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _pts(mean: float, half: float) -> str:
+    """A difference in points, with its 95% half width when there is one (>= 2 splits)."""
+    return f"{100 * mean:+.1f}" + (f" ± {100 * half:.1f}" if np.isfinite(half) else "") + " pts"
 
 
 def goal_markdown(
@@ -318,7 +325,6 @@ def goal_markdown(
         m_same, h_same = mean_ci_over_seeds(vs_same)
         met = m_more >= 0 and np.isfinite(h_same) and m_same - h_same > 0
         lines.append(
-            f"| {n:,} | {method} | {len(vals)} | {100 * m_same:+.1f} ± {100 * h_same:.1f} pts | "
-            f"{100 * m_more:+.1f} ± {100 * h_more:.1f} pts | {int((vs_more > 0).sum())}/"
-            f"{len(vals)} | {'met' if met else 'not met'} |")
+            f"| {n:,} | {method} | {len(vals)} | {_pts(m_same, h_same)} | {_pts(m_more, h_more)} | "
+            f"{int((vs_more > 0).sum())}/{len(vals)} | {'met' if met else 'not met'} |")
     return "\n".join(lines) + "\n"
