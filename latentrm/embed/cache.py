@@ -425,8 +425,9 @@ def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> Pair
     layer = expect.layer if expect is not None else view_embed_config(view).layer
     rows, bad = read_vectors(d, view["keys"], layer)
     if bad:
+        files = ", ".join(ch.file for ch in bad[:3]) + (", ..." if len(bad) > 3 else "")
         raise CacheError(f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
-                         "aside; rerun `latentrm embed` to recompute them")
+                         f"aside ({files}); rerun `latentrm embed` to recompute them")
     n = len(view["ids"])
     if rows.shape[0] != 2 * n:
         raise CacheError(f"{path}: {rows.shape[0]} rows for {n} pairs")

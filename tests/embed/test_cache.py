@@ -80,8 +80,9 @@ def test_a_flipped_byte_is_detected_on_read_and_recomputed(tmp_path, tiny_bert, 
     d = Path(first.meta["cache"]["dir"])
     ch = list_chunks(d)[1]
     flip_byte(d / "chunks" / ch.file)
-    with pytest.raises(CacheError, match="failed their checksum"):
+    with pytest.raises(CacheError, match="failed their checksum") as e:
         load_pair_cache(first.meta["cache"]["view"])
+    assert ch.file in str(e.value)  # `latentrm train CACHE` names the bad chunk
     again = E.embed_pairs(five_pairs, cfg, tmp_path)  # the bad chunk is recomputed
     assert again.meta["cache"]["chunks_computed"] == 1
     np.testing.assert_array_equal(again.chosen, first.chosen)
