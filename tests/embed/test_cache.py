@@ -153,3 +153,26 @@ def test_model_hashes_follow_rewrites_that_keep_size_and_mtime(tmp_path):
     _HashMemo._mem.clear()
     assert _HashMemo(memo_path).sha256(f) != first  # ctime moved: rehashed
     assert json.loads(memo_path.read_text())[str(f.resolve())]["ctime_ns"] == f.stat().st_ctime_ns
+
+
+@pytest.mark.parametrize(
+    ("dim", "says"),
+    [(0, "malformed"), ("384", "malformed"), (10**10, "the intact chunk")],
+    ids=["zero", "text", "absurd"],
+)
+def test_a_corrupt_store_json_is_blamed_not_the_chunks(tmp_path, tiny_bert, five_pairs, dim, says):
+    """store.json's embedder dim edited: the error names store.json and says delete; the intact
+    chunks are not set aside (they are fine), and an absurd dim allocates nothing."""
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    out = E.embed_pairs(five_pairs, cfg, tmp_path)
+    d, view = Path(out.meta["cache"]["dir"]), out.meta["cache"]["view"]
+    meta = json.loads((d / "store.json").read_text())
+    meta["embedder"]["dim"] = dim
+    (d / "store.json").write_text(json.dumps(meta))
+    n_chunks = len(list_chunks(d))
+    for read in (load_pair_cache, verify_cache):
+        with pytest.raises(CacheError) as e:
+            read(view)
+        msg = str(e.value)
+        assert "store.json" in msg and says in msg and "delete" in msg, msg
+    assert len(list_chunks(d)) == n_chunks
