@@ -42,6 +42,35 @@ SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 _TOO_DEEP = "JSON nested too deeply (over ~1000 levels of lists/objects)"
 
 
+class _Literal(str):
+    """NaN / Infinity / -Infinity as parsed: Python's json reads these, JSON does not."""
+
+
+def _loads(text: str) -> tuple[Any, bool]:
+    """json.loads(text), and whether it met a non-standard literal (left as a _Literal)."""
+    seen: list[str] = []
+    obj = json.loads(text, parse_constant=lambda c: seen.append(c) or _Literal(c))
+    return obj, bool(seen)
+
+
+def _literal_in(obj: Any) -> _Literal | None:
+    if isinstance(obj, _Literal):
+        return obj
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
+    return next((lit for v in values if (lit := _literal_in(v)) is not None), None)
+
+
+def _refuse_literals(records: list[tuple[int, Any]], label: str) -> None:
+    """DataError naming the record and top-level field of the first NaN/Infinity literal: a
+    score/bon run echoes input fields, and strict JSON output could not hold it."""
+    for line, rec in records:
+        items = rec.items() if isinstance(rec, dict) else [(None, rec)]
+        for key, value in items:
+            if (lit := _literal_in(value)) is not None:
+                raise DataError(f"{lit} is not valid JSON (write null or a number)", path=label,
+                                line=line, field=key)
+
+
 @dataclass
 class Source:
     label: str  # names the input in errors and PreferenceDataset.source
@@ -74,19 +103,22 @@ def _jsonl_records(data: bytes, label: str) -> list[tuple[int, Any]]:
             msg = f"not valid UTF-8 (byte {e.start + 1} of the line; re-save the file as UTF-8)"
             raise DataError(msg, path=label, line=i) from None
         try:
-            out.append((i, json.loads(text)))
+            obj, odd = _loads(text)
         except json.JSONDecodeError as e:
             raise DataError(
                 f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=i
             ) from None
         except RecursionError:
             raise DataError(_TOO_DEEP, path=label, line=i) from None
+        if odd:
+            _refuse_literals([(i, obj)], label)
+        out.append((i, obj))
     return out
 
 
 def _json_records(data: bytes, label: str) -> list[tuple[int, Any]]:
     try:
-        obj = json.loads(_decode(data, label))
+        obj, odd = _loads(_decode(data, label))
     except json.JSONDecodeError as e:
         raise DataError(
             f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=e.lineno
@@ -97,7 +129,10 @@ def _json_records(data: bytes, label: str) -> list[tuple[int, Any]]:
         obj = obj["data"]
     if not isinstance(obj, list):
         raise DataError('expected a JSON list of records or {"data": [...]}', path=label)
-    return list(enumerate(obj, 1))
+    records = list(enumerate(obj, 1))
+    if odd:
+        _refuse_literals(records, label)
+    return records
 
 
 def _csv_cell(key: str, value: str | None) -> Any:
