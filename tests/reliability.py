@@ -149,6 +149,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     ]),
     "security": ("security rules", [
         "tests/test_reward.py::test_corrupt_head_is_one_model_error_naming_the_file[pickle]",
+        "tests/embed/test_cache.py::test_a_pickled_chunk_is_never_unpickled_even_with_a_matching_checksum",
         "tests/config/test_loading.py::test_yaml_python_tags_are_refused_in_one_line_naming_the_line",
         "tests/test_model.py::test_a_model_folder_cannot_turn_on_remote_code",
         "tests/test_model.py::test_saved_config_never_holds_trust_remote_code_and_a_file_asking_is_ignored",

@@ -176,3 +176,38 @@ def test_a_corrupt_store_json_is_blamed_not_the_chunks(tmp_path, tiny_bert, five
         msg = str(e.value)
         assert "store.json" in msg and says in msg and "delete" in msg, msg
     assert len(list_chunks(d)) == n_chunks
+
+
+class _Payload:
+    """Unpickling this writes `path`: what a pickled .npy chunk could do if it were loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (self.path, "ran"))
+
+
+def test_a_pickled_chunk_is_never_unpickled_even_with_a_matching_checksum(
+    tmp_path, tiny_bert, five_pairs
+):
+    """A chunk replaced by an object array (a pickle inside .npy) and its sidecar's checksum
+    rewritten to match: refused as not float32, and nothing in it runs."""
+    import hashlib
+    import io
+
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    out = E.embed_pairs(five_pairs, cfg, tmp_path / "c")
+    d = Path(out.meta["cache"]["dir"])
+    ch = list_chunks(d)[0]
+    marker = tmp_path / "ran"
+    buf = io.BytesIO()
+    np.save(buf, np.array([_Payload(marker)] * len(ch.keys), dtype=object), allow_pickle=True)
+    (d / "chunks" / ch.file).write_bytes(buf.getvalue())
+    side = d / "chunks" / f"{ch.id}.json"
+    doc = json.loads(side.read_text())
+    doc["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    side.write_text(json.dumps(doc))
+    with pytest.raises(CacheError, match=rf"{ch.id}.*expected float32 .*found object"):
+        verify_cache(d)
+    assert not marker.exists()
