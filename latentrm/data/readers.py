@@ -27,7 +27,7 @@ import io
 import json
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,22 +53,31 @@ def _loads(text: str) -> tuple[Any, bool]:
     return obj, bool(seen)
 
 
-def _literal_in(obj: Any) -> _Literal | None:
+def _literal_at(obj: Any, where: str) -> tuple[_Literal, str] | None:
+    """The first NaN/Infinity literal in `obj` and its path ('candidates[0].gold')."""
     if isinstance(obj, _Literal):
-        return obj
-    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
-    return next((lit for v in values if (lit := _literal_in(v)) is not None), None)
+        return obj, where
+    if isinstance(obj, dict):
+        items: Iterable[tuple[str, Any]] = (
+            (f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    return next((hit for w, v in items if (hit := _literal_at(v, w)) is not None), None)
 
 
 def _refuse_literals(records: list[tuple[int, Any]], label: str) -> None:
-    """DataError naming the record and top-level field of the first NaN/Infinity literal: a
-    score/bon run echoes input fields, and strict JSON output could not hold it."""
+    """DataError naming the record and field of the first NaN/Infinity literal: a score/bon run
+    echoes input fields, and strict JSON output could not hold it."""
     for line, rec in records:
-        items = rec.items() if isinstance(rec, dict) else [(None, rec)]
-        for key, value in items:
-            if (lit := _literal_in(value)) is not None:
-                raise DataError(f"{lit} is not valid JSON (write null or a number)", path=label,
-                                line=line, field=key)
+        try:
+            hit = _literal_at(rec, "")
+        except RecursionError:
+            raise DataError(_TOO_DEEP, path=label, line=line) from None
+        if hit is not None:
+            raise DataError(f"{hit[0]} is not valid JSON (write null or a number)", path=label,
+                            line=line, field=hit[1] or None)
 
 
 @dataclass

@@ -313,12 +313,14 @@ def test_unicode_survives_every_file_format(rows: list[dict[str, str]], fmt: str
     ("name", "text", "where", "literal", "field"),
     [
         ("in.jsonl", '{"prompt": "q", "response": "a"}\n{"prompt": "q", "response": "b", '
-         '"meta": {"score": NaN}}\n', "in.jsonl:2", "NaN", "meta"),
+         '"meta": {"score": NaN}}\n', "in.jsonl:2", "NaN", "meta.score"),
+        ("c.jsonl", '{"prompt": "q", "candidates": [{"output": "a", "gold": 1}, '
+         '{"output": "b", "gold": Infinity}]}\n', "c.jsonl:1", "Infinity", "candidates[1].gold"),
         ("in.json", '{"data": [{"prompt": "q", "chosen": "a", "rejected": "b"}, '
          '{"prompt": "q", "chosen": "a", "rejected": "b", "margin": -Infinity}]}',
          "in.json:2", "-Infinity", "margin"),
     ],
-    ids=["jsonl-nested", "json-record"],
+    ids=["jsonl-nested", "jsonl-in-a-list", "json-record"],
 )
 def test_non_standard_json_literals_are_refused_naming_line_and_field(
     tmp_path: Path, name: str, text: str, where: str, literal: str, field: str
