@@ -28,6 +28,10 @@ from latentrm.testing import (
     toy_pairs,
     word_tokenizer,
 )
+from tests.reliability import (  # noqa: F401  (hooks: the README's reliability table as markers)
+    pytest_collection_modifyitems,
+    pytest_configure,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -64,6 +64,15 @@ def safe_load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
+def _yaml_error_line(e: yaml.YAMLError) -> str:
+    """PyYAML's error (several lines, with a caret drawing) as one line: 'line N: problem'."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}: invalid YAML: {problem}"
+    return "invalid YAML: " + " ".join(str(e).split())
+
+
 def _field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
@@ -200,7 +209,7 @@ def load_config(
         try:
             data = safe_load_yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+            raise ConfigError(f"{p}: {_yaml_error_line(e)}") from None
         except ConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
         if not isinstance(data, dict):

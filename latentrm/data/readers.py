@@ -27,7 +27,7 @@ import io
 import json
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,44 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 # What json.loads raises past ~1000 nesting levels is RecursionError, not a JSONDecodeError.
 _TOO_DEEP = "JSON nested too deeply (over ~1000 levels of lists/objects)"
+
+
+class _Literal(str):
+    """NaN / Infinity / -Infinity as parsed: Python's json reads these, JSON does not."""
+
+
+def _loads(text: str) -> tuple[Any, bool]:
+    """json.loads(text), and whether it met a non-standard literal (left as a _Literal)."""
+    seen: list[str] = []
+    obj = json.loads(text, parse_constant=lambda c: seen.append(c) or _Literal(c))
+    return obj, bool(seen)
+
+
+def _literal_at(obj: Any, where: str) -> tuple[_Literal, str] | None:
+    """The first NaN/Infinity literal in `obj` and its path ('candidates[0].gold')."""
+    if isinstance(obj, _Literal):
+        return obj, where
+    if isinstance(obj, dict):
+        items: Iterable[tuple[str, Any]] = (
+            (f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    return next((hit for w, v in items if (hit := _literal_at(v, w)) is not None), None)
+
+
+def _refuse_literals(records: list[tuple[int, Any]], label: str) -> None:
+    """DataError naming the record and field of the first NaN/Infinity literal: a score/bon run
+    echoes input fields, and strict JSON output could not hold it."""
+    for line, rec in records:
+        try:
+            hit = _literal_at(rec, "")
+        except RecursionError:
+            raise DataError(_TOO_DEEP, path=label, line=line) from None
+        if hit is not None:
+            raise DataError(f"{hit[0]} is not valid JSON (write null or a number)", path=label,
+                            line=line, field=hit[1] or None)
 
 
 @dataclass
@@ -74,19 +112,22 @@ def _jsonl_records(data: bytes, label: str) -> list[tuple[int, Any]]:
             msg = f"not valid UTF-8 (byte {e.start + 1} of the line; re-save the file as UTF-8)"
             raise DataError(msg, path=label, line=i) from None
         try:
-            out.append((i, json.loads(text)))
+            obj, odd = _loads(text)
         except json.JSONDecodeError as e:
             raise DataError(
                 f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=i
             ) from None
         except RecursionError:
             raise DataError(_TOO_DEEP, path=label, line=i) from None
+        if odd:
+            _refuse_literals([(i, obj)], label)
+        out.append((i, obj))
     return out
 
 
 def _json_records(data: bytes, label: str) -> list[tuple[int, Any]]:
     try:
-        obj = json.loads(_decode(data, label))
+        obj, odd = _loads(_decode(data, label))
     except json.JSONDecodeError as e:
         raise DataError(
             f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=e.lineno
@@ -97,7 +138,10 @@ def _json_records(data: bytes, label: str) -> list[tuple[int, Any]]:
         obj = obj["data"]
     if not isinstance(obj, list):
         raise DataError('expected a JSON list of records or {"data": [...]}', path=label)
-    return list(enumerate(obj, 1))
+    records = list(enumerate(obj, 1))
+    if odd:
+        _refuse_literals(records, label)
+    return records
 
 
 def _csv_cell(key: str, value: str | None) -> Any:

@@ -139,12 +139,33 @@ def _read_json(path: Path, what: str) -> Any:
         ) from None
 
 
+class StoreMismatch(CacheError):
+    """store.json disagrees with a chunk whose checksum holds: the store's description is wrong,
+    not the chunk (so nothing is set aside)."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def read_store_meta(d: Path) -> dict:
-    """store.json of the store at `d` (CacheError naming the file if unreadable or foreign)."""
+    """store.json of the store at `d` (CacheError naming the file if unreadable, foreign or
+    malformed: the embedder's dim and stored layers are what every read is shaped by)."""
     meta = _read_json(d / "store.json", "store description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "embedder" not in meta:
         raise CacheError(f"{d / 'store.json'}: not a latentrm embedding store of format "
                          f"{FORMAT}; delete {d} to rebuild it")
+    emb = meta["embedder"]
+    why = ("'embedder' is not an object" if not isinstance(emb, dict)
+           else "'request' is not an object" if not isinstance(meta.get("request"), dict)
+           else f"embedder dim {emb.get('dim')!r} is not a positive integer"
+           if not (_is_int(emb.get("dim")) and emb["dim"] >= 1)
+           else f"embedder layers {emb.get('layers')!r} is not a list of layer indices"
+           if not (isinstance(emb.get("layers"), list) and emb["layers"]
+                   and all(map(_is_int, emb["layers"])))
+           else None)
+    if why:
+        raise CacheError(f"{d / 'store.json'}: malformed ({why}); delete {d} to rebuild it")
     return meta
 
 
@@ -189,13 +210,25 @@ def read_chunk(d: Path, ch: Chunk, dim: int, n_layers: int) -> np.ndarray:
         raise CacheError(f"{path}: unreadable chunk ({e})") from None
     if hashlib.sha256(data).hexdigest() != ch.sha256:
         raise CacheError(f"{path}: checksum mismatch (the file changed after it was written)")
+    want = (len(ch.keys), n_layers, dim)
+    try:  # the header first: nothing is allocated for a shape that is not the expected one
+        f = io.BytesIO(data)
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{path}: unreadable chunk ({e})") from None
+    if len(shape) == 3 and shape[0] == want[0] and dtype == np.float32 and shape != want:
+        raise StoreMismatch(
+            f"{path.parent.parent / 'store.json'}: says {n_layers} layers of dim {dim}, but the "
+            f"intact chunk {path.name} (its checksum holds) is {shape}; delete {d} to rebuild it")
+    if shape != want or dtype != np.float32:
+        raise CacheError(f"{path}: expected float32 {want}, found {dtype} {shape}")
     try:
         rows = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as e:
         raise CacheError(f"{path}: unreadable chunk ({e})") from None
-    if rows.shape != (len(ch.keys), n_layers, dim) or rows.dtype != np.float32:
-        raise CacheError(f"{path}: expected float32 {(len(ch.keys), n_layers, dim)}, found "
-                         f"{rows.dtype} {rows.shape}")
     if not np.isfinite(rows).all():
         raise CacheError(f"{path}: chunk holds NaN/Inf values")
     return rows
@@ -351,21 +384,26 @@ def read_vectors(d: Path, keys: Sequence[str], layer: int | str) -> tuple[np.nda
     layers, dim = list(emb["layers"]), int(emb["dim"])
     chunks = list_chunks(d)
     index = index_rows(chunks)
-    out = np.empty((len(keys), dim), np.float32)
     cache: dict[int, np.ndarray] = {}
     bad: list[Chunk] = []
-    for i, k in enumerate(keys):
+    for k in keys:
         if k not in index:
             raise CacheError(f"cache at {d}: a requested row is not stored (an interrupted run?); "
                              "rerun embed")
-        ci, r = index[k]
+        ci = index[k][0]
         if ci not in cache:
             try:
                 cache[ci] = pick_layer(read_chunk(d, chunks[ci], dim, len(layers)), layers, layer)
+            except StoreMismatch:
+                raise
             except CacheError as e:
                 set_aside(d, chunks[ci], str(e).split(": ", 1)[-1])
                 bad.append(chunks[ci])
                 cache[ci] = np.full((len(chunks[ci].keys), dim), np.nan, np.float32)
+    # Allocated once a chunk has confirmed store.json's dim (or every chunk was bad).
+    out = np.empty((len(keys), dim), np.float32)
+    for i, k in enumerate(keys):
+        ci, r = index[k]
         out[i] = cache[ci][r]
     return out, bad
 
@@ -425,8 +463,9 @@ def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> Pair
     layer = expect.layer if expect is not None else view_embed_config(view).layer
     rows, bad = read_vectors(d, view["keys"], layer)
     if bad:
+        files = ", ".join(ch.file for ch in bad[:3]) + (", ..." if len(bad) > 3 else "")
         raise CacheError(f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
-                         "aside; rerun `latentrm embed` to recompute them")
+                         f"aside ({files}); rerun `latentrm embed` to recompute them")
     n = len(view["ids"])
     if rows.shape[0] != 2 * n:
         raise CacheError(f"{path}: {rows.shape[0]} rows for {n} pairs")
@@ -456,6 +495,8 @@ def verify_cache(path: str | Path) -> dict:
     for ch in chunks:
         try:
             read_chunk(d, ch, dim, n_layers)
+        except StoreMismatch:
+            raise
         except CacheError as e:
             problems.append(f"{ch.file}: {str(e).split(': ', 1)[-1]}")
             set_aside(d, ch, str(e).split(": ", 1)[-1])

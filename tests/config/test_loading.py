@@ -162,3 +162,21 @@ def test_duplicate_yaml_keys_are_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"override 'variants=\{a: 1, a: 2\}': line 1: "
                                           "duplicate key 'a'"):
         load_config(None, ["variants={a: 1, a: 2}"])
+
+
+def test_yaml_python_tags_are_refused_in_one_line_naming_the_line(tmp_path: Path) -> None:
+    """The safe loader: a config file cannot run code (the tag is refused, the command never
+    runs); the error, like every other config error, is one line naming the file and line."""
+    marker = tmp_path / "ran"
+    p = tmp_path / "c.yaml"
+    p.write_text(f'seed: 1\nreward: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == (f"{p}: line 2: invalid YAML: could not determine a constructor for the "
+                            "tag 'tag:yaml.org,2002:python/object/apply:os.system'")
+    assert not marker.exists()
+    p.write_text("seed: 1\nreward: {lr: 0.1\n")  # a syntax error: PyYAML's message spans 6 lines
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith(f"{p}: line 3: invalid YAML: ")

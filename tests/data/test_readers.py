@@ -307,3 +307,29 @@ def test_unicode_survives_every_file_format(rows: list[dict[str, str]], fmt: str
     got = [(p.prompt, p.chosen, p.rejected) for p in ds]
     want = [(({"role": "user", "content": r["prompt"]},), r["chosen"], r["rejected"]) for r in rows]
     assert got == want
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where", "literal", "field"),
+    [
+        ("in.jsonl", '{"prompt": "q", "response": "a"}\n{"prompt": "q", "response": "b", '
+         '"meta": {"score": NaN}}\n', "in.jsonl:2", "NaN", "meta.score"),
+        ("c.jsonl", '{"prompt": "q", "candidates": [{"output": "a", "gold": 1}, '
+         '{"output": "b", "gold": Infinity}]}\n', "c.jsonl:1", "Infinity", "candidates[1].gold"),
+        ("in.json", '{"data": [{"prompt": "q", "chosen": "a", "rejected": "b"}, '
+         '{"prompt": "q", "chosen": "a", "rejected": "b", "margin": -Infinity}]}',
+         "in.json:2", "-Infinity", "margin"),
+    ],
+    ids=["jsonl-nested", "jsonl-in-a-list", "json-record"],
+)
+def test_non_standard_json_literals_are_refused_naming_line_and_field(
+    tmp_path: Path, name: str, text: str, where: str, literal: str, field: str
+) -> None:
+    """Python's json reads NaN/Infinity, which are not JSON: refused when the input is read (a
+    score run would otherwise embed every row and then fail writing them back out)."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError) as e:
+        read_rows(path, DataConfig())
+    assert str(e.value) == (f"{tmp_path / where}: {literal} is not valid JSON (write null or a "
+                            f"number) (field '{field}')")

@@ -80,8 +80,9 @@ def test_a_flipped_byte_is_detected_on_read_and_recomputed(tmp_path, tiny_bert, 
     d = Path(first.meta["cache"]["dir"])
     ch = list_chunks(d)[1]
     flip_byte(d / "chunks" / ch.file)
-    with pytest.raises(CacheError, match="failed their checksum"):
+    with pytest.raises(CacheError, match="failed their checksum") as e:
         load_pair_cache(first.meta["cache"]["view"])
+    assert ch.file in str(e.value)  # `latentrm train CACHE` names the bad chunk
     again = E.embed_pairs(five_pairs, cfg, tmp_path)  # the bad chunk is recomputed
     assert again.meta["cache"]["chunks_computed"] == 1
     np.testing.assert_array_equal(again.chosen, first.chosen)
@@ -152,3 +153,61 @@ def test_model_hashes_follow_rewrites_that_keep_size_and_mtime(tmp_path):
     _HashMemo._mem.clear()
     assert _HashMemo(memo_path).sha256(f) != first  # ctime moved: rehashed
     assert json.loads(memo_path.read_text())[str(f.resolve())]["ctime_ns"] == f.stat().st_ctime_ns
+
+
+@pytest.mark.parametrize(
+    ("dim", "says"),
+    [(0, "malformed"), ("384", "malformed"), (10**10, "the intact chunk")],
+    ids=["zero", "text", "absurd"],
+)
+def test_a_corrupt_store_json_is_blamed_not_the_chunks(tmp_path, tiny_bert, five_pairs, dim, says):
+    """store.json's embedder dim edited: the error names store.json and says delete; the intact
+    chunks are not set aside (they are fine), and an absurd dim allocates nothing."""
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    out = E.embed_pairs(five_pairs, cfg, tmp_path)
+    d, view = Path(out.meta["cache"]["dir"]), out.meta["cache"]["view"]
+    meta = json.loads((d / "store.json").read_text())
+    meta["embedder"]["dim"] = dim
+    (d / "store.json").write_text(json.dumps(meta))
+    n_chunks = len(list_chunks(d))
+    for read in (load_pair_cache, verify_cache):
+        with pytest.raises(CacheError) as e:
+            read(view)
+        msg = str(e.value)
+        assert "store.json" in msg and says in msg and "delete" in msg, msg
+    assert len(list_chunks(d)) == n_chunks
+
+
+class _Payload:
+    """Unpickling this writes `path`: what a pickled .npy chunk could do if it were loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (self.path, "ran"))
+
+
+def test_a_pickled_chunk_is_never_unpickled_even_with_a_matching_checksum(
+    tmp_path, tiny_bert, five_pairs
+):
+    """A chunk replaced by an object array (a pickle inside .npy) and its sidecar's checksum
+    rewritten to match: refused as not float32, and nothing in it runs."""
+    import hashlib
+    import io
+
+    cfg = cfg_for(tiny_bert, chunk_size=4)
+    out = E.embed_pairs(five_pairs, cfg, tmp_path / "c")
+    d = Path(out.meta["cache"]["dir"])
+    ch = list_chunks(d)[0]
+    marker = tmp_path / "ran"
+    buf = io.BytesIO()
+    np.save(buf, np.array([_Payload(marker)] * len(ch.keys), dtype=object), allow_pickle=True)
+    (d / "chunks" / ch.file).write_bytes(buf.getvalue())
+    side = d / "chunks" / f"{ch.id}.json"
+    doc = json.loads(side.read_text())
+    doc["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    side.write_text(json.dumps(doc))
+    with pytest.raises(CacheError, match=rf"{ch.id}.*expected float32 .*found object"):
+        verify_cache(d)
+    assert not marker.exists()
