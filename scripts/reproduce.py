@@ -52,10 +52,23 @@ CONFIGS = (
 
 
 def finished(cfg: RunConfig, kind: str) -> bool:
-    """Whether cfg.out_dir holds complete results of this very config."""
+    """Whether cfg.out_dir holds complete results of this very config: the saved config computes
+    the same results (`results_key`: where things are written or shown does not count, so a run
+    made with `-q` is still current)."""
+    from latentrm.errors import ConfigError
+    from latentrm.recipes.experiment import results_key
+
     out = Path(cfg.out_dir)
     done = out / ("metrics.json" if kind == "run" else "results.md")
-    return done.exists() and saved_config_matches(out / "config.yaml", cfg)
+    if not done.exists() or not (out / "config.yaml").exists():
+        return False
+    if saved_config_matches(out / "config.yaml", cfg):
+        return True
+    try:
+        saved = load_config(out / "config.yaml")
+    except ConfigError:
+        return False
+    return results_key(saved) == results_key(cfg)
 
 
 def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> RunConfig:
