@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from latentrm.config import RunConfig, load_config, saved_config_matches
+from latentrm.config import RunConfig, load_config
+from latentrm.recipes.experiment import results_current
 from latentrm.recipes.report import update_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,23 +53,9 @@ CONFIGS = (
 
 
 def finished(cfg: RunConfig, kind: str) -> bool:
-    """Whether cfg.out_dir holds complete results of this very config: the saved config computes
-    the same results (`results_key`: where things are written or shown does not count, so a run
-    made with `-q` is still current)."""
-    from latentrm.errors import ConfigError
-    from latentrm.recipes.experiment import results_key
-
-    out = Path(cfg.out_dir)
-    done = out / ("metrics.json" if kind == "run" else "results.md")
-    if not done.exists() or not (out / "config.yaml").exists():
-        return False
-    if saved_config_matches(out / "config.yaml", cfg):
-        return True
-    try:
-        saved = load_config(out / "config.yaml")
-    except ConfigError:
-        return False
-    return results_key(saved) == results_key(cfg)
+    """Whether cfg.out_dir holds complete results of this very config (`results_current`)."""
+    done = "metrics.json" if kind == "run" else "results.md"
+    return results_current(cfg, done)
 
 
 def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> RunConfig:

@@ -35,6 +35,7 @@ from latentrm.config import (
     apply_changes,
     deep_merge,
     from_dict,
+    load_config,
     parse_overrides,
     save_config,
     to_dict,
@@ -147,6 +148,20 @@ def results_key(cfg: RunConfig) -> str:
     d["embed"].pop("show_progress")
     d["text"].pop("show_progress")
     return sha256_json(d)[:16]
+
+
+def results_current(cfg: RunConfig, done: str = "results.md") -> bool:
+    """Whether cfg.out_dir holds finished results (its file `done`) of a config that computes
+    the same results as `cfg` (`results_key`: where things are written or shown does not count,
+    so a run made with `-q` or another out_dir spelling is still current)."""
+    out = Path(cfg.out_dir)
+    if not (out / done).exists() or not (out / "config.yaml").exists():
+        return False
+    try:
+        saved = load_config(out / "config.yaml")
+    except ConfigError:
+        return False
+    return results_key(saved) == results_key(cfg)
 
 
 def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:

@@ -249,3 +249,24 @@ def test_experiment_clears_what_a_kill_inside_the_swap_left(hh_file: Path, tmp_p
                                                     "results.md"]
     assert load_config(out / "config.yaml") == _exp(hh_file, out)
     assert not left.exists() and not stage.exists()
+
+
+def test_results_are_current_when_the_saved_config_computes_the_same(tmp_path: Path) -> None:
+    """`make reproduce --skip-existing/--collect-only` keeps a finished run whose config differs
+    only in where things are written or shown (out_dir spelling, -q's progress bars), not one that
+    computes something else, nor one without its results file."""
+    from latentrm.config import save_config
+    from latentrm.recipes.experiment import results_current
+
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = load_config(None, [f"out_dir={out}", "seeds=[0,1]"])
+    assert not results_current(cfg)  # nothing saved
+    save_config(load_config(None, [f"out_dir={out}/", "seeds=[0,1]",
+                                   "embed.show_progress=false"]), out / "config.yaml")
+    assert not results_current(cfg)  # config saved, no results.md yet
+    (out / "results.md").write_text("table\n")
+    assert results_current(cfg)
+    assert not results_current(load_config(None, [f"out_dir={out}", "seeds=[0,1,2]"]))
+    (out / "config.yaml").write_text("seeds: [0, 1\n")  # unreadable: not current
+    assert not results_current(cfg)
