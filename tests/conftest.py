@@ -221,7 +221,7 @@ def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     random pick. Returns the call counts: "pairs", "candidates" (calls) and "texts" embedded.
     """
     import latentrm.embed.cached
-    from latentrm.embed.cache import PairEmbeddings
+    from latentrm.embed.views import PairEmbeddings
 
     calls = {"pairs": 0, "candidates": 0, "texts": 0}
 

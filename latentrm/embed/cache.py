@@ -23,7 +23,8 @@ its row keys and its vectors go to a file named by their own checksum, written a
 the small JSON that points at it. Files are never modified, only added, so concurrent writers of
 any chunk size cannot mix rows; a row stored twice resolves to its oldest copy, so a vector once
 stored never changes. A chunk whose file does not match its checksum (a flipped byte) is detected
-on read and by :func:`verify_cache`, set aside, and recomputed by the next run.
+on read and by `verify_cache`, set aside, and recomputed by the next run. Views (writing, loading
+and verifying one embedded dataset) are :mod:`latentrm.embed.views`.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentrm import __version__
-from latentrm.config import EmbedConfig, from_dict, to_dict
+from latentrm.config import EmbedConfig
 from latentrm.embed.embedder import check_embed_config, pick_layer, resolve_dtype, stored_layers
 from latentrm.embed.models import resolve_identity
-from latentrm.errors import CacheError, LatentrmError
+from latentrm.errors import CacheError
 from latentrm.io import atomic_write, atomic_write_json, sha256_json
 
 if TYPE_CHECKING:
@@ -57,14 +58,6 @@ FORMAT = "latentrm.embedding-store/2"
 # Embedder metadata that every writer of one store must agree on.
 RESOLVED_FIELDS = ("is_decoder", "pooling", "layers", "max_length", "text_format", "dtype", "dim",
                    "normalize")
-
-
-@dataclass
-class PairEmbeddings:
-    ids: list[str]
-    chosen: np.ndarray  # (N, d) float32, row i = pair i
-    rejected: np.ndarray  # (N, d) float32
-    meta: dict
 
 
 # --- what a request is ----------------------------------------------------------------------------
@@ -130,7 +123,7 @@ def store_request(cfg: EmbedConfig, identity: dict) -> dict:
 
 
 # --- reading a store ------------------------------------------------------------------------------
-def _read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -151,7 +144,7 @@ def _is_int(v: Any) -> bool:
 def read_store_meta(d: Path) -> dict:
     """store.json of the store at `d` (CacheError naming the file if unreadable, foreign or
     malformed: the embedder's dim and stored layers are what every read is shaped by)."""
-    meta = _read_json(d / "store.json", "store description")
+    meta = read_json(d / "store.json", "store description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "embedder" not in meta:
         raise CacheError(f"{d / 'store.json'}: not a latentrm embedding store of format "
                          f"{FORMAT}; delete {d} to rebuild it")
@@ -182,7 +175,7 @@ def list_chunks(d: Path) -> list[Chunk]:
     """Every complete chunk of the store (one with a readable sidecar), oldest first."""
     out = []
     for side in sorted((d / "chunks").glob("*.json")):
-        doc = _read_json(side, "chunk description")
+        doc = read_json(side, "chunk description")
         try:
             out.append(Chunk(side.stem, str(doc["file"]), str(doc["sha256"]), list(doc["keys"]),
                              float(doc["created"])))
@@ -273,7 +266,7 @@ class CachePlan:
 
     @property
     def view_path(self) -> Path:
-        """Where this request's view is recorded (see :func:`write_view`)."""
+        """Where this request's view is recorded (see :func:`latentrm.embed.views.write_view`)."""
         return self.dir / "views" / f"{sha256_json([self.rows.kind, self.rows.keys])[:24]}.json"
 
     def write(self, c: int, vectors: np.ndarray) -> None:
@@ -361,16 +354,6 @@ def write_chunk(d: Path, cid: str, keys: Sequence[str], vectors: np.ndarray) -> 
     })
 
 
-def write_view(plan: CachePlan, cfg: EmbedConfig) -> Path:
-    """Record the request as a view (its rows in order, ids, and the embedder config)."""
-    doc = {"kind": plan.rows.kind, "keys": plan.rows.keys, **plan.rows.ids_doc,
-           "embed": to_dict(cfg), "created": time.time()}
-    view = plan.view_path
-    if not view.exists():
-        atomic_write_json(view, doc)
-    return view
-
-
 # --- reading a request ----------------------------------------------------------------------------
 def read_vectors(d: Path, keys: Sequence[str], layer: int | str) -> tuple[np.ndarray, list[Chunk]]:
     """(N, d) vectors of `keys` at `layer` (a stored hidden-state index, or "mean").
@@ -406,111 +389,3 @@ def read_vectors(d: Path, keys: Sequence[str], layer: int | str) -> tuple[np.nda
         ci, r = index[k]
         out[i] = cache[ci][r]
     return out, bad
-
-
-def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict, Path]:
-    """A view file (or a store folder holding exactly one view) -> (view document, store dir).
-
-    With `expect`, CacheError if the store was made for other weights or settings.
-    """
-    p = Path(path)
-    if p.is_dir():
-        if (p / "store.json").exists():
-            views = sorted((p / "views").glob("*.json"))
-            if len(views) != 1:
-                raise CacheError(f"{p} holds {len(views)} embedded datasets; pass one of its "
-                                 "views/<id>.json")
-            p = views[0]
-        else:
-            raise CacheError(f"{p}: not an embedding cache (no store.json); pass the path "
-                             "`latentrm embed` printed")
-    if not p.is_file():
-        raise CacheError(f"{p}: no such embedding cache view")
-    view = _read_json(p, "embedded dataset description")
-    d = p.parent.parent
-    if not isinstance(view, dict) or "keys" not in view or "kind" not in view:
-        raise CacheError(f"{p}: not a latentrm embedding view; delete it")
-    if expect is not None:
-        meta = read_store_meta(d)
-        ident = resolve_identity(expect, d.parent / "file-hashes.json")
-        asked = store_request(expect, ident if ident is not None else
-                              meta["request"]["model_identity"])
-        bad = [k for k in asked if k != "latentrm_version" and meta["request"].get(k) != asked[k]]
-        if bad:
-            have = ", ".join(f"{k}={meta['request'].get(k)!r}" for k in bad)
-            want = ", ".join(f"{k}={asked[k]!r}" for k in bad)
-            raise CacheError(f"cache at {d} was made with {have}, asked {want}")
-    return view, d
-
-
-def view_embed_config(view: dict) -> EmbedConfig:
-    """The embedder config a view was made with (what a head trained on it must embed with)."""
-    try:
-        return from_dict(EmbedConfig, view.get("embed") or {}, prefix="embed.")
-    except LatentrmError as e:
-        raise CacheError(f"embedding view: bad embedder config ({e}); delete the view") from None
-
-
-def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> PairEmbeddings:
-    """The pairs of a view written by `latentrm embed` (all rows present and intact).
-
-    The embedder config comes from the view, so reading needs no flags; with `expect`, CacheError
-    if the store was made differently.
-    """
-    view, d = load_view(path, expect)
-    if view["kind"] != "pairs":
-        raise CacheError(f"{path} holds {view['kind']}, not pairs")
-    layer = expect.layer if expect is not None else view_embed_config(view).layer
-    rows, bad = read_vectors(d, view["keys"], layer)
-    if bad:
-        files = ", ".join(ch.file for ch in bad[:3]) + (", ..." if len(bad) > 3 else "")
-        raise CacheError(f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
-                         f"aside ({files}); rerun `latentrm embed` to recompute them")
-    n = len(view["ids"])
-    if rows.shape[0] != 2 * n:
-        raise CacheError(f"{path}: {rows.shape[0]} rows for {n} pairs")
-    meta = {**read_store_meta(d), "view": str(path), "embed": view_embed_config(view)}
-    return PairEmbeddings(ids=list(view["ids"]), chosen=rows[:n], rejected=rows[n:], meta=meta)
-
-
-def verify_cache(path: str | Path) -> dict:
-    """Check a store (or the store of a view): every chunk's file is present, matches its
-    checksum, and holds finite float32 vectors of the right shape; for a view, every row is stored.
-
-    Returns {"dir", "chunks", "rows", "dim", "layers", "stale_tmp"}; CacheError listing what is
-    wrong otherwise (bad chunks are set aside, so the next `latentrm embed` recomputes them).
-    """
-    p = Path(path)
-    keys: list[str] | None = None
-    if p.is_file():
-        view, d = load_view(p)
-        keys = list(view["keys"])
-    else:
-        d = p
-    meta = read_store_meta(d)
-    emb = meta["embedder"]
-    dim, n_layers = int(emb["dim"]), len(emb["layers"])
-    problems: list[str] = []
-    chunks = list_chunks(d)
-    for ch in chunks:
-        try:
-            read_chunk(d, ch, dim, n_layers)
-        except StoreMismatch:
-            raise
-        except CacheError as e:
-            problems.append(f"{ch.file}: {str(e).split(': ', 1)[-1]}")
-            set_aside(d, ch, str(e).split(": ", 1)[-1])
-    if keys is not None:
-        index = index_rows(list_chunks(d))
-        absent = sum(k not in index for k in keys)
-        if absent:
-            problems.append(f"{absent} of the view's {len(keys)} rows are not stored")
-    if problems:
-        shown = "; ".join(problems[:10]) + (
-            f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise CacheError(f"cache at {d} is not intact: {shown} (bad chunks were set aside: "
-                         "rerun `latentrm embed` to recompute them)")
-    stale = sorted(x.name for x in d.rglob(".*.tmp"))
-    rows = sum(len(ch.keys) for ch in chunks)
-    return {"dir": str(d), "chunks": len(chunks), "rows": rows if keys is None else len(keys),
-            "dim": dim, "layers": emb["layers"], "stale_tmp": stale}

@@ -21,7 +21,6 @@ from latentrm.config import EmbedConfig
 from latentrm.embed.cache import (
     CachePlan,
     FlatRows,
-    PairEmbeddings,
     candidate_rows,
     ensure_store,
     pair_rows,
@@ -29,10 +28,10 @@ from latentrm.embed.cache import (
     read_store_meta,
     read_vectors,
     store_request,
-    write_view,
 )
 from latentrm.embed.embedder import Embedder, check_embed_config, stored_layers
 from latentrm.embed.models import resolve_identity
+from latentrm.embed.views import PairEmbeddings, write_view
 from latentrm.errors import CacheError, ConfigError
 from latentrm.runtime import resolve_dtype
 

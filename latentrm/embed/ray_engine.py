@@ -22,7 +22,6 @@ from latentrm.config import EmbedConfig
 from latentrm.embed.cache import (
     CachePlan,
     FlatRows,
-    PairEmbeddings,
     candidate_rows,
     ensure_store,
     pair_rows,
@@ -31,6 +30,7 @@ from latentrm.embed.cache import (
 )
 from latentrm.embed.cached import check_identity, embed_candidates, embed_pairs, embed_texts
 from latentrm.embed.embedder import Embedder
+from latentrm.embed.views import PairEmbeddings
 from latentrm.errors import CacheError, ConfigError, LatentrmError
 from latentrm.runtime import local_cpus
 

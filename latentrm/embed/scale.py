@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import FlatRows, plan_cache, write_view
+from latentrm.embed.cache import FlatRows, plan_cache
 from latentrm.embed.cached import check_identity, compute_chunks
 from latentrm.embed.embedder import Embedder
+from latentrm.embed.views import write_view
 from latentrm.errors import ConfigError
 from latentrm.runtime import local_cpus
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from latentrm.config import EmbedConfig, RunConfig, from_dict, to_dict
 from latentrm.data.splits import carve_validation, split_indices
-from latentrm.embed.cache import PairEmbeddings, load_pair_cache
+from latentrm.embed.views import PairEmbeddings, load_pair_cache
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.evaluate import pairwise_accuracy
 from latentrm.methods import make_augmenter

@@ -1,4 +1,4 @@
-"""The on-disk store: planning, views, checksums, verification, corrupt and mismatching stores.
+"""The on-disk store: row keys, planning, writers sharing a store, corrupt chunks and descriptions.
 
 `embed_setup` (conftest.py) is a tiny model, a 10-pair HH file and its single-process cache:
 20 rows in 7 chunks of 3.
@@ -6,33 +6,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import latentrm.embed.cached as E
-from latentrm.embed.cache import (
-    list_chunks,
-    load_pair_cache,
-    pair_rows,
-    plan_cache,
-    row_key,
-    verify_cache,
-)
-from latentrm.embed.models import _HashMemo
+from latentrm.embed.cache import list_chunks, pair_rows, plan_cache, row_key
+from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import CacheError
 from latentrm.testing import cfg_for
-
-
-def flip_byte(path: Path, at: int = -5) -> None:
-    data = bytearray(path.read_bytes())
-    data[at] ^= 0x55
-    path.write_bytes(bytes(data))
 
 
 def test_row_keys_are_content_not_ids() -> None:
@@ -49,44 +33,6 @@ def test_plan_finds_the_local_cache_without_loading_a_model(embed_setup: dict) -
     assert (len(plan.rows.keys), plan.chunk_size, plan.n_chunks, plan.missing) == (20, 3, 7, [])
     assert plan.chunks[6] == [18, 19]
     assert plan.view_path.exists()  # the request was recorded as a view
-
-
-def test_verify_lists_every_bad_chunk_and_sets_them_aside(embed_setup: dict, tmp_path) -> None:
-    d = tmp_path / embed_setup["ref_dir"].name
-    shutil.copytree(embed_setup["ref_dir"], d)
-    view = next((d / "views").glob("*.json"))
-    info = verify_cache(view)
-    assert (info["rows"], info["dim"], info["chunks"], info["layers"]) == (20, 32, 7, [-1])
-    chunks = list_chunks(d)
-    flip_byte(d / "chunks" / chunks[2].file)  # a flipped byte: finite values, wrong checksum
-    (d / "chunks" / chunks[3].file).unlink()  # a missing vector file
-    with pytest.raises(CacheError) as e:
-        verify_cache(view)
-    msg = str(e.value)
-    assert f"{chunks[2].file}: checksum mismatch" in msg
-    assert f"{chunks[3].file}: unreadable chunk" in msg
-    assert "rows are not stored" in msg and "rerun `latentrm embed`" in msg
-    assert chunks[0].file not in msg
-    # both were set aside: the store is intact again, but the view misses their rows
-    assert len(list_chunks(d)) == 5
-    verify_cache(d)
-    with pytest.raises(CacheError, match="6 of the view's 20 rows are not stored"):
-        verify_cache(view)
-
-
-def test_a_flipped_byte_is_detected_on_read_and_recomputed(tmp_path, tiny_bert, five_pairs):
-    cfg = cfg_for(tiny_bert, chunk_size=4)
-    first = E.embed_pairs(five_pairs, cfg, tmp_path)
-    d = Path(first.meta["cache"]["dir"])
-    ch = list_chunks(d)[1]
-    flip_byte(d / "chunks" / ch.file)
-    with pytest.raises(CacheError, match="failed their checksum") as e:
-        load_pair_cache(first.meta["cache"]["view"])
-    assert ch.file in str(e.value)  # `latentrm train CACHE` names the bad chunk
-    again = E.embed_pairs(five_pairs, cfg, tmp_path)  # the bad chunk is recomputed
-    assert again.meta["cache"]["chunks_computed"] == 1
-    np.testing.assert_array_equal(again.chosen, first.chosen)
-    np.testing.assert_array_equal(again.rejected, first.rejected)
 
 
 def test_writers_with_other_chunk_sizes_share_a_store_safely(tmp_path, tiny_bert, five_pairs):
@@ -106,15 +52,6 @@ def test_writers_with_other_chunk_sizes_share_a_store_safely(tmp_path, tiny_bert
                                atol=1e-6)
 
 
-def test_mismatching_cache_names_the_field(tmp_path, tiny_bert, five_pairs):
-    cfg = cfg_for(tiny_bert, chunk_size=4)
-    view = E.embed_pairs(five_pairs, cfg, tmp_path).meta["cache"]["view"]
-    with pytest.raises(CacheError, match=r"made with layers=\[-1\], asked layers=\[-2\]"):
-        load_pair_cache(view, expect=dataclasses.replace(cfg, layer=-2))
-    with pytest.raises(CacheError, match=r"made with max_length=512, asked max_length=64"):
-        load_pair_cache(view, expect=dataclasses.replace(cfg, max_length=64))
-
-
 @pytest.mark.parametrize("what", ["store.json", "view", "chunk description"])
 @pytest.mark.parametrize("content", ["", "{broken", "[]", "{}"])
 def test_corrupt_descriptions_are_one_line_errors_saying_delete(
@@ -130,29 +67,6 @@ def test_corrupt_descriptions_are_one_line_errors_saying_delete(
         load_pair_cache(view)
     msg = str(e.value)
     assert "\n" not in msg and "delete" in msg and target.name in msg
-
-
-def test_a_corrupt_chunk_file_is_a_cache_error_naming_it(tmp_path, tiny_bert, five_pairs):
-    cfg = cfg_for(tiny_bert, chunk_size=4)
-    out = E.embed_pairs(five_pairs, cfg, tmp_path)
-    d = Path(out.meta["cache"]["dir"])
-    ch = list_chunks(d)[0]
-    (d / "chunks" / ch.file).write_bytes(b"")
-    with pytest.raises(CacheError, match=rf"{ch.id}.*set aside"):
-        verify_cache(d)
-
-
-def test_model_hashes_follow_rewrites_that_keep_size_and_mtime(tmp_path):
-    f = tmp_path / "weights.bin"
-    f.write_bytes(b"a" * 100)
-    memo_path = tmp_path / "file-hashes.json"
-    first = _HashMemo(memo_path).sha256(f)
-    st = f.stat()
-    f.write_bytes(b"b" * 100)  # same size...
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
-    _HashMemo._mem.clear()
-    assert _HashMemo(memo_path).sha256(f) != first  # ctime moved: rehashed
-    assert json.loads(memo_path.read_text())[str(f.resolve())]["ctime_ns"] == f.stat().st_ctime_ns
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ import pytest
 
 import latentrm.embed.cached as E
 from latentrm.data import CandidateSet
-from latentrm.embed.cache import list_chunks, load_pair_cache, read_store_meta
+from latentrm.embed.cache import list_chunks, read_store_meta
+from latentrm.embed.views import load_pair_cache
 from latentrm.errors import ConfigError
 from latentrm.testing import cfg_for
 

@@ -1,9 +1,10 @@
-"""Model resolution: decoder detection, the offline aliases."""
+"""Model resolution: decoder detection, the offline aliases, the model-file hash memo."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import (
     SMOLLM2_GGUF,
+    _HashMemo,
     is_decoder_config,
     load_hf_model,
     not_dense_weights,
@@ -155,3 +157,16 @@ def test_not_dense_weights_names_casting_and_packed_weights():
     assert not_dense_weights(lin, torch.bfloat16) == ["2 (GgufLinear)",
                                                       "0.weight (Tensor torch.float32)",
                                                       "0.bias (Tensor torch.float32)"]
+
+
+def test_model_hashes_follow_rewrites_that_keep_size_and_mtime(tmp_path):
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"a" * 100)
+    memo_path = tmp_path / "file-hashes.json"
+    first = _HashMemo(memo_path).sha256(f)
+    st = f.stat()
+    f.write_bytes(b"b" * 100)  # same size...
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
+    _HashMemo._mem.clear()
+    assert _HashMemo(memo_path).sha256(f) != first  # ctime moved: rehashed
+    assert json.loads(memo_path.read_text())[str(f.resolve())]["ctime_ns"] == f.stat().st_ctime_ns

@@ -19,7 +19,7 @@ import pytest
 
 from latentrm.cli import main
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import candidate_rows, load_pair_cache, pair_rows, plan_cache
+from latentrm.embed.cache import candidate_rows, pair_rows, plan_cache
 from latentrm.embed.cached import embed_candidates
 from latentrm.embed.scale import (
     Shard,
@@ -29,6 +29,7 @@ from latentrm.embed.scale import (
     shard_config,
     shard_from_env,
 )
+from latentrm.embed.views import load_pair_cache
 from latentrm.errors import CacheError, ConfigError
 
 
