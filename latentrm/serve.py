@@ -400,17 +400,8 @@ def bon_rows(
     return out, summary
 
 
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """One `key: value` line per summary entry (floats to 4 decimals)."""
-    lines = []
-    for k, v in summary.items():
-        shown = f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else v
-        lines.append(f"{k}: {shown}")
-    return "\n".join(lines)
-
-
 __all__ = [
     "CANDIDATE_COLUMNS", "Scorer", "TRLRewardFunc", "as_scorer", "best_of_n", "bon_rows",
-    "candidates_column", "format_summary", "make_trl_reward_func", "score_in_batches",
+    "candidates_column", "make_trl_reward_func", "score_in_batches",
     "score_rows",
 ]

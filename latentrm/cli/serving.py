@@ -6,6 +6,9 @@ Each parses its options, loads the reward model (latentrm.serve) and writes one 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Mapping
+from typing import Any
 
 from latentrm.cli.options import command, positive_int
 
@@ -45,12 +48,21 @@ def _load_for_serving(args: argparse.Namespace):
     return as_scorer(args.model, trust_remote_code=args.trust_remote_code)
 
 
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """One `key: value` line per summary entry (floats to 4 decimals)."""
+    lines = []
+    for k, v in summary.items():
+        shown = f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else v
+        lines.append(f"{k}: {shown}")
+    return "\n".join(lines)
+
+
 @command("score", "Score responses or chosen/rejected pairs in a file with a reward model.",
          _add_score)
 def _cmd_score(args: argparse.Namespace) -> int:
     from latentrm.data.readers import read_rows
     from latentrm.data.writers import check_output_path, write_rows
-    from latentrm.serve import format_summary, score_rows
+    from latentrm.serve import score_rows
 
     check_output_path(args.out)  # before any scoring
     rows = read_rows(args.input)
@@ -75,7 +87,7 @@ def _add_bon(p: argparse.ArgumentParser) -> None:
 def _cmd_bon(args: argparse.Namespace) -> int:
     from latentrm.data.readers import read_rows
     from latentrm.data.writers import check_output_path, write_rows
-    from latentrm.serve import bon_rows, format_summary
+    from latentrm.serve import bon_rows
 
     check_output_path(args.out)  # before any scoring
     rows = read_rows(args.input)
