@@ -94,6 +94,8 @@ def cpu_has_bf16() -> bool:
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The torch dtype of each concrete name (the one table: embedding and export both read it).
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_dtype(dtype: str, device: str = "auto") -> str:

@@ -31,15 +31,12 @@ from latentrm.embed.models import (
     st_normalizes,
 )
 from latentrm.errors import ConfigError
-from latentrm.runtime import DTYPES, resolve_device, resolve_dtype, torch_threads
+from latentrm.runtime import DTYPES, TORCH_DTYPES, resolve_device, resolve_dtype, torch_threads
 
 if TYPE_CHECKING:
     from latentrm.data.types import Message
 
 log = logging.getLogger(__name__)
-
-_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def stored_layers(cfg: EmbedConfig) -> list[int]:
     """The hidden-state indices an embedder computes and the cache stores, in one forward pass.
@@ -155,7 +152,7 @@ class Embedder:
             self.gguf_file,
             cfg.revision,
             cfg.trust_remote_code,
-            _TORCH_DTYPES[self.dtype],
+            TORCH_DTYPES[self.dtype],
             self.device,
         )
         # sentence-transformers models that end in a Normalize module (MiniLM) give unit vectors.

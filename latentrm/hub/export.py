@@ -40,12 +40,11 @@ from latentrm.errors import ConfigError
 from latentrm.hub import modeling_latentrm
 from latentrm.hub.modeling_latentrm import LatentRMConfig, canonical_ids
 from latentrm.reward import EnsembleHead, RewardHead
+from latentrm.runtime import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
 
 MODELING_FILE = Path(modeling_latentrm.__file__)
-_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 # Renders messages exactly like latentrm.data.formats.render_plain: leading system messages as
 # plain text (joined by a blank line), every other turn as "\n\n<Name>: <content>" (user -> Human,
 # assistant -> Assistant, other roles capitalised), "\n\nAssistant:" as the generation prompt.
@@ -283,8 +282,8 @@ class _Staging:
 
 def _resolved_dtype(emb: Any, dtype: str | None) -> str:
     dt = dtype or emb.dtype
-    if dt not in _TORCH_DTYPES:
-        raise ConfigError(f"export dtype must be one of {', '.join(_TORCH_DTYPES)}, got {dt!r}")
+    if dt not in TORCH_DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(TORCH_DTYPES)}, got {dt!r}")
     return dt
 
 
@@ -332,7 +331,7 @@ def export_transformers(
         doc.setdefault("torch_dtype", dt)  # transformers 4.x spelling of `dtype`
         _write_config(doc, stage)
         shutil.copyfile(MODELING_FILE, stage / "modeling_latentrm.py")
-        state = {f"model.{k}": v.to(_TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
+        state = {f"model.{k}": v.to(TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
         state.update({f"head.{k}": v.float() for k, v in head.state_dict().items()})
         _save_weights(state, stage, max_shard_size)
         _save_tokenizer(emb, stage, pad)
@@ -406,8 +405,8 @@ def export_native(
     out = Path(out_dir)
     with _Staging(out) as stage:
         _write_config(cfg, stage)
-        state = {f"model.{k}": v.to(_TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
-        state["score.weight"] = w.to(_TORCH_DTYPES[dt])
+        state = {f"model.{k}": v.to(TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
+        state["score.weight"] = w.to(TORCH_DTYPES[dt])
         _save_weights(state, stage, max_shard_size)
         _save_tokenizer(emb, stage, pad)
         names = _install(stage, out)
