@@ -103,7 +103,7 @@ def quality_section(name: str, reports: Path) -> str | None:
     read = {"sweep_value": str, "layer": str, "chosen": str}
     curve_df = pd.read_csv(curve_runs, dtype=read)
     curve = learning_curve(curve_df, curve_metric)
-    parts = [f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n",
+    parts = [f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n\n",
              learning_curve_markdown(curve, curve_metric)]
     if curve_metric != "accuracy":
         acc = learning_curve(curve_df, "accuracy")
@@ -113,22 +113,22 @@ def quality_section(name: str, reports: Path) -> str | None:
                    ignore_index=True)
     used = ", ".join(f"`configs/{n}.yaml`" for n in [name, *more])
     parts += [f"\nEvery variant against the plain head on the same splits "
-              f"({used}; paired differences in points, 95% CI across splits):\n",
+              f"({used}; paired differences in points, 95% CI across splits):\n\n",
               quality_markdown(df, curve, metrics, curve_metric=curve_metric)]
     parts += [f"\nThe goal in effective labels: each method at n seed pairs against the plain head "
               f"trained on twice as many real pairs, split by split on the same held-out pairs "
               f"({curve_metric}; met = not below the plain head at 2n on average, and the 95% CI "
-              f"against the plain head at n excludes 0):\n",
+              f"against the plain head at n excludes 0):\n\n",
               goal_markdown(df, curve_df, curve_metric)]
     if "chosen" in df.columns:
         chosen = df[df.method == "recipe"].groupby(df.sweep_value.astype(int))["chosen"].agg(
             lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
-        parts += ["\nThe recipe's choice per split (k-fold validation on the seed set):\n"]
+        parts += ["\nThe recipe's choice per split (k-fold validation on the seed set):\n\n"]
         parts += [f"- {n:,} seed pairs: {c}\n" for n, c in chosen.items()]
     if "layer" in df.columns:
         layers = df[df.method == "none"].groupby(df.sweep_value.astype(int))["layer"].agg(
             lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
-        parts += ["\nThe layer chosen per split (the plain head's k-fold validation accuracy):\n"]
+        parts += ["\nThe layer chosen per split (the plain head's k-fold validation accuracy):\n\n"]
         parts += [f"- {n:,} seed pairs: {c}\n" for n, c in layers.items()]
     return "".join(parts)
 
