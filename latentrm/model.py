@@ -182,7 +182,9 @@ class RewardModel(
         return self._embedder
 
     # --- scoring -------------------------------------------------------------------------------
-    def score(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+    def score(
+        self, prompts: Sequence[Any], responses: Sequence[Any], return_spread: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Rewards (N,) float32 for N (prompt, response) pairs.
 
         A prompt is a string (one user turn, as TRL's standard format; HH-style
@@ -190,11 +192,19 @@ class RewardModel(
         messages; a response is a string or assistant messages (latentrm.data.messages).
         Responses are stripped and cut to `max_response_chars`, as the training data was. Quiet:
         no progress bar, no INFO lines. ModelError if a score is NaN/Inf.
+
+        return_spread: also return the standard deviation (N,) of an ensemble's members
+        (`reward.ensemble` > 1) for each pair, the members' disagreement: a cheap uncertainty, e.g.
+        to send the least certain Best-of-N picks to a human. ConfigError for a single head.
         """
+        if return_spread and not isinstance(self.head, EnsembleHead):
+            raise ConfigError("return_spread needs an ensemble head (train with reward.ensemble "
+                              f"> 1); {self.source or 'this reward model'} holds a single head")
         if len(prompts) != len(responses):
             raise ConfigError(f"got {len(prompts)} prompts but {len(responses)} responses")
         if len(prompts) == 0:
-            return np.zeros(0, np.float32)
+            empty = np.zeros(0, np.float32)
+            return (empty, empty.copy()) if return_spread else empty
         ctx, texts = [], []
         for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
             c, t = as_response(r, as_prompt(p, field=f"prompts[{i}]"), field=f"responses[{i}]")
@@ -204,8 +214,10 @@ class RewardModel(
             emb = self.embedder
             e = (emb.embed(ctx, texts, bar=_NoBar()) if isinstance(emb, Embedder)
                  else emb.embed(ctx, texts))
-            scores = self.head.score(e)
-        return check_scores(scores, self.source or "reward model")
+            scores = check_scores(self.head.score(e), self.source or "reward model")
+            if return_spread:
+                return scores, self.head.spread(e)
+        return scores
 
     # --- identity ------------------------------------------------------------------------------
     def embedder_record(self) -> dict[str, Any]:

@@ -563,3 +563,25 @@ def test_save_pretrained_with_an_ensemble_and_the_transformers_export(tmp_path, 
 def test_load_errors_are_latentrm_errors(tmp_path):
     with pytest.raises(LatentrmError, match="reward model directory not found"):
         RewardModel.load(tmp_path / "nope")
+
+
+def test_an_ensemble_scores_with_its_members_spread():
+    """Two linear members scoring the response length x 1 and x 3: the mean is 2 x length and the
+    spread (population std of the two) is 1 x length; a single head refuses return_spread."""
+    members = []
+    for w in (1.0, 3.0):
+        m = _length_head()
+        with torch.no_grad():
+            m.mlp[0].weight[0, 0] = w
+        members.append(m)
+    rm = RewardModel(EmbedConfig(model="fake"), EnsembleHead(members).eval(),
+                     embedder=RecordingEmbedder())
+    scores, spread = rm.score(["a", "b"], ["xy", "hello"], return_spread=True)
+    np.testing.assert_allclose(scores, [4.0, 10.0])
+    np.testing.assert_allclose(spread, [2.0, 5.0])
+    np.testing.assert_array_equal(rm.score(["a", "b"], ["xy", "hello"]), scores)
+    empty = rm.score([], [], return_spread=True)
+    assert [x.shape for x in empty] == [(0,), (0,)]
+    single = RewardModel(EmbedConfig(model="fake"), _length_head(), embedder=RecordingEmbedder())
+    with pytest.raises(ConfigError, match="return_spread needs an ensemble head"):
+        single.score(["a"], ["b"], return_spread=True)
