@@ -78,6 +78,18 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_name() -> str:
+    """The CPU's model name as the OS reports it (Linux /proc/cpuinfo; "unknown CPU" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 matmuls natively (AMX-BF16 or AVX512-BF16).
 

@@ -47,16 +47,9 @@ FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"
 
 
 def cpu_line() -> str:
-    from latentrm.runtime import cpu_flags, cpu_has_bf16, resolve_dtype
+    from latentrm.runtime import cpu_flags, cpu_has_bf16, cpu_name, resolve_dtype
 
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_name()
     flags = cpu_flags()
     have = ", ".join(f"{f} {'yes' if f in flags else 'NO'}" for f in FLAGS)
     return (f"CPU: {name} ({platform.machine()}), {os.cpu_count()} cores; flags: {have}; torch "

@@ -73,6 +73,14 @@ def one_thread() -> Iterator[None]:
 
 # --- seed pairs and a fitted LENS augmenter (latentrm.synth, latentrm.pairs) --------------------
 @pytest.fixture(scope="session")
+def head_pairs() -> tuple:
+    """Reward-head data: 400 train, 100 validation and 2000 held-out (chosen, rejected) pairs
+    sharing one planted direction w (d=32): ((c, r) train, (c, r) val, (c, r) test, w)."""
+    c, r, w = toy_pairs(2500, 32, seed=0)
+    return (c[:400], r[:400]), (c[400:500], r[400:500]), (c[500:], r[500:]), w
+
+
+@pytest.fixture(scope="session")
 def lens_data() -> tuple[np.ndarray, np.ndarray]:
     """40 toy seed pairs, d = 10 (the N, D of test_synth.py and test_pairs.py)."""
     c, r, _ = toy_pairs(40, 10, seed=0)

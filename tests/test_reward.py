@@ -17,7 +17,6 @@ from latentrm.reward import (
     bradley_terry_loss,
 )
 from latentrm.synth import LensAugmenter
-from latentrm.testing import toy_pairs
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 
@@ -25,11 +24,6 @@ FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def toy():
-    """400 train, 100 validation, 2000 held-out pairs sharing one planted direction (d=32)."""
-    c, r, w = toy_pairs(2500, 32, seed=0)
-    return (c[:400], r[:400]), (c[400:500], r[400:500]), (c[500:], r[500:]), w
 
 
 def test_bt_loss_known_values():
@@ -64,8 +58,8 @@ def accuracy(head: RewardHead, pairs) -> float:
     return pairwise_accuracy(head.score(pairs[0]), head.score(pairs[1]))
 
 
-def test_end_to_end_losses_fall_and_head_beats_chance(toy):
-    train, val, test, w = toy
+def test_end_to_end_losses_fall_and_head_beats_chance(head_pairs):
+    train, val, test, w = head_pairs
     c, r = train
     vae = VAEConfig(epochs=20, batch_size=64)
     lens = LensAugmenter(vae, SynthConfig(), seed=0, val_fraction=0.1).fit(c, r)
@@ -83,8 +77,8 @@ def test_end_to_end_losses_fall_and_head_beats_chance(toy):
         assert head.training is False
 
 
-def test_best_weights_restored(toy):
-    train, val, _, _ = toy
+def test_best_weights_restored(head_pairs):
+    train, val, _, _ = head_pairs
     fitter = RewardHeadFitter(FAST, seed=0).fit(AugmentedPairs.originals(*train), val)
     head = fitter.head_
     val_now = bradley_terry_loss(
@@ -93,8 +87,8 @@ def test_best_weights_restored(toy):
     assert val_now == pytest.approx(fitter.history_["best_val"], rel=1e-6)
 
 
-def test_standardisation_from_seed_rows_only(toy):
-    train, val, _, _ = toy
+def test_standardisation_from_seed_rows_only(head_pairs):
+    train, val, _, _ = head_pairs
     aug = AugmentedPairs.originals(*train, pool_rows=1000)
     aug.pool[800:] = 1e6  # synthetic rows must not leak into the statistics
     aug.add_pairs(np.array([800]), np.array([801]), np.array([0]))
@@ -103,8 +97,8 @@ def test_standardisation_from_seed_rows_only(toy):
     assert np.allclose(head.mean.numpy(), both.mean(0), atol=1e-5)
 
 
-def test_deterministic(toy):
-    train, val, _, _ = toy
+def test_deterministic(head_pairs):
+    train, val, _, _ = head_pairs
     data = AugmentedPairs.originals(*train)
     a = RewardHeadFitter(FAST, seed=0).fit(data, val).head_.state_dict()
     b = RewardHeadFitter(FAST, seed=0).fit(data, val).head_.state_dict()
@@ -113,8 +107,8 @@ def test_deterministic(toy):
     assert not torch.equal(a["mlp.0.weight"], other["mlp.0.weight"])
 
 
-def test_nan_embedding_raises_training_error(toy):
-    train, val, _, _ = toy
+def test_nan_embedding_raises_training_error(head_pairs):
+    train, val, _, _ = head_pairs
     c = train[0].copy()
     c[5, 3] = np.nan
     with pytest.raises(TrainingError, match="epoch 0 step 0"):
@@ -138,10 +132,10 @@ def test_bradley_terry_loss_with_targets_margins_and_weights():
     assert got == pytest.approx(want, rel=1e-6)
 
 
-def test_synthetic_pairs_weigh_lambda_and_soft_labels_reach_the_loss(toy, monkeypatch):
+def test_synthetic_pairs_weigh_lambda_and_soft_labels_reach_the_loss(head_pairs, monkeypatch):
     import latentrm.reward as R
 
-    train, val, _, _ = toy
+    train, val, _, _ = head_pairs
     aug = AugmentedPairs.originals(*train, pool_rows=802)
     aug.pool[800:] = aug.pool[:2]
     aug.add_pairs(np.array([800]), np.array([801]), np.array([0]))
@@ -159,17 +153,17 @@ def test_synthetic_pairs_weigh_lambda_and_soft_labels_reach_the_loss(toy, monkey
     assert sorted(np.unique(w).tolist()) == [0.25, 1.0] and (w == 0.25).sum() == 1
 
 
-def test_fixed_epochs_train_exactly_that_many(toy):
-    train, val, _, _ = toy
+def test_fixed_epochs_train_exactly_that_many(head_pairs):
+    train, val, _, _ = head_pairs
     cfg = dataclasses.replace(FAST, epochs=7, patience=1, early_stopping=False)
     h = RewardHeadFitter(cfg, seed=0).fit(AugmentedPairs.originals(*train), val).history_
     assert h["epochs_run"] == 7 and h["best_epoch"] == 6 and len(h["val_loss"]) == 7
 
 
-def test_ensemble_is_the_mean_of_heads_each_missing_one_fold(toy):
+def test_ensemble_is_the_mean_of_heads_each_missing_one_fold(head_pairs):
     from latentrm.reward import EnsembleHead
 
-    train, val, test, _ = toy
+    train, val, test, _ = head_pairs
     cfg = dataclasses.replace(FAST, ensemble=4)
     fit = RewardHeadFitter(cfg, seed=0).fit(AugmentedPairs.originals(*train), val)
     head = fit.head_

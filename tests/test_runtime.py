@@ -44,3 +44,17 @@ def test_training_threads_is_one_for_small_models_only():
     assert rt.training_threads(530_000, 2) == 2
     with rt.torch_threads(3):
         assert rt.training_threads(10**6) == 3
+
+
+def test_cpu_name_reads_the_model_name_line(monkeypatch):
+    import io
+
+    info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14  \nflags\t: x\n"
+    monkeypatch.setattr(rt, "open", lambda *a, **k: io.StringIO(info), raising=False)
+    assert rt.cpu_name() == "AMD EPYC 9R14"
+
+    def missing(*a, **k):
+        raise FileNotFoundError("/proc/cpuinfo")
+
+    monkeypatch.setattr(rt, "open", missing, raising=False)
+    assert rt.cpu_name() == "unknown CPU"

@@ -13,22 +13,16 @@ from latentrm.errors import ConfigError
 from latentrm.hub.head import load_head, save_head
 from latentrm.pairs import AugmentedPairs
 from latentrm.reward import EnsembleHead, RewardHead, RewardHeadFitter
-from latentrm.testing import toy_pairs
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def toy():
-    """400 train, 100 validation, 2000 held-out pairs sharing one planted direction (d=32)."""
-    c, r, w = toy_pairs(2500, 32, seed=0)
-    return (c[:400], r[:400]), (c[400:500], r[400:500]), (c[500:], r[500:]), w
 
 
-def test_save_load_round_trip(tmp_path, toy):
-    train, val, test, _ = toy
+def test_save_load_round_trip(tmp_path, head_pairs):
+    train, val, test, _ = head_pairs
     fitter = RewardHeadFitter(FAST, seed=0).fit(AugmentedPairs.originals(*train), val)
     head = fitter.head_
     save_head(head, tmp_path / "h", fitter.history_)
