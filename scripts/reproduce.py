@@ -40,6 +40,8 @@ CONFIGS = (
     ("quality_hh_1000", "experiment"),
     ("learning_curve_alpaca", "experiment"),
     ("quality_alpaca", "experiment"),
+    ("learning_curve_alpaca_smollm2", "experiment"),
+    ("quality_alpaca_smollm2", "experiment"),
     ("demo", "run"),
     ("hh", "experiment"),
     ("ablate_gamma", "experiment"),
@@ -82,6 +84,8 @@ QUALITY = {
     "quality_hh": ("learning_curve_hh", ["accuracy"], "accuracy", ["quality_hh_1000"]),
     "quality_alpaca": ("learning_curve_alpaca", ["accuracy", "bon_gap_closed"], "bon_gap_closed",
                        []),
+    "quality_alpaca_smollm2": ("learning_curve_alpaca_smollm2", ["accuracy", "bon_gap_closed"],
+                               "bon_gap_closed", []),
 }
 
 
