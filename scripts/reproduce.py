@@ -78,6 +78,9 @@ def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> 
     return cfg
 
 
+# results.csv columns read as text (sweep values, layer names such as "mean", recipe choices).
+READ_AS_TEXT = {"sweep_value": str, "sweep": str, "layer": str, "chosen": str}
+
 # Quality tables: variants config -> (its learning curve, metrics, the metric read in labels, more
 # variants configs whose rows join the table: the same study at other sizes).
 QUALITY = {
@@ -104,7 +107,7 @@ def quality_section(name: str, reports: Path) -> str | None:
     runs, curve_runs = reports / name / "results.csv", reports / curve_name / "results.csv"
     if not (runs.exists() and curve_runs.exists()):
         return None
-    read = {"sweep_value": str, "layer": str, "chosen": str}
+    read = READ_AS_TEXT
     curve_df = pd.read_csv(curve_runs, dtype=read)
     curve = learning_curve(curve_df, curve_metric)
     parts = [f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n\n",
@@ -144,6 +147,14 @@ def collect(name: str, cfg: RunConfig, reports: Path) -> str:
     for f in ("results.md", "results.csv", "metrics.json", "config.yaml"):
         if (src / f).exists():
             shutil.copy2(src / f, dst / f)
+    if (dst / "results.csv").exists() and not (dst / "metrics.json").exists():
+        # An experiment's table is re-rendered from its rows, so it has today's columns.
+        import pandas as pd
+
+        from latentrm.recipes.report import summary_markdown
+
+        df = pd.read_csv(dst / "results.csv", dtype=READ_AS_TEXT)
+        (dst / "results.md").write_text(summary_markdown(df, cfg))
     plots = sorted((src / "plots").glob("*.png")) if (src / "plots").is_dir() else []
     if plots:
         (dst / "plots").mkdir(exist_ok=True)
