@@ -31,6 +31,7 @@ from latentrm.data.types import Prompt
 from latentrm.errors import DataError
 from latentrm.evaluate import pairwise_accuracy
 from latentrm.model import RewardModel, check_scores
+from latentrm.reward import EnsembleHead
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +73,30 @@ def score_in_batches(
     responses: Sequence[str],
     batch_size: int | None = None,
     log_progress: bool = True,
-) -> np.ndarray:
+    spread: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """`model.score` over slices of `batch_size` rows (bounds memory) -> (N,) float32.
 
     ModelError if any score is NaN/Inf, whatever the scorer. `log_progress`: an INFO line per
-    slice (the CLI's progress; the TRL reward function stays quiet).
+    slice (the CLI's progress; the TRL reward function stays quiet). `spread`: also the ensemble
+    members' std per row, `(scores, spreads)` (`RewardModel.score(..., return_spread=True)`).
     """
     n = len(prompts)
     if n != len(responses):
         raise ValueError(f"{n} prompts but {len(responses)} responses")
     if n == 0:
-        return np.zeros(0, dtype=np.float32)
+        empty = np.zeros(0, dtype=np.float32)
+        return (empty, empty.copy()) if spread else empty
     step = n if not batch_size or batch_size >= n else batch_size
-    out = []
+    out, spreads = [], []
     for start in range(0, n, step):
-        s = np.asarray(model.score(prompts[start : start + step], responses[start : start + step]))
+        p, r = prompts[start : start + step], responses[start : start + step]
+        if spread:
+            s, sd = model.score(p, r, return_spread=True)  # type: ignore[call-arg]
+            spreads.append(np.asarray(sd, np.float32))
+        else:
+            s = model.score(p, r)
+        s = np.asarray(s)
         if s.shape != (min(step, n - start),):
             raise ValueError(
                 f"model.score returned shape {s.shape} for {min(step, n - start)} rows"
@@ -94,7 +104,13 @@ def score_in_batches(
         out.append(s.astype(np.float32, copy=False))
         if step < n and log_progress:
             log.info("scored %d/%d", min(start + step, n), n)
-    return check_scores(np.concatenate(out), "model.score")
+    scores = check_scores(np.concatenate(out), "model.score")
+    return (scores, np.concatenate(spreads)) if spread else scores
+
+
+def has_spread(model: Scorer) -> bool:
+    """Whether `model` is a reward model whose head is an ensemble (it can report a spread)."""
+    return isinstance(getattr(model, "head", None), EnsembleHead)
 
 
 class TRLRewardFunc:
@@ -224,6 +240,8 @@ def score_rows(
     A row is either a single response (`prompt` + `response`/`completion`) and gains `score`, or a
     preference pair (`chosen` + `rejected`, with or without `prompt`) and gains `score_chosen`,
     `score_rejected` and `correct` (score_chosen > score_rejected). The first row decides the kind.
+    A model with an ensemble head also gives each score its members' std (`score_spread`, or
+    `spread_chosen`/`spread_rejected`) and the summary `spread_mean`.
     """
     if not rows:
         raise DataError("no rows to score", path=path)
@@ -263,18 +281,25 @@ def score_rows(
             ctx, text = as_response(row[rkey], prompt, field=rkey, **where)
             prompts.append(ctx)
             responses.append(text)
-    scores = score_in_batches(model, prompts, responses, batch_size)
+    if has_spread(model):  # an ensemble: its members' disagreement goes with each score
+        scores, sd = score_in_batches(model, prompts, responses, batch_size, spread=True)
+    else:
+        scores, sd = score_in_batches(model, prompts, responses, batch_size), None
     out: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"rows": len(rows), "kind": "pairs" if paired else "responses"}
+    if sd is not None:
+        summary["spread_mean"] = float(np.mean(sd))
     if paired:
         sc, sr = scores[0::2], scores[1::2]
-        for (_, row), c, r in zip(rows, sc, sr, strict=True):
+        for i, ((_, row), c, r) in enumerate(zip(rows, sc, sr, strict=True)):
             out.append(
                 {
                     **row,
                     "score_chosen": float(c),
                     "score_rejected": float(r),
                     "correct": bool(c > r),
+                    **({} if sd is None else {"spread_chosen": float(sd[2 * i]),
+                                              "spread_rejected": float(sd[2 * i + 1])}),
                 }
             )
         summary.update(
@@ -284,8 +309,9 @@ def score_rows(
             **_stats(scores),
         )
     else:
-        for (_, row), s in zip(rows, scores, strict=True):
-            out.append({**row, "score": float(s)})
+        for i, ((_, row), s) in enumerate(zip(rows, scores, strict=True)):
+            out.append({**row, "score": float(s),
+                        **({} if sd is None else {"score_spread": float(sd[i])})})
         summary.update(_stats(scores))
     return out, summary
 

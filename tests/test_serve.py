@@ -501,3 +501,27 @@ def test_trl_reward_func_errors_name_the_item():
     with pytest.raises(DataError, match=r"^response must be a string or a list of messages, got "
                                         r"NoneType None \(field 'completions\[1\]'\)$"):
         f(prompts=["a", "b"], completions=["x", None])
+
+
+def test_an_ensemble_model_scores_rows_with_their_spread():
+    """Members scoring the response length x 1 and x 3: each score is 2 x length and its spread
+    (the members' population std) 1 x length, for single responses and for pairs."""
+    from latentrm.reward import EnsembleHead
+
+    members = []
+    for w in (1.0, 3.0):
+        head = RewardHead(3, hidden=(), dropout=0.0)
+        with torch.no_grad():
+            head.mlp[0].weight.copy_(torch.tensor([[w, 0.0, 0.0]]))
+            head.mlp[0].bias.zero_()
+        members.append(head)
+    model = RewardModel(EmbedConfig(model="fake"), EnsembleHead(members).eval(),
+                        embedder=LengthEmbedder())
+    out, summary = score_rows(model, [(1, {"prompt": "q", "response": "abcd"}),
+                                      (2, {"prompt": "q", "response": "ab"})], batch_size=1)
+    assert [(r["score"], r["score_spread"]) for r in out] == [(8.0, 4.0), (4.0, 2.0)]
+    assert summary["spread_mean"] == 3.0
+    out, _ = score_rows(model, [(1, {"prompt": "q", "chosen": "abc", "rejected": "a"})])
+    assert (out[0]["spread_chosen"], out[0]["spread_rejected"]) == (3.0, 1.0)
+    plain, _ = score_rows(_length_model(), [(1, {"prompt": "q", "response": "abcd"})])
+    assert "score_spread" not in plain[0]
