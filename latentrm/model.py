@@ -27,11 +27,10 @@ and never reads files outside itself; remote code comes only from the caller
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,55 +58,12 @@ from latentrm.hub.folder import (
 )
 from latentrm.hub.head import load_head
 from latentrm.io import atomic_write_text
-from latentrm.reward import EnsembleHead, RewardHead
+from latentrm.reward import EnsembleHead, RewardHead, check_scores
+from latentrm.runtime import NoBar, quiet_serving
 
 log = logging.getLogger(__name__)
 
 EXPORTS = ("transformers", "native", "none")  # what save_pretrained can add to the folder
-
-
-class _NoBar:
-    """A progress bar that shows nothing: serving passes it so the embedder opens no bar."""
-
-    def update(self, n: int) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def quiet_serving() -> Iterator[None]:
-    """No progress bars and no INFO lines while a reward model loads and scores.
-
-    A GRPO step calls the reward function many times: transformers' weight-loading bar and the
-    embedder's per-call INFO lines would flood its output. The latentrm.embed loggers are raised
-    to WARNING for the call (unless DEBUG was asked for) and transformers' bars are off; both are
-    restored afterwards.
-    """
-    from transformers.utils import logging as hf_logging
-
-    embed_log = logging.getLogger("latentrm.embed")
-    level = embed_log.level
-    if embed_log.getEffectiveLevel() > logging.DEBUG:
-        embed_log.setLevel(max(logging.WARNING, embed_log.getEffectiveLevel()))
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        embed_log.setLevel(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def check_scores(scores: np.ndarray, where: str = "reward model") -> np.ndarray:
-    """`scores` if every value is finite, else ModelError naming the rows (never serve NaN)."""
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if len(bad):
-        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-        raise ModelError(
-            f"{where}: {len(bad)} of {len(scores)} scores are NaN/Inf (rows {rows}); the head "
-            "or the embeddings overflow (check head.safetensors: weights, std)"
-        )
-    return scores
 
 
 class RewardModel(
@@ -212,7 +168,7 @@ class RewardModel(
             texts.append(t if self.max_response_chars is None else t[: self.max_response_chars])
         with quiet_serving():
             emb = self.embedder
-            e = (emb.embed(ctx, texts, bar=_NoBar()) if isinstance(emb, Embedder)
+            e = (emb.embed(ctx, texts, bar=NoBar()) if isinstance(emb, Embedder)
                  else emb.embed(ctx, texts))
             scores = check_scores(self.head.score(e), self.source or "reward model")
             if return_spread:
@@ -430,4 +386,4 @@ class RewardModel(
                         check_identity=check_identity, embed_overrides=embed_overrides)
 
 
-__all__ = ["FORMAT", "RewardModel", "check_scores", "quiet_serving"]
+__all__ = ["FORMAT", "RewardModel"]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from latentrm.config import RewardConfig
 from latentrm.data.splits import seed_folds
-from latentrm.errors import ConfigError
+from latentrm.errors import ConfigError, ModelError
 from latentrm.estimator import Estimator
 from latentrm.pairs import AugmentedPairs, check_pairs
 from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
@@ -139,6 +139,18 @@ class EnsembleHead(nn.Module):
     def config(self) -> dict[str, Any]:
         return {"format": ENSEMBLE_FORMAT, "d": self.d,
                 "members": [m.config() for m in self.members]}
+
+
+def check_scores(scores: np.ndarray, where: str = "reward model") -> np.ndarray:
+    """`scores` if every value is finite, else ModelError naming the rows (never serve NaN)."""
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if len(bad):
+        rows = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise ModelError(
+            f"{where}: {len(bad)} of {len(scores)} scores are NaN/Inf (rows {rows}); the head "
+            "or the embeddings overflow (check head.safetensors: weights, std)"
+        )
+    return scores
 
 
 class RewardHeadFitter(Estimator):

@@ -1,8 +1,10 @@
-"""How torch runs: thread counts for a block, and devices; set explicitly, never at import."""
+"""How torch runs: threads for a block, devices, dtypes, quiet serving; set explicitly, never at
+import."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -23,6 +25,38 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+class NoBar:
+    """A progress bar that shows nothing: serving passes it so the embedder opens no bar."""
+
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def quiet_serving() -> Iterator[None]:
+    """No progress bars and no INFO lines while a reward model loads and scores.
+
+    A GRPO step calls the reward function many times: transformers' weight-loading bar and the
+    embedder's per-call INFO lines would flood its output. The latentrm.embed loggers are raised
+    to WARNING for the call (unless DEBUG was asked for) and transformers' bars are off; both are
+    restored afterwards.
+    """
+    from transformers.utils import logging as hf_logging
+
+    embed_log = logging.getLogger("latentrm.embed")
+    level = embed_log.level
+    if embed_log.getEffectiveLevel() > logging.DEBUG:
+        embed_log.setLevel(max(logging.WARNING, embed_log.getEffectiveLevel()))
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        embed_log.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 # Below this many parameters a training step is a few small matmuls (the d=576 VAE has ~76k, its

@@ -1,8 +1,7 @@
-"""Serving a reward model: file scoring, TRL reward function, Best-of-N, CLI score/bon.
+"""Serving a reward model: TRL reward function, Best-of-N, CLI score/bon.
 
-The LLM is replaced by a small deterministic embedder so expected scores are worked out by hand:
-`LengthEmbedder` gives e = [len(response), #prompt messages, len(last prompt message)], and a linear
-head with weights [1, 0, 0] then scores a response by its length in characters.
+Expected scores are worked out by hand: `tests.scorers.length_model` scores a response by its
+length in characters (the rows themselves: tests/recipes/test_score.py).
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
-import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,42 +23,17 @@ from latentrm.data.readers import read_rows
 from latentrm.data.writers import write_rows
 from latentrm.errors import DataError, ModelError
 from latentrm.model import RewardModel
+from latentrm.recipes.score import score_rows
 from latentrm.reward import RewardHead
-from latentrm.serve import best_of_n, make_trl_reward_func, score_rows
-
-
-class LengthEmbedder:
-    """e = [len(response), #prompt messages, len(last prompt content)]; records its inputs."""
-
-    dim = 3
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list, list]] = []
-
-    def embed(self, prompts, responses) -> np.ndarray:
-        self.calls.append((list(prompts), list(responses)))
-        return np.array(
-            [
-                [len(r), len(p), len(p[-1]["content"])]
-                for p, r in zip(prompts, responses, strict=True)
-            ],
-            np.float32,
-        ).reshape(-1, 3)
-
-
-def _length_model() -> RewardModel:
-    head = RewardHead(3, hidden=(), dropout=0.0)
-    with torch.no_grad():
-        head.mlp[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
-        head.mlp[0].bias.zero_()
-    return RewardModel(EmbedConfig(model="fake"), head.eval(), embedder=LengthEmbedder())
+from latentrm.serve import best_of_n, make_trl_reward_func
+from tests.scorers import LengthEmbedder, length_model
 
 
 @pytest.fixture
 def length_dir(tmp_path, monkeypatch):
     """A saved length model; the CLI loads it with a LengthEmbedder instead of an LLM."""
     path = tmp_path / "rm"
-    _length_model().save(path)
+    length_model().save(path)
     real = serve.as_scorer
     monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None, **kw: real(
         m, LengthEmbedder(), **kw))
@@ -68,7 +41,7 @@ def length_dir(tmp_path, monkeypatch):
 
 
 def test_trl_reward_func_text_and_conversational():
-    model = _length_model()
+    model = length_model()
     f = make_trl_reward_func(model)
     assert f.__name__ == "latentrm"
     # Standard format, with the extra kwargs GRPOTrainer passes (dataset columns, trainer state).
@@ -118,7 +91,7 @@ def test_trl_reward_func_text_and_conversational():
 def test_trl_sees_the_name_and_sync_call():
     # TRL's own helpers decide the log key and the sync/async path (importing trl takes seconds).
     trl_utils = pytest.importorskip("trl.trainer.utils")
-    f = make_trl_reward_func(_length_model(), name="rm_len")
+    f = make_trl_reward_func(length_model(), name="rm_len")
     assert trl_utils.get_callable_name(f) == "rm_len"
     assert not trl_utils.is_async_callable(f)
 
@@ -129,7 +102,7 @@ def test_trl_reward_func_from_dir(length_dir):
 
 
 def test_best_of_n_picks_argmax():
-    model = _length_model()
+    model = length_model()
     cands = [
         ["aa", "aaaa", "a"],
         ["bbb"],
@@ -160,61 +133,6 @@ def test_nan_scores_are_refused_never_ranked():
         score_rows(NanFirst(), [(1, {"prompt": "p", "response": "r"})])
     with pytest.raises(ModelError):
         make_trl_reward_func(NanFirst())(prompts=["p", "q"], completions=["a", "b"])
-
-
-def test_score_rows_pairs_formats():
-    model = _length_model()
-    rows = [
-        (1, {"prompt": "q", "chosen": "long answer", "rejected": "short"}),  # 11 vs 5
-        (
-            2,
-            {
-                "chosen": "\n\nHuman: hi\n\nAssistant: yo",
-                "rejected": "\n\nHuman: hi\n\nAssistant: hello",
-            },
-        ),
-        (
-            3,
-            {
-                "chosen": [
-                    {"role": "user", "content": "x"},
-                    {"role": "assistant", "content": "abc"},
-                ],
-                "rejected": [
-                    {"role": "user", "content": "x"},
-                    {"role": "assistant", "content": "ab"},
-                ],
-            },
-        ),
-        (4, {"prompt": [{"role": "user", "content": "y"}], "chosen": "same", "rejected": "four"}),
-    ]
-    out, summary = score_rows(model, rows, path="pairs.jsonl")
-    assert [(r["score_chosen"], r["score_rejected"], r["correct"]) for r in out] == [
-        (11.0, 5.0, True),
-        (2.0, 5.0, False),
-        (3.0, 2.0, True),
-        (4.0, 4.0, False),
-    ]
-    assert out[0]["prompt"] == "q"  # the input fields are kept
-    # One pairwise accuracy everywhere (latentrm.evaluate): the tie counts half.
-    assert summary["accuracy"] == (2 + 0.5) / 4 and summary["ties"] == 1
-    assert summary["mean_margin"] == pytest.approx((6 - 3 + 1 + 0) / 4)
-    prompts, _ = model.embedder.calls[-1]
-    assert prompts[2] == ({"role": "user", "content": "hi"},)  # HH dialogue split at last turn
-
-
-def test_score_rows_errors_name_file_line_field():
-    model = _length_model()
-    with pytest.raises(DataError, match=r"^in\.jsonl:2: missing response \(field 'response'\)"):
-        score_rows(model, [(1, {"prompt": "a", "response": "b"}), (2, {"prompt": "a"})], "in.jsonl")
-    with pytest.raises(DataError, match=r"in\.csv:3: .*role.*\(field 'prompt'\)"):
-        score_rows(
-            model, [(3, {"prompt": [{"role": "bot", "content": "x"}], "response": "r"})], "in.csv"
-        )
-    with pytest.raises(
-        DataError, match=r"in\.jsonl:1: missing preference field \(field 'rejected'\)"
-    ):
-        score_rows(model, [(1, {"prompt": "a", "chosen": "b", "rejected": None})], "in.jsonl")
 
 
 def test_cli_score_responses_jsonl_and_parquet(tmp_path, length_dir, capsys):
@@ -366,35 +284,6 @@ def test_cli_score_real_minilm_matches_model(tmp_path):
 
 
 # --- bon: columns, gold, the real line (issue 15 item 6, issue 16 item 4) ------------------------
-@pytest.mark.parametrize("column", ["completions", "responses"])
-def test_bon_finds_completions_or_responses_columns(column):
-    rows = [(1, {"prompt": "p", column: ["x", "xyz", "xy"]}),
-            (2, {"prompt": "q", column: [[{"role": "assistant", "content": "ab"}], "a"]})]
-    out, summary = serve.bon_rows(_length_model(), rows, path="c.jsonl")
-    assert [r["best_index"] for r in out] == [1, 0]
-    assert [r["best_response"] for r in out] == ["xyz", "ab"]  # messages: the reply's text
-    assert summary["candidates"] == 5
-
-
-def test_bon_without_a_candidates_column_names_the_file_and_line():
-    with pytest.raises(DataError, match=r"^c\.jsonl:3: no candidates column: expected one of "
-                                        r"candidates, completions, responses .*keys: prompt, outs"):
-        serve.bon_rows(_length_model(), [(3, {"prompt": "p", "outs": ["a"]})], path="c.jsonl")
-
-
-@pytest.mark.parametrize(
-    ("gold", "shown"), [("high", "str 'high'"), ([0.5], "list [0.5]"), (True, "bool True"),
-                        (float("nan"), "float nan")],
-)
-def test_bon_gold_of_the_wrong_type_is_one_line(gold, shown):
-    rows = [(1, {"prompt": "p", "candidates": [{"output": "a", "gold": 0.1}]}),
-            (4, {"prompt": "q", "candidates": [{"output": "a", "gold": 0},
-                                               {"output": "b", "gold": gold}]})]
-    with pytest.raises(DataError, match=rf"^c\.jsonl:4: gold must be a finite number, got "
-                                        rf"{re.escape(shown)} \(field 'candidates\[1\]\.gold'\)$"):
-        serve.bon_rows(_length_model(), rows, path="c.jsonl")
-
-
 def test_cli_bon_error_names_the_input_file_and_the_real_line(tmp_path, length_dir, capsys):
     inp = tmp_path / "c.jsonl"
     inp.write_text(json.dumps({"prompt": "p", "candidates": ["a", "b"]}) + "\n\n\n\n\n"
@@ -409,21 +298,13 @@ def test_cli_bon_error_names_the_input_file_and_the_real_line(tmp_path, length_d
 
 def test_best_of_n_errors_name_the_prompt_and_candidate():
     with pytest.raises(DataError, match=r"^response must be .* \(field 'candidates\[1\]\[0\]'\)$"):
-        best_of_n(_length_model(), ["p", "q"], [["a"], [None]])
-
-
-def test_deeply_nested_json_in_a_cell_is_one_line():
-    deep = "[" * 100_000 + "]" * 100_000
-    with pytest.raises(DataError, match=r"^in\.csv:2: JSON nested too deeply \(field 'prompt'\)$"):
-        score_rows(_length_model(), [(2, {"prompt": deep, "response": "r"})], path="in.csv")
-    with pytest.raises(DataError, match=r"^in\.csv:3: JSON nested too deeply \(field 'c'\)$"):
-        serve.bon_rows(_length_model(), [(3, {"prompt": "p", "c": deep})], "in.csv", "c")
+        best_of_n(length_model(), ["p", "q"], [["a"], [None]])
 
 
 # --- a model that scores NaN, through the CLI (issue 16 item 5) ----------------------------------
 def _overflowing(path):
     """A saved length model whose every number is finite but whose forward pass overflows."""
-    model = _length_model()
+    model = length_model()
     model.head.set_standardization(np.zeros(3), np.full(3, 1e-30))
     with torch.no_grad():
         model.head.mlp[0].weight.copy_(torch.tensor([[1e10, -1e10, 1e10]]))
@@ -497,31 +378,7 @@ def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
 
 
 def test_trl_reward_func_errors_name_the_item():
-    f = make_trl_reward_func(_length_model())
+    f = make_trl_reward_func(length_model())
     with pytest.raises(DataError, match=r"^response must be a string or a list of messages, got "
                                         r"NoneType None \(field 'completions\[1\]'\)$"):
         f(prompts=["a", "b"], completions=["x", None])
-
-
-def test_an_ensemble_model_scores_rows_with_their_spread():
-    """Members scoring the response length x 1 and x 3: each score is 2 x length and its spread
-    (the members' population std) 1 x length, for single responses and for pairs."""
-    from latentrm.reward import EnsembleHead
-
-    members = []
-    for w in (1.0, 3.0):
-        head = RewardHead(3, hidden=(), dropout=0.0)
-        with torch.no_grad():
-            head.mlp[0].weight.copy_(torch.tensor([[w, 0.0, 0.0]]))
-            head.mlp[0].bias.zero_()
-        members.append(head)
-    model = RewardModel(EmbedConfig(model="fake"), EnsembleHead(members).eval(),
-                        embedder=LengthEmbedder())
-    out, summary = score_rows(model, [(1, {"prompt": "q", "response": "abcd"}),
-                                      (2, {"prompt": "q", "response": "ab"})], batch_size=1)
-    assert [(r["score"], r["score_spread"]) for r in out] == [(8.0, 4.0), (4.0, 2.0)]
-    assert summary["spread_mean"] == 3.0
-    out, _ = score_rows(model, [(1, {"prompt": "q", "chosen": "abc", "rejected": "a"})])
-    assert (out[0]["spread_chosen"], out[0]["spread_rejected"]) == (3.0, 1.0)
-    plain, _ = score_rows(_length_model(), [(1, {"prompt": "q", "response": "abcd"})])
-    assert "score_spread" not in plain[0]

@@ -1,6 +1,7 @@
 """Serving commands: score, bon (Best-of-N) and export (an augmented set to Parquet).
 
-Each parses its options, loads the reward model (latentrm.serve) and writes one output file.
+Each parses its options, loads the reward model (latentrm.serve), runs its recipe
+(latentrm.recipes.score) and writes one output file.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 def _cmd_score(args: argparse.Namespace) -> int:
     from latentrm.data.readers import read_rows
     from latentrm.data.writers import check_output_path, write_rows
-    from latentrm.serve import score_rows
+    from latentrm.recipes.score import score_rows
 
     check_output_path(args.out)  # before any scoring
     rows = read_rows(args.input)
@@ -87,7 +88,7 @@ def _add_bon(p: argparse.ArgumentParser) -> None:
 def _cmd_bon(args: argparse.Namespace) -> int:
     from latentrm.data.readers import read_rows
     from latentrm.data.writers import check_output_path, write_rows
-    from latentrm.serve import bon_rows
+    from latentrm.recipes.score import bon_rows
 
     check_output_path(args.out)  # before any scoring
     rows = read_rows(args.input)
