@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
-    """What serve needs of a reward model (`latentrm.reward.RewardModel` satisfies it)."""
+    """What serve needs of a reward model (`latentrm.model.RewardModel` satisfies it)."""
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray: ...
 
