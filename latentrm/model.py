@@ -27,10 +27,11 @@ and never reads files outside itself; remote code comes only from the caller
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +171,10 @@ class RewardModel(
             emb = self.embedder
             e = (emb.embed(ctx, texts, bar=NoBar()) if isinstance(emb, Embedder)
                  else emb.embed(ctx, texts))
-            scores = check_scores(self.head.score(e), self.source or "reward model")
-            if return_spread:
-                return scores, self.head.spread(e)
-        return scores
+            if return_spread:  # an ensemble: one pass of its members gives both
+                scores, spread = self.head.score_and_spread(e)
+                return check_scores(scores, self.source or "reward model"), spread
+            return check_scores(self.head.score(e), self.source or "reward model")
 
     # --- identity ------------------------------------------------------------------------------
     def embedder_record(self) -> dict[str, Any]:
@@ -285,17 +286,8 @@ class RewardModel(
         dtype the embedder computes in). Other arguments are huggingface_hub's (push_to_hub=,
         repo_id=, ...).
         """
-        old = dict(self._save_options)
-        if export is not None:
-            if export not in EXPORTS:
-                raise ConfigError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
-            self._save_options["export"] = export
-        if dtype is not None:
-            self._save_options["dtype"] = dtype
-        try:
+        with self._saving(export, dtype):
             return super().save_pretrained(save_directory, **kwargs)
-        finally:
-            self._save_options = old
 
     def push_to_hub(  # type: ignore[override]
         self, repo_id: str, *, export: str | None = None, dtype: str | None = None, **kwargs: Any,
@@ -305,13 +297,22 @@ class RewardModel(
         `export` and `dtype` as in save_pretrained; other arguments are huggingface_hub's
         (private=, token=, branch=, commit_message=, create_pr=, ...).
         """
+        with self._saving(export, dtype):
+            return super().push_to_hub(repo_id, **kwargs)
+
+    @contextlib.contextmanager
+    def _saving(self, export: str | None, dtype: str | None) -> Iterator[None]:
+        """`export`/`dtype` (None: as set) for the huggingface_hub save calls inside, restored
+        after: the mixin's save_pretrained/push_to_hub take no such options of their own."""
+        if export is not None and export not in EXPORTS:
+            raise ConfigError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
         old = dict(self._save_options)
         if export is not None:
             self._save_options["export"] = export
         if dtype is not None:
             self._save_options["dtype"] = dtype
         try:
-            return super().push_to_hub(repo_id, **kwargs)
+            yield
         finally:
             self._save_options = old
 

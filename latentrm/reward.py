@@ -127,14 +127,21 @@ class EnsembleHead(nn.Module):
         return torch.stack([m(e) for m in self.members]).mean(0)
 
     @torch.no_grad()
+    def score_and_spread(
+        self, e: np.ndarray, batch_size: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean rewards (N,) and the members' standard deviation (N,), float32, for raw
+        embeddings e (N, d), each member scoring once."""
+        members = np.stack([m.score(e, batch_size) for m in self.members])
+        return members.mean(0).astype(np.float32), members.std(0).astype(np.float32)
+
     def score(self, e: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Mean rewards (N,) float32 for raw embeddings e (N, d)."""
-        return np.mean([m.score(e, batch_size) for m in self.members], axis=0).astype(np.float32)
+        return self.score_and_spread(e, batch_size)[0]
 
-    @torch.no_grad()
     def spread(self, e: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Standard deviation (N,) of the members' rewards: the ensemble's uncertainty."""
-        return np.std([m.score(e, batch_size) for m in self.members], axis=0).astype(np.float32)
+        return self.score_and_spread(e, batch_size)[1]
 
     def config(self) -> dict[str, Any]:
         return {"format": ENSEMBLE_FORMAT, "d": self.d,
