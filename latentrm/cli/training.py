@@ -34,7 +34,7 @@ def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", nargs="?", default="latentrm.yaml",
                    help="config file to write (default: latentrm.yaml)")
     p.add_argument("--data", default=None,
-                   help="preference data for data.path (default: a placeholder, pairs.jsonl)")
+                   help="preference data for data.path (default: pairs.jsonl, to edit)")
     p.add_argument("--embedder", default="minilm", help="embed.model (default: minilm)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
@@ -57,7 +57,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
     atomic_write_text(path, text)
     load_config(path)  # what was written loads
     print(f"wrote {path}: edit data.path"
-          f"{'' if args.data else ' (now a placeholder)'}, then `latentrm run {path}`")
+          f"{'' if args.data else ' (now pairs.jsonl: point it at your data)'}, "
+          f"then `latentrm run {path}`")
     return 0
 
 

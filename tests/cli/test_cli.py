@@ -218,7 +218,7 @@ def test_init_writes_a_starter_config_that_runs(capsys: pytest.CaptureFixture[st
     assert line == "latentrm: error: latentrm.yaml: exists; pass --force to overwrite it"
     assert main(["init", "--force", "--embedder", "smollm2"]) == 0
     cfg = load_config("latentrm.yaml")
-    assert (cfg.data.path, cfg.embed.model) == ("pairs.jsonl", "smollm2")  # a placeholder
+    assert (cfg.data.path, cfg.embed.model) == ("pairs.jsonl", "smollm2")  # default, to edit
 
 
 def test_data_path_has_no_repository_default(capsys: pytest.CaptureFixture[str],
