@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -45,7 +44,12 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
 from latentrm.hub.card import TAGS, render_card
-from latentrm.hub.export import export_native, export_transformers, native_reason
+from latentrm.hub.export import (
+    export_native,
+    export_transformers,
+    fold_linear_head,
+    native_reason,
+)
 from latentrm.hub.folder import (
     FORMAT,
     INFO_FILE,
@@ -57,7 +61,7 @@ from latentrm.hub.folder import (
     read_info,
     write_files,
 )
-from latentrm.hub.head import load_head
+from latentrm.hub.head import read_head
 from latentrm.io import atomic_write_text
 from latentrm.reward import EnsembleHead, RewardHead, check_scores
 from latentrm.runtime import NoBar, quiet_serving
@@ -244,8 +248,8 @@ class RewardModel(
             raise DataError("reward model directory not found", path=str(d))
         cfg = read_embed_config(d, trust_remote_code, embed_overrides)
         info = read_info(d)
-        head = load_head(d)
-        history = json.loads((d / "head.json").read_text(encoding="utf-8")).get("history")
+        head, head_info = read_head(d)
+        history = head_info.get("history")
         rm = cls(cfg, head, embedder=None, history=history,
                  max_response_chars=info.get("data", {}).get("max_response_chars"),
                  identity=info.get("embedder"), training=info.get("training"))
@@ -332,7 +336,7 @@ class RewardModel(
             export_transformers(self, out, dtype=self._save_options["dtype"], record=record)
         elif export == "native":
             export_native(self, out, dtype=self._save_options["dtype"], record=record)
-            offset = json.loads((out / "config.json").read_text())["latentrm_offset"]
+            offset = fold_linear_head(self.head)[1]  # the constant config.json records
         else:
             for stale in ("config.json", "modeling_latentrm.py"):
                 (out / stale).unlink(missing_ok=True)  # a folder of another save

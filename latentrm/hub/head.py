@@ -141,7 +141,14 @@ def _check_sizes(
 
 
 def load_head(in_dir: str | Path) -> RewardHead | EnsembleHead:
-    """Read a head (or an ensemble of heads) written by :func:`save_head`, in eval mode.
+    """Read a head (or an ensemble of heads) written by :func:`save_head`, in eval mode
+    (:func:`read_head` without head.json's other fields)."""
+    return read_head(in_dir)[0]
+
+
+def read_head(in_dir: str | Path) -> tuple[RewardHead | EnsembleHead, dict[str, Any]]:
+    """A head written by :func:`save_head`, in eval mode, and head.json as parsed (its
+    `history` among the rest).
 
     Every problem is one ModelError (a ConfigError) naming the file and the field or tensor:
     head.json that is not JSON or lacks/mistypes `d`, `hidden`, `dropout`; head.safetensors that
@@ -189,7 +196,7 @@ def load_head(in_dir: str | Path) -> RewardHead | EnsembleHead:
         raise ModelError(f"{hs}: not a valid safetensors file ({e})") from None
     check_finite_state(tensors, hs)
     head.load_state_dict(tensors)
-    return head.eval()
+    return head.eval(), info
 
 
 def check_finite_state(tensors: dict[str, Tensor], where: str | Path) -> None:
