@@ -35,7 +35,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,8 +273,8 @@ class CachePlan:
         """Store the vectors of chunk `c` (see :func:`write_chunk`)."""
         write_chunk(self.dir, self.chunk_id(c), self.chunk_keys(c), vectors)
 
-    def n_missing_rows(self) -> int:
-        return sum(len(self.chunks[c]) for c in self.missing)
+    def n_rows(self, chunks: Sequence[int]) -> int:  # rows in chunks `chunks` of this plan
+        return sum(len(self.chunks[c]) for c in chunks)
 
 
 def plan_store(rows: FlatRows, request: dict, root: Path, chunk_size: int) -> CachePlan:
@@ -328,12 +328,18 @@ def ensure_store(plan: CachePlan, emb_meta: dict) -> None:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    made = read_store_meta(plan.dir)["embedder"]
-    bad = [f for f in RESOLVED_FIELDS if made.get(f) != emb_meta.get(f)]
+    check_same(plan.dir, read_store_meta(plan.dir)["embedder"], emb_meta, RESOLVED_FIELDS,
+               "this embedder has")
+
+
+def check_same(d: Path, made: Mapping[str, Any], asked: Mapping[str, Any], fields: Iterable[str],
+               asked_as: str = "asked") -> None:
+    """CacheError naming each field of `fields` where the store at `d` was `made` otherwise."""
+    bad = [f for f in fields if made.get(f) != asked.get(f)]
     if bad:
         have = ", ".join(f"{f}={made.get(f)!r}" for f in bad)
-        want = ", ".join(f"{f}={emb_meta.get(f)!r}" for f in bad)
-        raise CacheError(f"cache at {plan.dir} was made with {have}, this embedder has {want}")
+        want = ", ".join(f"{f}={asked.get(f)!r}" for f in bad)
+        raise CacheError(f"cache at {d} was made with {have}, {asked_as} {want}")
 
 
 def write_chunk(d: Path, cid: str, keys: Sequence[str], vectors: np.ndarray) -> None:
@@ -355,12 +361,14 @@ def write_chunk(d: Path, cid: str, keys: Sequence[str], vectors: np.ndarray) -> 
 
 
 # --- reading a request ----------------------------------------------------------------------------
-def read_vectors(d: Path, keys: Sequence[str], layer: int | str) -> tuple[np.ndarray, list[Chunk]]:
+def read_vectors(
+    d: Path, keys: Sequence[str], layer: int | str
+) -> tuple[np.ndarray, list[Chunk], dict]:
     """(N, d) vectors of `keys` at `layer` (a stored hidden-state index, or "mean").
 
     Chunks whose file fails its checksum are set aside and their rows reported missing:
-    CacheError names how many, so the caller can recompute them. Returns the vectors and the
-    chunks that failed (empty when all is well).
+    CacheError names how many, so the caller can recompute them. Returns the vectors, the
+    chunks that failed (empty when all is well) and store.json as read.
     """
     meta = read_store_meta(d)
     emb = meta["embedder"]
@@ -388,4 +396,4 @@ def read_vectors(d: Path, keys: Sequence[str], layer: int | str) -> tuple[np.nda
     for i, k in enumerate(keys):
         ci, r = index[k]
         out[i] = cache[ci][r]
-    return out, bad
+    return out, bad, meta

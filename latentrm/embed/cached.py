@@ -25,7 +25,6 @@ from latentrm.embed.cache import (
     ensure_store,
     pair_rows,
     plan_store,
-    read_store_meta,
     read_vectors,
     store_request,
 )
@@ -83,7 +82,7 @@ def cached_rows(
         if plan.missing:
             embedder = embedder if embedder is not None else Embedder(cfg)
             computed += compute_chunks(embedder, plan, plan.missing, cfg.show_progress)
-        values, bad = read_vectors(plan.dir, rows.keys, cfg.layer)
+        values, bad, store = read_vectors(plan.dir, rows.keys, cfg.layer)
         if not bad:
             break
         if attempt:
@@ -95,7 +94,7 @@ def cached_rows(
             "chunks_computed": computed, "seconds": secs}
     log.info("cache %s: %s in %.1fs", plan.dir,
              "hit" if not computed else f"{computed} chunks computed", secs)
-    return values, {**read_store_meta(plan.dir), "cache": info}
+    return values, {**store, "cache": info}
 
 
 def compute_chunks(
@@ -104,7 +103,7 @@ def compute_chunks(
 ) -> int:
     """Embed and store chunks `todo` of `plan` with `embedder`; returns how many."""
     ensure_store(plan, embedder.metadata())
-    n_rows = sum(len(plan.chunks[c]) for c in todo)
+    n_rows = plan.n_rows(todo)
     log.info("cache %s: computing %d of %d chunks (%d rows)", plan.dir, len(todo), plan.n_chunks,
              n_rows)
     with tqdm(total=n_rows, unit="text", desc=desc, disable=not show_progress) as bar:

@@ -123,7 +123,7 @@ def embed_rows_shard(
     plan = plan_cache(rows, cfg, cache_root)
     mine = chunk_owner(range(plan.n_chunks), shard)
     todo = chunk_owner(plan.missing, shard)
-    n_rows = sum(len(plan.chunks[c]) for c in todo)
+    n_rows = plan.n_rows(todo)
     if todo:
         embedder = embedder if embedder is not None else Embedder(cfg)
         check_identity(plan, embedder)

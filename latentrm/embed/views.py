@@ -18,6 +18,7 @@ from latentrm.config import EmbedConfig, from_dict, to_dict
 from latentrm.embed.cache import (
     CachePlan,
     StoreMismatch,
+    check_same,
     index_rows,
     list_chunks,
     read_chunk,
@@ -77,11 +78,7 @@ def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict
         ident = resolve_identity(expect, d.parent / "file-hashes.json")
         asked = store_request(expect, ident if ident is not None else
                               meta["request"]["model_identity"])
-        bad = [k for k in asked if k != "latentrm_version" and meta["request"].get(k) != asked[k]]
-        if bad:
-            have = ", ".join(f"{k}={meta['request'].get(k)!r}" for k in bad)
-            want = ", ".join(f"{k}={asked[k]!r}" for k in bad)
-            raise CacheError(f"cache at {d} was made with {have}, asked {want}")
+        check_same(d, meta["request"], asked, [k for k in asked if k != "latentrm_version"])
     return view, d
 
 
@@ -102,8 +99,9 @@ def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> Pair
     view, d = load_view(path, expect)
     if view["kind"] != "pairs":
         raise CacheError(f"{path} holds {view['kind']}, not pairs")
-    layer = expect.layer if expect is not None else view_embed_config(view).layer
-    rows, bad = read_vectors(d, view["keys"], layer)
+    ecfg = view_embed_config(view)
+    rows, bad, store = read_vectors(d, view["keys"], expect.layer if expect is not None
+                                    else ecfg.layer)
     if bad:
         files = ", ".join(ch.file for ch in bad[:3]) + (", ..." if len(bad) > 3 else "")
         raise CacheError(f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
@@ -111,7 +109,7 @@ def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> Pair
     n = len(view["ids"])
     if rows.shape[0] != 2 * n:
         raise CacheError(f"{path}: {rows.shape[0]} rows for {n} pairs")
-    meta = {**read_store_meta(d), "view": str(path), "embed": view_embed_config(view)}
+    meta = {**store, "view": str(path), "embed": ecfg}
     return PairEmbeddings(ids=list(view["ids"]), chosen=rows[:n], rejected=rows[n:], meta=meta)
 
 
