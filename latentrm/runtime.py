@@ -100,28 +100,26 @@ def local_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags the OS reports (Linux /proc/cpuinfo; empty elsewhere)."""
+def _cpuinfo(prefix: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with `prefix` (None elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(prefix):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the OS reports (Linux /proc/cpuinfo; empty elsewhere)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_name() -> str:
     """The CPU's model name as the OS reports it (Linux /proc/cpuinfo; "unknown CPU" elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+    return _cpuinfo("model name") or "unknown CPU"
 
 
 def cpu_has_bf16() -> bool:

@@ -146,13 +146,6 @@ def _self_check(emb: Any, cfg: LatentRMConfig) -> None:
             )
 
 
-def render_text(tokenizer: Any, prompt: Sequence[dict], response: str) -> str:
-    """The text to feed an export for (prompt messages, response): its tokenizer's template."""
-    return tokenizer.apply_chat_template(
-        [*prompt, {"role": "assistant", "content": response}], tokenize=False
-    )
-
-
 # --- pieces of both exports --------------------------------------------------------------------
 def export_pad_token(emb: Any) -> str | None:
     """The pad token the exported tokenizer uses.
@@ -339,10 +332,13 @@ def export_transformers(
 
 
 # --- native export -----------------------------------------------------------------------------
+def _members(head: RewardHead | EnsembleHead) -> list[RewardHead]:
+    return list(head.members) if isinstance(head, EnsembleHead) else [head]
+
+
 def native_reason(rm: Any) -> str | None:
     """None when `rm` can be exported as a plain *ForSequenceClassification, else why not."""
-    emb, head = rm.embedder, rm.head
-    members = list(head.members) if isinstance(head, EnsembleHead) else [head]
+    emb, members = rm.embedder, _members(rm.head)
     mtype = getattr(emb.model.config, "model_type", "")
     if any(m.hidden for m in members):
         return "the head is an MLP; only a linear head folds into `score`"
@@ -363,9 +359,8 @@ def fold_linear_head(head: RewardHead | EnsembleHead) -> tuple[torch.Tensor, flo
     One linear head: r = w0 . (e - mu) / sigma + b = (w0 / sigma) . e + (b - (w0 / sigma) . mu);
     an ensemble's mean of linear heads is the mean of their folded (w, c).
     """
-    members = list(head.members) if isinstance(head, EnsembleHead) else [head]
     ws, cs = [], []
-    for m in members:
+    for m in _members(head):
         lin = m.mlp[-1]
         w = lin.weight.detach().double() / m.std.double()  # (1, d)
         ws.append(w)

@@ -83,9 +83,9 @@ def score_rows(
                 if row.get(side) is None:
                     raise DataError("missing preference field", field=side, **where)
             pkey = _field(row, _PROMPT_KEYS)
+            prompt = as_prompt(row[pkey], field=pkey, **where) if pkey is not None else None
             for side in ("chosen", "rejected"):
-                if pkey is not None:
-                    prompt = as_prompt(row[pkey], field=pkey, **where)
+                if prompt is not None:
                     ctx, text = as_response(row[side], prompt, field=side, **where)
                 else:
                     ctx, text = _pair_split(row[side], field=side, **where)
