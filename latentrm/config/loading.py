@@ -177,14 +177,22 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = raw
         except ConfigError as e:
             raise ConfigError(f"override '{item}': {e}") from None
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}' conflicts with an earlier override")
-        node[parts[-1]] = value
+        if not set_dotted(out, key.strip(), value):
+            raise ConfigError(f"override '{item}' conflicts with an earlier override")
     return out
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> bool:
+    """tree[a][b][c] = value for key "a.b.c", creating the dicts on the way; False (tree left
+    as it was below the conflict) when a prefix already holds a value that is not a dict."""
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return False
+    node[parts[-1]] = value
+    return True
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -261,11 +269,8 @@ def apply_changes(cfg: RunConfig, changes: dict[str, Any], where: str = "") -> R
     """`cfg` with dotted-key `changes` ({"synth.pairing": "cross"}), checked like any override."""
     nested: dict[str, Any] = {}
     for key, value in changes.items():
-        node = nested
-        parts = str(key).split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        if not set_dotted(nested, str(key), value):
+            raise ConfigError(f"{where}{key} conflicts with another change")
     try:
         return from_dict(type(cfg), deep_merge(to_dict(cfg), nested))
     except ConfigError as e:
