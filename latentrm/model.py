@@ -43,6 +43,7 @@ from latentrm.data.messages import as_prompt, as_response
 from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
+from latentrm.head.reward import EnsembleHead, RewardHead, check_scores
 from latentrm.hub.card import TAGS, render_card
 from latentrm.hub.export import (
     export_native,
@@ -63,7 +64,6 @@ from latentrm.hub.folder import (
 )
 from latentrm.hub.head import read_head
 from latentrm.io import atomic_write_text
-from latentrm.reward import EnsembleHead, RewardHead, check_scores
 from latentrm.runtime import NoBar, quiet_serving
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import numpy as np
 from latentrm.data.messages import as_prompt, as_response
 from latentrm.data.types import Prompt
 from latentrm.errors import DataError
+from latentrm.head.reward import EnsembleHead, check_scores
 from latentrm.model import RewardModel
-from latentrm.reward import EnsembleHead, check_scores
 
 log = logging.getLogger(__name__)
 

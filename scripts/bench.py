@@ -71,9 +71,10 @@ FIXES = """\
   standardisation, head scoring in batches of 1,024 and AdamW `foreach`: peak RSS above the
   interpreter's base went to 1.13x the bytes of the embeddings held (target <= 2x).
 - **The first AdamW imported `torch._dynamo`** (about 1.6 s, ~17% of a short LENS run): torch's
-  `Optimizer` base class imports it on first use whatever the flags, so `latentrm.train.AdamW` calls
+  `Optimizer` base class imports it on first use whatever the flags, so
+  `latentrm.head.train.AdamW` calls
   torch's public functional kernel (`torch.optim.adamw.adamw`) itself; the weights are
-  bit-identical to `torch.optim.AdamW` (tests/test_train.py).
+  bit-identical to `torch.optim.AdamW` (tests/head/test_train.py).
 - **Threads for small models.** The d=576 VAE (~76k parameters) and head (~37k) now train on one
   torch thread whatever `threads` asks (`runtime.training_threads`, logged); models of 200k
   parameters or more keep the requested count. Their results are the same bits at 1 and 2 threads.

@@ -39,10 +39,10 @@ def one_run(
     import numpy as np
     import torch
 
+    from latentrm.augment.methods import make_augmenter
     from latentrm.config import load_config
     from latentrm.evaluate import pairwise_accuracy
-    from latentrm.methods import make_augmenter
-    from latentrm.reward import RewardHeadFitter
+    from latentrm.head.reward import RewardHeadFitter
     from latentrm.testing import toy_pairs
 
     torch.set_num_threads(threads)
@@ -85,7 +85,7 @@ def main() -> None:
                     help="config overrides, e.g. vae.epochs=30 reward.patience=5")
     ap.add_argument("--method", default="lens", help="lens | none | direct | gaussian")
     ap.add_argument("--torch-adamw", action="store_true",
-                    help="train with torch.optim.AdamW instead of latentrm.train.AdamW (same "
+                    help="train with torch.optim.AdamW instead of latentrm.head.train.AdamW (same "
                          "weights; its first use imports torch._dynamo): the before of issue 17.5")
     ap.add_argument(
         "--omp-wait", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
@@ -99,13 +99,13 @@ def main() -> None:
         if args.torch_adamw:
             import torch
 
-            import latentrm.train
+            import latentrm.head.train
 
             def torch_adamw(params, lr: float, weight_decay: float, foreach: bool):
                 return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
                                          foreach=foreach)
 
-            latentrm.train.AdamW = torch_adamw  # type: ignore[assignment,misc]
+            latentrm.head.train.AdamW = torch_adamw  # type: ignore[assignment,misc]
         print(json.dumps(one_run(n, d, ratio, args.threads, args.set, args.method)))
         return
     runs = list(args.runs) + [f"{n}:4096:8" for n in args.scale]
@@ -127,7 +127,7 @@ def main() -> None:
     print(f"method {args.method}; torch threads {args.threads} (the VAE and head train on 1 when "
           f"under {SMALL_MODEL_PARAMS:,} parameters: runtime.training_threads); "
           f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}; "
-          f"optimizer: {'torch.optim.AdamW' if args.torch_adamw else 'latentrm.train.AdamW'}; "
+          f"optimizer: {'torch.optim.AdamW' if args.torch_adamw else 'latentrm.head.train.AdamW'}; "
           f"overrides: {' '.join(args.set) or 'none'}\n")
     print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
           "CPU s | acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")

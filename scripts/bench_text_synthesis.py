@@ -58,8 +58,8 @@ def bench_synthesis(args, ds, out: dict) -> None:
     total = args.extrapolate_seeds * per_seed
     vae_params = head_params = None
     try:
-        from latentrm.reward import RewardHead
-        from latentrm.vae import DivergenceVAE
+        from latentrm.augment.vae import DivergenceVAE
+        from latentrm.head.reward import RewardHead
 
         d = synth.model_.config.hidden_size
         from latentrm.config import RewardConfig, VAEConfig

@@ -71,7 +71,7 @@ def one_thread() -> Iterator[None]:
         yield
 
 
-# --- seed pairs and a fitted LENS augmenter (latentrm.synth, latentrm.pairs) --------------------
+# --- seed pairs and a fitted LENS augmenter (latentrm.augment.synth, latentrm.pairs) ----------
 @pytest.fixture(scope="session")
 def head_pairs() -> tuple:
     """Reward-head data: 400 train, 100 validation and 2000 held-out (chosen, rejected) pairs
@@ -90,9 +90,9 @@ def lens_data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def lens(lens_data: tuple[np.ndarray, np.ndarray]) -> Any:
     """A LensAugmenter fitted on lens_data with test_synth.py's VAE config."""
+    from latentrm.augment.synth import LensAugmenter
     from latentrm.config import SynthConfig, VAEConfig
     from latentrm.runtime import torch_threads
-    from latentrm.synth import LensAugmenter
 
     vae = VAEConfig(epochs=5, patience=5, batch_size=32)
     with torch_threads(1):  # session-scoped: runs before a test's one_thread fixture
@@ -148,7 +148,7 @@ def embed_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     from latentrm.config import EmbedConfig
     from latentrm.data import load_pairs
-    from latentrm.embed.cached import embed_pairs
+    from latentrm.embed.local import embed_pairs
 
     tmp = tmp_path_factory.mktemp("dist")
     tok = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
@@ -228,7 +228,7 @@ def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     that learns anything must rank held-out pairs far above chance, and Best-of-N must beat a
     random pick. Returns the call counts: "pairs", "candidates" (calls) and "texts" embedded.
     """
-    import latentrm.embed.cached
+    import latentrm.embed.local
     from latentrm.embed.views import PairEmbeddings
 
     calls = {"pairs": 0, "candidates": 0, "texts": 0}
@@ -244,8 +244,8 @@ def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         calls["texts"] += sum(len(s.responses) for s in sets)
         return [np.stack([_planted(r) for r in s.responses]) for s in sets]
 
-    monkeypatch.setattr(latentrm.embed.cached, "embed_pairs", embed_pairs)
-    monkeypatch.setattr(latentrm.embed.cached, "embed_candidates", embed_candidates)
+    monkeypatch.setattr(latentrm.embed.local, "embed_pairs", embed_pairs)
+    monkeypatch.setattr(latentrm.embed.local, "embed_candidates", embed_candidates)
     return calls
 
 

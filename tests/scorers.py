@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from latentrm.config import EmbedConfig
+from latentrm.head.reward import RewardHead
 from latentrm.model import RewardModel
-from latentrm.reward import RewardHead
 
 
 class LengthEmbedder:

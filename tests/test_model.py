@@ -26,8 +26,8 @@ from latentrm import serve
 from latentrm.config import EmbedConfig
 from latentrm.data.messages import as_prompt
 from latentrm.errors import ConfigError, DataError, LatentrmError, ModelError
+from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.model import RewardModel
-from latentrm.reward import EnsembleHead, RewardHead
 from latentrm.testing import cfg_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -184,11 +184,13 @@ def test_responses_are_cut_like_the_training_data_and_the_rule_is_saved(tmp_path
 
 
 def test_a_model_that_scores_nan_is_refused_at_scoring_time():
-    """Every weight finite, but std 1e-30 and weights +-1e10 overflow to inf - inf = NaN."""
+    """Every weight finite, but mean 3e38 and std 1e-30 send every input to -inf, and 0 * -inf is
+    NaN. (Products of +-1e10 weights that overflow to inf - inf were not NaN on every CPU: some
+    float32 matmul kernels returned -inf for a row.)"""
     head = RewardHead(8, hidden=(4,), dropout=0.0)
-    head.set_standardization(np.zeros(8), np.full(8, 1e-30))
+    head.set_standardization(np.full(8, 3e38), np.full(8, 1e-30))
     with torch.no_grad():
-        head.mlp[0].weight.copy_(torch.tensor([1e10, -1e10] * 4).expand(4, 8))
+        head.mlp[0].weight.zero_()
     rm = RewardModel(EmbedConfig(model="fake"), head.eval(), embedder=HashEmbedder())
     with pytest.raises(ModelError, match=r"reward model: 3 of 3 scores are NaN/Inf \(rows 0, 1, 2"):
         rm.score(["a", "b", "c"], ["x", "y", "z"])

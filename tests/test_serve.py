@@ -22,9 +22,9 @@ from latentrm.data.messages import as_prompt
 from latentrm.data.readers import read_rows
 from latentrm.data.writers import write_rows
 from latentrm.errors import DataError, ModelError
+from latentrm.head.reward import RewardHead
 from latentrm.model import RewardModel
 from latentrm.recipes.score import score_rows
-from latentrm.reward import RewardHead
 from latentrm.serve import best_of_n, make_trl_reward_func
 from tests.scorers import LengthEmbedder, length_model
 

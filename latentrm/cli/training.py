@@ -152,7 +152,7 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
          _add_synth)
 def _cmd_synth(args: argparse.Namespace) -> int:
     from latentrm.io import check_output_dir
-    from latentrm.recipes.augment import synth_from_cache
+    from latentrm.recipes.stepwise import synth_from_cache
     from latentrm.runtime import torch_threads
 
     cfg = load_run_config(args)
@@ -178,7 +178,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 @command("train", "Train a reward head on an augmented set (or plain cached pairs).", _add_train)
 def _cmd_train(args: argparse.Namespace) -> int:
     from latentrm.io import check_output_dir
-    from latentrm.recipes.augment import train_head
+    from latentrm.recipes.stepwise import train_head
     from latentrm.runtime import torch_threads
 
     cfg = load_run_config(args)

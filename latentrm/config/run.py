@@ -21,7 +21,8 @@ from latentrm.config.stages import (
 from latentrm.config.text import SelfRewardConfig, TextRewardConfig
 from latentrm.errors import ConfigError
 
-# Augmentation methods (latentrm.methods.make_augmenter builds them); "none" = originals only.
+# Augmentation methods (latentrm.augment.methods.make_augmenter builds them);
+# "none" = originals only.
 METHODS = ("none", "direct", "gaussian", "lens", "cross-prompt")
 # What `latentrm run` compares unless told otherwise: the paper's baselines and LENS.
 DEFAULT_METHODS = ("none", "direct", "gaussian", "lens")

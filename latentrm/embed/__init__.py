@@ -2,15 +2,15 @@
 
 Modules: :mod:`~latentrm.embed.embedder` (the model: rendering, truncation, pooling),
 :mod:`~latentrm.embed.models` (offline aliases, loading, which weights a model is),
-:mod:`~latentrm.embed.cache` (the on-disk format: keys, chunks, planning, reading, writing),
+:mod:`~latentrm.embed.store` (the on-disk format: keys, chunks, planning, reading, writing),
 :mod:`~latentrm.embed.views` (one embedded dataset: write, load back, verify),
-:mod:`~latentrm.embed.cached` (embed through the cache in this process),
+:mod:`~latentrm.embed.local` (embed through the cache in this process),
 :mod:`~latentrm.embed.scale` (shards for torchrun/accelerate) and
 :mod:`~latentrm.embed.ray_engine` (a Ray actor pool).
 """
 
-from latentrm.embed.cached import embed_candidates, embed_pairs
 from latentrm.embed.embedder import Embedder
+from latentrm.embed.local import embed_candidates, embed_pairs
 from latentrm.embed.models import resolve_model
 from latentrm.embed.views import PairEmbeddings, load_pair_cache, verify_cache
 

@@ -4,7 +4,7 @@ One (prompt, response) becomes one text: the tokenizer's chat template when it h
 `render_plain`. Decoders are pooled at the last real token, encoders by a masked mean. Inputs
 longer than `max_length` lose *prompt* tokens from the left: HH chosen/rejected share every turn but
 the last reply, so cutting from the right would make them identical. Caching is
-:mod:`latentrm.embed.cached`.
+:mod:`latentrm.embed.local`.
 """
 
 from __future__ import annotations

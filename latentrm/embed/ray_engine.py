@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import (
+from latentrm.embed.embedder import Embedder
+from latentrm.embed.local import check_identity, embed_candidates, embed_pairs, embed_texts
+from latentrm.embed.store import (
     CachePlan,
     FlatRows,
     candidate_rows,
@@ -28,8 +30,6 @@ from latentrm.embed.cache import (
     plan_cache,
     write_chunk,
 )
-from latentrm.embed.cached import check_identity, embed_candidates, embed_pairs, embed_texts
-from latentrm.embed.embedder import Embedder
 from latentrm.embed.views import PairEmbeddings
 from latentrm.errors import CacheError, ConfigError, LatentrmError
 from latentrm.runtime import local_cpus

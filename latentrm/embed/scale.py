@@ -1,6 +1,6 @@
 """Scale-out of embedding extraction: static shards (torchrun / accelerate / --shard i/n).
 
-Every engine writes into the ordinary store of :mod:`latentrm.embed.cache` with the same key and
+Every engine writes into the ordinary store of :mod:`latentrm.embed.store` with the same key and
 the same chunks, so the ordinary reader (`embed_pairs`, `load_pair_cache`) reads their result and a
 killed run of any engine resumes by computing only the missing chunks.
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import FlatRows, plan_cache
-from latentrm.embed.cached import check_identity, compute_chunks
 from latentrm.embed.embedder import Embedder
+from latentrm.embed.local import check_identity, compute_chunks
+from latentrm.embed.store import FlatRows, plan_cache
 from latentrm.embed.views import write_view
 from latentrm.errors import ConfigError
 from latentrm.runtime import local_cpus

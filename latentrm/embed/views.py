@@ -1,6 +1,6 @@
 """Views: one embedded dataset recorded in a store, written, read back and verified.
 
-A view (``<store>/views/<view>.json``, see :mod:`latentrm.embed.cache` for the whole layout)
+A view (``<store>/views/<view>.json``, see :mod:`latentrm.embed.store` for the whole layout)
 records one request: its row keys in order, its ids and the embedder config the rows came from,
 so `latentrm synth` / `train` read the vectors back without the data file, and `latentrm embed
 --verify` checks a store or a view is intact.
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from latentrm.config import EmbedConfig, from_dict, to_dict
-from latentrm.embed.cache import (
+from latentrm.embed.models import resolve_identity
+from latentrm.embed.store import (
     CachePlan,
     StoreMismatch,
     check_same,
@@ -28,7 +29,6 @@ from latentrm.embed.cache import (
     set_aside,
     store_request,
 )
-from latentrm.embed.models import resolve_identity
 from latentrm.errors import CacheError, LatentrmError
 from latentrm.io import atomic_write_json
 

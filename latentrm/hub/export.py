@@ -37,9 +37,9 @@ import torch
 
 from latentrm import __version__
 from latentrm.errors import ConfigError
+from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.hub import modeling_latentrm
 from latentrm.hub.modeling_latentrm import LatentRMConfig, canonical_ids
-from latentrm.reward import EnsembleHead, RewardHead
 from latentrm.runtime import TORCH_DTYPES
 
 log = logging.getLogger(__name__)

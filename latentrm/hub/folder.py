@@ -24,9 +24,9 @@ from latentrm.config import EmbedConfig, from_dict, to_dict
 from latentrm.embed.embedder import check_embed_config
 from latentrm.embed.models import models_home
 from latentrm.errors import ConfigError, ModelError
+from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.hub.head import save_head
 from latentrm.io import atomic_write_json
-from latentrm.reward import EnsembleHead, RewardHead
 
 log = logging.getLogger(__name__)
 

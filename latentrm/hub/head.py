@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from latentrm.errors import ConfigError, ModelError
+from latentrm.head.reward import ENSEMBLE_FORMAT, HEAD_FORMAT, EnsembleHead, RewardHead
 from latentrm.io import atomic_write, atomic_write_json
-from latentrm.reward import ENSEMBLE_FORMAT, HEAD_FORMAT, EnsembleHead, RewardHead
 
 # Byte sizes of the safetensors dtypes a head may hold (float only: heads are trained in float32).
 _ST_FLOAT_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}

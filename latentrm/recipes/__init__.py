@@ -5,7 +5,7 @@
 ratios x seeds x a swept key), :mod:`~latentrm.recipes.report` and
 :mod:`~latentrm.recipes.plots` (tables, paired differences, REPORT.md sections, figures),
 :mod:`~latentrm.recipes.embed` (`latentrm embed` with any engine; filling caches),
-:mod:`~latentrm.recipes.augment` (`latentrm synth` / `latentrm train` on a cache) and
+:mod:`~latentrm.recipes.stepwise` (`latentrm synth` / `latentrm train` on a cache) and
 :mod:`~latentrm.recipes.score` (`latentrm score` / `latentrm bon` over rows).
 The CLI calls these; recipes call the stages; stages never call recipes.
 """

@@ -15,8 +15,8 @@ from pathlib import Path
 from latentrm.config import EmbedConfig, RunConfig, load_config
 from latentrm.data.load import load_pairs
 from latentrm.embed import scale
-from latentrm.embed.cache import pair_rows, plan_cache
-from latentrm.embed.cached import embed_pairs
+from latentrm.embed.local import embed_pairs
+from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.embed.views import verify_cache
 from latentrm.errors import ConfigError
 from latentrm.recipes.prepare import prepare_data

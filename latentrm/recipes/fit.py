@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentrm.augment.methods import make_augmenter
 from latentrm.config import (
     RunConfig,
     apply_changes,
@@ -41,15 +42,14 @@ from latentrm.data.load import pairs_from_source
 from latentrm.data.readers import Source, read_source, records_from_datasets
 from latentrm.data.splits import carve_validation
 from latentrm.data.types import PreferenceDataset
-from latentrm.embed import cached as emb_mod
-from latentrm.embed.cache import pair_rows, plan_cache
+from latentrm.embed import local as emb_mod
 from latentrm.embed.embedder import Embedder
+from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.errors import ConfigError, DataError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.methods import make_augmenter
+from latentrm.head.reward import RewardHeadFitter, bradley_terry_loss
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
-from latentrm.reward import RewardHeadFitter, bradley_terry_loss
 
 log = logging.getLogger(__name__)
 

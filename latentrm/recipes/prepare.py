@@ -32,7 +32,7 @@ import numpy as np
 from latentrm.config import RunConfig
 from latentrm.data.load import binarize_candidates, load_candidates, load_pairs
 from latentrm.data.splits import carve_validation, split_indices
-from latentrm.embed import cached as emb_mod
+from latentrm.embed import local as emb_mod
 from latentrm.errors import ConfigError, DataError
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ import numpy as np
 from latentrm.config import RunConfig
 from latentrm.data.splits import carve_validation, group_folds
 from latentrm.evaluate import pairwise_accuracy
+from latentrm.head.reward import RewardHead, RewardHeadFitter
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.prepare import PreparedData, Split
-from latentrm.reward import RewardHead, RewardHeadFitter
 
 
 @dataclass

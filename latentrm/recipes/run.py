@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.augment.methods import make_augmenter
+from latentrm.augment.vae import n_parameters
 from latentrm.config import RunConfig, apply_changes, method_config, save_config, to_dict
-from latentrm.estimator import FitMemo
 from latentrm.evaluate import (
     ScoreFn,
     bon_gold,
@@ -31,8 +32,9 @@ from latentrm.evaluate import (
     pairwise_accuracy,
     spearman_with_gold,
 )
+from latentrm.head.estimator import FitMemo
+from latentrm.head.reward import RewardHeadFitter
 from latentrm.io import atomic_write_json, atomic_write_text
-from latentrm.methods import make_augmenter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
@@ -42,9 +44,7 @@ from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
 from latentrm.recipes.report import json_safe, metrics_table
 from latentrm.recipes.select import choose_layer, choose_recipe
-from latentrm.reward import RewardHeadFitter
 from latentrm.runtime import torch_threads
-from latentrm.vae import n_parameters
 
 log = logging.getLogger(__name__)
 

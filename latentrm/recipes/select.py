@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.augment.methods import make_augmenter
 from latentrm.config import RewardConfig, RunConfig, method_config
 from latentrm.data.splits import group_folds
-from latentrm.estimator import FitMemo
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.methods import make_augmenter
+from latentrm.head.estimator import FitMemo
+from latentrm.head.reward import RewardHeadFitter
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.prepare import PreparedData, Split, prepare_data
-from latentrm.reward import RewardHeadFitter
 
 log = logging.getLogger(__name__)
 

@@ -99,7 +99,7 @@ def test_synth_and_train_honour_threads(capsys: pytest.CaptureFixture[str], tmp_
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import latentrm.recipes.augment as augment
+    import latentrm.recipes.stepwise as augment
 
     seen = []
     monkeypatch.setattr(augment, "synth_from_cache", lambda *a: seen.append(

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from latentrm.cli import main
-from latentrm.embed.cache import pair_rows, plan_cache
 from latentrm.embed.ray_engine import embed_pairs_ray, threads_per_actor
+from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import ConfigError
 

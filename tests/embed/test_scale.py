@@ -19,8 +19,7 @@ import pytest
 
 from latentrm.cli import main
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import candidate_rows, pair_rows, plan_cache
-from latentrm.embed.cached import embed_candidates
+from latentrm.embed.local import embed_candidates
 from latentrm.embed.scale import (
     Shard,
     chunk_owner,
@@ -29,6 +28,7 @@ from latentrm.embed.scale import (
     shard_config,
     shard_from_env,
 )
+from latentrm.embed.store import candidate_rows, pair_rows, plan_cache
 from latentrm.embed.views import load_pair_cache
 from latentrm.errors import CacheError, ConfigError
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import latentrm.embed.cached as E
-from latentrm.embed.cache import list_chunks
+import latentrm.embed.local as E
+from latentrm.embed.store import list_chunks
 from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import CacheError
 from latentrm.testing import cfg_for

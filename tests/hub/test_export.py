@@ -17,6 +17,7 @@ from latentrm.config import EmbedConfig
 from latentrm.data import load_pairs, render_plain
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError
+from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.hub.export import (
     HH_CHAT_TEMPLATE,
     export_native,
@@ -25,7 +26,6 @@ from latentrm.hub.export import (
     native_reason,
 )
 from latentrm.model import RewardModel
-from latentrm.reward import EnsembleHead, RewardHead
 from latentrm.testing import build_tokenizer, cfg_for, save_tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,9 +10,9 @@ import torch
 
 from latentrm.config import RewardConfig
 from latentrm.errors import ConfigError
+from latentrm.head.reward import EnsembleHead, RewardHead, RewardHeadFitter
 from latentrm.hub.head import load_head, save_head
 from latentrm.pairs import AugmentedPairs
-from latentrm.reward import EnsembleHead, RewardHead, RewardHeadFitter
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 

@@ -165,7 +165,7 @@ def test_fit_save_pretrained_automodel_gives_latentrms_scores(tmp_path, shared_d
 def test_the_embedder_is_loaded_only_when_something_must_be_embedded(tmp_path, tiny_bert,
                                                                      monkeypatch):
     """A full cache loads no model (as `latentrm run`); the model then loads on first score."""
-    import latentrm.embed.cached as cached_mod
+    import latentrm.embed.local as cached_mod
     import latentrm.model as model_mod
     import latentrm.recipes.fit as fit_mod
 

@@ -13,9 +13,9 @@ import torch
 
 from latentrm.config import EmbedConfig
 from latentrm.errors import DataError
+from latentrm.head.reward import RewardHead
 from latentrm.model import RewardModel
 from latentrm.recipes.score import bon_rows, score_rows
-from latentrm.reward import RewardHead
 from tests.scorers import LengthEmbedder, length_model
 
 
@@ -114,7 +114,7 @@ def test_deeply_nested_json_in_a_cell_is_one_line():
 def test_an_ensemble_model_scores_rows_with_their_spread():
     """Members scoring the response length x 1 and x 3: each score is 2 x length and its spread
     (the members' population std) 1 x length, for single responses and for pairs."""
-    from latentrm.reward import EnsembleHead
+    from latentrm.head.reward import EnsembleHead
 
     members = []
     for w in (1.0, 3.0):

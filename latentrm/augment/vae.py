@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from latentrm.config import VAEConfig
 from latentrm.data.splits import carve_validation
 from latentrm.errors import ConfigError, TrainingError
-from latentrm.estimator import Estimator
+from latentrm.head.estimator import Estimator
+from latentrm.head.train import fit_loop, minibatches, seeded, standardization_stats
 from latentrm.pairs import check_pairs
-from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,8 @@ class VAEFitter(Estimator):
     Embeddings are standardised with the mean/std of the pairs given to ``fit`` (``mean_``,
     ``std_``); :meth:`standardize` / :meth:`unstandardize` convert between raw and
     model space. Learned state: ``model_``, ``mean_``, ``std_``, ``history_`` (see
-    :func:`latentrm.train.fit_loop`). Without validation pairs, ``fit`` holds out `val_fraction`
+    :func:`latentrm.head.train.fit_loop`). Without validation pairs, ``fit`` holds out
+    `val_fraction`
     of the pairs for early stopping (the run passes ``data.val_fraction``).
     """
 

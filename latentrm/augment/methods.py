@@ -1,25 +1,31 @@
 """Augmentation methods by name: the one place that maps a config's method to an Augmenter.
 
-It sits above the stage modules (LENS in :mod:`latentrm.synth`, the baselines in
-:mod:`latentrm.baselines`, the teacher in :mod:`latentrm.teacher`), which know nothing of each
+It sits above the stage modules (LENS in :mod:`latentrm.augment.synth`, the baselines in
+:mod:`latentrm.augment.baselines`, the teacher in :mod:`latentrm.augment.teacher`), which know
+nothing of each
 other or of the run config.
 """
 
 from __future__ import annotations
 
-from latentrm.baselines import CrossPromptPairs, DirectPerturbation, GaussianSampling, NoAugmenter
+from latentrm.augment.baselines import (
+    CrossPromptPairs,
+    DirectPerturbation,
+    GaussianSampling,
+    NoAugmenter,
+)
+from latentrm.augment.synth import LensAugmenter
+from latentrm.augment.teacher import TeacherLabels
 from latentrm.config import METHODS, RunConfig
 from latentrm.errors import ConfigError
 from latentrm.pairs import Augmenter
-from latentrm.synth import LensAugmenter
-from latentrm.teacher import TeacherLabels
 
 
 def make_augmenter(method: str, run_cfg: RunConfig, seed: int) -> Augmenter:
     """The augmenter for `method` (one of METHODS), configured from `run_cfg`.
 
     With synth.teacher (filter | relabel) an augmenting method's new pairs are judged by
-    out-of-fold teacher heads (:class:`latentrm.teacher.TeacherLabels`).
+    out-of-fold teacher heads (:class:`latentrm.augment.teacher.TeacherLabels`).
     """
     synth = run_cfg.synth
     if method == "none":

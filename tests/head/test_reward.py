@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from latentrm.augment.synth import LensAugmenter
 from latentrm.config import RewardConfig, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.pairs import AugmentedPairs
-from latentrm.reward import (
+from latentrm.head.reward import (
     RewardHead,
     RewardHeadFitter,
     bradley_terry_loss,
 )
-from latentrm.synth import LensAugmenter
+from latentrm.pairs import AugmentedPairs
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 
@@ -133,7 +133,7 @@ def test_bradley_terry_loss_with_targets_margins_and_weights():
 
 
 def test_synthetic_pairs_weigh_lambda_and_soft_labels_reach_the_loss(head_pairs, monkeypatch):
-    import latentrm.reward as R
+    import latentrm.head.reward as R
 
     train, val, _, _ = head_pairs
     aug = AugmentedPairs.originals(*train, pool_rows=802)
@@ -161,7 +161,7 @@ def test_fixed_epochs_train_exactly_that_many(head_pairs):
 
 
 def test_ensemble_is_the_mean_of_heads_each_missing_one_fold(head_pairs):
-    from latentrm.reward import EnsembleHead
+    from latentrm.head.reward import EnsembleHead
 
     train, val, test, _ = head_pairs
     cfg = dataclasses.replace(FAST, ensemble=4)

@@ -1,7 +1,7 @@
 """Embeddings through the on-disk cache: compute only the missing chunks, in this process.
 
 :func:`embed_pairs` and :func:`embed_candidates` are what the pipeline calls. The cache format is
-:mod:`latentrm.embed.cache`; the other engines (shards, Ray: :mod:`latentrm.embed.scale`,
+:mod:`latentrm.embed.store`; the other engines (shards, Ray: :mod:`latentrm.embed.scale`,
 :mod:`latentrm.embed.ray_engine`) fill the same stores chunk by chunk with :func:`embed_chunk`, so
 vectors made by any of them are read here.
 """
@@ -18,7 +18,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from latentrm.config import EmbedConfig
-from latentrm.embed.cache import (
+from latentrm.embed.embedder import Embedder, check_embed_config, stored_layers
+from latentrm.embed.models import resolve_identity
+from latentrm.embed.store import (
     CachePlan,
     FlatRows,
     candidate_rows,
@@ -28,8 +30,6 @@ from latentrm.embed.cache import (
     read_vectors,
     store_request,
 )
-from latentrm.embed.embedder import Embedder, check_embed_config, stored_layers
-from latentrm.embed.models import resolve_identity
 from latentrm.embed.views import PairEmbeddings, write_view
 from latentrm.errors import CacheError, ConfigError
 from latentrm.runtime import resolve_dtype

@@ -20,9 +20,9 @@ import numpy as np
 
 from latentrm.config import check_ratio
 from latentrm.errors import ConfigError, DataError, LatentrmError
-from latentrm.estimator import Estimator
+from latentrm.head.estimator import Estimator
+from latentrm.head.train import standardization_stats
 from latentrm.pairs import AugmentedPairs, check_pairs
-from latentrm.train import standardization_stats
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""latentrm.methods: an augmenter per method name."""
+"""latentrm.augment.methods: an augmenter per method name."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
+from latentrm.augment.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
+from latentrm.augment.methods import make_augmenter
+from latentrm.augment.synth import LensAugmenter
 from latentrm.config import RunConfig, SynthConfig
 from latentrm.errors import ConfigError
-from latentrm.methods import make_augmenter
-from latentrm.synth import LensAugmenter
 
 
 def test_make_augmenter():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentrm.baselines import CrossPromptPairs
+from latentrm.augment.baselines import CrossPromptPairs
+from latentrm.augment.teacher import TeacherLabels
 from latentrm.config import RewardConfig
 from latentrm.errors import ConfigError
-from latentrm.teacher import TeacherLabels
 from latentrm.testing import toy_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")

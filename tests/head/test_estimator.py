@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latentrm.augment.synth import LensAugmenter
+from latentrm.augment.teacher import TeacherLabels
 from latentrm.config import RewardConfig, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError
-from latentrm.estimator import FitMemo
-from latentrm.synth import LensAugmenter
-from latentrm.teacher import TeacherLabels
+from latentrm.head.estimator import FitMemo
 from latentrm.testing import toy_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")

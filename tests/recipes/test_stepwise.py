@@ -1,4 +1,4 @@
-"""latentrm.recipes.augment: `latentrm synth` and `latentrm train` on a cache, end to end."""
+"""latentrm.recipes.stepwise: `latentrm synth` and `latentrm train` on a cache, end to end."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import latentrm.embed.cached as E
-from latentrm.embed.cache import list_chunks, pair_rows, plan_cache, row_key
+import latentrm.embed.local as E
+from latentrm.embed.store import list_chunks, pair_rows, plan_cache, row_key
 from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import CacheError
 from latentrm.testing import cfg_for

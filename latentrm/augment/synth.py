@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentrm.augment.vae import DivergenceVAE, VAEFitter
 from latentrm.config import SynthConfig, VAEConfig, check_ratio
 from latentrm.errors import ConfigError, LatentrmError
-from latentrm.estimator import Estimator
+from latentrm.head.estimator import Estimator
 from latentrm.pairs import AugmentedPairs, check_pairs
-from latentrm.vae import DivergenceVAE, VAEFitter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class LensAugmenter(Estimator):
     - ``recon``: ``-||decode(z) - e||^2`` in standardised space (prefers samples whose decoding
       stays closest to the seed embedding; decodes all K candidates, so costs K/k times more).
 
-    Learned state: ``vae_`` (a fitted :class:`~latentrm.vae.VAEFitter`).
+    Learned state: ``vae_`` (a fitted :class:`~latentrm.augment.vae.VAEFitter`).
     """
 
     method = "lens"

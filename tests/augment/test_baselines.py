@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentrm.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
+from latentrm.augment.baselines import DirectPerturbation, GaussianSampling, NoAugmenter
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.testing import toy_pairs
 
@@ -115,7 +115,7 @@ def test_baselines_deterministic(data):
 
 
 def test_cross_prompt_pairs_originals_across_seeds(data):
-    from latentrm.baselines import CrossPromptPairs
+    from latentrm.augment.baselines import CrossPromptPairs
 
     c, r = data
     aug = CrossPromptPairs().fit(c, r).augment(c, r, 4, seed=0)

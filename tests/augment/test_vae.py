@@ -9,10 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentrm.config import VAEConfig
-from latentrm.errors import ConfigError, TrainingError
-from latentrm.testing import toy_pairs
-from latentrm.vae import (
+from latentrm.augment.vae import (
     DivergenceVAE,
     VAEFitter,
     check_divergence,
@@ -22,6 +19,9 @@ from latentrm.vae import (
     recon_loss,
     w2_diag_gaussians,
 )
+from latentrm.config import VAEConfig
+from latentrm.errors import ConfigError, TrainingError
+from latentrm.testing import toy_pairs
 
 FAST = VAEConfig(epochs=15, patience=15, batch_size=32)
 

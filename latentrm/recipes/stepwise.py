@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.augment.methods import make_augmenter
 from latentrm.config import EmbedConfig, RunConfig, from_dict, to_dict
 from latentrm.data.splits import carve_validation, split_indices
 from latentrm.embed.views import PairEmbeddings, load_pair_cache
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.methods import make_augmenter
+from latentrm.head.reward import RewardHeadFitter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs, load_augmented, save_augmented
 from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
-from latentrm.reward import RewardHeadFitter
 
 
 def seed_split(pairs: PairEmbeddings, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from latentrm.config import RewardConfig
 from latentrm.data.splits import seed_folds
 from latentrm.errors import ConfigError, ModelError
-from latentrm.estimator import Estimator
+from latentrm.head.estimator import Estimator
+from latentrm.head.train import fit_loop, minibatches, seeded, standardization_stats
 from latentrm.pairs import AugmentedPairs, check_pairs
-from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class RewardHeadFitter(Estimator):
 
     ``fit(train, val)`` returns self with learned state ``head_`` (in eval mode; an
     :class:`EnsembleHead` when ``cfg.ensemble > 1``) and ``history_`` (the curves of
-    :func:`latentrm.train.fit_loop`; for an ensemble, its members' under "members"). Input
+    :func:`latentrm.head.train.fit_loop`; for an ensemble, its members' under "members"). Input
     statistics come from the original seed embeddings only. With early stopping (the default) the
     validation BT loss of `val` (chosen (V, d), rejected (V, d)) picks the epoch whose weights are
     kept; without `val` the mean training loss stands in. The pairs' soft targets, margins and

@@ -57,7 +57,7 @@ class AdamW:
     (foreach, fused, capturable). This class calls torch's public functional kernel,
     ``torch.optim.adamw.adamw``, the one ``AdamW.step`` runs, with the same state (step counter as
     a float32 scalar tensor, first and second moments), so the weights are bit-identical to
-    ``torch.optim.AdamW(params, lr, weight_decay=..., foreach=...)`` (tests/test_train.py).
+    ``torch.optim.AdamW(params, lr, weight_decay=..., foreach=...)`` (tests/head/test_train.py).
     One parameter group, constant lr, no amsgrad: all the training loop needs.
     """
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from latentrm.errors import TrainingError
-from latentrm.train import fit_loop, minibatches, seeded, standardization_stats
+from latentrm.head.train import fit_loop, minibatches, seeded, standardization_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,7 +123,7 @@ def test_adamw_is_bit_identical_to_torch_and_skips_dynamo(foreach):
     import subprocess
     import sys
 
-    from latentrm.train import AdamW
+    from latentrm.head.train import AdamW
 
     def run(make_opt) -> list[torch.Tensor]:
         torch.manual_seed(0)
@@ -144,7 +144,7 @@ def test_adamw_is_bit_identical_to_torch_and_skips_dynamo(foreach):
     assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
     # In a fresh interpreter a whole fit_loop leaves torch._dynamo unimported.
     code = (
-        "import sys, torch; from latentrm.train import fit_loop; torch.set_num_threads(1)\n"
+        "import sys, torch; from latentrm.head.train import fit_loop; torch.set_num_threads(1)\n"
         "m = torch.nn.Linear(2, 1)\n"
         "fit_loop(m, m.parameters(), lambda b: m(b).pow(2).mean(), lambda e, r: [torch.ones(3, 2)],"
         " None, epochs=2, lr=0.1, weight_decay=0.1, patience=5, seed=0)\n"

@@ -9,11 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from latentrm.augment.synth import LensAugmenter, default_top_k, sample_grid_pairs, top_k_samples
+from latentrm.augment.vae import DivergenceVAE
 from latentrm.config import SynthConfig, VAEConfig
 from latentrm.errors import ConfigError
 from latentrm.pairs import AugmentedPairs
-from latentrm.synth import LensAugmenter, default_top_k, sample_grid_pairs, top_k_samples
-from latentrm.vae import DivergenceVAE
 
 VAE = VAEConfig(epochs=5, patience=5, batch_size=32)  # the `lens` fixture's
 N, D = 40, 10  # the `lens_data` fixture's

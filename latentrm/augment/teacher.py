@@ -6,7 +6,7 @@ wraps any augmenter: K heads are trained on the seed pairs, head k on every seed
 and each new pair is judged by the head that never saw its seed (so a teacher does not simply
 recall the pair it was trained on). ``mode="filter"`` keeps the new pairs whose teacher
 probability for the inherited label exceeds ``tau``; ``mode="relabel"`` keeps them all with the
-teacher's probability as a soft label (:func:`latentrm.reward.bradley_terry_loss`).
+teacher's probability as a soft label (:func:`latentrm.head.reward.bradley_terry_loss`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 from latentrm.config import RewardConfig
 from latentrm.data.splits import seed_folds
 from latentrm.errors import ConfigError, LatentrmError
-from latentrm.estimator import Estimator
+from latentrm.head.estimator import Estimator
+from latentrm.head.reward import RewardHead, RewardHeadFitter
 from latentrm.pairs import AugmentedPairs, Augmenter
-from latentrm.reward import RewardHead, RewardHeadFitter
 
 log = logging.getLogger(__name__)
 

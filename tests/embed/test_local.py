@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import latentrm.embed.cached as E
+import latentrm.embed.local as E
 from latentrm.data import CandidateSet
-from latentrm.embed.cache import list_chunks, read_store_meta
+from latentrm.embed.store import list_chunks, read_store_meta
 from latentrm.embed.views import load_pair_cache
 from latentrm.errors import ConfigError
 from latentrm.testing import cfg_for
@@ -178,14 +178,14 @@ def test_embed_candidates_split_per_set(tmp_path, tiny_bert):
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    import latentrm.embed.cached as E
+    import latentrm.embed.local as E
     from latentrm.config import EmbedConfig
     from latentrm.data import PreferenceDataset, PreferencePair
 
     spec = json.load(open(sys.argv[1]))
     pairs = [PreferencePair(p["id"], tuple(p["prompt"]), p["chosen"], p["rejected"])
              for p in spec["pairs"]]
-    from latentrm.embed.cache import CachePlan
+    from latentrm.embed.store import CachePlan
 
     orig, written = CachePlan.write, []
 
