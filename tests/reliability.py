@@ -118,7 +118,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/cli/test_cli.py::test_cli_prints_one_line_error_without_traceback",
         "tests/cli/test_cli.py::test_closed_stdout_is_not_a_traceback",
         "tests/cli/test_cli.py::test_data_path_has_no_repository_default",
-        "tests/cli/test_cli.py::test_embed_model_flag_is_now_embedder",
+        "tests/cli/test_cli.py::test_embed_has_no_model_flag",
         "tests/cli/test_cli.py::test_out_that_is_an_existing_file_is_one_line",
         "tests/cli/test_cli.py::test_permission_errors_are_one_line_other_os_errors_are_not",
         "tests/test_parquet.py::test_cli_export_refuses_other_suffixes_before_reading",

@@ -61,10 +61,10 @@ def test_bad_arguments_are_one_line(capsys: pytest.CaptureFixture[str], argv: li
     assert message in _one_line_error(capsys, argv)
 
 
-def test_embed_model_flag_is_now_embedder(capsys: pytest.CaptureFixture[str]) -> None:
+def test_embed_has_no_model_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedding model is --embedder; --model names a reward model (score, bon, suggest)."""
     line = _one_line_error(capsys, ["embed", "--model", "minilm", "--data", "x.jsonl"])
-    assert line == ("latentrm: error: latentrm embed: --model is now --embedder (--embedder "
-                    "minilm); --model names a reward model in score and bon")
+    assert line == "latentrm: error: unrecognized arguments: --model (see `latentrm --help`)"
 
 
 @pytest.mark.parametrize("command", ["embed", "synth", "train", "run", "experiment"])
