@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from latentrm.config.bounds import check_name
 from latentrm.errors import ConfigError
 from latentrm.io import check_output_dir, make_temp_dir
 
@@ -78,6 +79,18 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
             raise ConfigError(f"out_dir={out} holds files but no latentrm run ({shown}); give a "
                               "new or empty folder")
     return p
+
+
+def child_dir(folder: str | Path, name: str) -> Path:
+    """``folder / name`` for a `name` made from config values (heads/NAME-rRATIO), refused with a
+    ConfigError unless it is one safe folder name that stays inside `folder`.
+
+    The config refuses such names when it is loaded; this is the second lock, where the path is
+    made, so no code path can join an unchecked name into a run's folder."""
+    path = Path(folder) / check_name(name)  # one component: no '/', no '..', not absolute
+    if path.is_symlink():  # a link planted there would lead the writes elsewhere
+        raise ConfigError(f"{path}: is a symbolic link; a run writes only into its own folders")
+    return path
 
 
 def _owner() -> str:

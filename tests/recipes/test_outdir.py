@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,16 @@ def test_swap_falls_back_to_two_renames(tmp_path: Path,
     assert seen[-2:] == [False, True]  # the window, then out_dir again
     assert _tree(out) == {"config.yaml": "new run\n", "notes.txt": "mine\n"}
     assert _siblings(out) == []
+
+
+@pytest.mark.parametrize("name", ["../victim-r4", "/tmp/victim-r4", "a/b-r4", "..", "", ".x"])
+def test_a_folder_made_from_a_name_stays_inside_its_parent(tmp_path: Path, name: str) -> None:
+    """Belt and braces under the config's name check: where a run joins a name into a path (the
+    heads folder), a name that would leave the folder is refused."""
+    from latentrm.errors import ConfigError
+
+    heads = tmp_path / "heads"
+    assert outdir.child_dir(heads, "lens-cross-r4") == heads / "lens-cross-r4"
+    with pytest.raises(ConfigError, match=rf"^{re.escape(repr(name))} cannot name a folder"):
+        outdir.child_dir(heads, name)
+    assert sorted(os.listdir(tmp_path)) == []
