@@ -140,6 +140,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/cli/test_cli.py::test_config_and_run_refuse_bad_choices_before_any_embedding",
         "tests/cli/test_cli.py::test_a_flag_and_an_override_that_disagree_are_refused",
         "tests/cli/test_cli.py::test_a_cache_dir_that_is_a_file_is_one_line",
+        "tests/cli/test_cli.py::test_thread_counts_are_capped_before_torch_sees_them",
     ]),
     "api": ("Python API arguments (NaN embeddings, unknown names, misuse)", [
         "tests/augment/test_baselines.py::test_sampling_baselines_refuse_nan_embeddings",

@@ -41,6 +41,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str) -> int:
+    """argparse type: torch threads, an integer in [1, MAX_THREADS] (torch.set_num_threads with
+    100000 crashed the process)."""
+    from latentrm.config.bounds import MAX_THREADS
+
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_THREADS}, got {value}")
+    return value
+
+
 def seed_int(text: str) -> int:
     """argparse type: a seed, an integer in [0, 2^32)."""
     value = _integer(text)
@@ -58,7 +69,7 @@ def config_args(p: argparse.ArgumentParser, config_required: bool = False,
         "overrides", nargs="*", metavar="key=value",
         help="config overrides, e.g. vae.gamma=0.5 ratios=[2,4]; `latentrm config` lists every key",
     )
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="torch threads (the config key `threads`)")
     if seed:
         p.add_argument("--seed", type=seed_int, default=None,

@@ -39,6 +39,7 @@ _SEED = ((">=", 0), ("<", SEED_MAX))
 _PROB = ((">=", 0), ("<", 1))
 _THREADS = ((">=", 1), ("<=", MAX_THREADS))
 _WIDTH = ((">=", 1), ("<=", MAX_WIDTH))
+_LAYER = ((">=", -1024), ("<=", 1024))  # hidden-state indices (-1 = last); models have < 200
 
 
 def _count(most: int) -> tuple[tuple[str, float], ...]:
@@ -54,7 +55,8 @@ BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
     "data.pairs_per_prompt": _count(100_000), "data.max_response_chars": _count(1 << 26),
     "embed.max_length": ((">=", 2), ("<=", 131_072)), "embed.batch_size": _BATCH,
     "embed.max_batch_tokens": _count(1 << 26), "embed.chunk_size": _BATCH,
-    "embed.threads": _THREADS,
+    "embed.threads": _THREADS, "embed.layer": _LAYER, "embed.layers": _LAYER,
+    "select_layer": _LAYER,
     "vae.latent_dim": _count(4096), "vae.hidden": _WIDTH, "vae.beta": _GT0, "vae.gamma": _GE0,
     "vae.epochs": _EPOCHS, "vae.lr": _GT0, "vae.weight_decay": _GE0, "vae.batch_size": _BATCH,
     "vae.patience": _GE0,

@@ -90,7 +90,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: must be a finite number, got {value}")
         return number
     if tp is str:
-        if isinstance(value, list | dict):  # str() would make "['a', 'b']" a path or a Hub id
+        if isinstance(value, list | dict | set | bytes):  # str() would make "['a', 'b']" a path
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value

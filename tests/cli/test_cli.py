@@ -321,3 +321,17 @@ def test_a_cache_dir_that_is_a_file_is_one_line(capsys: pytest.CaptureFixture[st
     assert line == (f"latentrm: error: {taken}: exists and is not a folder (the cache_dir); "
                     "choose another path")
     assert taken.read_text() == "not a folder\n" and not out.exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["score", "--model", "m", "--data", "in.jsonl", "--out", "o.jsonl", "--threads", "100000"],
+    ["bon", "--model", "m", "--data", "in.jsonl", "--out", "o.jsonl", "--threads", "100000"],
+    ["run", "--threads", "100000"],
+    ["embed", "--data", "in.jsonl", "--threads", "100000"],
+])
+def test_thread_counts_are_capped_before_torch_sees_them(capsys: pytest.CaptureFixture[str],
+                                                         argv: list[str]) -> None:
+    """torch.set_num_threads(100000) crashed the process (exit 139); 1024 is the cap."""
+    line = _one_line_error(capsys, argv)
+    assert ("argument --threads: must be <= 1024, got 100000" in line
+            or line == "latentrm: error: embed.threads must be <= 1024, got 100000")

@@ -148,6 +148,8 @@ UPPER = [
     ("synth.teacher_heads=1000", "synth.teacher_heads must be <= 64, got 1000"),
     ("embed.max_length=10000000", "embed.max_length must be <= 131072, got 10000000"),
     ("select_folds=100000", "select_folds must be <= 100, got 100000"),
+    (f"embed.layer={10**24}", f"embed.layer must be <= 1024, got {10**24}"),
+    ("embed.layers=[15, -2000]", "embed.layers must be >= -1024, got -2000 in [15, -2000]"),
 ]
 
 

@@ -250,6 +250,7 @@ def test_unreadable_config_files_are_one_line(tmp_path: Path) -> None:
     ("data.path=[a,b]", "data.path: expected a string, got ['a', 'b']"),
     ("embed.model={x: 1}", "embed.model: expected a string, got {'x': 1}"),
     ("cache_dir=[]", "cache_dir: expected a string, got []"),
+    ("data.path=!!binary aGk=", "data.path: expected a string, got b'hi'"),
 ])
 def test_overrides_that_were_sent_on_mangled_are_refused(override: str, message: str) -> None:
     """An unclosed list was read as the string '[2,4' (and then as [2, 4]); a list given for a
