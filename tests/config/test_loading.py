@@ -183,16 +183,23 @@ def test_yaml_python_tags_are_refused_in_one_line_naming_the_line(tmp_path: Path
 
 
 # --- files and overrides that used to be tracebacks or to cost a lot (issue 23 items 2, 5) --------
+def _levels(first: str, line: str) -> str:
+    """Eight anchors a..h, each level holding its predecessor 9 times: 9^8 = 43 million values
+    once expanded."""
+    out = first
+    for p, c in zip("abcdefg", "bcdefgh", strict=True):
+        out += line.format(c=c, refs=",".join([f"*{p}"] * 9))
+    return out
+
+
+# Valid keys only, so that nothing refuses them before they expand: the string key's elements
+# are turned into text (str() of a 43-million-value list), the variants copied by to_dict.
 BOMBS = {
-    # each level repeats the one before 9 times: 9^8 = 43 million strings once expanded
-    "laughs": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-        for p, c in zip("abcdefg", "bcdefgh", strict=True)) + "data:\n  path: *h\n",
-    # the same through mappings and merge keys
-    "merges": "a: &a {k0: x, k1: x, k2: x, k3: x}\n" + "".join(
-        f"{c}: &{c} {{m0: *{p}, m1: *{p}, m2: *{p}, m3: *{p}, m4: *{p}, m5: *{p}}}\n"
-        for p, c in zip("abcdefg", "bcdefgh", strict=True)) + "variants: {v: {method: none, "
-                                                             "<<: *h}}\n",
+    "lists": "text:\n  lora_target_modules: [" + _levels(
+        "&a [x,x,x,x,x,x,x,x,x]", ", &{c} [{refs}]") + "]\n",
+    "mappings": "variants:\n" + _levels(
+        "  a: &a {method: none, k: [x,x,x,x,x,x,x,x,x]}\n",
+        "  {c}: &{c} {{method: none, k: [{refs}]}}\n"),
 }
 
 
