@@ -95,6 +95,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/recipes/test_experiment.py::test_experiment_never_resumes_another_configs_rows",
         "tests/test_io.py::test_output_dir_checks_name_the_path",
         "tests/test_io.py::test_read_only_parent_is_refused",
+        "tests/recipes/test_outdir.py::test_a_symlinked_out_dir_is_written_where_it_points",
     ]),
     "config": ("config values (YAML files and key=value overrides)", [
         "tests/config/test_loading.py::test_bad_values_name_the_key",

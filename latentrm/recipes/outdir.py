@@ -66,8 +66,15 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
     Refused: an existing file, a place we cannot write, the working directory or a folder above
     it, and a non-empty folder without an earlier run's :data:`MARKERS` (its entries named in
     `keep`, e.g. an embedding cache the config puts there, do not count). Checked before any work.
+    A symbolic link stands for the folder it points to (returned), so the link stays a link.
     """
-    p = check_output_dir(out, "out_dir")
+    p = Path(out).expanduser()
+    if p.is_symlink():  # runs/latest -> runs/2026-12-05: the run replaces what it points to
+        p = Path(os.path.realpath(p))
+        if not p.exists():
+            raise ConfigError(f"out_dir={out} is a symbolic link to {p}, which does not exist; "
+                              "create it or give another out_dir")
+    p = check_output_dir(p, "out_dir")
     if _inside(Path.cwd(), p):
         raise ConfigError(f"out_dir={out} is the working directory or holds it; a run replaces "
                           "its out_dir as a whole: give a folder of its own, e.g. runs/NAME")
