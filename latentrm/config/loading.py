@@ -11,6 +11,7 @@ YAML by :mod:`latentrm.config.yaml_text` (safe loader, limits, one-line errors).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -105,8 +106,13 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     return _build(cls, data, prefix)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # slow (it evaluates the annotations): once per class
+
+
 def _build(cls: type[C], data: dict[str, Any], prefix: str = "", whole: bool = True) -> C:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = _field_names(cls)
     kwargs: dict[str, Any] = {}
     for key, value in (data or {}).items():
@@ -156,10 +162,10 @@ def check_run_config(cfg: RunConfig, sweeps: bool = True) -> None:
 
 
 def _variant(cfg: RunConfig, name: str) -> tuple[str, RunConfig]:
-    """(method, config) of variant `name`, built without checking its own variants again."""
+    """(method, config) of variant `name`: `cfg` with the variant's changes."""
     spec = dict(cfg.variants[name])
     method = spec.pop("method")
-    return method, _changed(cfg, spec, f"variants.{name}: ", whole=False)
+    return method, _changed(cfg, spec, f"variants.{name}: ")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -278,11 +284,14 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
 
 
 def apply_changes(cfg: RunConfig, changes: dict[str, Any], where: str = "") -> RunConfig:
-    """`cfg` with dotted-key `changes` ({"synth.pairing": "cross"}), checked like any override."""
+    """`cfg` with dotted-key `changes` ({"synth.pairing": "cross"}), checked like any override.
+
+    What needs other configs built (:func:`check_run_config`) is not checked again: `cfg` was
+    when it was loaded, and the recipes change it often (a seed, a layer, a grid point)."""
     return _changed(cfg, changes, where)
 
 
-def _changed(cfg: RunConfig, changes: dict[str, Any], where: str, whole: bool = True) -> RunConfig:
+def _changed(cfg: RunConfig, changes: dict[str, Any], where: str, whole: bool = False) -> RunConfig:
     nested: dict[str, Any] = {}
     for key, value in changes.items():
         if not set_dotted(nested, str(key), value):
@@ -298,8 +307,4 @@ def method_config(cfg: RunConfig, name: str) -> tuple[str, RunConfig]:
 
     A method's own name runs with `cfg`; a variant's name with its method and changes applied.
     """
-    if name not in cfg.variants:
-        return name, cfg
-    spec = dict(cfg.variants[name])
-    method = spec.pop("method")
-    return method, apply_changes(cfg, spec, f"variants.{name}: ")
+    return _variant(cfg, name) if name in cfg.variants else (name, cfg)
