@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import torch
 
+from latentrm.config.bounds import CHOICES
 from latentrm.errors import ConfigError
 
 
@@ -137,7 +138,7 @@ def cpu_has_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = CHOICES["embed.dtype"]  # the config's one table
 # The torch dtype of each concrete name (the one table: embedding and export both read it).
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

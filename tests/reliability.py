@@ -95,6 +95,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/recipes/test_experiment.py::test_experiment_never_resumes_another_configs_rows",
         "tests/test_io.py::test_output_dir_checks_name_the_path",
         "tests/test_io.py::test_read_only_parent_is_refused",
+        "tests/recipes/test_outdir.py::test_a_symlinked_out_dir_is_written_where_it_points",
     ]),
     "config": ("config values (YAML files and key=value overrides)", [
         "tests/config/test_loading.py::test_bad_values_name_the_key",
@@ -112,6 +113,21 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/augment/test_synth.py::test_lens_top_k_config_checks",
         "tests/augment/test_teacher.py::test_teacher_options_are_checked",
         "tests/augment/test_vae.py::test_w2_squared_with_too_large_gamma_is_refused_before_training",
+        # issue 23: choices, rules between keys and upper bounds at load; files and overrides
+        "tests/config/test_bounds.py::test_every_choice_is_checked_when_the_config_is_built",
+        "tests/config/test_bounds.py::test_choices_of_a_tuple_key_and_of_a_device",
+        "tests/config/test_bounds.py::test_a_section_built_alone_or_directly_is_checked_too",
+        "tests/config/test_bounds.py::test_rules_between_keys_are_checked_at_load",
+        "tests/config/test_bounds.py::test_drifted_bounds_have_one_source",
+        "tests/config/test_bounds.py::test_sizes_have_upper_bounds",
+        "tests/config/test_bounds.py::test_mlp_depth_is_bounded",
+        "tests/config/test_loading.py::test_unreadable_config_files_are_one_line",
+        "tests/config/test_loading.py::test_overrides_that_were_sent_on_mangled_are_refused",
+        "tests/config/test_run.py::test_variants_and_sweeps_are_checked_whole_at_load",
+        "tests/config/test_fuzz.py::test_random_bytes_as_a_config_file",
+        "tests/config/test_fuzz.py::test_random_mappings_as_a_config_file",
+        "tests/config/test_fuzz.py::test_random_overrides",
+        "tests/config/test_fuzz.py::test_odd_yaml_documents",
     ]),
     "cli": ("CLI arguments", [
         "tests/cli/test_cli.py::test_bad_arguments_are_one_line",
@@ -122,6 +138,10 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/cli/test_cli.py::test_out_that_is_an_existing_file_is_one_line",
         "tests/cli/test_cli.py::test_permission_errors_are_one_line_other_os_errors_are_not",
         "tests/test_parquet.py::test_cli_export_refuses_other_suffixes_before_reading",
+        "tests/cli/test_cli.py::test_config_and_run_refuse_bad_choices_before_any_embedding",
+        "tests/cli/test_cli.py::test_a_flag_and_an_override_that_disagree_are_refused",
+        "tests/cli/test_cli.py::test_a_cache_dir_that_is_a_file_is_one_line",
+        "tests/cli/test_cli.py::test_thread_counts_are_capped_before_torch_sees_them",
     ]),
     "api": ("Python API arguments (NaN embeddings, unknown names, misuse)", [
         "tests/augment/test_baselines.py::test_sampling_baselines_refuse_nan_embeddings",
@@ -158,6 +178,10 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "tests/test_model.py::test_load_refuses_an_embedder_whose_files_differ_from_the_recorded_ones",
         "tests/test_model.py::test_a_hub_embedder_is_pinned_to_its_commit",
         "tests/embed/test_models.py::test_model_hashes_follow_rewrites_that_keep_size_and_mtime",
+        "tests/config/test_run.py::test_a_variant_name_that_could_leave_the_folder_is_refused_at_load",
+        "tests/cli/test_cli.py::test_a_variant_name_cannot_make_run_write_outside_out_dir",
+        "tests/recipes/test_outdir.py::test_a_folder_made_from_a_name_stays_inside_its_parent",
+        "tests/config/test_loading.py::test_yaml_alias_bombs_are_refused_before_they_expand",
     ]),
 }
 

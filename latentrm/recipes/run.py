@@ -39,7 +39,7 @@ from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
 from latentrm.recipes.fit import training_record, validation_metrics
-from latentrm.recipes.outdir import staged_run_dir
+from latentrm.recipes.outdir import child_dir, staged_run_dir
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
 from latentrm.recipes.report import json_safe, metrics_table
@@ -226,7 +226,7 @@ def evaluate_split(
                 row["fidelity"] = reference.fidelity(fit.aug, split)
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
-                d = heads_dir / f"{name}-r{ratio}"
+                d = child_dir(heads_dir, f"{name}-r{ratio}")  # a name cannot climb out
                 RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_,
                             max_response_chars=cfg.data.max_response_chars,
                             training=_training(cfg, method, ratio, fit, data, split, row,
