@@ -45,6 +45,9 @@ _ASSISTANT = "\n\nAssistant:"
 # ("prompt_id" vs "prompt" 0.80, common next to implicit-prompt conversations).
 _NEAR = 0.82
 _FORMATS = ("auto", "hh", "trl", "tldr", "candidates")
+# Candidates in one set: binarising compares every two (n^2 / 2 pairs, 0.5 M for 1024), so a 1.5 MB
+# file of 40,000 would ask for ~6 GiB. alpaca-eval sets hold at most 55.
+MAX_CANDIDATES = 1024
 # Keys each record shape needs; "candidates" also needs "instruction" or "prompt".
 _REQUIRED = {
     "prompt-text": ("prompt", "chosen", "rejected"),
@@ -305,6 +308,9 @@ def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
     cands = rec["candidates"]
     if not isinstance(cands, list) or not cands:
         raise RecordError("expected a non-empty list of candidates", "candidates")
+    if len(cands) > MAX_CANDIDATES:
+        raise RecordError(f"{len(cands)} candidates in one set, more than the {MAX_CANDIDATES} "
+                          "allowed", "candidates")
     outputs, gold = [], []
     for k, c in enumerate(cands):
         where = f"candidates[{k}]"
