@@ -13,7 +13,6 @@ The identity checks compare a recorded embedder with the one that gets loaded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -25,7 +24,7 @@ from latentrm.embed.embedder import check_embed_config
 from latentrm.embed.models import models_home
 from latentrm.errors import ConfigError, ModelError
 from latentrm.head.reward import EnsembleHead, RewardHead
-from latentrm.hub.head import save_head
+from latentrm.hub.head import read_model_json, save_head
 from latentrm.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -112,26 +111,21 @@ def check_resolved(recorded: dict[str, Any] | None, emb: Any, where: str) -> Non
 
 
 # --- reading ---------------------------------------------------------------------------
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
-
-
 def read_embed_config(
-    d: Path, trust_remote_code: bool, overrides: dict[str, Any] | None
+    d: Path, trust_remote_code: bool, overrides: dict[str, Any] | None, root: Path | None = None
 ) -> EmbedConfig:
-    """The folder's EmbedConfig; remote code only as the caller says, never as the file says."""
+    """The folder's EmbedConfig; remote code only as the caller says, never as the file says.
+
+    `root`: where the folder's files may link to (default: the folder; :func:`model_file`)."""
     p = d / "embed_config.json"
-    if not p.exists():
+    if not p.is_symlink() and not p.exists():
         hint = ""
         if (d / "head.json").exists() and (d.parent.parent / "config.yaml").exists():
             hint = ("; a bare head of an older `latentrm run`: rerun it, or save "
                     "RewardModel(load_config('<run>/config.yaml').embed, load_head(dir)) here "
                     "(a model folder never reads files outside itself)")
         raise ModelError(f"{d}: not a reward model (embed_config.json missing){hint}")
-    raw = read_json(p)
+    raw = read_model_json(p, root if root is not None else d)
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
         raise ModelError(f"{p}: expected a JSON object naming the embedder's 'model'")
     if raw.pop("trust_remote_code", False):
@@ -154,12 +148,12 @@ def read_embed_config(
     return dataclasses.replace(cfg, trust_remote_code=bool(trust_remote_code))
 
 
-def read_info(d: Path) -> dict[str, Any]:
+def read_info(d: Path, root: Path | None = None) -> dict[str, Any]:
     """latentrm.json, checked ({} for folders written before it existed)."""
     p = d / INFO_FILE
-    if not p.exists():
+    if not p.is_symlink() and not p.exists():
         return {}
-    info = read_json(p)
+    info = read_model_json(p, root if root is not None else d)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         fmt = info.get("format") if isinstance(info, dict) else None
         raise ModelError(f"{p}: not a latentrm model record (format {fmt!r}, expected {FORMAT!r})")

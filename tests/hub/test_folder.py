@@ -1,0 +1,132 @@
+"""latentrm.hub.folder: every file of a model folder is a regular file inside the folder (no
+symlinks out, no devices, no FIFOs), JSON files are size-capped, and a run head's folder is
+checked against the training values latentrm.json records (issue 23 items 2, 3, 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from latentrm.config import EmbedConfig
+from latentrm.errors import ModelError
+from latentrm.head.reward import RewardHead
+from latentrm.model import RewardModel
+
+
+class TwoDim:
+    """An embedder giving e = [len(response), 1]."""
+
+    dim = 2
+
+    def embed(self, prompts, responses):
+        import numpy as np
+
+        return np.array([[len(r), 1.0] for r in responses], np.float32).reshape(-1, 2)
+
+
+def _saved(folder: Path, **cfg) -> Path:
+    head = RewardHead(2, hidden=(), dropout=0.0)
+    with torch.no_grad():
+        head.mlp[0].weight.fill_(1.0)
+        head.mlp[0].bias.zero_()
+    RewardModel(EmbedConfig(model="fake", **cfg), head.eval()).save(folder)
+    return folder
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """Fail instead of hanging: a read of a FIFO blocks until a writer opens it."""
+    def timeout(*_):
+        raise TimeoutError("blocked reading the model folder")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(10)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _link(target: str | Path):
+    def apply(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(target)
+    return apply
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _outside(path: Path) -> None:
+    other = path.parent.parent / ("elsewhere-" + path.name)
+    shutil.copy(path, other)
+    _link(other)(path)
+
+
+FOLDER_ATTACKS = {
+    "head-json-dev-zero": ("head.json", _link("/dev/zero"), "not a regular file"),
+    "info-dev-urandom": ("latentrm.json", _link("/dev/urandom"), "not a regular file"),
+    "embed-config-fifo": ("embed_config.json", _fifo, "not a regular file"),
+    "head-json-fifo": ("head.json", _fifo, "not a regular file"),
+    "weights-dev-zero": ("head.safetensors", _link("/dev/zero"), "not a regular file"),
+    "weights-out-of-the-folder": ("head.safetensors", _outside,
+                                  r"a link to .*elsewhere-head\.safetensors, outside the folder"),
+    "info-out-of-the-folder": ("latentrm.json", _outside,
+                               r"a link to .*elsewhere-latentrm\.json, outside the folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOLDER_ATTACKS))
+def test_model_folder_files_must_be_regular_files_inside_the_folder(tmp_path, alarm, case):
+    name, attack, why = FOLDER_ATTACKS[case]
+    folder = _saved(tmp_path / "rm")
+    attack(folder / name)
+    with pytest.raises(ModelError, match=rf"^{folder / name}: {why}") as info:
+        RewardModel.load(folder, embedder=TwoDim())
+    assert "\n" not in str(info.value)
+
+
+def test_json_files_are_size_capped(tmp_path, monkeypatch):
+    import latentrm.hub.head as head_files
+
+    monkeypatch.setattr(head_files, "MAX_JSON_BYTES", 4096, raising=False)
+    folder = _saved(tmp_path / "rm")
+    info = json.loads((folder / "latentrm.json").read_text())
+    info["padding"] = "x" * 5000
+    (folder / "latentrm.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match=r"latentrm\.json: \d+ bytes, more than the 4096 a "):
+        RewardModel.load(folder, embedder=TwoDim())
+
+
+def test_links_inside_the_folder_and_a_hub_cache_snapshot_load(tmp_path):
+    folder = _saved(tmp_path / "rm")
+    os.replace(folder / "head.json", folder / "head-v1.json")
+    (folder / "head.json").symlink_to("head-v1.json")
+    assert RewardModel.load(folder, embedder=TwoDim()).score(["q"], ["abc"]).tolist() == [4.0]
+    # The Hugging Face cache: snapshots/<commit>/<file> -> ../../blobs/<sha>, outside the
+    # snapshot folder but inside the repo's cache folder, which from_pretrained trusts.
+    repo = tmp_path / "hub" / "models--me--rm"
+    snap = repo / "snapshots" / "abc123"
+    (repo / "blobs").mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for f in _saved(tmp_path / "src").iterdir():
+        shutil.copy(f, repo / "blobs" / f.name)
+        (snap / f.name).symlink_to(Path("..", "..", "blobs", f.name))
+    import latentrm.model as M
+
+    with mock.patch.object(M, "snapshot_download", return_value=str(snap)):
+        rm = RewardModel.from_pretrained("me/rm", embedder=TwoDim())
+    assert rm.score(["q"], ["abc"]).tolist() == [4.0]
+    with pytest.raises(ModelError, match="outside the folder"):  # the same folder, loaded as such
+        RewardModel.load(snap, embedder=TwoDim())
