@@ -250,8 +250,8 @@ class RewardModel(
         if not d.is_dir():
             raise DataError("reward model directory not found", path=str(d))
         base = Path(root) if root is not None else d
-        cfg = read_embed_config(d, trust_remote_code, embed_overrides, base)
         info = read_info(d, base)
+        cfg = read_embed_config(d, trust_remote_code, embed_overrides, base, info.get("embedder"))
         head, head_info = read_head(d, base)
         history = head_info.get("history")
         rm = cls(cfg, head, embedder=None, history=history,

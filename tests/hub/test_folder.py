@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from latentrm.config import EmbedConfig
-from latentrm.errors import ModelError
+from latentrm.errors import ConfigError, ModelError
 from latentrm.head.reward import RewardHead
 from latentrm.model import RewardModel
 
@@ -130,3 +130,59 @@ def test_links_inside_the_folder_and_a_hub_cache_snapshot_load(tmp_path):
     assert rm.score(["q"], ["abc"]).tolist() == [4.0]
     with pytest.raises(ModelError, match="outside the folder"):  # the same folder, loaded as such
         RewardModel.load(snap, embedder=TwoDim())
+
+
+# --- a run head's folder is checked like a save_pretrained folder (issue 23 item 3) ------------
+EDITS = {"layer": 3, "pooling": "last", "max_length": 64, "text_format": "plain"}
+
+
+@pytest.mark.parametrize("key", list(EDITS))
+def test_an_edited_embed_config_is_refused_when_latentrm_json_records_training(tmp_path, key):
+    """`latentrm run` writes each head with RewardModel.save: latentrm.json records the embed
+    settings of training (unresolved: the embedder is not loaded). Editing embed_config.json
+    used to change the scores silently."""
+    folder = _saved(tmp_path / "rm", layer=-1, pooling="mean", max_length=128, text_format="chat")
+    rec = json.loads((folder / "latentrm.json").read_text())["embedder"]
+    assert (rec["layer"], rec["pooling"], rec["max_length"], rec["text_format"]) == (
+        -1, "mean", 128, "chat")
+    cfg = json.loads((folder / "embed_config.json").read_text())
+    (folder / "embed_config.json").write_text(json.dumps({**cfg, key: EDITS[key]}))
+    with pytest.raises(ModelError, match=rf"^{folder / 'embed_config.json'}: {key}="
+                                         rf"{EDITS[key]!r} but the head was trained with "
+                                         rf"{key}={rec[key]!r} \(latentrm\.json\)") as info:
+        RewardModel.load(folder, embedder=TwoDim())
+    assert "\n" not in str(info.value)
+    (folder / "embed_config.json").write_text(json.dumps(cfg))  # as written: loads
+    with pytest.raises(ModelError, match=rf"embed_overrides: {key}="):  # nor by an override
+        RewardModel.load(folder, embedder=TwoDim(), embed_overrides={key: EDITS[key]})
+    rm = RewardModel.load(folder, embedder=TwoDim(), embed_overrides={"batch_size": 3})
+    assert rm.embed_cfg.batch_size == 3
+
+
+IDENTITY_DAMAGE = {
+    "not-an-object": ("model_identity", ["x"], r"'embedder\.model_identity' must be an object"),
+    "files-not-an-object": ("model_identity", {"files": "abc"},
+                            r"'embedder\.model_identity\.files' must be an object of file "),
+    "commit-not-a-string": ("model_identity", {"commit": 5},
+                            r"'embedder\.model_identity\.commit' must be a string"),
+    "layer-a-list": ("layer", [1, 2], r"'embedder\.layer' must be an integer or 'mean'"),
+    "pooling-a-number": ("pooling", 3, r"'embedder\.pooling' must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(IDENTITY_DAMAGE))
+def test_a_malformed_identity_record_is_one_line(tmp_path, case):
+    key, value, pattern = IDENTITY_DAMAGE[case]
+    folder = _saved(tmp_path / "rm")
+    info = json.loads((folder / "latentrm.json").read_text())
+    info["embedder"][key] = value
+    (folder / "latentrm.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match=rf"^{folder / 'latentrm.json'}: {pattern}"):
+        RewardModel.load(folder, embedder=TwoDim())
+
+
+def test_embed_overrides_must_be_a_mapping(tmp_path):
+    folder = _saved(tmp_path / "rm")
+    with pytest.raises(ConfigError, match=r"embed_overrides must be a dict of embed config "
+                                         r"fields, got str"):
+        RewardModel.load(folder, embedder=TwoDim(), embed_overrides="device=cpu")
