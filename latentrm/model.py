@@ -39,7 +39,7 @@ from huggingface_hub import ModelHubMixin, snapshot_download
 
 from latentrm import __version__
 from latentrm.config import EmbedConfig
-from latentrm.data.messages import as_prompt, as_response
+from latentrm.data.messages import as_batch, as_prompt, as_response
 from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
@@ -161,6 +161,8 @@ class RewardModel(
         if return_spread and not isinstance(self.head, EnsembleHead):
             raise ConfigError("return_spread needs an ensemble head (train with reward.ensemble "
                               f"> 1); {self.source or 'this reward model'} holds a single head")
+        prompts = as_batch(prompts, "prompts", "prompts")
+        responses = as_batch(responses, "responses", "responses")
         if len(prompts) != len(responses):
             raise ConfigError(f"got {len(prompts)} prompts but {len(responses)} responses")
         if len(prompts) == 0:
