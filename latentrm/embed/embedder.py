@@ -163,10 +163,18 @@ class Embedder:
         """(text, character index where the response starts) in this embedder's text format."""
         prefix: str | None
         if self.text_format == "chat":
+            from jinja2 import TemplateError
+
             tok = self.tokenizer
-            full = tok.apply_chat_template(
-                [*prompt, {"role": "assistant", "content": response}], tokenize=False
-            )
+            try:
+                full = tok.apply_chat_template(
+                    [*prompt, {"role": "assistant", "content": response}], tokenize=False
+                )
+            except TemplateError as e:  # SecurityError: the sandbox stopped it
+                msg = " ".join(str(e).split())[:300]
+                raise ConfigError(f"embedder {self.cfg.model}'s chat template failed on this "
+                                  f"input ({type(e).__name__}: {msg}); use embed.text_format="
+                                  "plain, or a model whose template you trust") from None
             try:
                 prefix = tok.apply_chat_template(
                     list(prompt), tokenize=False, add_generation_prompt=True

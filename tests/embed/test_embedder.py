@@ -300,3 +300,35 @@ def test_gemma3_alias_assembles_and_embeds():
     out = emb.embed([prompt, prompt], ["mix flour", "I cannot help"])
     assert out.shape == (2, 640) and np.isfinite(out).all()
     assert not np.allclose(out[0], out[1], atol=1e-4)
+
+
+# --- hostile embedders: blocked, and said in one line (issue 23 item 5) --------------------------
+class _Payload:
+    """Unpickling this would create `path`: what a pickled checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_pickled_embedder_checkpoint_is_one_line_and_never_unpickled(tmp_path, tiny_bert):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"x": _Payload(tmp_path / "PWNED")}, folder / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match=r"^cannot load model .*pickled: UnpicklingError: ") as e:
+        Embedder(cfg_for(folder))
+    assert "\n" not in str(e.value) and not (tmp_path / "PWNED").exists()
+
+
+def test_a_chat_template_escaping_its_sandbox_is_one_line(tmp_path):
+    tok = build_tokenizer(chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    emb = Embedder(cfg_for(save_tiny_llama(tmp_path / "evil", tok)))
+    with pytest.raises(ConfigError, match=r"evil's chat template failed on this input \("
+                                          r"SecurityError: access to attribute '__class__'") as e:
+        emb.embed([({"role": "user", "content": "hi"},)], ["x"])
+    assert "\n" not in str(e.value)
