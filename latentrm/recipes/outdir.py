@@ -9,6 +9,7 @@ heads or metrics of another, and no head of a method the last run did not train.
   (an embedding cache under it, notes) is carried over into the new folder.
 - A non-empty folder that holds no earlier run (no :data:`MARKERS`) is refused before any work,
   as is the current working directory or a folder above it, or an existing file.
+- An ``out_dir`` that is a symlink is kept: the run goes into, and is swapped in as, its target.
 - `latentrm experiment` keeps its finished rows in ``.NAME.partial/`` next to ``out_dir``
   (:func:`partial_dir`) until it finishes, so a killed experiment resumes, and one that fails
   leaves the earlier results alone.
@@ -65,7 +66,12 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
     Refused: an existing file, a place we cannot write, the working directory or a folder above
     it, and a non-empty folder without an earlier run's :data:`MARKERS` (its entries named in
     `keep`, e.g. an embedding cache the config puts there, do not count). Checked before any work.
+
+    An `out` that is a symlink stays one: the returned path is its target, which the run is
+    written next to and swapped in as (so the link is never replaced by a folder).
     """
+    if Path(out).expanduser().is_symlink():
+        out = Path(out).expanduser().resolve()
     p = check_output_dir(out, "out_dir")
     if _inside(Path.cwd(), p):
         raise ConfigError(f"out_dir={out} is the working directory or holds it; a run replaces "

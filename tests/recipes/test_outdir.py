@@ -161,3 +161,23 @@ def test_swap_falls_back_to_two_renames(tmp_path: Path,
     assert seen[-2:] == [False, True]  # the window, then out_dir again
     assert _tree(out) == {"config.yaml": "new run\n", "notes.txt": "mine\n"}
     assert _siblings(out) == []
+
+
+def test_a_linked_out_dir_stays_a_link_and_the_run_goes_into_its_target(tmp_path):
+    """out_dir a symlink (runs/latest -> store/run-7): the run used to replace the link with a
+    folder and leave the link behind under another name. The rule: the link is kept and the run
+    is written into (and swapped in as) its target."""
+    target = tmp_path / "store" / "run-7"
+    target.mkdir(parents=True)
+    (target / "config.yaml").write_text("old: 1\n")
+    (target / "notes.txt").write_text("mine")
+    link = tmp_path / "runs" / "latest"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    with staged_run_dir(link) as tmp:
+        (tmp / "config.yaml").write_text("new: 1\n")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert (target / "config.yaml").read_text() == "new: 1\n"
+    assert (target / "notes.txt").read_text() == "mine"  # not a run's: carried over
+    assert sorted(p.name for p in link.parent.iterdir()) == ["latest"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["run-7"]
