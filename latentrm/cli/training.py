@@ -114,6 +114,7 @@ def _add_embed_scale_out(p: argparse.ArgumentParser) -> None:
          _add_embed)
 def _cmd_embed(args: argparse.Namespace) -> int:
     import dataclasses
+    from pathlib import Path
 
     from latentrm.config import EmbedConfig, from_dict, load_config, to_dict
     from latentrm.embed.scale import ScaleConfig
@@ -132,7 +133,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         embed_cfg = dataclasses.replace(embed_cfg, show_progress=False)
     how = ScaleConfig(args.engine, args.ray_address, args.num_actors, args.num_gpus_per_actor,
                       args.ray_write_on, args.shard, args.verify)
-    check_output_dir(args.out or cfg.cache_dir, "cache root")
+    root = Path(args.out or cfg.cache_dir).expanduser()
+    if not root.is_dir():  # an existing cache may be read-only: refused once rows must be written
+        check_output_dir(root, "cache root")
     print("\n".join(embed_data(cfg, embed_cfg, args.data, args.out, args.limit, how)))
     return 0
 

@@ -306,6 +306,9 @@ def iter_records(src: Source, shape: str, fmt: str) -> Iterator[tuple[int, dict]
                     f"mixed formats: this record is {_NAMES[got]} but line {first} is {fmt}"
                 )
             raise DataError(bad.msg if bad else "unrecognised record", path=src.label, line=line)
+        missing = _missing_key(rec, _REQUIRED[shape])  # e.g. candidates without instruction
+        if missing is not None:
+            raise DataError(missing.msg, path=src.label, line=line)
         yield line, rec
 
 

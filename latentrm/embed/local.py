@@ -9,6 +9,7 @@ vectors made by any of them are read here.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,8 @@ def cached_rows(
     computed = 0
     for attempt in range(2):  # a second pass only when a stored chunk failed its checksum
         plan = plan_store(rows, request, root, cfg.chunk_size)
+        if attempt == 0:
+            check_writable(plan, root)
         if plan.missing:
             embedder = embedder if embedder is not None else Embedder(cfg)
             computed += compute_chunks(embedder, plan, plan.missing, cfg.show_progress)
@@ -95,6 +98,21 @@ def cached_rows(
     log.info("cache %s: %s in %.1fs", plan.dir,
              "hit" if not computed else f"{computed} chunks computed", secs)
     return values, {**store, "cache": info}
+
+
+def check_writable(plan: CachePlan, root: Path) -> None:
+    """ConfigError naming `root` if the request needs writing (missing chunks, or its view) and
+    the cache cannot be written: a read-only cache serves what it holds, nothing more."""
+    if not plan.missing and plan.view_path.exists():
+        return
+    for d in (plan.dir, root):
+        if d.exists():
+            if not os.access(d, os.W_OK | os.X_OK):
+                what = (f"{len(plan.missing)} of {plan.n_chunks} chunks are not stored yet"
+                        if plan.missing else "this dataset's view is not recorded yet")
+                raise ConfigError(f"{root}: no permission to write in this cache ({what}); "
+                                  "embed into a cache you can write to")
+            return
 
 
 def compute_chunks(

@@ -133,7 +133,10 @@ class _HashMemo:
         self._mem[key] = entry
         if self.memo_path is not None:
             self.disk[key] = entry
-            atomic_write_json(self.memo_path, self.disk)
+            try:
+                atomic_write_json(self.memo_path, self.disk)
+            except OSError as e:  # a read-only cache: the memo only saves re-hashing
+                log.debug("file-hash memo %s not written: %s", self.memo_path, e)
         return str(entry["sha256"])
 
 

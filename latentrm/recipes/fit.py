@@ -59,6 +59,9 @@ def _config(
     changes: dict[str, Any],
 ) -> RunConfig:
     """The run config: `config` (a RunConfig or a YAML path), `overrides`, then fit's keywords."""
+    if isinstance(overrides, str):  # a str is a Sequence: it would be split into characters
+        raise ConfigError("overrides must be a list of 'key=value' strings or a dict, got one "
+                          f"string {overrides!r:.80} (write [{overrides!r:.80}])")
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     if isinstance(overrides, Mapping):
         cfg = apply_changes(cfg, dict(overrides))

@@ -335,3 +335,45 @@ def test_thread_counts_are_capped_before_torch_sees_them(capsys: pytest.CaptureF
     line = _one_line_error(capsys, argv)
     assert ("argument --threads: must be <= 1024, got 100000" in line
             or line == "latentrm: error: embed.threads must be <= 1024, got 100000")
+
+
+def test_embed_reads_a_read_only_cache_when_everything_is_cached(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, embed_argv,
+    monkeypatch: pytest.MonkeyPatch, embed_setup: dict,
+) -> None:
+    """A shared cache mounted read-only: `embed` used to refuse it up front even when every row
+    was stored (nothing to write). Now it is refused only when something must be written, with
+    one line, before the model is loaded. (Tests run as root, who may write anywhere: os.access
+    is what says the folder is read-only here, and the file listing that nothing was written.)"""
+    import json
+    import os
+
+    cache = tmp_path / "c"
+    assert main(["-q", "embed", *embed_argv(cache)]) == 0
+    capsys.readouterr()
+    real = os.access
+
+    def access(path, mode, *a, **kw):
+        if mode & os.W_OK and str(Path(path).absolute()).startswith(str(cache)):
+            return False
+        return real(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    before = sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*"))
+    assert main(["-q", "embed", *embed_argv(cache)]) == 0
+    assert "hit" in capsys.readouterr().out
+    assert sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*")) == before
+    more = tmp_path / "more.jsonl"  # one new pair: a chunk to write
+    more.write_text(embed_setup["data"].read_text() + json.dumps(
+        {"chosen": "\n\nHuman: new?\n\nAssistant: yes", "rejected": "\n\nHuman: new?\n\n"
+         "Assistant: no"}) + "\n")
+    import latentrm.embed.embedder as embedder
+
+    monkeypatch.setattr(embedder.Embedder, "__init__", lambda *a, **k: pytest.fail("loaded"))
+    argv = embed_argv(cache)
+    argv[argv.index("--data") + 1] = str(more)
+    line = _one_line_error(capsys, ["-q", "embed", *argv])
+    # 22 rows (chosen 0-10, then rejected 0-10) in chunks of 3: [c9, c10, r0] and [r10] hold the
+    # new pair's rows; the other 6 chunks' rows are all stored
+    assert line.startswith(f"latentrm: error: {cache}: no permission to write in this cache "
+                           "(2 of 8 chunks are not stored yet)"), line

@@ -194,3 +194,14 @@ def test_the_embedder_is_loaded_only_when_something_must_be_embedded(tmp_path, t
     assert len(loads) == 2  # ... until the model scores text
     fit([*records(), {"prompt": "new?", "chosen": "a helpful answer", "rejected": "no"}])
     assert len(loads) == 3  # one pair not in the cache: the model is needed again
+
+
+def test_overrides_given_as_one_string_are_refused_not_split_into_characters(tmp_path):
+    """overrides="vae.gamma=0.5" used to be read character by character ("override 'v' is not of
+    the form key=value")."""
+    from latentrm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^overrides must be a list of 'key=value' strings or a "
+                                          r"dict, got one string 'vae\.gamma=0\.5' \(write "
+                                          r"\['vae\.gamma=0\.5'\]\)$"):
+        latentrm.fit(records(), overrides="vae.gamma=0.5", cache_dir=tmp_path)
