@@ -1,4 +1,5 @@
-"""Serving commands: score, bon (Best-of-N) and export (an augmented set to Parquet).
+"""Serving commands: score, bon (Best-of-N) and export (a reward model for the Hub, or an
+augmented set to Parquet).
 
 Each parses its options, loads the reward model (latentrm.serve), runs its recipe
 (latentrm.recipes.score) and writes one output file.
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from latentrm.cli.options import command, positive_int
+from latentrm.errors import ConfigError
 
 
 # --- score / bon / export -----------------------------------------------------------------------
@@ -104,17 +106,55 @@ def _cmd_bon(args: argparse.Namespace) -> int:
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--augmented", "--data", dest="augmented", required=True,
-                   help="directory written by `latentrm synth`")
-    p.add_argument("--out", required=True, help="output .parquet file")
+    p.add_argument("head", nargs="?", metavar="HEAD_DIR",
+                   help="reward model folder to export (latentrm run: OUT/heads/<method>-r<ratio>)")
+    p.add_argument("out_dir", nargs="?", metavar="OUT",
+                   help="folder for the Hugging Face model (RewardModel.save_pretrained)")
+    p.add_argument("--export", dest="kind", choices=("transformers", "native", "none"),
+                   default="transformers",
+                   help="transformers: custom code, any head (default); native: a plain "
+                        "*ForSequenceClassification (linear head, decoder); none: latentrm files")
+    p.add_argument("--dtype", default=None, help="dtype of the exported base weights "
+                                                 "(default: the one the embedder computes in)")
+    p.add_argument("--push", metavar="REPO", default=None,
+                   help="also upload OUT to this Hub repo (owner/name); the card then loads it")
+    p.add_argument("--private", action="store_true", help="with --push: create a private repo")
+    p.add_argument("--license", default=None, help="model card license (default: the base "
+                                                   "model's, where known)")
+    p.add_argument("--dataset", default=None, help="model card dataset name (a Hub id links it)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let the embedder run Python code from its repository")
+    g = p.add_argument_group("an augmented set to Parquet (the older form)")
+    g.add_argument("--augmented", default=None, help="directory written by `latentrm synth`")
+    g.add_argument("--out", default=None, help="output .parquet file")
 
 
-@command("export", "Export an augmented training set (`latentrm synth` output) to Parquet.",
-         _add_export)
+@command("export", "Export a reward model folder for the Hugging Face Hub (HEAD_DIR OUT "
+         "[--push REPO]), or an augmented set to Parquet (--augmented DIR --out F).", _add_export)
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.augmented is not None:
+        return _export_augmented(args)
+    if args.head is None or args.out_dir is None:
+        raise ConfigError("latentrm export: give HEAD_DIR OUT (a reward model folder and the "
+                          "folder to write), or --augmented DIR --out F.parquet")
+    from latentrm.recipes.publish import export_head
+
+    card = {k: v for k, v in (("license", args.license), ("dataset", args.dataset)) if v}
+    info = export_head(args.head, args.out_dir, export=args.kind, dtype=args.dtype,
+                       push=args.push, private=args.private or None, card=card,
+                       trust_remote_code=args.trust_remote_code)
+    print(f"wrote {len(info['files'])} files to {info['out']} ({', '.join(info['files'])})")
+    if info["url"]:
+        print(f"pushed to {args.push}: {info['url']}")
+    return 0
+
+
+def _export_augmented(args: argparse.Namespace) -> int:
     from latentrm.data.writers import check_output_path
     from latentrm.parquet import export_synth_dir
 
+    if args.out is None:
+        raise ConfigError("latentrm export --augmented DIR: give --out F.parquet")
     check_output_path(args.out, (".parquet",))  # before the set is read
     info = export_synth_dir(args.augmented, args.out)
     print(
