@@ -220,6 +220,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # --- experiment ----------------------------------------------------------------------------------
 def _add_experiment(p: argparse.ArgumentParser) -> None:
     config_args(p, config_required=True, seed=False)  # it repeats over `seeds`
+    p.add_argument("--keep-heads", action="store_true",
+                   help="save every head as a reward model folder, out_dir/heads/[SWEEP=VALUE/]"
+                        "seed-S/<method>-r<ratio> (for `latentrm export`, `score`)")
 
 
 @command("experiment",
@@ -231,7 +234,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from latentrm.recipes.experiment import run_experiment
 
     cfg = load_run_config(args)
-    run_experiment(cfg)
+    run_experiment(cfg, keep_heads=args.keep_heads)
     print((Path(cfg.out_dir) / "results.md").read_text(), end="")
-    print(f"results in {cfg.out_dir}/ (results.csv, results.md, plots/)")
+    print(f"results in {cfg.out_dir}/ (results.csv, results.md, plots/"
+          f"{', heads/' if args.keep_heads else ''})")
     return 0
