@@ -245,3 +245,30 @@ def test_score_and_bon_check_out_before_reading_anything(capsys: pytest.CaptureF
     line = _one_line_error(capsys, [command, "--model", str(tmp_path / "no-model"), "--data",
                                     str(tmp_path / "no-input.jsonl"), "--out", str(out)])
     assert line.startswith(f"latentrm: error: {out}: ")
+
+
+@pytest.mark.parametrize(("argv", "quiet"), [(["config"], False), (["-q", "config"], True),
+                                             (["config", "-q"], True),
+                                             (["run", "c.yaml", "--quiet"], True)])
+def test_quiet_before_or_after_the_command(argv: list[str], quiet: bool) -> None:
+    from latentrm.cli import build_parser
+
+    assert build_parser().parse_args(argv).quiet is quiet
+
+
+def test_help_imports_neither_torch_nor_transformers(repo_root: Path) -> None:
+    """`latentrm --help` and a command's --help build the parser only: the heavy libraries are
+    imported by the command that needs them, when it runs."""
+    code = ("import sys, runpy\n"
+            "for argv in (['--help'], ['score', '--help'], ['export', '--help']):\n"
+            "    sys.argv = ['latentrm', *argv]\n"
+            "    try:\n"
+            "        runpy.run_module('latentrm', run_name='__main__')\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pandas') "
+            "if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
+                          text=True, timeout=120)
+    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
