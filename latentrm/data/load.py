@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,8 @@ def _pairs_from_sources(
                 )
             seen[pid] = (src.label, line)
             pairs.append(PreferencePair(pid, prompt, chosen, rejected))
+            if isinstance(rec, Mapping) and rec.get("margin") is not None:
+                stats["margin_records"] = stats.get("margin_records", 0) + 1  # TRL's column
         if identical:
             stats["dropped_identical"] += len(identical)
             shown = ", ".join(map(str, identical[:10])) + (", ..." if len(identical) > 10 else "")
