@@ -17,7 +17,9 @@ from latentrm.errors import ConfigError
 
 
 # --- score / bon / export -----------------------------------------------------------------------
-def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
+def _add_model_io(p: argparse.ArgumentParser, what: str,
+                  out_help: str | None = None) -> None:
+    """--model, --data, --out (required unless `out_help` says what an optional one holds)."""
     p.add_argument("--model", required=True,
                    help="reward model folder (latentrm run: OUT/heads/<method>-r<ratio>) or Hub "
                         "repo id (RewardModel.from_pretrained)")
@@ -25,7 +27,8 @@ def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
         "--data", "--input", dest="input", required=True,
         help=f"{what}; .jsonl/.json/.csv/.tsv/.parquet or a saved datasets folder",
     )
-    p.add_argument("--out", required=True, help="output file; its suffix picks the format")
+    p.add_argument("--out", required=out_help is None, default=None,
+                   help=out_help or "output file; its suffix picks the format")
     p.add_argument("--batch-size", type=positive_int, default=1024, help="rows per scoring call")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: torch's)")
@@ -102,6 +105,41 @@ def _cmd_bon(args: argparse.Namespace) -> int:
     write_rows(out, args.out)
     print(format_summary(summary))
     print(f"wrote {len(out)} rows to {args.out}")
+    return 0
+
+
+def _add_rewardbench(p: argparse.ArgumentParser) -> None:
+    _add_model_io(p, "RewardBench-format rows: prompt + chosen/rejected (+ subset, id), or "
+                     "chosen/rejected conversations",
+                  out_help="optional output file: the rows with score_chosen, score_rejected, "
+                           "correct")
+
+
+def _format_rewardbench(summary: Mapping[str, Any]) -> str:
+    lines = [f"accuracy: {summary['accuracy']:.4f} on {summary['pairs']} pairs"]
+    for name, acc in summary["subsets"].items():
+        lines.append(f"  {name}: {acc:.4f} ({summary['subset_pairs'][name]} pairs)")
+    for name, score in summary.get("sections", {}).items():
+        lines.append(f"{name}: {score:.2f}")
+    return "\n".join(lines)
+
+
+@command("rewardbench", "RewardBench's evaluation (accuracy per subset, section scores) of a "
+         "reward model on a local RewardBench-format file, offline on a CPU.", _add_rewardbench)
+def _cmd_rewardbench(args: argparse.Namespace) -> int:
+    from latentrm.data.readers import read_rows
+    from latentrm.data.writers import check_output_path, write_rows
+    from latentrm.recipes.rewardbench import rewardbench_rows
+
+    if args.out is not None:
+        check_output_path(args.out)  # before any scoring
+    rows = read_rows(args.input)
+    model = _load_for_serving(args)
+    out, summary = rewardbench_rows(model, rows, path=args.input, batch_size=args.batch_size)
+    print(_format_rewardbench(summary))
+    if args.out is not None:
+        write_rows(out, args.out)
+        print(f"wrote {len(out)} rows to {args.out}")
     return 0
 
 

@@ -85,7 +85,7 @@ def minilm_export(tmp_path_factory, shared_data):
         rm.save_pretrained(out)
     n_cut = sum(len(x) == 64 for x in emb.tokenize(prompts, responses))
     return {"out": out, "ref": ref, "prompts": prompts, "responses": responses, "n_cut": n_cut,
-            "emb": emb}
+            "emb": emb, "rm": rm}
 
 
 def test_the_hh_template_renders_exactly_like_latentrm(minilm_export):
@@ -406,3 +406,39 @@ def test_push_to_hub_card_loads_the_repo_it_was_pushed_to(tmp_path, tiny_llama, 
     with pytest.raises(ConfigError, match="model_card_kwargs: unknown licence"):
         rm.save_pretrained(tmp_path / "x", model_card_kwargs={"licence": "mit"})
     assert not (tmp_path / "x").exists()
+
+
+def test_rewardbench_loading_path_on_the_export_equals_latentrm_rewardbench(minilm_export):
+    """RewardBench's own path for a sequence classifier, run on a CPU (rewardbench.py +
+    models/pipeline.py RewardBenchPipeline, without its .to("cuda")): AutoTokenizer with
+    padding_side="left", texts from the tokenizer's chat template (utils.
+    prepare_dialogue_from_tokenizer), tokenizer(truncation=False, max_length=2048,
+    padding=True), logits, correct = chosen > rejected. Same scores and verdicts as
+    `latentrm rewardbench` on the same rows."""
+    from latentrm.recipes.rewardbench import rewardbench_rows
+
+    n = len(minilm_export["prompts"]) // 2
+    rows = [(i + 1, {"prompt": minilm_export["prompts"][i],
+                     "chosen": minilm_export["responses"][i],
+                     "rejected": minilm_export["responses"][n + i], "subset": "hh"})
+            for i in range(n)]
+    tok, model = auto_load(minilm_export["out"])
+    tok.padding_side = "left"
+
+    def rewardbench_pipe(samples):
+        inputs = tok(samples, truncation=False, max_length=2048, padding=True,
+                     return_tensors="pt")
+        with torch.no_grad():
+            return model(**inputs).logits
+
+    def text(prompt, answer):
+        return tok.apply_chat_template([*prompt, {"role": "assistant", "content": answer}],
+                                       tokenize=False)
+
+    chosen = rewardbench_pipe([text(r["prompt"], r["chosen"]) for _, r in rows])[:, 0].numpy()
+    rejected = rewardbench_pipe([text(r["prompt"], r["rejected"]) for _, r in rows])[:, 0].numpy()
+    out, summary = rewardbench_rows(minilm_export["rm"], rows)
+    assert np.abs(chosen - [r["score_chosen"] for r in out]).max() < 1e-4
+    assert np.abs(rejected - [r["score_rejected"] for r in out]).max() < 1e-4
+    assert [r["correct"] for r in out] == list(chosen > rejected)
+    assert summary["subsets"]["hh"] == float(np.mean(chosen > rejected))
