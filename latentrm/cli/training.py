@@ -53,13 +53,37 @@ def _cmd_init(args: argparse.Namespace) -> int:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give the config file's name")
     check_writable_parent(path, "config file")
-    text = starter_config(str(path), args.data, args.embedder)
+    n_pairs, why = _count_pairs(args.data)
+    text = starter_config(str(path), args.data, args.embedder, n_pairs)
     atomic_write_text(path, text)
     load_config(path)  # what was written loads
     print(f"wrote {path}: edit data.path"
           f"{'' if args.data else ' (now pairs.jsonl: point it at your data)'}, "
           f"then `latentrm run {path}`")
+    if n_pairs:
+        print(f"split sized from {args.data}: {n_pairs} pairs, data.n_seed and data.n_test 80/20")
+    elif args.data:
+        print(f"data.n_seed 1000 / data.n_test 200 ({why}): size them to your data")
     return 0
+
+
+def _count_pairs(data: str | None) -> tuple[int | None, str]:
+    """(pairs in the local file or folder `data`, "") or (None, why not): a Hub id is not
+    downloaded by `init`."""
+    from pathlib import Path
+
+    from latentrm.errors import LatentrmError
+
+    if data is None:
+        return None, "no data"
+    if not Path(data).exists():
+        return None, f"{data} is not a local file"
+    from latentrm.data.load import load_pairs
+
+    try:
+        return len(load_pairs(data)), ""
+    except LatentrmError as e:
+        return None, f"cannot read {data}: {e}"
 
 
 # --- embed ---------------------------------------------------------------------------------------

@@ -442,3 +442,34 @@ def test_rewardbench_loading_path_on_the_export_equals_latentrm_rewardbench(mini
     assert np.abs(rejected - [r["score_rejected"] for r in out]).max() < 1e-4
     assert [r["correct"] for r in out] == list(chosen > rejected)
     assert summary["subsets"]["hh"] == float(np.mean(chosen > rejected))
+
+
+def trl_plain_string_rewards(tok, model, prompts, completions) -> np.ndarray:
+    """What GRPOTrainer does with a model reward_funcs and plain-string prompts (trl
+    grpo_trainer.py, `texts = [p + c ...]`): no chat template, no special tokens, right padding."""
+    enc = tok([p + c for p, c in zip(prompts, completions, strict=True)], return_tensors="pt",
+              padding=True, padding_side="right", add_special_tokens=False)
+    with torch.no_grad():
+        return model(**enc).logits[:, 0].numpy()
+
+
+def test_grpo_plain_string_prompts_score_the_raw_concatenation(minilm_export):
+    """Plain-string prompts reach the export as `prompt + completion`, unrendered: a bare
+    question is not latentrm's text (rewards differ from make_trl_reward_func's); a prompt
+    written in the export's format (HH-style for plain-text embedders: "\\n\\nHuman: q\\n\\n
+    Assistant:") is, and then the rewards are make_trl_reward_func's."""
+    from latentrm.serve import make_trl_reward_func
+
+    tok, model = auto_load(minilm_export["out"])
+    n = 10
+    questions = [p[-1]["content"] for p in minilm_export["prompts"][:n]]
+    answers = minilm_export["responses"][:n]
+    reward_fn = make_trl_reward_func(minilm_export["rm"])
+    want = np.array(reward_fn(prompts=questions, completions=answers))
+    bare = trl_plain_string_rewards(tok, model, questions, answers)
+    assert np.abs(bare - want).max() > 0.01  # the template was skipped
+    hh = [render_plain([{"role": "user", "content": q}], None) for q in questions]
+    assert hh[0] == f"\n\nHuman: {questions[0]}\n\nAssistant:"
+    rendered = trl_plain_string_rewards(tok, model, hh, [" " + a for a in answers])
+    assert np.abs(rendered - np.array(reward_fn(prompts=hh, completions=answers))).max() < 1e-4
+    assert np.abs(rendered - want).max() < 1e-4  # an HH prompt is one user turn, as a bare one
