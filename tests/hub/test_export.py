@@ -473,3 +473,14 @@ def test_grpo_plain_string_prompts_score_the_raw_concatenation(minilm_export):
     rendered = trl_plain_string_rewards(tok, model, hh, [" " + a for a in answers])
     assert np.abs(rendered - np.array(reward_fn(prompts=hh, completions=answers))).max() < 1e-4
     assert np.abs(rendered - want).max() < 1e-4  # an HH prompt is one user turn, as a bare one
+
+
+def test_reward_hidden_empty_is_the_linear_head_the_native_export_takes(tiny_llama):
+    """README: a linear head is `reward.hidden=[]` (the default is an MLP d -> 64 -> 1)."""
+    from latentrm.config import load_config
+
+    for overrides, reason in (([], "the head is an MLP; only a linear head folds into `score`"),
+                              (["reward.hidden=[]"], None)):
+        cfg = load_config(None, overrides)
+        head = RewardHead(32, cfg.reward.hidden, cfg.reward.dropout)
+        assert native_reason(RewardModel(cfg_for(tiny_llama), head)) == reason
