@@ -127,6 +127,7 @@ text = tok.apply_chat_template(
     [{"role": "user", "content": "How do I boil an egg?"},
      {"role": "assistant", "content": "Simmer it for 8 minutes."}], tokenize=False)
 {%- if kind == "native" %}
+
 {{ cut_code }}
 ids = latentrm_cut(tok(text, add_special_tokens=False)["input_ids"],
                    set(tok.all_special_ids), {{ max_len }})
