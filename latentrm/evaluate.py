@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
 from latentrm.errors import DataError
 
@@ -92,6 +91,8 @@ def mean_ci_over_seeds(
     mean = float(v.mean())
     if v.size < 2:
         return mean, float("nan")
+    from scipy import stats  # here: importing scipy.stats slows every CLI start
+
     sem = float(v.std(ddof=1)) / np.sqrt(v.size)
     return mean, float(stats.t.ppf((1.0 + level) / 2.0, df=v.size - 1) * sem)
 
@@ -192,6 +193,8 @@ def spearman_with_gold(
     scored candidates, or whose scores or gold are all equal, has no defined correlation and is left
     out of the average (`spearman_prompts` counts the prompts used).
     """
+    from scipy import stats
+
     per_prompt, all_s, all_g = [], [], []
     for sc, g in zip(scores, gold, strict=True):
         sc, g = np.asarray(sc, dtype=np.float64), np.asarray(g, dtype=np.float64)

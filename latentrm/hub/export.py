@@ -31,21 +31,23 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from latentrm import __version__
 from latentrm.errors import ConfigError
 from latentrm.head.reward import EnsembleHead, RewardHead
-from latentrm.hub import modeling_latentrm
-from latentrm.hub.modeling_latentrm import LatentRMConfig, canonical_ids
 from latentrm.io import current_umask
 from latentrm.runtime import TORCH_DTYPES
 
+if TYPE_CHECKING:
+    from latentrm.hub.modeling_latentrm import LatentRMConfig
+
 log = logging.getLogger(__name__)
 
-MODELING_FILE = Path(modeling_latentrm.__file__)
+# Imported only to export: it pulls in transformers' modelling stack (a second of start-up).
+MODELING_FILE = Path(__file__).with_name("modeling_latentrm.py")
 # Renders messages exactly like latentrm.data.formats.render_plain: leading system messages as
 # plain text (joined by a blank line), every other turn as "\n\n<Name>: <content>" (user -> Human,
 # assistant -> Assistant, other roles capitalised), "\n\nAssistant:" as the generation prompt.
@@ -135,6 +137,8 @@ def _self_check(emb: Any, cfg: LatentRMConfig) -> None:
               {"role": "assistant", "content": "In water."},
               {"role": "user", "content": "How long?"}]
     resp = "About eight minutes for a firm yolk."
+    from latentrm.hub.modeling_latentrm import canonical_ids
+
     text, _ = emb.render(prompt, resp)
     want = emb.tokenize([prompt], [resp])[0]
     for special in (True, False):
@@ -204,7 +208,14 @@ def _base_config(emb: Any, dtype: str) -> dict[str, Any]:
     return v4_compat(cfg)
 
 
-def _save_tokenizer(emb: Any, out: Path, pad_token: str | None) -> None:
+# transformers' "no limit" (tokenization_utils_base.VERY_LARGE_INTEGER): truncation=True without
+# max_length then cuts nothing, and no "(634 > 512) ... indexing errors" warning is logged.
+NO_LIMIT = int(1e30)
+
+
+def _save_tokenizer(emb: Any, out: Path, pad_token: str | None, model_max_length: int) -> None:
+    """The embedder's tokenizer with the export's chat template and pad token, truncating from
+    the LEFT (prompt tokens go first, as in latentrm) at `model_max_length` tokens."""
     tok = emb.tokenizer
     old_template, old_pad = getattr(tok, "chat_template", None), tok.pad_token
     try:
@@ -226,6 +237,8 @@ def _save_tokenizer(emb: Any, out: Path, pad_token: str | None) -> None:
         # PreTrainedTokenizerFast in 4.x returns token_type_ids, which
         # LlamaForSequenceClassification.forward rejects (RewardBench passes **inputs)
         d.setdefault("model_input_names", list(tok.model_input_names))
+        d["truncation_side"] = "left"
+        d["model_max_length"] = model_max_length
         if d.get("tokenizer_class") == "TokenizersBackend":  # a transformers-5-only name
             d["tokenizer_class"] = "PreTrainedTokenizerFast"
         tmpl = out / "chat_template.jinja"
@@ -294,6 +307,8 @@ def export_transformers(
     scores as latentrm did); the head stays float32. `record` is the embedder's identity, stored
     in ``config.json["latentrm"]``. Returns the names of the files written.
     """
+    from latentrm.hub.modeling_latentrm import LatentRMConfig
+
     emb, head = rm.embedder, rm.head
     dt = _resolved_dtype(emb, dtype)
     _check_dense(emb)
@@ -330,7 +345,9 @@ def export_transformers(
         state = {f"model.{k}": v.to(TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
         state.update({f"head.{k}": v.float() for k, v in head.state_dict().items()})
         _save_weights(state, stage, max_shard_size)
-        _save_tokenizer(emb, stage, pad)
+        # The model cuts over-long inputs itself (canonical_ids): the tokenizer must not cut first,
+        # so `truncation=True` (RewardBench, pipelines) leaves the text whole.
+        _save_tokenizer(emb, stage, pad, NO_LIMIT)
         return _install(stage, out)
 
 
@@ -397,8 +414,14 @@ def export_native(
         latentrm_offset=c,
         value_head_prefix="score", mean=-c, std=1.0,  # OpenRLHF: (logit - mean) / std
         latentrm={"format": "latentrm.hf-native/1", "latentrm_version": __version__,
-                  "embedder": record or {}, "offset": c,
+                  "embedder": record or {}, "offset": c, "max_length": emb.max_length,
                   "max_response_chars": rm.max_response_chars},
+    )
+    log.warning(
+        "native export: latentrm scores inputs longer than %d tokens after cutting prompt tokens "
+        "from the left; a plain %s runs no code to do that, and TRL or RewardBench pass whole "
+        "texts: cut them with the model card's latentrm_cut, or use the custom-code export",
+        emb.max_length, cfg["architectures"][0],
     )
     out = Path(out_dir)
     with _Staging(out) as stage:
@@ -406,7 +429,9 @@ def export_native(
         state = {f"model.{k}": v.to(TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
         state["score.weight"] = w.to(TORCH_DTYPES[dt])
         _save_weights(state, stage, max_shard_size)
-        _save_tokenizer(emb, stage, pad)
+        # No custom code cuts over-long inputs here: `truncation=True` cuts prompt tokens from
+        # the left at latentrm's max_length (close to latentrm; NATIVE_CUT in the card is exact).
+        _save_tokenizer(emb, stage, pad, emb.max_length)
         names = _install(stage, out)
     (out / "modeling_latentrm.py").unlink(missing_ok=True)  # a native folder runs no custom code
     return names

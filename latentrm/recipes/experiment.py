@@ -164,7 +164,8 @@ def results_current(cfg: RunConfig, done: str = "results.md") -> bool:
     return results_key(saved) == results_key(cfg)
 
 
-def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
+def run_experiment(cfg: RunConfig, embedder: Any | None = None,
+                   keep_heads: bool = False) -> pd.DataFrame:
     """Every (sweep value,) method, ratio and seed of `cfg`; writes results.csv/md and plots.
 
     LENS's gamma/sigma2 (select_gamma, select_sigma2) and direct's noise (select_direct_noise) are
@@ -175,6 +176,10 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     (`outdir.partial_dir`) while the experiment runs; at the end config.yaml, results.csv/md and
     plots/ are written there and the folder replaces out_dir (`outdir.swap_in`). Rerunning the
     same config resumes from the rows of that folder or of out_dir whose `config_key` matches.
+
+    keep_heads: also save every head as a reward model folder,
+    ``heads/[<sweep>=<value>/]seed-<seed>/<method>-r<ratio>`` (what `latentrm run` writes per
+    head; `latentrm export` turns one into a Hub folder); kilobytes each.
     """
     if len(cfg.seeds) < 5:
         log.warning("%d seeds: the 95%% intervals across seeds will be wide (use >= 5)",
@@ -184,6 +189,8 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
     key = results_key(cfg)
     stage = partial_dir(out)
     rows = _finished_rows(key, stage, out)
+    if keep_heads and (out / "heads").is_dir() and not (stage / "heads").exists():
+        shutil.copytree(out / "heads", stage / "heads")  # the heads of resumed seeds
     done = {(r.get("sweep_value"), int(r["seed"])) for r in rows}
     memo: tuple[str, dict[Any, PreparedData], dict[Any, Any]] | None = None
     t0 = time.perf_counter()
@@ -203,8 +210,13 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
                     memo = (mkey, datas, refs)
                 datas, refs = memo[1], memo[2]
                 for s in todo:
+                    heads = None
+                    if keep_heads:
+                        heads = stage / "heads" / (f"{cfg.sweep}={value}" if cfg.sweep
+                                                   is not None else "") / f"seed-{s}"
                     new, scfg = evaluate_seed(
-                        apply_changes(vcfg, {"seed": s, "data.split_seed": s}), datas, refs, s)
+                        apply_changes(vcfg, {"seed": s, "data.split_seed": s}), datas, refs, s,
+                        heads)
                     data, split = datas[scfg.embed.layer], datas[scfg.embed.layer].splits[s]
                     with torch_threads(scfg.embed.threads):  # LLM passes, like embedding
                         new += _text_baseline_rows(scfg, data, split)

@@ -92,20 +92,29 @@ def _source(data: Any, cfg: RunConfig) -> Source | PreferenceDataset:
 def margins_of(src: Source, ds: PreferenceDataset) -> np.ndarray | None:
     """(P,) float32 `margin` of each pair of `ds` (parsed from `src`), or None without the column.
 
-    The column is TRL's: present in the first record means required (a finite number) in every
-    record; DataError naming the line otherwise.
+    The column is TRL's: when any record has it, a record without a value (absent or None, as a
+    `datasets.Dataset` stores a missing cell) gets margin 0, the plain Bradley-Terry loss, with
+    one warning that counts them and names the first lines; a value that is not a finite number
+    is a DataError naming the line.
     """
-    if not src.records or not isinstance(src.records[0][1], Mapping):
-        return None
-    if "margin" not in src.records[0][1]:
+    recs = [(line, rec) for line, rec in src.records if isinstance(rec, Mapping)]
+    if not any("margin" in rec for _, rec in recs):
         return None
     by_id: dict[str, float] = {}
-    for line, rec in src.records:
-        m = rec.get("margin") if isinstance(rec, Mapping) else None
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
+    missing: list[int] = []
+    for line, rec in recs:
+        m = rec.get("margin")
+        if m is None:
+            missing.append(line)
+            m = 0.0
+        elif isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
             raise DataError(f"margin must be a finite number, got {m!r}", path=src.label,
                             line=line, field="margin")
         by_id[record_id(rec, src.stem, line)] = float(m)
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        log.warning("%s: %d of %d records have no margin (lines %s): margin 0 for them",
+                    src.label, len(missing), len(recs), shown)
     try:
         return np.array([by_id[p.id] for p in ds], np.float32)
     except KeyError:  # candidate sets are binarised into new pairs: no per-record margin

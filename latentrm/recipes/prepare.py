@@ -214,6 +214,12 @@ def prepare_data(
     else:
         mode = "pairs"
         full = load_pairs(cfg.data.path, cfg.data)
+        if full.stats.get("margin_records"):
+            # Not silently dropped: a head would say `margin: false` for data that had margins.
+            raise ConfigError(
+                f"{cfg.data.path}: {full.stats['margin_records']} records have a 'margin' "
+                "(TRL's column), which latentrm run and experiment do not use; train with "
+                "latentrm.fit(...), which puts it in the loss, or drop the column")
         parts = {s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s,
                                   cfg.data.fixed_test) for s in seeds}
         rows = np.unique(np.concatenate([np.r_[a, b] for a, b in parts.values()]))

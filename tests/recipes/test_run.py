@@ -294,3 +294,20 @@ def test_small_data_warnings_name_the_split_and_head(hh_file: Path, tmp_path: Pa
         "on validation are noisy; raise data.n_seed or data.val_fraction",
         "none ratio 0 (split 0): hit its epoch cap reward.epochs=2 before early stopping ended it "
         "(best epoch 1): the validation loss was still improving; raise reward.epochs"]
+
+
+def test_run_refuses_a_margin_column_it_would_ignore(tmp_path: Path, fake_embed: dict) -> None:
+    """A head of `latentrm run` records margin: false, so margins in the data are refused with
+    the way to use them (latentrm.fit), before anything is embedded."""
+    from latentrm.errors import ConfigError
+
+    data = tmp_path / "m.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"q {i}", "chosen": f"good {i}",
+                                          "rejected": f"bad {i}",
+                                          "margin": None if i % 2 else 1.0})
+                              for i in range(40)) + "\n")
+    cfg = load_config(None, small_overrides(data, tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"m\.jsonl: 20 records have a 'margin' \(TRL's column\)"
+                                          r".*latentrm\.fit"):
+        run_pipeline(cfg)
+    assert fake_embed["pairs"] == 0

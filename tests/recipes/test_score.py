@@ -133,3 +133,11 @@ def test_an_ensemble_model_scores_rows_with_their_spread():
     assert (out[0]["spread_chosen"], out[0]["spread_rejected"]) == (3.0, 1.0)
     plain, _ = score_rows(length_model(), [(1, {"prompt": "q", "response": "abcd"})])
     assert "score_spread" not in plain[0]
+    # Best-of-N reports them too: candidates of lengths 1, 3 -> scores 2, 6 and spreads 1, 3
+    out, summary = bon_rows(model, [(1, {"prompt": "q", "candidates": ["a", "abc"]}),
+                                    (2, {"prompt": "q", "candidates": ["ab", "a"]})])
+    assert [(r["best_index"], r["best_spread"], r["spreads"]) for r in out] == [
+        (1, 3.0, [1.0, 3.0]), (0, 2.0, [2.0, 1.0])]
+    assert summary["best_spread_mean"] == 2.5
+    plain, plain_summary = bon_rows(length_model(), [(1, {"prompt": "q", "candidates": ["a"]})])
+    assert "best_spread" not in plain[0] and "best_spread_mean" not in plain_summary
