@@ -200,8 +200,13 @@ def _synth_rules(cfg: Any) -> None:
                           f"{cfg.n_candidates} (it keeps top_k of the n_candidates samples)")
 
 
+def _embed_rules(cfg: Any) -> None:
+    if not (isinstance(cfg.layer, int) and not isinstance(cfg.layer, bool)) and cfg.layer != "mean":
+        raise ConfigError(f"embed.layer must be a hidden-state index or 'mean', got {cfg.layer!r}")
+
+
 # Rules between the keys of one section, by the section's prefix.
-RULES = {"vae.": _vae_rules, "synth.": _synth_rules}
+RULES = {"vae.": _vae_rules, "synth.": _synth_rules, "embed.": _embed_rules}
 
 
 def default_top_k(ratio: int) -> int:

@@ -32,7 +32,7 @@ from latentrm.embed.models import (
     st_normalizes,
 )
 from latentrm.errors import ConfigError
-from latentrm.runtime import DTYPES, TORCH_DTYPES, resolve_device, resolve_dtype, torch_threads
+from latentrm.runtime import TORCH_DTYPES, resolve_device, resolve_dtype, torch_threads
 
 if TYPE_CHECKING:
     from latentrm.data.types import Message
@@ -62,40 +62,10 @@ def pick_layer(rows: np.ndarray, layers: Sequence[int], layer: int | str) -> np.
     return np.ascontiguousarray(rows[:, list(layers).index(layer)])
 
 
-def check_embed_config(cfg: EmbedConfig) -> None:
-    checks = [
-        (
-            cfg.pooling in ("auto", "last", "mean"),
-            f"embed.pooling must be auto|last|mean, got {cfg.pooling!r}",
-        ),
-        (
-            cfg.text_format in ("auto", "chat", "plain"),
-            f"embed.text_format must be auto|chat|plain, got {cfg.text_format!r}",
-        ),
-        (cfg.dtype in DTYPES, f"embed.dtype must be one of {'|'.join(DTYPES)}, got {cfg.dtype!r}"),
-        (
-            isinstance(cfg.layer, int) or cfg.layer == "mean",
-            f"embed.layer must be a hidden-state index or 'mean', got {cfg.layer!r}",
-        ),
-        (cfg.max_length >= 2, f"embed.max_length must be >= 2, got {cfg.max_length}"),
-        (cfg.batch_size >= 1, f"embed.batch_size must be >= 1, got {cfg.batch_size}"),
-        (
-            cfg.max_batch_tokens >= 1,
-            f"embed.max_batch_tokens must be >= 1, got {cfg.max_batch_tokens}",
-        ),
-        (cfg.chunk_size >= 1, f"embed.chunk_size must be >= 1, got {cfg.chunk_size}"),
-        (cfg.threads is None or cfg.threads >= 1, f"embed.threads must be >= 1, got {cfg.threads}"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(msg)
-
-
 class Embedder:
     """A Hugging Face model + tokenizer mapping (prompt, response) pairs to (N, d) float32 rows."""
 
     def __init__(self, cfg: EmbedConfig) -> None:
-        check_embed_config(cfg)
         self.cfg = cfg
         self.path, alias_gguf = resolve_model(cfg.model)
         self.gguf_file = cfg.gguf_file or alias_gguf

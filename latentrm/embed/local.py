@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from latentrm.config import EmbedConfig
-from latentrm.embed.embedder import Embedder, check_embed_config, stored_layers
+from latentrm.embed.embedder import Embedder, stored_layers
 from latentrm.embed.models import resolve_identity
 from latentrm.embed.store import (
     CachePlan,
@@ -63,7 +63,6 @@ def cached_rows(
     A chunk that fails its checksum is set aside and recomputed. Returns the vectors and the
     store's description plus meta["cache"]: the store, the view, hit or not, seconds.
     """
-    check_embed_config(cfg)
     t0 = time.perf_counter()
     root = Path(cache_root)
     memo = root / "file-hashes.json"

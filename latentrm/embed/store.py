@@ -46,7 +46,7 @@ import numpy as np
 
 from latentrm import __version__
 from latentrm.config import EmbedConfig
-from latentrm.embed.embedder import check_embed_config, pick_layer, resolve_dtype, stored_layers
+from latentrm.embed.embedder import pick_layer, resolve_dtype, stored_layers
 from latentrm.embed.models import resolve_identity
 from latentrm.errors import CacheError
 from latentrm.io import atomic_write, atomic_write_json, sha256_file, sha256_json
@@ -353,7 +353,6 @@ def plan_cache(rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path) -> Cach
     A local model's identity is its file hashes, a Hub model's its commit (only its config.json
     is fetched when the model is not in the local HF cache).
     """
-    check_embed_config(cfg)
     root = Path(cache_root)
     identity = resolve_identity(cfg, root / "file-hashes.json", download=True)
     return plan_store(rows, store_request(cfg, identity), root, cfg.chunk_size)

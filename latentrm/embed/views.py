@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from latentrm.config import EmbedConfig, from_dict, to_dict
-from latentrm.embed.embedder import check_embed_config
 from latentrm.embed.models import resolve_identity
 from latentrm.embed.store import (
     CachePlan,
@@ -114,7 +113,6 @@ def view_embed_config(view: dict, path: str | Path = "embedding view") -> EmbedC
     wrote a model with it."""
     try:
         cfg = from_dict(EmbedConfig, view.get("embed") or {}, prefix="embed.")
-        check_embed_config(cfg)
     except LatentrmError as e:
         raise CacheError(f"{path}: bad embedder config ({e}); delete the view") from None
     return cfg

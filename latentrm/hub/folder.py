@@ -21,7 +21,6 @@ from typing import Any
 
 from latentrm import __version__
 from latentrm.config import EmbedConfig, from_dict, to_dict
-from latentrm.embed.embedder import check_embed_config
 from latentrm.embed.models import models_home
 from latentrm.errors import ConfigError, ModelError
 from latentrm.head.reward import EnsembleHead, RewardHead
@@ -175,7 +174,6 @@ def read_embed_config(
         raise ConfigError("embed_overrides: pass trust_remote_code as its own argument")
     try:
         cfg = from_dict(EmbedConfig, {**raw, **extra}, prefix="embed.")
-        check_embed_config(cfg)
     except ConfigError as e:
         raise ModelError(f"{p}: {e}") from None
     check_trained_with(raw, recorded, str(p), d / INFO_FILE)  # values valid by now
