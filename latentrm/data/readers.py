@@ -233,7 +233,7 @@ def _csv_cell(key: str, value: str | None) -> Any:
     if value is None or value.strip()[:1] not in ("[", "{"):
         return value
     try:
-        obj = json.loads(value)
+        obj = json.loads(value, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError:
         return value
     if key == "info":
@@ -292,6 +292,10 @@ def _csv_records(data: bytes, label: str, delimiter: str = ",") -> list[tuple[in
                         rec[k] = _csv_cell(k, v)
                     except RecursionError:
                         raise DataError(_TOO_DEEP, path=label, line=start, field=k) from None
+                    except _DuplicateKey as e:
+                        raise DataError(f"duplicate key {e.key!r} in one JSON object (JSON "
+                                        "readers keep the last silently; remove one)",
+                                        path=label, line=start, field=k) from None
                 if isinstance(rec.get("choice"), str) and rec["choice"].strip().isdigit():
                     rec["choice"] = int(rec["choice"])
                 out.append((start, rec))

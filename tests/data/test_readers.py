@@ -409,6 +409,11 @@ def test_duplicate_json_keys_are_refused_not_last_wins(tmp_path: Path) -> None:
     listed.write_text('[{"prompt": "q", "chosen": {"role": "assistant", "role": "user"}}]')
     with pytest.raises(DataError, match=r"dup\.json: duplicate key 'role' "):
         read_rows(listed)
+    cell = tmp_path / "dup.csv"  # a CSV cell holding a JSON message list
+    cell.write_text('prompt,response\n"[{""role"": ""user"", ""role"": ""system"", '
+                    '""content"": ""q""}]",a\n')
+    with pytest.raises(DataError, match=r"dup\.csv:2: duplicate key 'role' .*\(field 'prompt'\)$"):
+        read_rows(cell)
 
 
 def test_duplicate_csv_columns_are_refused(tmp_path: Path) -> None:
