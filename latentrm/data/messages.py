@@ -261,7 +261,9 @@ def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, 
 def as_batch(value: Any, name: str, what: str) -> Sequence[Any]:
     """`value` as a sequence of items, refusing one string (which would be iterated character
     by character) or one mapping: DataError naming the argument."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+    if isinstance(value, (str, bytes, Mapping)) or not (
+        hasattr(value, "__len__") and hasattr(value, "__iter__")  # lists, arrays, Series
+    ):
         raise DataError(f"{name} must be a list of {what}, got {short(value)} (one item? pass "
                         "[item])", field=name)
     return value
