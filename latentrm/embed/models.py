@@ -52,7 +52,7 @@ def _gemma3_270m() -> tuple[str, str]:
         ) from None
     target = models_home() / "gemma3-270m" / gemma.MODEL_NAME
     stamp = target.with_suffix(".verified.json")
-    # assemble() re-hashes an existing file (~1 s); a size+mtime stamp skips that next time.
+    # assemble() re-hashes an existing file; a size+mtime stamp skips that next time.
     if target.exists() and stamp.exists():
         st = target.stat()
         if json.loads(stamp.read_text()) == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}:

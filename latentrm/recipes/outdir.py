@@ -9,7 +9,6 @@ heads or metrics of another, and no head of a method the last run did not train.
   (an embedding cache under it, notes) is carried over into the new folder.
 - A non-empty folder that holds no earlier run (no :data:`MARKERS`) is refused before any work,
   as is the current working directory or a folder above it, or an existing file.
-- An ``out_dir`` that is a symlink is kept: the run goes into, and is swapped in as, its target.
 - `latentrm experiment` keeps its finished rows in ``.NAME.partial/`` next to ``out_dir``
   (:func:`partial_dir`) until it finishes, so a killed experiment resumes, and one that fails
   leaves the earlier results alone.
@@ -40,6 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from latentrm.config.bounds import check_name
 from latentrm.errors import ConfigError
 from latentrm.io import check_output_dir, make_temp_dir
 
@@ -66,13 +66,15 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
     Refused: an existing file, a place we cannot write, the working directory or a folder above
     it, and a non-empty folder without an earlier run's :data:`MARKERS` (its entries named in
     `keep`, e.g. an embedding cache the config puts there, do not count). Checked before any work.
-
-    An `out` that is a symlink stays one: the returned path is its target, which the run is
-    written next to and swapped in as (so the link is never replaced by a folder).
+    A symbolic link stands for the folder it points to (returned), so the link stays a link.
     """
-    if Path(out).expanduser().is_symlink():
-        out = Path(out).expanduser().resolve()
-    p = check_output_dir(out, "out_dir")
+    p = Path(out).expanduser()
+    if p.is_symlink():  # runs/latest -> runs/2026-12-05: the run replaces what it points to
+        p = Path(os.path.realpath(p))
+        if not p.exists():
+            raise ConfigError(f"out_dir={out} is a symbolic link to {p}, which does not exist; "
+                              "create it or give another out_dir")
+    p = check_output_dir(p, "out_dir")
     if _inside(Path.cwd(), p):
         raise ConfigError(f"out_dir={out} is the working directory or holds it; a run replaces "
                           "its out_dir as a whole: give a folder of its own, e.g. runs/NAME")
@@ -84,6 +86,18 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
             raise ConfigError(f"out_dir={out} holds files but no latentrm run ({shown}); give a "
                               "new or empty folder")
     return p
+
+
+def child_dir(folder: str | Path, name: str) -> Path:
+    """``folder / name`` for a `name` made from config values (heads/NAME-rRATIO), refused with a
+    ConfigError unless it is one safe folder name that stays inside `folder`.
+
+    The config refuses such names when it is loaded; this is the second lock, where the path is
+    made, so no code path can join an unchecked name into a run's folder."""
+    path = Path(folder) / check_name(name)  # one component: no '/', no '..', not absolute
+    if path.is_symlink():  # a link planted there would lead the writes elsewhere
+        raise ConfigError(f"{path}: is a symbolic link; a run writes only into its own folders")
+    return path
 
 
 def _owner() -> str:
