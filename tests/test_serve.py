@@ -403,6 +403,9 @@ def test_one_string_is_refused_where_a_list_is_expected_never_iterated():
     with pytest.raises(DataError, match=r"^completions must be a list of completions, got str"):
         make_trl_reward_func(model)(prompts=["p"], completions="x")
     assert best_of_n(model, ["abc"], [["x", "yy"]])[0].tolist() == [1]
+    # arrays are batches too (a column of a DataFrame, numpy): only a lone str is refused
+    assert model.score(np.array(["p", "q"]), np.array(["ab", "abc"])).tolist() == \
+        model.score(["p", "q"], ["ab", "abc"]).tolist()
 
 
 def test_a_full_disk_while_writing_scores_names_the_file_and_promises_no_resume(

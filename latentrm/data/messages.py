@@ -8,7 +8,8 @@ input is accepted or refused alike, with the same message:
   turns, text before the first turn becomes a system message) or a list of ``{"role",
   "content"}`` messages;
 - a message's content is a string, or a list of text parts (``{"type": "text", "text": ...}``;
-  other parts such as images are skipped); anything else is refused, never turned into text;
+  other parts such as images are skipped), or null in an assistant turn that only calls tools
+  (``tool_calls``); anything else is refused, never turned into text;
 - contents and responses are stripped of surrounding whitespace;
 - a prompt holds some non-blank text and ends with a user turn (served contexts may also end
   with a tool result: agentic rollouts, the one thing training data never holds);
@@ -88,8 +89,10 @@ def messages(value: Any, field: str, roles: Sequence[str] = ROLES) -> list[Messa
         if m.get("role") not in roles:
             raise RecordError("role must be user, assistant or system (or tool, in served "
                               f"prompts), got {m.get('role')!r:.40}", where + ".role")
-        out.append({"role": m["role"],
-                    "content": _content(m.get("content"), where + ".content").strip()})
+        content = m.get("content")
+        if content is None and m["role"] == "assistant" and m.get("tool_calls"):
+            content = ""  # an assistant turn that only calls tools (OpenAI / TRL tool format)
+        out.append({"role": m["role"], "content": _content(content, where + ".content").strip()})
     return out
 
 
@@ -258,7 +261,9 @@ def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, 
 def as_batch(value: Any, name: str, what: str) -> Sequence[Any]:
     """`value` as a sequence of items, refusing one string (which would be iterated character
     by character) or one mapping: DataError naming the argument."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+    if isinstance(value, (str, bytes, Mapping)) or not (
+        hasattr(value, "__len__") and hasattr(value, "__iter__")  # lists, arrays, Series
+    ):
         raise DataError(f"{name} must be a list of {what}, got {short(value)} (one item? pass "
                         "[item])", field=name)
     return value

@@ -292,6 +292,75 @@ def test_score_and_bon_check_out_before_reading_anything(capsys: pytest.CaptureF
     assert line.startswith(f"latentrm: error: {out}: ")
 
 
+@pytest.mark.parametrize(("argv", "quiet"), [(["config"], False), (["-q", "config"], True),
+                                             (["config", "-q"], True),
+                                             (["run", "c.yaml", "--quiet"], True)])
+def test_quiet_before_or_after_the_command(argv: list[str], quiet: bool) -> None:
+    from latentrm.cli import build_parser
+
+    assert build_parser().parse_args(argv).quiet is quiet
+
+
+def test_help_imports_neither_torch_nor_transformers(repo_root: Path) -> None:
+    """`latentrm --help` and a command's --help build the parser only: the heavy libraries are
+    imported by the command that needs them, when it runs."""
+    code = ("import sys, runpy\n"
+            "for argv in (['--help'], ['score', '--help'], ['export', '--help']):\n"
+            "    sys.argv = ['latentrm', *argv]\n"
+            "    try:\n"
+            "        runpy.run_module('latentrm', run_name='__main__')\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pandas') "
+            "if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
+                          text=True, timeout=120)
+    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_embed_reads_a_read_only_cache_when_everything_is_cached(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, embed_argv,
+    monkeypatch: pytest.MonkeyPatch, embed_setup: dict,
+) -> None:
+    """A shared cache mounted read-only: `embed` used to refuse it up front even when every row
+    was stored (nothing to write). Now it is refused only when something must be written, with
+    one line, before the model is loaded. (Tests run as root, who may write anywhere: os.access
+    is what says the folder is read-only here, and the file listing that nothing was written.)"""
+    import json
+    import os
+
+    cache = tmp_path / "c"
+    assert main(["-q", "embed", *embed_argv(cache)]) == 0
+    capsys.readouterr()
+    real = os.access
+
+    def access(path, mode, *a, **kw):
+        if mode & os.W_OK and str(Path(path).absolute()).startswith(str(cache)):
+            return False
+        return real(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    before = sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*"))
+    assert main(["-q", "embed", *embed_argv(cache)]) == 0
+    assert "hit" in capsys.readouterr().out
+    assert sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*")) == before
+    more = tmp_path / "more.jsonl"  # one new pair: a chunk to write
+    more.write_text(embed_setup["data"].read_text() + json.dumps(
+        {"chosen": "\n\nHuman: new?\n\nAssistant: yes", "rejected": "\n\nHuman: new?\n\n"
+         "Assistant: no"}) + "\n")
+    import latentrm.embed.embedder as embedder
+
+    monkeypatch.setattr(embedder.Embedder, "__init__", lambda *a, **k: pytest.fail("loaded"))
+    argv = embed_argv(cache)
+    argv[argv.index("--data") + 1] = str(more)
+    line = _one_line_error(capsys, ["-q", "embed", *argv])
+    # 22 rows (chosen 0-10, then rejected 0-10) in chunks of 3: [c9, c10, r0] and [r10] hold the
+    # new pair's rows; the other 6 chunks' rows are all stored
+    assert line.startswith(f"latentrm: error: {cache}: no permission to write in this cache "
+                           "(2 of 8 chunks are not stored yet)"), line
+
+
 # --- config mistakes found before any work (issue 23 items 1, 4, 5) ------------------------------
 def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b""
@@ -380,72 +449,3 @@ def test_thread_counts_are_capped_before_torch_sees_them(capsys: pytest.CaptureF
     line = _one_line_error(capsys, argv)
     assert ("argument --threads: must be <= 1024, got 100000" in line
             or line == "latentrm: error: embed.threads must be <= 1024, got 100000")
-
-
-def test_embed_reads_a_read_only_cache_when_everything_is_cached(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, embed_argv,
-    monkeypatch: pytest.MonkeyPatch, embed_setup: dict,
-) -> None:
-    """A shared cache mounted read-only: `embed` used to refuse it up front even when every row
-    was stored (nothing to write). Now it is refused only when something must be written, with
-    one line, before the model is loaded. (Tests run as root, who may write anywhere: os.access
-    is what says the folder is read-only here, and the file listing that nothing was written.)"""
-    import json
-    import os
-
-    cache = tmp_path / "c"
-    assert main(["-q", "embed", *embed_argv(cache)]) == 0
-    capsys.readouterr()
-    real = os.access
-
-    def access(path, mode, *a, **kw):
-        if mode & os.W_OK and str(Path(path).absolute()).startswith(str(cache)):
-            return False
-        return real(path, mode, *a, **kw)
-
-    monkeypatch.setattr(os, "access", access)
-    before = sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*"))
-    assert main(["-q", "embed", *embed_argv(cache)]) == 0
-    assert "hit" in capsys.readouterr().out
-    assert sorted((p, p.stat().st_mtime_ns) for p in cache.rglob("*")) == before
-    more = tmp_path / "more.jsonl"  # one new pair: a chunk to write
-    more.write_text(embed_setup["data"].read_text() + json.dumps(
-        {"chosen": "\n\nHuman: new?\n\nAssistant: yes", "rejected": "\n\nHuman: new?\n\n"
-         "Assistant: no"}) + "\n")
-    import latentrm.embed.embedder as embedder
-
-    monkeypatch.setattr(embedder.Embedder, "__init__", lambda *a, **k: pytest.fail("loaded"))
-    argv = embed_argv(cache)
-    argv[argv.index("--data") + 1] = str(more)
-    line = _one_line_error(capsys, ["-q", "embed", *argv])
-    # 22 rows (chosen 0-10, then rejected 0-10) in chunks of 3: [c9, c10, r0] and [r10] hold the
-    # new pair's rows; the other 6 chunks' rows are all stored
-    assert line.startswith(f"latentrm: error: {cache}: no permission to write in this cache "
-                           "(2 of 8 chunks are not stored yet)"), line
-
-
-@pytest.mark.parametrize(("argv", "quiet"), [(["config"], False), (["-q", "config"], True),
-                                             (["config", "-q"], True),
-                                             (["run", "c.yaml", "--quiet"], True)])
-def test_quiet_before_or_after_the_command(argv: list[str], quiet: bool) -> None:
-    from latentrm.cli import build_parser
-
-    assert build_parser().parse_args(argv).quiet is quiet
-
-
-def test_help_imports_neither_torch_nor_transformers(repo_root: Path) -> None:
-    """`latentrm --help` and a command's --help build the parser only: the heavy libraries are
-    imported by the command that needs them, when it runs."""
-    code = ("import sys, runpy\n"
-            "for argv in (['--help'], ['score', '--help'], ['export', '--help']):\n"
-            "    sys.argv = ['latentrm', *argv]\n"
-            "    try:\n"
-            "        runpy.run_module('latentrm', run_name='__main__')\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pandas') "
-            "if m in sys.modules]\n"
-            "print('HEAVY', heavy, file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
-                          text=True, timeout=120)
-    assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]

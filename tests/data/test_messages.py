@@ -127,3 +127,13 @@ def test_a_completion_must_end_with_its_assistant_reply():
                                         r"\(field 'c'\)$"):
         as_response([A, {"role": "user", "content": "and?"}], (U,), field="c")
     assert as_response([A], (U,)) == ((U,), "a")
+
+
+def test_an_assistant_turn_that_only_calls_tools_may_have_null_content():
+    call = {"role": "assistant", "content": None,
+            "tool_calls": [{"type": "function", "function": {"name": "weather"}}]}
+    ctx, reply = as_response([call, {"role": "tool", "content": "rain"},
+                              {"role": "assistant", "content": "Rainy."}], (U,))
+    assert reply == "Rainy." and [m["content"] for m in ctx] == ["q", "", "rain"]
+    with pytest.raises(DataError, match=r"content must be a string .* got NoneType"):
+        as_response([{"role": "assistant", "content": None}], (U,))

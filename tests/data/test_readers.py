@@ -339,7 +339,8 @@ def test_non_standard_json_literals_are_refused_naming_line_and_field(
 def test_a_gzip_bomb_is_refused_naming_the_file(tmp_path: Path, monkeypatch) -> None:
     """1 GiB of newlines compresses to ~1 MB: the inflated size is bounded by a ratio of the
     compressed size (readers.MAX_INFLATE_RATIO, with a floor), refused before the lines are split.
-    The floor is lowered here so the test inflates 64 MiB, not 1 GiB."""
+    The floor (256 MiB) is lowered to 1 MiB here, so a 64 MiB bomb of ~64 kB is refused once
+    100 x its size is inflated, and the test never holds 1 GiB."""
     import latentrm.data.readers as readers
 
     monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20, raising=False)
@@ -409,6 +410,11 @@ def test_duplicate_json_keys_are_refused_not_last_wins(tmp_path: Path) -> None:
     listed.write_text('[{"prompt": "q", "chosen": {"role": "assistant", "role": "user"}}]')
     with pytest.raises(DataError, match=r"dup\.json: duplicate key 'role' "):
         read_rows(listed)
+    cell = tmp_path / "dup.csv"  # a CSV cell holding a JSON message list
+    cell.write_text('prompt,response\n"[{""role"": ""user"", ""role"": ""system"", '
+                    '""content"": ""q""}]",a\n')
+    with pytest.raises(DataError, match=r"dup\.csv:2: duplicate key 'role' .*\(field 'prompt'\)$"):
+        read_rows(cell)
 
 
 def test_duplicate_csv_columns_are_refused(tmp_path: Path) -> None:
