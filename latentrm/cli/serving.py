@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from latentrm.cli.options import command, positive_int
+from latentrm.cli.options import command, positive_int, thread_count
 from latentrm.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def _add_model_io(p: argparse.ArgumentParser, what: str,
     p.add_argument("--out", required=out_help is None, default=None,
                    help=out_help or "output file; its suffix picks the format")
     p.add_argument("--batch-size", type=positive_int, default=1024, help="rows per scoring call")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="torch threads (default: torch's)")
     p.add_argument(
         "--trust-remote-code", action="store_true",

@@ -38,6 +38,7 @@ import torch
 from latentrm import __version__
 from latentrm.errors import ConfigError
 from latentrm.head.reward import EnsembleHead, RewardHead
+from latentrm.io import current_umask
 from latentrm.runtime import TORCH_DTYPES
 
 if TYPE_CHECKING:
@@ -267,7 +268,9 @@ def _install(stage: Path, out: Path) -> list[str]:
     for old in out.glob("model*.safetensors*"):
         if old.name not in names:
             old.unlink()
+    mode = 0o666 & ~current_umask()  # huggingface_hub writes weights 0600 (a private temp file)
     for name in names:
+        os.chmod(stage / name, mode)
         os.replace(stage / name, out / name)
     return names
 
