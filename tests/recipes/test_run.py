@@ -155,8 +155,10 @@ def test_run_heads_record_their_training_and_get_a_real_card(hh_file: Path, tmp_
     lens.save_pretrained(tmp_path / "card", export="none")
     card = (tmp_path / "card" / "README.md").read_text()
     assert "Not recorded" not in card
-    assert (f"Trained on `{hh_file}` (80 labelled pairs, 16 of them held out for early "
+    # a card is public: the data file by its name, never this machine's folders
+    assert (f"Trained on `{hh_file.name}` (80 labelled pairs, 16 of them held out for early "
             "stopping); evaluated on 40 further held-out pairs.") in card
+    assert str(tmp_path) not in card
     assert "augmented with `lens` at ratio 2" in card
     assert f"| heldout_accuracy | {m['heldout_accuracy']} |" in card
     assert "```yaml\n" in card and "  latent_dim: 4\n" in card
