@@ -39,6 +39,8 @@ BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
     "reward.hidden": _GE1, "reward.dropout": _PROB, "reward.lr": _GT0,
     "reward.weight_decay": _GE0, "reward.epochs": _GE1, "reward.batch_size": _GE1,
     "reward.patience": _GE0, "reward.synthetic_weight": _GE0, "reward.ensemble": _GE1,
+    "reward.cross_fit": _GE0, "reward.min_epochs": _GE0, "reward.l2": _GE0,
+    "reward.small_data": _GE0,
     "eval.best_of_n": _GE1, "eval.bon_draws": _GE1, "eval.n_bootstrap": _GE1,
     "eval.bon_seed": _SEED, "eval.candidate_pool": _GE1, "eval.max_prompts": _GE1,
     "eval.heldout_prompts": ((">", 0), ("<", 1)),

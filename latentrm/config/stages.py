@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from latentrm.errors import ConfigError
+
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
     """A config field: its default and its help text (lists/dicts get a default factory)."""
@@ -268,6 +270,41 @@ class RewardConfig:
         "seed outside fold k of K (80% for K=5), all stopping on the same validation pairs; the "
         "spread of the K scores is an uncertainty.",
     )
+    cross_fit: int = opt(
+        0,
+        "K >= 2: a cross-fitted ensemble. The seed pairs are cut in K folds; head k trains on "
+        "the pairs of the other K-1 folds (their synthetic pairs too) and stops early on the "
+        "original pairs of fold k, so no validation pairs are set aside: `latentrm fit`/`run` "
+        "train it on the whole seed set (validation carve included), and its validation figures "
+        "are out-of-fold. 0 = off. Excludes reward.ensemble > 1.",
+    )
+    min_epochs: int = opt(
+        0,
+        "Early stopping keeps no epoch before this one and cannot stop before it (0 = any "
+        "epoch). On a few dozen validation pairs the first epoch can look best by chance.",
+    )
+    average: bool = opt(
+        False,
+        "Weight averaging (SWA from epoch 0): the head is the running mean of its weights at the "
+        "end of each epoch; validation, early stopping and the kept weights use that mean.",
+    )
+    l2: float | str = opt(
+        0.0,
+        "L2 strength lambda of a linear Bradley-Terry head (reward.hidden=[]), fitted exactly "
+        "(Newton's method on mean BT loss + lambda/2 |w|^2; no epochs, no early stopping); "
+        "'cv' chooses lambda from 1e-3..1 (7 steps of ~3x) by the lowest 5-fold out-of-fold BT "
+        "loss on the training seed pairs. 0 = off (the head is trained by AdamW epochs).",
+    )
+    small_data: int = opt(
+        0,
+        "Below this many labelled seed pairs (the pairs a head trains and stops on), a head left "
+        "at the plain settings (ensemble 1, cross_fit 0, min_epochs 0, average off, l2 0) is "
+        "trained as the small-data head instead (latentrm.head.reward.SMALL_DATA_HEAD). 0 = never.",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.l2, str) and self.l2 != "cv":  # a number is checked by the bounds
+            raise ConfigError(f"reward.l2: must be a finite number, got {self.l2} (or 'cv')")
 
 
 @dataclass(frozen=True)

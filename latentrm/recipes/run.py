@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from latentrm.evaluate import (
     spearman_with_gold,
 )
 from latentrm.head.estimator import FitMemo
-from latentrm.head.reward import RewardHeadFitter
+from latentrm.head.reward import RewardHeadFitter, epoch0_heads, ignores_validation
 from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
@@ -117,6 +118,13 @@ def fit_method(
     base, bcfg = method_config(cfg, name)
     tc, tr = data.chosen[split.train], data.rejected[split.train]
     val = (data.chosen[split.val], data.rejected[split.val])
+    fit_val: tuple[np.ndarray, np.ndarray] | None = val
+    n_labelled = len(split.train) + len(split.val)
+    if ignores_validation(bcfg.reward, n_labelled):
+        # A cross-fitted head stops on folds of its own pairs (an exact L2 fit has no epochs):
+        # it trains on the whole seed set, and its validation accuracy is out-of-fold.
+        rows = np.sort(np.concatenate([split.train, split.val]))
+        tc, tr, fit_val = data.chosen[rows], data.rejected[rows], None
     ratios = (0,) if base == "none" else cfg.ratios
     keys, grid = selection_grid(bcfg, base)
     best: dict[int, tuple[tuple[float, float], Fitted]] = {}
@@ -133,10 +141,11 @@ def fit_method(
                    else augmenter.augment(tc, tr, ratio, cfg.seed))
             t_syn = time.perf_counter() - t0
             t0 = time.perf_counter()
-            fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, val)
+            fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, fit_val)
             t_head = time.perf_counter() - t0
             head = fitter.head_
-            val_acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
+            val_acc = (pairwise_accuracy(head.score(val[0]), head.score(val[1]))
+                       if fit_val is not None else fitter.history_.get("oof_accuracy", math.nan))
             info = {
                 "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
                 "params_augmenter": _augmenter_params(augmenter),
@@ -229,6 +238,9 @@ def evaluate_split(
                 row["select_grid"] = grid
             row.update(_score_metrics(fit.fitter.head_.score, data, split, cfg, cfg.seed))
             row["epochs"] = int(fit.fitter.history_["epochs_run"])
+            row["heads_at_epoch0"], row["heads"] = epoch0_heads(fit.fitter.history_)
+            if "oof_accuracy" in fit.fitter.history_:  # split.val was trained on
+                row["val_accuracy"] = fit.fitter.history_["oof_accuracy"]
             if reference is not None:
                 row["fidelity"] = reference.fidelity(fit.aug, split)
             if heads_dir is not None:
