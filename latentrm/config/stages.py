@@ -296,10 +296,16 @@ class RewardConfig:
         "loss on the training seed pairs. 0 = off (the head is trained by AdamW epochs).",
     )
     small_data: int = opt(
-        0,
-        "Below this many labelled seed pairs (the pairs a head trains and stops on), a head left "
-        "at the plain settings (ensemble 1, cross_fit 0, min_epochs 0, average off, l2 0) is "
-        "trained as the small-data head instead (latentrm.head.reward.SMALL_DATA_HEAD). 0 = never.",
+        1000,
+        "Below this many labelled seed pairs (the pairs a head trains and stops on, validation "
+        "included), a head left at the plain settings (ensemble 1, cross_fit 0, min_epochs 0, "
+        "average off, l2 0) is the small-data head: cross_fit 5 (latentrm.head.reward."
+        "SMALL_DATA_HEAD), which `latentrm run`/`fit` train on the whole seed set. Chosen among "
+        "a minimum of epochs, weight averaging, a linear L2 head chosen by cv, the 5-head "
+        "ensemble and cross-fitting by k-fold validation inside the HH seed sets at 250 and 500 "
+        "pairs (the highest mean; REPORT.md, scripts/select_small_head.py); at 250 pairs the "
+        "plain head's early stopping on ~25 validation pairs can keep its epoch-0 weights. "
+        "0 = never.",
     )
 
     def __post_init__(self) -> None:
