@@ -62,7 +62,8 @@ def deployed_kfold(
                 va = None
             else:
                 tr, va = carve_validation(tr, cfg.data.val_fraction, seed + 31 * f + rep)
-            fit = RewardHeadFitter(rcfg, seed).fit(
+            n = len(tr) + (0 if va is None else len(va))
+            fit = RewardHeadFitter(effective_reward(rcfg, n), seed).fit(
                 AugmentedPairs.originals(data.chosen[tr], data.rejected[tr]),
                 None if va is None else (data.chosen[va], data.rejected[va]))
             at0, heads = epoch0_heads(fit.history_)

@@ -218,15 +218,17 @@ class RewardHeadFitter(Estimator):
     ``fit(train, val)`` returns self with learned state ``head_`` (in eval mode; an
     :class:`EnsembleHead` when ``cfg.ensemble > 1`` or ``cfg.cross_fit >= 2``), ``history_`` (the
     curves of :func:`latentrm.head.train.fit_loop`; for an ensemble, its members' under
-    "members") and ``cfg_`` (the settings used: :func:`effective_reward` of the labelled pairs,
-    ``train``'s seeds plus `val`'s). Input statistics come from the original seed embeddings
-    only. With early stopping (the default) the validation BT loss of `val` (chosen (V, d),
-    rejected (V, d)) picks the epoch whose weights are kept; without `val` the mean training loss
-    stands in. A cross-fitted head stops each member on its own fold of `train`'s seeds instead
-    and records the out-of-fold accuracy and BT loss of every seed pair ("oof_accuracy",
-    "oof_bt_loss"); a linear head with ``cfg.l2`` is fitted exactly; neither uses `val`. The
-    pairs' soft targets, margins and weights are honoured (:func:`bradley_terry_loss`), and every
-    synthetic pair weighs ``cfg.synthetic_weight``. Raises TrainingError if a loss turns NaN/Inf
+    "members"). It trains the head `cfg` describes: resolving ``cfg.small_data`` is the caller's
+    (:func:`effective_reward`; `latentrm run`/`fit` do it for the model they train, while the
+    fold heads of teachers, references and k-fold selection stay as configured). Input
+    statistics come from the original seed embeddings only. With early stopping (the default)
+    the validation BT loss of `val` (chosen (V, d), rejected (V, d)) picks the epoch whose
+    weights are kept; without `val` the mean training loss stands in. A cross-fitted head stops
+    each member on its own fold of `train`'s seeds instead and records the out-of-fold accuracy
+    and BT loss of every seed pair ("oof_accuracy", "oof_bt_loss"); a linear head with
+    ``cfg.l2`` is fitted exactly; neither uses `val`. The pairs' soft targets, margins and
+    weights are honoured (:func:`bradley_terry_loss`), and every synthetic pair weighs
+    ``cfg.synthetic_weight``. Raises TrainingError if a loss turns NaN/Inf
     (e.g. NaN embeddings).
     """
 
@@ -238,9 +240,8 @@ class RewardHeadFitter(Estimator):
     ) -> RewardHeadFitter:
         if val is not None:
             check_pairs(*val, "reward validation")
-        cfg = effective_reward(self.cfg, train.n_seed + (0 if val is None else len(val[0])))
+        cfg = self.cfg
         check_reward_config(cfg)
-        self.cfg_ = cfg
         if cfg.cross_fit >= 2:
             return self._fit_cross(cfg, train)
         if cfg.ensemble == 1:

@@ -17,6 +17,7 @@ loss as ``-log sigmoid(r+ - r- - margin)``; synthetic pairs inherit the margin o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -47,7 +48,12 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.errors import ConfigError, DataError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import RewardHeadFitter, bradley_terry_loss, ignores_validation
+from latentrm.head.reward import (
+    RewardHeadFitter,
+    bradley_terry_loss,
+    effective_reward,
+    ignores_validation,
+)
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 
@@ -171,6 +177,7 @@ def fit(
         aug = augmenter.augment(tc, tr, mcfg.ratios[0], cfg.seed)
     if margins is not None:
         aug.margin = margins[train][aug.seed_idx]  # synthetic pairs inherit their seed's margin
+    mcfg = dataclasses.replace(mcfg, reward=effective_reward(mcfg.reward, len(ds)))
     fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, fit_val)
     ratio = 0 if base == "none" else int(mcfg.ratios[0])
     training = training_record(

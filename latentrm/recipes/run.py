@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,12 @@ from latentrm.evaluate import (
     spearman_with_gold,
 )
 from latentrm.head.estimator import FitMemo
-from latentrm.head.reward import RewardHeadFitter, epoch0_heads, ignores_validation
+from latentrm.head.reward import (
+    RewardHeadFitter,
+    effective_reward,
+    epoch0_heads,
+    ignores_validation,
+)
 from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
@@ -100,6 +105,7 @@ class Fitted:
     aug: AugmentedPairs
     info: dict[str, Any]
     cfg: RunConfig  # the config it was trained with (the method's, at the chosen grid point)
+    rows: np.ndarray  # the data rows of aug's seed pairs (split.train, or train + val)
 
 
 def fit_method(
@@ -116,15 +122,15 @@ def fit_method(
     """
     memo = memo if memo is not None else FitMemo()
     base, bcfg = method_config(cfg, name)
-    tc, tr = data.chosen[split.train], data.rejected[split.train]
+    rows = split.train
     val = (data.chosen[split.val], data.rejected[split.val])
     fit_val: tuple[np.ndarray, np.ndarray] | None = val
     n_labelled = len(split.train) + len(split.val)
     if ignores_validation(bcfg.reward, n_labelled):
         # A cross-fitted head stops on folds of its own pairs (an exact L2 fit has no epochs):
         # it trains on the whole seed set, and its validation accuracy is out-of-fold.
-        rows = np.sort(np.concatenate([split.train, split.val]))
-        tc, tr, fit_val = data.chosen[rows], data.rejected[rows], None
+        rows, fit_val = np.sort(np.concatenate([split.train, split.val])), None
+    tc, tr = data.chosen[rows], data.rejected[rows]
     ratios = (0,) if base == "none" else cfg.ratios
     keys, grid = selection_grid(bcfg, base)
     best: dict[int, tuple[tuple[float, float], Fitted]] = {}
@@ -141,7 +147,8 @@ def fit_method(
                    else augmenter.augment(tc, tr, ratio, cfg.seed))
             t_syn = time.perf_counter() - t0
             t0 = time.perf_counter()
-            fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, fit_val)
+            head_cfg = effective_reward(mcfg.reward, n_labelled)  # reward.small_data
+            fitter = RewardHeadFitter(head_cfg, cfg.seed).fit(aug, fit_val)
             t_head = time.perf_counter() - t0
             head = fitter.head_
             val_acc = (pairwise_accuracy(head.score(val[0]), head.score(val[1]))
@@ -162,7 +169,8 @@ def fit_method(
             # validation BT loss breaks them, then the grid order (strict '>').
             score = (val_acc, -float(fitter.history_["best_val"]))
             if ratio not in best or score > best[ratio][0]:
-                best[ratio] = (score, Fitted(fitter, aug, info, mcfg))
+                best[ratio] = (score, Fitted(fitter, aug, info, replace(mcfg, reward=head_cfg),
+                                             rows))
     return {ratio: f for ratio, (_, f) in best.items()}, len(grid)
 
 
@@ -186,7 +194,8 @@ def _training(
     if len(split.bon_sets):
         extra["bon_prompts"] = len(split.bon_sets)
     return training_record(
-        data=cfg.data.path, n_pairs=len(split.train) + len(split.val), n_val=len(split.val),
+        data=cfg.data.path, n_pairs=len(split.train) + len(split.val),
+        n_val=len(split.val) if len(fit.rows) == len(split.train) else 0,  # 0: trained on all
         method=method, ratio=ratio, aug=fit.aug, margin=False, cfg=fit.cfg, metrics=metrics,
         **extra)
 
@@ -242,7 +251,7 @@ def evaluate_split(
             if "oof_accuracy" in fit.fitter.history_:  # split.val was trained on
                 row["val_accuracy"] = fit.fitter.history_["oof_accuracy"]
             if reference is not None:
-                row["fidelity"] = reference.fidelity(fit.aug, split)
+                row["fidelity"] = reference.fidelity(fit.aug, replace(split, train=fit.rows))
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = heads_dir / f"{name}-r{ratio}"

@@ -294,3 +294,17 @@ def test_small_data_warnings_name_the_split_and_head(hh_file: Path, tmp_path: Pa
         "on validation are noisy; raise data.n_seed or data.val_fraction",
         "none ratio 0 (split 0): hit its epoch cap reward.epochs=2 before early stopping ended it "
         "(best epoch 1): the validation loss was still improving; raise reward.epochs"]
+
+
+def test_small_data_heads_train_on_the_whole_seed_set(hh_file: Path, tmp_path: Path,
+                                                      fake_embed: dict) -> None:
+    # 80 seed pairs < reward.small_data: every method's head is cross-fitted on all 80 (64 + the
+    # 16 validation pairs); lens adds 2 x 80 new pairs
+    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none,lens]",
+                                            "reward.small_data=1000"))
+    rows = {r["method"]: r for r in run_pipeline(cfg)["results"]}
+    assert rows["none"]["n_pairs_trained"] == 80 and rows["lens"]["n_pairs_trained"] == 240
+    assert rows["none"]["heads"] == 5 and 0 <= rows["none"]["heads_at_epoch0"] <= 5
+    assert rows["none"]["accuracy"] >= 0.85
+    head = load_head(rows["none"]["head_dir"])
+    assert len(head.members) == 5
