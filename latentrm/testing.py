@@ -248,9 +248,10 @@ def planted_pairs(n: int, seed: int, source: str = "planted") -> PreferenceDatas
 # --- small run configs (latentrm.recipes) --------------------------------------------------------
 def small_overrides(path: Path, out: Path, *extra: str) -> list[str]:
     """key=value overrides for a run on `path` that takes seconds: 80 seed + 40 test pairs,
-    ratio 2, tiny VAE and head, artifacts under `out`; `extra` overrides come last."""
+    ratio 2, tiny VAE and the plain head (not the small-data one), artifacts under `out`; `extra`
+    overrides come last."""
     return [f"data.path={path}", "data.n_seed=80", "data.n_test=40", "data.val_fraction=0.2",
             f"out_dir={out}", f"cache_dir={out}/cache", "ratios=[2]", "vae.epochs=20",
             "vae.hidden=[16]", "vae.latent_dim=4", "vae.batch_size=16", "reward.hidden=[32]",
             "reward.epochs=25", "reward.batch_size=16", "reward.lr=1e-3", "reward.dropout=0.1",
-            "eval.n_bootstrap=200", "threads=1", *extra]
+            "eval.n_bootstrap=200", "reward.small_data=0", "threads=1", *extra]

@@ -38,6 +38,7 @@ CONFIGS = (
     ("learning_curve_hh", "experiment"),
     ("quality_hh", "experiment"),
     ("quality_hh_1000", "experiment"),
+    ("small_data_hh", "experiment"),
     ("learning_curve_alpaca", "experiment"),
     ("quality_alpaca", "experiment"),
     ("learning_curve_alpaca_smollm2", "experiment"),
@@ -138,6 +139,25 @@ def quality_section(name: str, reports: Path) -> str | None:
         parts += ["\nThe layer chosen per split (the plain head's k-fold validation accuracy):\n\n"]
         parts += [f"- {n:,} seed pairs: {c}\n" for n, c in layers.items()]
     return "".join(parts)
+
+
+def small_data_section(reports: Path) -> str | None:
+    """The small-data head study: every head's mean, worst split, collapses and paired
+    differences to the plain head and to the 5-head ensemble (`configs/small_data_hh.yaml`)."""
+    import pandas as pd
+
+    from latentrm.recipes.report import CHANCE_ACCURACY, robustness_markdown
+
+    runs = reports / "small_data_hh" / "results.csv"
+    if not runs.exists():
+        return None
+    df = pd.read_csv(runs, dtype=READ_AS_TEXT)
+    return (f"Config: `configs/small_data_hh.yaml`; accuracy on the 312 fixed held-out pairs, mean "
+            f"± 95% CI across splits; paired differences in points (± 95% CI, wins/splits). A "
+            f"split collapsed when every head of the model kept its epoch-0 weights or its "
+            f"accuracy is below {CHANCE_ACCURACY} (chance at 95% on 312 pairs). Goal: the worst "
+            f"split within 3 points of the mean and a mean not below the 5-head ensemble's.\n\n"
+            + robustness_markdown(df, ("none", "ensemble")))
 
 
 def collect(name: str, cfg: RunConfig, reports: Path) -> str:
@@ -246,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         table = quality_section(name, Path(args.reports))
         if table is not None:
             sections[f"{name}_effective"] = table
+    if not args.only or "small_data_hh" in args.only:
+        table = small_data_section(Path(args.reports))
+        if table is not None:
+            sections["small_data_hh_robustness"] = table
     if not args.only or "efficiency" in args.only:
         eff = Path(args.reports) / "efficiency.md"
         if not args.collect_only:

@@ -66,6 +66,8 @@ BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
     "reward.hidden": _WIDTH, "reward.dropout": _PROB, "reward.lr": _GT0,
     "reward.weight_decay": _GE0, "reward.epochs": _EPOCHS, "reward.batch_size": _BATCH,
     "reward.patience": _GE0, "reward.synthetic_weight": _GE0, "reward.ensemble": _count(64),
+    "reward.cross_fit": ((">=", 0), ("<=", 64)), "reward.min_epochs": ((">=", 0), ("<=", 100_000)),
+    "reward.l2": _GE0, "reward.small_data": _GE0,
     "eval.best_of_n": _count(4096), "eval.bon_draws": _count(1000),
     "eval.n_bootstrap": _count(100_000), "eval.bon_seed": _SEED, "eval.candidate_pool": _GE1,
     "eval.max_prompts": _GE1, "eval.heldout_prompts": ((">", 0), ("<", 1)),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from latentrm.config.bounds import check_bounds
+from latentrm.errors import ConfigError
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
@@ -282,8 +283,48 @@ class RewardConfig:
         "seed outside fold k of K (80% for K=5), all stopping on the same validation pairs; the "
         "spread of the K scores is an uncertainty.",
     )
+    cross_fit: int = opt(
+        0,
+        "K >= 2: a cross-fitted ensemble. The seed pairs are cut in K folds; head k trains on "
+        "the pairs of the other K-1 folds (their synthetic pairs too) and stops early on the "
+        "original pairs of fold k, so no validation pairs are set aside: `latentrm fit`/`run` "
+        "train it on the whole seed set (validation carve included), and its validation figures "
+        "are out-of-fold. 0 = off. Excludes reward.ensemble > 1.",
+    )
+    min_epochs: int = opt(
+        0,
+        "Early stopping keeps no epoch before this one and cannot stop before it (0 = any "
+        "epoch). On a few dozen validation pairs the first epoch can look best by chance.",
+    )
+    average: bool = opt(
+        False,
+        "Weight averaging (SWA from epoch 0): the head is the running mean of its weights at the "
+        "end of each epoch; validation, early stopping and the kept weights use that mean.",
+    )
+    l2: float | str = opt(
+        0.0,
+        "L2 strength lambda of a linear Bradley-Terry head (reward.hidden=[]), fitted exactly "
+        "(Newton's method on mean BT loss + lambda/2 |w|^2; no epochs, no early stopping); "
+        "'cv' chooses lambda from 1e-3..1 (7 steps of ~3x) by the lowest 5-fold out-of-fold BT "
+        "loss on the training seed pairs. 0 = off (the head is trained by AdamW epochs).",
+    )
+    small_data: int = opt(
+        1000,
+        "Below this many labelled seed pairs (the pairs a head trains and stops on, validation "
+        "included), a head left at the plain settings (ensemble 1, cross_fit 0, min_epochs 0, "
+        "average off, l2 0) is the small-data head: cross_fit 5 (latentrm.head.reward."
+        "SMALL_DATA_HEAD), which `latentrm run`/`fit`/`experiment` train on the whole seed set "
+        "(the fold heads of teachers and references stay plain). Chosen among "
+        "a minimum of epochs, weight averaging, a linear L2 head chosen by cv, the 5-head "
+        "ensemble and cross-fitting by k-fold validation inside the HH seed sets at 250 and 500 "
+        "pairs (the highest mean; REPORT.md, scripts/select_small_head.py); at 250 pairs the "
+        "plain head's early stopping on ~25 validation pairs can keep its epoch-0 weights. "
+        "0 = never.",
+    )
 
     def __post_init__(self) -> None:
+        if isinstance(self.l2, str) and self.l2 != "cv":  # a number is checked by the bounds
+            raise ConfigError(f"reward.l2: must be a finite number, got {self.l2} (or 'cv')")
         check_bounds(self, "reward.")
 
 

@@ -118,6 +118,8 @@ def fit_loop(
     seed: int,
     name: str = "model",
     early_stopping: bool = True,
+    min_epochs: int = 0,
+    average: bool = False,
 ) -> dict[str, Any]:
     """Train `model` in place with AdamW and early stopping; return the history.
 
@@ -135,6 +137,13 @@ def fit_loop(
         name: used in log lines and errors.
         early_stopping: False trains all `epochs` and keeps the last weights (the curves are still
             recorded; "best_epoch"/"best_val" then describe the kept, last epoch).
+        min_epochs: early stopping keeps no epoch before epoch ``min_epochs - 1`` and cannot stop
+            before `min_epochs` epochs have run (0 or 1: any epoch, as before). On a few dozen
+            validation pairs the first epoch's loss can be the lowest by chance, which keeps a
+            nearly untrained head.
+        average: keep the running mean of the weights at the end of every epoch so far
+            (stochastic weight averaging from epoch 0) instead of the last weights; validation,
+            early stopping and the kept weights all use the averaged model.
 
     Returns:
         ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "best_val": float,
@@ -145,6 +154,8 @@ def fit_loop(
     """
     if epochs < 1:
         raise TrainingError(f"{name}: epochs must be >= 1, got {epochs}")
+    if min_epochs > epochs:
+        raise TrainingError(f"{name}: min_epochs={min_epochs} exceeds epochs={epochs}")
     params = list(params)
     history: dict[str, Any] = {
         "train_loss": [], "val_loss": [], "best_epoch": -1, "best_val": math.inf,
@@ -152,6 +163,7 @@ def fit_loop(
     }
     t0 = time.perf_counter()
     best_state: dict[str, torch.Tensor] | None = None
+    avg_state: dict[str, torch.Tensor] | None = None  # running mean of the epoch-end weights
     n_params = sum(p.numel() for p in params)
     threads = training_threads(n_params)
     if threads != torch.get_num_threads() and (threads, torch.get_num_threads()) not in _NOTED:
@@ -184,6 +196,11 @@ def fit_loop(
                 history["steps"] += 1
             train_loss = total / max(count, 1)
             history["train_loss"].append(train_loss)
+            last_state = None
+            if average:  # avg += (w - avg) / (epoch + 1); evaluate and keep the average
+                last_state = copy.deepcopy(model.state_dict())
+                avg_state = _running_mean(avg_state, last_state, epoch)
+                model.load_state_dict(avg_state)
             # --- validate
             if val_fn is not None:
                 model.eval()
@@ -195,13 +212,19 @@ def fit_loop(
                 val = train_loss
             history["val_loss"].append(val)
             history["epochs_run"] = epoch + 1
+            kept = avg_state  # a fresh dict of fresh tensors each epoch (None: not averaging)
+            if last_state is not None:
+                model.load_state_dict(last_state)  # the optimiser goes on from the last weights
             # --- early stopping on the best validation loss, keeping its weights
             if not early_stopping:
                 history["best_val"], history["best_epoch"] = val, epoch
+                best_state = kept
                 continue
+            if epoch < min_epochs - 1:
+                continue  # too early to keep or to stop
             if val < history["best_val"]:
                 history["best_val"], history["best_epoch"] = val, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = kept if average else copy.deepcopy(model.state_dict())
             elif epoch - history["best_epoch"] >= patience:
                 log.debug("%s: early stop at epoch %d (best %d)", name, epoch,
                           history["best_epoch"])
@@ -215,6 +238,17 @@ def fit_loop(
         history["best_val"], history["best_epoch"], history["seconds"],
     )
     return history
+
+
+def _running_mean(
+    avg: dict[str, torch.Tensor] | None, state: dict[str, torch.Tensor], count: int
+) -> dict[str, torch.Tensor]:
+    """The mean of `count` + 1 states: ``avg + (state - avg) / (count + 1)`` per floating tensor
+    (`state` itself when `avg` is None); buffers that are not floats are taken from `state`."""
+    if avg is None:
+        return {k: v.clone() for k, v in state.items()}
+    return {k: avg[k] + (v - avg[k]) / (count + 1) if v.is_floating_point() else v.clone()
+            for k, v in state.items()}
 
 
 def standardization_stats(

@@ -17,6 +17,7 @@ loss as ``-log sigmoid(r+ - r- - margin)``; synthetic pairs inherit the margin o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentrm.augment.fit import augment_then_fit
+from latentrm.augment.fit import augment_then_fit, fit_augmenter
 from latentrm.config import (
     RunConfig,
     apply_changes,
@@ -47,7 +48,12 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.errors import ConfigError, DataError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import RewardHeadFitter, bradley_terry_loss
+from latentrm.head.reward import (
+    RewardHeadFitter,
+    bradley_terry_loss,
+    effective_reward,
+    ignores_validation,
+)
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 
@@ -172,14 +178,21 @@ def fit(
     # With every embedding cached no model is loaded; the RewardModel loads it on first use.
     pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=emb)
     chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)
+    fit_val: tuple[np.ndarray, np.ndarray] | None = (chosen[val], rejected[val])
+    if ignores_validation(mcfg.reward, len(ds)):  # cross-fitted/exact L2: the whole seed set
+        train, fit_val = np.arange(len(ds)), None
+    pairs = (chosen[train], rejected[train])
+    # The augmenter (and a teacher's heads) as configured; the head at reward.small_data's rule.
+    augmenter, _ = fit_augmenter(base, mcfg, pairs, cfg.seed)
+    mcfg = dataclasses.replace(mcfg, reward=effective_reward(mcfg.reward, len(ds)))
     ratio = 0 if base == "none" else int(mcfg.ratios[0])
     trained = augment_then_fit(
-        base, mcfg, (chosen[train], rejected[train]), (chosen[val], rejected[val]), ratio=ratio,
-        seed=cfg.seed, margins=None if margins is None else margins[train])
+        base, mcfg, pairs, fit_val, ratio=ratio, seed=cfg.seed, augmenter=augmenter,
+        margins=None if margins is None else margins[train])
     fitter, aug = trained.fitter, trained.aug
     training = training_record(
-        data=label, n_pairs=len(ds), n_val=len(val), method=name, ratio=ratio, aug=aug,
-        margin=margins is not None, cfg=mcfg,
+        data=label, n_pairs=len(ds), n_val=0 if fit_val is None else len(val), method=name,
+        ratio=ratio, aug=aug, margin=margins is not None, cfg=mcfg,
         metrics=validation_metrics(fitter, (chosen[val], rejected[val])))
     log.info("fit %s on %s: %d pairs (%d synthetic), validation accuracy %.4f on %d pairs",
              name, label, len(aug), training["n_synthetic"],
@@ -192,11 +205,17 @@ def validation_metrics(
     fitter: RewardHeadFitter, val: tuple[np.ndarray, np.ndarray]
 ) -> dict[str, float | int | None]:
     """The head's validation accuracy and Bradley-Terry loss on `val` (chosen (V, d), rejected
-    (V, d)), rounded to 4 digits, and the epoch early stopping kept."""
-    sc, sr = fitter.head_.score(val[0]), fitter.head_.score(val[1])
-    loss = float(bradley_terry_loss(torch.from_numpy(sc), torch.from_numpy(sr)))
-    return {"val_accuracy": _rounded(pairwise_accuracy(sc, sr)), "val_bt_loss": _rounded(loss),
-            "best_epoch": int(fitter.history_["best_epoch"])}
+    (V, d)), rounded to 4 digits, and the epoch early stopping kept. A head that trained on `val`
+    too (cross-fitted, ``reward.cross_fit``) reports its out-of-fold figures on every seed pair."""
+    hist = fitter.history_
+    if "oof_accuracy" in hist and "oof_bt_loss" in hist:
+        acc, loss = float(hist["oof_accuracy"]), float(hist["oof_bt_loss"])
+    else:
+        sc, sr = fitter.head_.score(val[0]), fitter.head_.score(val[1])
+        acc = pairwise_accuracy(sc, sr)
+        loss = float(bradley_terry_loss(torch.from_numpy(sc), torch.from_numpy(sr)))
+    return {"val_accuracy": _rounded(acc), "val_bt_loss": _rounded(loss),
+            "best_epoch": int(hist["best_epoch"])}
 
 
 def _rounded(x: float) -> float | None:

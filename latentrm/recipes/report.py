@@ -330,3 +330,55 @@ def goal_markdown(
             f"| {n:,} | {method} | {len(vals)} | {_pts(m_same, h_same)} | {_pts(m_more, h_more)} | "
             f"{int((vs_more > 0).sum())}/{len(vals)} | {'met' if met else 'not met'} |")
     return "\n".join(lines) + "\n"
+
+
+# A split "collapsed" when every head of the model kept its epoch-0 weights (the early stopping of
+# small validation sets) or its held-out accuracy is within chance (below 0.5 + 1.96 sqrt(0.25 /
+# 312) = 0.555 on the quality studies' 312 held-out pairs).
+CHANCE_ACCURACY = 0.555
+
+
+def robustness_markdown(
+    df: pd.DataFrame, baselines: Sequence[str] = ("none", "ensemble"), metric: str = "accuracy",
+    worst_within: float = 0.03,
+) -> str:
+    """Per (seed-set size,) method: mean ± 95% CI across splits, the worst split and its distance
+    to the mean, the collapsed splits (:data:`CHANCE_ACCURACY`; ``heads_at_epoch0`` ==
+    ``heads``), and the paired difference to each of `baselines` (± 95% CI, wins). The last
+    column says whether the method meets the small-data goal: worst split within `worst_within`
+    of its mean, and a mean not below the last baseline's."""
+    has_sweep = "sweep_value" in df.columns
+    keys = ["seed"] + (["sweep_value"] if has_sweep else [])
+    head = (["seed pairs"] if has_sweep else []) + [
+        "method", "splits", metric, "worst split", "mean minus worst", "collapsed"]
+    head += [f"minus {b}'s" for b in baselines] + ["goal"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = (["sweep_value"] if has_sweep else []) + ["method"]
+    for names, g in df.groupby(groups, sort=False):
+        names = names if isinstance(names, tuple) else (names,)
+        rec = dict(zip(groups, names, strict=True))
+        vals = g[metric].to_numpy(dtype=np.float64)
+        mean, ci = mean_ci_over_seeds(vals)
+        collapsed = vals < CHANCE_ACCURACY
+        if "heads_at_epoch0" in g.columns and "heads" in g.columns:
+            collapsed |= (g["heads_at_epoch0"] == g["heads"]).to_numpy()
+        cells = ([str(rec["sweep_value"])] if has_sweep else []) + [
+            str(rec["method"]), str(len(vals)), _pm(mean, ci, ".3f"), f"{vals.min():.3f}",
+            f"{100 * (mean - vals.min()):.1f} pts", f"{int(collapsed.sum())}/{len(vals)}"]
+        last_base_mean = np.nan
+        for b in baselines:
+            sel = df.method == b
+            if has_sweep:
+                sel &= df.sweep_value == rec["sweep_value"]
+            base = df[sel].set_index(keys)[metric]
+            last_base_mean = float(base.mean()) if len(base) else np.nan
+            if rec["method"] == b or not len(base):
+                cells.append("-")
+                continue
+            d = (g.set_index(keys)[metric] - base).dropna().to_numpy(dtype=np.float64)
+            m, h = mean_ci_over_seeds(d)
+            cells.append(f"{_pts(m, h)} ({int((d > 0).sum())}/{len(d)})")
+        met = mean - vals.min() <= worst_within and mean >= last_base_mean
+        cells.append("met" if met else "not met")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

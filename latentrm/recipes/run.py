@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,12 @@ from latentrm.evaluate import (
     spearman_with_gold,
 )
 from latentrm.head.estimator import FitMemo
-from latentrm.head.reward import RewardHeadFitter
+from latentrm.head.reward import (
+    RewardHeadFitter,
+    effective_reward,
+    epoch0_heads,
+    ignores_validation,
+)
 from latentrm.io import atomic_write_json, atomic_write_text
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
@@ -92,6 +98,7 @@ class Fitted:
     trained: Trained  # head, pairs, augmenter, seconds
     info: dict[str, Any]
     cfg: RunConfig  # the config it was trained with (the method's, at the chosen grid point)
+    rows: np.ndarray  # the data rows of aug's seed pairs (split.train, or train + val)
 
     @property
     def fitter(self) -> RewardHeadFitter:
@@ -110,26 +117,37 @@ def fit_method(
     Augmenters are fitted on the split's training pairs only; heads stop early on its validation
     pairs; the method's hyperparameter grid (`selection_grid`) is decided by validation accuracy
     (ties: the lower validation Bradley-Terry loss, then grid order), never by held-out pairs.
+    Below reward.small_data labelled pairs the plain head is the small-data head
+    (`effective_reward`); a head that stops on folds of its own pairs (cross-fitted, or an exact
+    L2 fit) trains on the whole seed set and reports its out-of-fold validation accuracy.
     `memo` shares fits between grid points and variants that differ only in what fit() ignores
     (LENS variants with other pairing, decoding or teachers train one VAE per split).
     Returns {ratio: Fitted} and the grid size.
     """
     memo = memo if memo is not None else FitMemo()
     base, bcfg = method_config(cfg, name)
-    train = (data.chosen[split.train], data.rejected[split.train])
+    rows = split.train
     val = (data.chosen[split.val], data.rejected[split.val])
+    fit_val: tuple[np.ndarray, np.ndarray] | None = val
+    n_labelled = len(split.train) + len(split.val)
+    if ignores_validation(bcfg.reward, n_labelled):
+        rows, fit_val = np.sort(np.concatenate([split.train, split.val])), None
+    train = (data.chosen[rows], data.rejected[rows])
+    data_key = f"split {split.split_seed} {'seed set' if fit_val is None else 'train'}"
     ratios = (0,) if base == "none" else cfg.ratios
     keys, grid = selection_grid(bcfg, base)
     best: dict[int, tuple[tuple[float, float], Fitted]] = {}
     for point in grid:
         mcfg = apply_changes(bcfg, dict(zip(keys, point, strict=True)))
-        augmenter, t_fit = fit_augmenter(base, mcfg, train, cfg.seed, memo,
-                                         f"split {split.split_seed} train")
+        hcfg = replace(mcfg, reward=effective_reward(mcfg.reward, n_labelled))
+        augmenter, t_fit = fit_augmenter(base, mcfg, train, cfg.seed, memo, data_key)
         for ratio in ratios:
-            t = augment_then_fit(base, mcfg, train, val, ratio=ratio, seed=cfg.seed,
+            t = augment_then_fit(base, hcfg, train, fit_val, ratio=ratio, seed=cfg.seed,
                                  augmenter=augmenter)
             head = t.fitter.head_
-            val_acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
+            val_acc = (pairwise_accuracy(head.score(val[0]), head.score(val[1]))
+                       if fit_val is not None
+                       else t.fitter.history_.get("oof_accuracy", math.nan))
             info = {
                 "time_fit_s": t_fit if base != "none" else 0.0,
                 "time_synth_s": t.seconds.synth, "time_head_s": t.seconds.head,
@@ -146,7 +164,7 @@ def fit_method(
             # validation BT loss breaks them, then the grid order (strict '>').
             score = (val_acc, -float(t.fitter.history_["best_val"]))
             if ratio not in best or score > best[ratio][0]:
-                best[ratio] = (score, Fitted(t, info, mcfg))
+                best[ratio] = (score, Fitted(t, info, hcfg, rows))
     return {ratio: f for ratio, (_, f) in best.items()}, len(grid)
 
 
@@ -170,7 +188,8 @@ def _training(
     if len(split.bon_sets):
         extra["bon_prompts"] = len(split.bon_sets)
     return training_record(
-        data=cfg.data.path, n_pairs=len(split.train) + len(split.val), n_val=len(split.val),
+        data=cfg.data.path, n_pairs=len(split.train) + len(split.val),
+        n_val=len(split.val) if len(fit.rows) == len(split.train) else 0,  # 0: trained on all
         method=method, ratio=ratio, aug=fit.aug, margin=False, cfg=fit.cfg, metrics=metrics,
         **extra)
 
@@ -222,8 +241,11 @@ def evaluate_split(
                 row["select_grid"] = grid
             row.update(_score_metrics(fit.fitter.head_.score, data, split, cfg, cfg.seed))
             row["epochs"] = int(fit.fitter.history_["epochs_run"])
+            row["heads_at_epoch0"], row["heads"] = epoch0_heads(fit.fitter.history_)
+            if "oof_accuracy" in fit.fitter.history_:  # split.val was trained on
+                row["val_accuracy"] = fit.fitter.history_["oof_accuracy"]
             if reference is not None:
-                row["fidelity"] = reference.fidelity(fit.aug, split)
+                row["fidelity"] = reference.fidelity(fit.aug, replace(split, train=fit.rows))
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = child_dir(heads_dir, f"{name}-r{ratio}")  # a name cannot climb out

@@ -272,3 +272,15 @@ def test_scalars_still_become_strings_and_sweep_values_may_be_lists() -> None:
                              "sweep=reward.hidden", "sweep_values=[[64], [64, 64]]"])
     assert (cfg.embed.model, cfg.data.path) == ("123", "@odd")
     assert cfg.sweep_values == ("[64]", "[64, 64]")
+
+
+def test_small_data_head_keys_load_and_are_bounded():
+    assert load_config(None, ["reward.l2=cv"]).reward.l2 == "cv"
+    assert load_config(None, ["reward.l2=0.5"]).reward.l2 == 0.5
+    cfg = load_config(None, ["reward.cross_fit=5", "reward.min_epochs=10", "reward.average=true"])
+    assert (cfg.reward.cross_fit, cfg.reward.min_epochs, cfg.reward.average) == (5, 10, True)
+    for key in ("reward.min_epochs", "reward.cross_fit", "reward.l2", "reward.small_data"):
+        with pytest.raises(ConfigError, match=f"^{re.escape(key)} must be >= 0, got -1"):
+            load_config(None, [f"{key}=-1"])
+    with pytest.raises(ConfigError, match="^reward.l2: must be a finite number, got often"):
+        load_config(None, ["reward.l2=often"])

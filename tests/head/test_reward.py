@@ -176,3 +176,114 @@ def test_ensemble_is_the_mean_of_heads_each_missing_one_fold(head_pairs):
     means = [m.mean.numpy() for m in head.members]
     assert not np.allclose(means[0], means[1])
     assert accuracy(head, test) > 0.7
+
+
+# --- small-data heads (issue 21) -----------------------------------------------------------------
+def test_newton_solves_the_l2_bradley_terry_problem_by_hand():
+    from latentrm.head.reward import _newton_bt
+
+    one = torch.float64
+    ones, zeros = torch.ones(1, dtype=one), torch.zeros(1, dtype=one)
+    # One pair, one dimension: min softplus(-w) + l2/2 w^2 has l2 w = sigmoid(-w); at w = ln 3,
+    # sigmoid(-ln 3) = 1/4, so l2 = 1 / (4 ln 3).
+    w, _ = _newton_bt(torch.tensor([[1.0]], dtype=one), ones, zeros, ones,
+                      1 / (4 * math.log(3)))
+    assert w.tolist() == pytest.approx([math.log(3)], rel=1e-9)
+    # One pair in 2-D, x = (3, 4) (n < d: solved in the span of x): w = a (0.6, 0.8), z = 5a,
+    # the optimum has 5 sigmoid(-5a) = l2 a; for z = ln 3 (a = ln 3 / 5): l2 = 1.25 / a.
+    a = math.log(3) / 5
+    w, _ = _newton_bt(torch.tensor([[3.0, 4.0]], dtype=one), ones, zeros, ones, 1.25 / a)
+    assert w.tolist() == pytest.approx([0.6 * a, 0.8 * a], rel=1e-9)
+    # A soft target 1/2 on the same pair: the optimum is w = 0 for any l2.
+    w, _ = _newton_bt(torch.tensor([[3.0, 4.0]], dtype=one), ones / 2, zeros, ones, 0.1)
+    assert w.abs().max().item() < 1e-12
+
+
+def test_linear_l2_head_scores_the_newton_solution(head_pairs):
+    from latentrm.head.reward import L2_GRID, _newton_bt
+
+    train, val, test, _ = head_pairs
+    cfg = dataclasses.replace(FAST, hidden=(), l2=0.1)
+    fit = RewardHeadFitter(cfg, seed=0).fit(AugmentedPairs.originals(*train), val)
+    head = fit.head_
+    std = head.std.double()
+    x = (torch.from_numpy(train[0]).double() - torch.from_numpy(train[1]).double()) / std
+    n = len(x)
+    w, _ = _newton_bt(x, torch.ones(n, dtype=x.dtype), torch.zeros(n, dtype=x.dtype),
+                      torch.ones(n, dtype=x.dtype), 0.1)
+    np.testing.assert_allclose(head.mlp[0].weight[0].detach().numpy(), w.float().numpy(),
+                               rtol=1e-5, atol=1e-7)
+    assert head.mlp[0].bias.item() == 0.0 and fit.history_["l2"] == 0.1
+    assert accuracy(head, test) > 0.7
+    # cv: the grid value with the lowest out-of-fold loss (ties: the stronger), and its accuracy
+    fit = RewardHeadFitter(dataclasses.replace(cfg, l2="cv"), seed=0).fit(
+        AugmentedPairs.originals(*train), val)
+    losses = fit.history_["l2_cv_loss"]
+    assert sorted(float(k) for k in losses) == sorted(L2_GRID)
+    assert fit.history_["l2"] == min(L2_GRID, key=lambda lam: (losses[f"{lam:g}"], -lam))
+    assert 0.5 < fit.history_["oof_accuracy"] <= 1.0
+
+
+def test_head_settings_that_do_not_go_together_are_refused(head_pairs):
+    train, val, _, _ = head_pairs
+    aug = AugmentedPairs.originals(*train)
+    bad = [({"l2": 0.1}, "reward.hidden=\\[\\]"),
+           ({"cross_fit": 3, "ensemble": 2}, "two ensembles"),
+           ({"cross_fit": 1}, "0 \\(off\\) or >= 2")]
+    for changes, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            RewardHeadFitter(dataclasses.replace(FAST, **changes), seed=0).fit(aug, val)
+    with pytest.raises(ConfigError, match="reward.l2: must be a finite number, got often"):
+        RewardConfig(l2="often")
+
+
+def test_cross_fit_members_train_outside_and_stop_on_their_own_fold(head_pairs):
+    from latentrm.data.splits import seed_folds
+    from latentrm.head.reward import EnsembleHead
+    from latentrm.head.train import standardization_stats
+
+    train, _, test, _ = head_pairs
+    c, r = train[0][:50], train[1][:50]
+    cfg = dataclasses.replace(FAST, cross_fit=5)
+    # val is not used: a nonsense validation set changes nothing
+    fit = RewardHeadFitter(cfg, seed=3).fit(AugmentedPairs.originals(c, r), None)
+    other = RewardHeadFitter(cfg, seed=3).fit(AugmentedPairs.originals(c, r), (r[:5], c[:5]))
+    np.testing.assert_array_equal(fit.head_.score(test[0]), other.head_.score(test[0]))
+    head = fit.head_
+    assert isinstance(head, EnsembleHead) and len(head.members) == 5
+    folds = seed_folds(50, 5, 3)
+    for k, m in enumerate(head.members):  # member k standardises with the 40 seeds outside k
+        mean, _ = standardization_stats(c[folds != k], r[folds != k])
+        np.testing.assert_allclose(m.mean.numpy(), mean, rtol=1e-6)
+        # and stopped on fold k's 10 pairs: its best validation loss is their BT loss
+        hc, hr = m.score(c[folds == k]), m.score(r[folds == k])
+        loss = bradley_terry_loss(torch.from_numpy(hc), torch.from_numpy(hr)).item()
+        assert fit.history_["members"][k]["best_val"] == pytest.approx(loss, rel=1e-5)
+    # out-of-fold accuracy: every seed pair scored by the member that never saw it
+    correct = []
+    for i in range(50):
+        m = head.members[folds[i]]
+        correct.append(float(m.score(c[i : i + 1])[0] > m.score(r[i : i + 1])[0]))
+    assert fit.history_["oof_accuracy"] == pytest.approx(np.mean(correct))
+
+
+def test_small_data_replaces_only_a_plain_head_below_the_threshold():
+    from latentrm.head.reward import (
+        SMALL_DATA_HEAD,
+        effective_reward,
+        epoch0_heads,
+        ignores_validation,
+    )
+
+    cfg = RewardConfig(small_data=300)
+    assert effective_reward(cfg, 299) == dataclasses.replace(cfg, **SMALL_DATA_HEAD)
+    assert effective_reward(cfg, 300) == cfg  # at the threshold: the plain head
+    explicit = dataclasses.replace(cfg, ensemble=5)  # asked for: kept
+    assert effective_reward(explicit, 100) == explicit
+    assert effective_reward(RewardConfig(small_data=0), 10) == RewardConfig(small_data=0)
+    assert ignores_validation(RewardConfig(cross_fit=5), 10_000)
+    assert ignores_validation(RewardConfig(hidden=(), l2="cv"), 10_000)
+    assert not ignores_validation(RewardConfig(small_data=0), 10)
+    assert epoch0_heads({"best_epoch": 0}) == (1, 1)
+    assert epoch0_heads({"members": [{"best_epoch": 0}, {"best_epoch": 3},
+                                     {"best_epoch": 0}]}) == (2, 3)

@@ -190,3 +190,62 @@ def test_the_small_model_thread_note_is_logged_once_not_per_head(caplog, monkeyp
                      epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
     assert caplog.text.count("torch thread(s) instead of 2") == 1
     assert caplog.text.count("best val loss") == 10
+
+
+def _scripted(vals: list[float], epochs: int, **kw) -> tuple[dict, nn.Module]:
+    """fit_loop on a one-weight model whose steps add 1 to the weight (the gradient is zero, so
+    AdamW moves nothing) and whose validation losses are `vals`, epoch by epoch."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    it = iter(vals)
+
+    def step(_batch):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        return (model.weight * 0).sum()
+
+    hist = fit_loop(model, model.parameters(), step, lambda e, rng: [0], lambda: next(it),
+                    epochs=epochs, lr=0.1, weight_decay=0.0, patience=2, seed=0, **kw)
+    return hist, model
+
+
+def test_min_epochs_keeps_no_epoch_before_it_and_does_not_stop_before_it():
+    rising = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    # Without it: best epoch 0, stopped at epoch 0 + patience 2 (3 epochs run), weight 1.
+    hist, model = _scripted(rising, 8)
+    assert (hist["best_epoch"], hist["epochs_run"]) == (0, 3)
+    assert model.weight.item() == 1.0
+    # min_epochs 4: epochs 0-2 are neither kept nor stopped on; epoch 3 (loss 4) is the first
+    # candidate, epochs 4 and 5 do not improve: stop after epoch 5; the weight of epoch 3 is 4.
+    hist, model = _scripted(rising, 8, min_epochs=4)
+    assert (hist["best_epoch"], hist["best_val"], hist["epochs_run"]) == (3, 4.0, 6)
+    assert model.weight.item() == 4.0
+    with pytest.raises(TrainingError, match="min_epochs=9 exceeds epochs=8"):
+        _scripted(rising, 8, min_epochs=9)
+
+
+def test_weight_averaging_validates_and_keeps_the_running_mean():
+    # The weight after epoch e is e + 1 (the steps go on from the last weights, not the mean),
+    # so the running means are 1, 1.5, 2, 2.5; validation reads the averaged weight.
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    seen = []
+
+    def val():
+        seen.append(model.weight.item())
+        return -seen[-1]
+
+    def step(_batch):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        return (model.weight * 0).sum()
+
+    hist = fit_loop(model, model.parameters(), step, lambda e, rng: [0], val, epochs=4,
+                    lr=0.1, weight_decay=0.0, patience=2, seed=0, average=True)
+    assert seen == [1.0, 1.5, 2.0, 2.5]
+    assert hist["best_epoch"] == 3 and model.weight.item() == 2.5
+    # Without early stopping the last mean is kept too.
+    hist, model = _scripted([0.0] * 4, 4, average=True, early_stopping=False)
+    assert model.weight.item() == 2.5

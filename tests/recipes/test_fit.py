@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"reward.epochs": 4, "reward.hidden": [8], "reward.batch_size": 16,
          "data.val_fraction": 0.2, "vae.epochs": 3, "vae.hidden": [8], "vae.latent_dim": 2,
-         "vae.batch_size": 16}
+         "vae.batch_size": 16, "reward.small_data": 0}
 
 
 def records(n: int = 30, margin: bool = False) -> list[dict]:
@@ -140,6 +140,23 @@ def fit_mod_pairs(src):
     from latentrm.data.load import pairs_from_source
 
     return pairs_from_source(src)
+
+
+def test_below_small_data_the_head_is_cross_fitted_on_every_pair(tmp_path, bert_embedder):
+    from latentrm.head.reward import EnsembleHead
+
+    over = {**SMALL, "reward.small_data": 31}  # 30 pairs < 31: the small-data head
+    rm = latentrm.fit(records(), embedder=bert_embedder, method="none", overrides=over,
+                      cache_dir=tmp_path / "cache")
+    # 5 members, each stopped on its own fifth of all 30 pairs: nothing is set aside
+    assert isinstance(rm.head, EnsembleHead) and len(rm.head.members) == 5
+    assert rm.training["pairs_trained"] == 30 and rm.training["n_val"] == 0
+    assert rm.training["metrics"]["val_accuracy"] == round(rm.history["oof_accuracy"], 4)
+    # at 30 pairs with small_data 30 the plain head is kept
+    plain = latentrm.fit(records(), embedder=bert_embedder, method="none",
+                         overrides={**SMALL, "reward.small_data": 30},
+                         cache_dir=tmp_path / "cache")
+    assert plain.training["pairs_trained"] == 24 and plain.training["n_val"] == 6
 
 
 def test_bad_margins_and_bad_data_are_one_line(tmp_path, bert_embedder):

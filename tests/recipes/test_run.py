@@ -313,3 +313,17 @@ def test_run_refuses_a_margin_column_it_would_ignore(tmp_path: Path, fake_embed:
                                           r".*latentrm\.fit"):
         run_pipeline(cfg)
     assert fake_embed["pairs"] == 0
+
+
+def test_small_data_heads_train_on_the_whole_seed_set(hh_file: Path, tmp_path: Path,
+                                                      fake_embed: dict) -> None:
+    # 80 seed pairs < reward.small_data: every method's head is cross-fitted on all 80 (64 + the
+    # 16 validation pairs); lens adds 2 x 80 new pairs
+    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none,lens]",
+                                            "reward.small_data=1000"))
+    rows = {r["method"]: r for r in run_pipeline(cfg)["results"]}
+    assert rows["none"]["n_pairs_trained"] == 80 and rows["lens"]["n_pairs_trained"] == 240
+    assert rows["none"]["heads"] == 5 and 0 <= rows["none"]["heads_at_epoch0"] <= 5
+    assert rows["none"]["accuracy"] >= 0.85
+    head = load_head(rows["none"]["head_dir"])
+    assert len(head.members) == 5
