@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from latentrm import __version__
-from latentrm.cli import serving, training  # noqa: F401  (importing them registers the commands)
+from latentrm.cli import active, serving, training  # noqa: F401  (importing them registers the commands)
 from latentrm.cli.options import _COMMANDS
 from latentrm.errors import LatentrmError
 

@@ -17,6 +17,9 @@ Formats are detected from the first record's keys (``DataConfig.format`` forces 
 - ``tldr``: openai/summarize_from_feedback "comparisons": ``info.{subreddit,title,post}`` ->
   prompt, ``summaries[choice].text`` chosen, ``summaries[1 - choice].text`` rejected.
 - ``candidates``: alpaca-eval ``{"instruction", "candidates": [{"generator", "output", "gold"}]}``.
+- ``labelled``: a labelled `latentrm suggest` file: ``prompt`` (text, HH-style turns kept, or
+  messages), ``response_a``, ``response_b`` and ``label`` ``a`` or ``b`` (the preferred response,
+  any case); other columns (the suggestion's reasons) are ignored.
 
 All message contents and responses are stripped of surrounding whitespace. A problem inside a
 record raises :class:`RecordError` (message + field); the loaders add file and line.
@@ -44,7 +47,7 @@ _ASSISTANT = "\n\nAssistant:"
 # 0.91) rather than another format's key ("choice" vs "chosen" 0.67) or an extra column
 # ("prompt_id" vs "prompt" 0.80, common next to implicit-prompt conversations).
 _NEAR = 0.82
-_FORMATS = ("auto", "hh", "trl", "tldr", "candidates")
+_FORMATS = ("auto", "hh", "trl", "tldr", "candidates", "labelled")
 # Keys each record shape needs; "candidates" also needs "instruction" or "prompt".
 _REQUIRED = {
     "prompt-text": ("prompt", "chosen", "rejected"),
@@ -53,12 +56,14 @@ _REQUIRED = {
     "pair-messages": ("chosen", "rejected"),
     "tldr": ("info", "summaries", "choice"),
     "candidates": ("instruction", "candidates"),
+    "labelled": ("prompt", "response_a", "response_b", "label"),
 }
 _FORCED_SHAPES = {
     "hh": ("pair-text",),
     "trl": ("prompt-text", "prompt-messages", "pair-text", "pair-messages"),
     "tldr": ("tldr",),
     "candidates": ("candidates",),
+    "labelled": ("labelled",),
 }
 
 
@@ -77,6 +82,8 @@ def _shape(rec: dict) -> str | None:
         return "candidates"
     if "summaries" in rec and "choice" in rec:
         return "tldr"
+    if "response_a" in rec and "response_b" in rec:
+        return "labelled"
     if "chosen" in rec and "rejected" in rec:
         if "prompt" in rec:
             return "prompt-messages" if isinstance(rec["prompt"], list) else "prompt-text"
@@ -322,6 +329,21 @@ def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
     return prompt, outputs, gold
 
 
+def _parse_labelled(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
+    label = rec["label"]
+    choice = label.strip().lower() if isinstance(label, str) else None
+    if choice not in ("a", "b"):
+        raise RecordError(f"label must be a or b (the preferred response), got {label!r}; label "
+                          "the pair or drop the row", "label")
+    win, lose = ("response_a", "response_b") if choice == "a" else ("response_b", "response_a")
+    if isinstance(rec["prompt"], list):
+        prompt = _check_prompt(_messages(rec["prompt"], "prompt"), "prompt")
+    else:
+        prompt = _parse_trl_text({"prompt": rec["prompt"], "chosen": "", "rejected": ""}, True)[0]
+    return (prompt, _response(rec[win], win, allow_empty), _response(rec[lose], lose, allow_empty),
+            False)
+
+
 PARSERS = {
     "hh": _parse_hh_pair,
     "trl-standard": _parse_trl_text,
@@ -329,6 +351,7 @@ PARSERS = {
     "trl-conversational": _parse_trl_messages,
     "trl-implicit-conversational": _parse_trl_messages,
     "tldr": _parse_tldr,
+    "labelled": _parse_labelled,
 }
 
 
@@ -369,6 +392,7 @@ _NAMES = {
     "pair-messages": "trl-implicit-conversational",
     "tldr": "tldr",
     "candidates": "candidates",
+    "labelled": "labelled (prompt, response_a, response_b, label)",
 }
 
 

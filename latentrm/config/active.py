@@ -1,0 +1,25 @@
+"""Config section of the active-selection study (``active:``, `latentrm active`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from latentrm.config.stages import opt
+
+
+@dataclass(frozen=True)
+class ActiveConfig:
+    """Active selection study: labels bought in rounds from a pool whose labels are hidden."""
+
+    strategies: tuple[str, ...] = opt(
+        ("random", "bald", "entropy", "diversity", "hybrid"),
+        "Acquisition strategies compared (latentrm.head.acquire.STRATEGIES); 'random' is the "
+        "baseline every other is paired with.",
+    )
+    start: int = opt(50, "Random labels bought before the first round (the same for every "
+                         "strategy of a split).")
+    step: int = opt(50, "Labels bought per round (the batch size K).")
+    budget: int = opt(500, "Labels at the last round (start + rounds * step).")
+    top_m: int | None = opt(
+        None, "Hybrid: candidates (most uncertain pairs) the k-center step chooses among; "
+              "None = 4 * step.")

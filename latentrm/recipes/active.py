@@ -1,0 +1,242 @@
+"""`latentrm active`: the active-selection study (which pairs to buy labels for), glue only.
+
+Per split (``seeds``; the split of `latentrm experiment`: ``data.fixed_test`` keeps the same
+held-out pairs for every split), the *pool* is every pair outside the held-out ones, its labels
+hidden until bought. Each strategy of ``active.strategies`` starts from the same ``active.start``
+random labels, then alternates: fit the head (``reward``, an ensemble when ``reward.ensemble`` >
+1) on the labels bought so far, stopping early on a validation part carved from them
+(``data.val_fraction``); measure its accuracy on the held-out pairs; buy ``active.step`` more
+labels chosen by the strategy (:func:`latentrm.head.acquire.select`) from the members' margins on
+the unlabelled pool, up to ``active.budget``. Nothing is chosen on held-out pairs: they only
+measure.
+
+What the strategies see of a pool pair is its (chosen, rejected) embeddings in file order; every
+acquisition is symmetric in the two sides (entropy, BALD, the sign-invariant k-center distance), so
+the hidden label does not leak. Diversity features: the pair's embedding difference, each
+dimension standardised over the pool's responses.
+
+Outputs in out_dir: results.csv (one row per split, strategy and label count: accuracy, the
+acquisition values of the batch bought next, head epochs, seconds), config.yaml and results.md
+(:func:`active_markdown`). Rows are written after every (split, strategy), and a rerun of the same
+config resumes from them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from latentrm.config import RunConfig, save_config
+from latentrm.data.splits import carve_validation
+from latentrm.errors import ConfigError
+from latentrm.evaluate import mean_ci_over_seeds, pairwise_accuracy
+from latentrm.head.acquire import STRATEGIES, pair_features, response_scale, select
+from latentrm.head.reward import EnsembleHead, RewardHeadFitter
+from latentrm.io import atomic_write, atomic_write_text
+from latentrm.pairs import AugmentedPairs
+from latentrm.recipes.experiment import results_key
+from latentrm.recipes.prepare import PreparedData, prepare_data
+from latentrm.recipes.report import effective_labels
+from latentrm.runtime import torch_threads
+
+log = logging.getLogger(__name__)
+
+
+def sizes(cfg: RunConfig) -> list[int]:
+    """Label counts at which heads are fitted and measured: start, start + step, ..., budget."""
+    a = cfg.active
+    if a.start < 2 or a.step < 1 or a.budget < a.start:
+        raise ConfigError(f"active: need start >= 2, step >= 1, budget >= start; got start="
+                          f"{a.start}, step={a.step}, budget={a.budget}")
+    return list(range(a.start, a.budget + 1, a.step))
+
+
+def check_active(cfg: RunConfig) -> None:
+    """ConfigError for a study that cannot run (before any data is read)."""
+    bad = [s for s in cfg.active.strategies if s not in STRATEGIES]
+    if bad or not cfg.active.strategies:
+        raise ConfigError(f"active.strategies: {bad or 'none'}; choose from "
+                          f"{', '.join(STRATEGIES)}")
+    if "random" not in cfg.active.strategies:
+        raise ConfigError("active.strategies must include random (the baseline)")
+    if {"bald"} & set(cfg.active.strategies) and cfg.reward.ensemble < 2:
+        raise ConfigError("active.strategies has bald: set reward.ensemble >= 2 (its members' "
+                          "disagreement is the acquisition)")
+    sizes(cfg)
+
+
+def member_margins(head: Any, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
+    """(K, N) margins r_k(a) - r_k(b) of each member (K = 1 for a single head)."""
+    members = head.members if isinstance(head, EnsembleHead) else [head]
+    return np.stack([m.score(chosen) - m.score(rejected) for m in members]).astype(np.float64)
+
+
+def _fit(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int,
+         fit_seed: int) -> Any:
+    train, val = carve_validation(labelled, cfg.data.val_fraction, split_seed)
+    pairs = AugmentedPairs.originals(data.chosen[train], data.rejected[train])
+    val_emb = (data.chosen[val], data.rejected[val]) if len(val) else None
+    return RewardHeadFitter(cfg.reward, fit_seed).fit(pairs, val_emb)
+
+
+def run_strategy(
+    cfg: RunConfig, data: PreparedData, split_seed: int, strategy: str
+) -> list[dict[str, Any]]:
+    """The rounds of one strategy on one split: one row per label count."""
+    split = data.splits[split_seed]
+    pool = np.setdiff1d(np.arange(len(data.chosen)), split.test)  # hidden labels
+    rng = np.random.default_rng([split_seed, 7])
+    labelled = np.sort(rng.permutation(pool)[: cfg.active.start])  # same for every strategy
+    scale = response_scale(np.concatenate([data.chosen[pool], data.rejected[pool]]))
+
+    def feats(rows: np.ndarray) -> np.ndarray:
+        return pair_features(data.chosen[rows], data.rejected[rows], scale)
+
+    rows = []
+    steps = sizes(cfg)
+    for r, n in enumerate(steps):
+        t0 = time.perf_counter()
+        fitter = _fit(cfg, data, labelled, split_seed, cfg.seed + 1000 * split_seed + r)
+        head = fitter.head_
+        acc = pairwise_accuracy(head.score(data.chosen[split.test]),
+                                head.score(data.rejected[split.test]))
+        rec: dict[str, Any] = {"seed": split_seed, "strategy": strategy, "n_labels": n,
+                               "accuracy": acc, "epochs": fitter.history_["epochs_run"]}
+        if r + 1 < len(steps):
+            free = np.setdiff1d(pool, labelled)
+            margins = member_margins(head, data.chosen[free], data.rejected[free])
+            need = strategy in ("diversity", "hybrid")
+            acq = select(strategy, margins, steps[r + 1] - n,
+                         features=feats(free) if need else None,
+                         labelled=feats(labelled) if need else None,
+                         seed=int(rng.integers(2**31)), top_m=cfg.active.top_m)
+            labelled = np.sort(np.concatenate([labelled, free[acq.index]]))
+            rec.update(next_score=float(np.nanmean(acq.score)) if strategy != "random" else None,
+                       next_bald=float(np.nanmean(acq.disagreement[acq.index])),
+                       pool_bald=float(np.nanmean(acq.disagreement)),
+                       next_abs_margin=float(np.mean(np.abs(acq.margin[acq.index]))))
+        rec["seconds"] = time.perf_counter() - t0
+        rows.append(rec)
+    return rows
+
+
+def run_active(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
+    """Every strategy on every split of `cfg`; writes out_dir/results.csv, results.md, config.yaml.
+
+    Resumes: rows of this very config (`config_key`) already in out_dir/results.csv are kept and
+    their (split, strategy) runs skipped.
+    """
+    check_active(cfg)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key = results_key(cfg)
+    csv = out / "results.csv"
+    rows: list[dict[str, Any]] = []
+    if csv.exists():
+        old = pd.read_csv(csv, dtype={"config_key": str})
+        if "config_key" in old.columns:
+            rows = old[old.config_key == key].to_dict("records")
+    done = {(int(r["seed"]), r["strategy"]) for r in rows}
+    data = prepare_data(cfg, cfg.seeds, embed_all=True, embedder=embedder)
+    t0 = time.perf_counter()
+    with torch_threads(cfg.threads):
+        for s in cfg.seeds:
+            for strategy in cfg.active.strategies:
+                if (s, strategy) in done:
+                    continue
+                new = run_strategy(cfg, data, s, strategy)
+                rows += [{**r, "config_key": key} for r in new]
+                df = pd.DataFrame(rows)
+                atomic_write(csv, lambda p, df=df: df.to_csv(p, index=False))
+                log.info("split %d %s: accuracy %.3f at %d labels (%.0fs so far)", s, strategy,
+                         new[-1]["accuracy"], new[-1]["n_labels"], time.perf_counter() - t0)
+    df = pd.DataFrame(rows)
+    save_config(cfg, out / "config.yaml")
+    atomic_write_text(out / "results.md", active_markdown(df))
+    return df
+
+
+# --- the report -----------------------------------------------------------------------------------
+def _pts(mean: float, half: float) -> str:
+    return f"{100 * mean:+.1f}" + (f" ± {100 * half:.1f}" if np.isfinite(half) else "") + " pts"
+
+
+def _curve(df: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    g = df[df.strategy == strategy].groupby("n_labels")["accuracy"]
+    return pd.DataFrame({"n_seed": g.mean().index.astype(int), "mean": g.mean().to_numpy(),
+                         "seeds": g.count().to_numpy()})
+
+
+def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
+    """The study's tables: learning curves with paired differences to random, the factor-x goal,
+    labels to match random at the budget, effective labels.
+
+    Paired: each split has the same start labels, pool and held-out pairs for every strategy, so
+    a strategy's accuracy minus random's on the same split removes the split's variance; 95%
+    Student-t intervals across splits.
+    """
+    acc = df.pivot_table(index=["seed", "n_labels"], columns="strategy", values="accuracy")
+    strategies = [s for s in STRATEGIES if s in acc.columns]
+    ns = sorted(int(n) for n in acc.index.get_level_values(1).unique())
+    n_splits = df.seed.nunique()
+    lines = [f"Accuracy on the held-out pairs (mean ± 95% CI over {n_splits} splits) and each "
+             "strategy minus random on the same split:\n",
+             "| labels | " + " | ".join(strategies) + " | "
+             + " | ".join(f"{s} − random" for s in strategies if s != "random") + " |",
+             "|" + "---|" * (1 + 2 * len(strategies) - 1)]
+    for n in ns:
+        sub = acc.xs(n, level="n_labels")
+        cells = []
+        for s in strategies:
+            m, h = mean_ci_over_seeds(sub[s].to_numpy(np.float64))
+            cells.append(f"{m:.3f} ± {h:.3f}" if np.isfinite(h) else f"{m:.3f}")
+        for s in strategies:
+            if s != "random":
+                m, h = mean_ci_over_seeds((sub[s] - sub["random"]).to_numpy(np.float64))
+                cells.append(_pts(m, h))
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    random_curve = _curve(df, "random")
+    top = ns[-1]
+    target = float(random_curve.set_index("n_seed").loc[top, "mean"])
+    lines += ["", f"Effective labels: the random labels that give a strategy's mean accuracy "
+              f"(random's mean curve made non-decreasing, interpolated in log labels; '>' = "
+              f"beyond the curve's {top:,}), and the {factor}x goal: a strategy at n labels minus "
+              f"random at {factor}n, paired by split (met when its 95% CI excludes 0 above):\n",
+              "| labels n | strategy | effective labels | ratio | minus random at "
+              f"{factor}n | wins | goal |", "|---|---|---|---|---|---|---|"]
+    for s in strategies:
+        if s == "random":
+            continue
+        for n in ns:
+            m_acc = float(acc.xs(n, level="n_labels")[s].mean())
+            eff, bound = effective_labels(random_curve, m_acc)
+            ratio = f"{bound}{eff / n:.2f}x"
+            more = factor * n
+            if more in ns:
+                d = (acc.xs(n, level="n_labels")[s] - acc.xs(more, level="n_labels")["random"])
+                m, h = mean_ci_over_seeds(d.to_numpy(np.float64))
+                vs, wins = _pts(m, h), f"{int((d > 0).sum())}/{len(d)}"
+                goal = "met" if np.isfinite(h) and m - h > 0 else "not met"
+            else:
+                vs, wins, goal = "-", "-", "-"
+            lines.append(f"| {n:,} | {s} | {bound}{eff:,.0f} | {ratio} | {vs} | {wins} | "
+                         f"{goal} |")
+    lines += ["", f"Labels each strategy needs to match random at {top:,} (random's mean "
+              f"{target:.3f}; the strategy's own mean curve made non-decreasing, interpolated "
+              "in log labels):\n", "| strategy | labels | saving |", "|---|---|---|"]
+    for s in strategies:
+        if s == "random":
+            continue
+        need, bound = effective_labels(_curve(df, s), target)
+        saving = f"{100 * (1 - need / top):.0f}%" if bound != ">" else "none"
+        lines.append(f"| {s} | {bound}{need:,.0f} | {saving} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["active_markdown", "check_active", "member_margins", "run_active", "run_strategy",
+           "sizes"]
