@@ -1,8 +1,8 @@
 """RewardModel.suggest on toy pools of both kinds, the expected choices worked out by hand.
 
-The model: a fake embedder reads a response "x y" as the vector (x, y); an ensemble of two linear
-heads, member 1 scoring x and member 2 scoring y (no standardisation). A pair (a, b) then has
-member margins u = e(a) - e(b), and every value below follows from u as in
+The model (tests.scorers.vector_model): a fake embedder reads a response "x y" as the vector
+(x, y); an ensemble of two linear heads, member 1 scoring x and member 2 scoring y. A pair
+(a, b) then has member margins u = e(a) - e(b), and every value below follows from u as in
 tests/head/test_acquire.py (BALD, entropy, sign-invariant k-center distances). The pools'
 responses are symmetric under swapping x and y, so both dimensions have one std s and the
 standardised diversity features are u / s: the k-center choices are those on u.
@@ -30,38 +30,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
-import torch
 
-from latentrm.config import EmbedConfig
 from latentrm.data.types import CandidateSet, PreferencePair
 from latentrm.errors import ConfigError, DataError
-from latentrm.head.reward import EnsembleHead, RewardHead
-from latentrm.model import RewardModel
-
-
-class VectorEmbedder:
-    """A response "x y" embeds as (x, y); the prompt is ignored."""
-
-    dim = 2
-
-    def embed(self, prompts, responses) -> np.ndarray:
-        return np.array([[float(t) for t in r.split()] for r in responses], np.float32)
-
-
-def linear(w: list[float]) -> RewardHead:
-    head = RewardHead(2, hidden=(), dropout=0.0)
-    with torch.no_grad():
-        head.mlp[0].weight.copy_(torch.tensor([w]))
-        head.mlp[0].bias.zero_()
-    return head.eval()
-
-
-def toy_model(ensemble: bool = True) -> RewardModel:
-    head = EnsembleHead([linear([1, 0]), linear([0, 1])]) if ensemble else linear([1, 0])
-    return RewardModel(EmbedConfig(model="fake"), head, embedder=VectorEmbedder())
-
+from tests.scorers import vector_model as toy_model
 
 PROMPT = ({"role": "user", "content": "Which is better?"},)
 PAIRS = [PreferencePair(f"p{i}", PROMPT, a, b) for i, (a, b) in enumerate([

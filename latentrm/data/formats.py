@@ -330,6 +330,10 @@ def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
 
 
 def _parse_labelled(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
+    for key in ("prompt", "label"):
+        if key not in rec:
+            raise RecordError(f"missing '{key}' (a labelled file has prompt, response_a, "
+                              "response_b and label a or b)", key)
     label = rec["label"]
     choice = label.strip().lower() if isinstance(label, str) else None
     if choice not in ("a", "b"):

@@ -41,7 +41,7 @@ from latentrm.io import atomic_write, atomic_write_text
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.experiment import results_key
 from latentrm.recipes.prepare import PreparedData, prepare_data
-from latentrm.recipes.report import effective_labels
+from latentrm.recipes.report import _pts, effective_labels
 from latentrm.runtime import torch_threads
 
 log = logging.getLogger(__name__)
@@ -162,10 +162,6 @@ def run_active(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
 
 
 # --- the report -----------------------------------------------------------------------------------
-def _pts(mean: float, half: float) -> str:
-    return f"{100 * mean:+.1f}" + (f" ± {100 * half:.1f}" if np.isfinite(half) else "") + " pts"
-
-
 def _curve(df: pd.DataFrame, strategy: str) -> pd.DataFrame:
     g = df[df.strategy == strategy].groupby("n_labels")["accuracy"]
     return pd.DataFrame({"n_seed": g.mean().index.astype(int), "mean": g.mean().to_numpy(),

@@ -15,9 +15,11 @@ kind decided by the first row:
 The output (:data:`COLUMNS`; CSV, TSV, JSONL or JSON by suffix): ``id``, ``prompt`` (text; a
 multi-turn prompt in ``\\n\\nHuman: ...\\n\\nAssistant:`` form), ``response_a``, ``response_b``,
 an empty ``label`` for the annotator (``a`` or ``b``), then the reasons: ``strategy``, ``rank``,
-``acquisition`` (the strategy's value), ``margin`` (mean r(a) - r(b)), ``p_a``,
-``disagreement`` (BALD), ``entropy``; candidate pools add ``set_id``, ``index_a``, ``index_b``.
-Once labelled, the file is a training file as it is (data format ``labelled``).
+``acquisition`` (the strategy's value), ``predicted_margin`` (the head's mean r(a) - r(b)),
+``predicted_p_a`` (its sigmoid), ``disagreement`` (BALD), ``entropy``; candidate pools add
+``set_id``, ``index_a``, ``index_b``. Once labelled, the file is a training file as it is (data
+format ``labelled``). No reason column is called ``margin``: that name is TRL's training margin,
+which the training readers put into the loss.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from latentrm.recipes.score import CANDIDATE_COLUMNS, _candidate, candidates_col
 log = logging.getLogger(__name__)
 
 COLUMNS = ("id", "prompt", "response_a", "response_b", "label", "strategy", "rank",
-           "acquisition", "margin", "p_a", "disagreement", "entropy")
+           "acquisition", "predicted_margin", "predicted_p_a", "disagreement", "entropy")
 _PROMPT_KEYS = ("prompt", "instruction")
 
 
@@ -104,7 +106,7 @@ def suggestion_rows(suggestions: Sequence[Any], candidates: bool) -> list[dict[s
     for s in suggestions:
         row = {"id": s.id, "prompt": prompt_text(s.prompt), "response_a": s.response_a,
                "response_b": s.response_b, "label": "", "strategy": s.strategy, "rank": s.rank,
-               "acquisition": s.score, "margin": s.margin, "p_a": s.p_a,
+               "acquisition": s.score, "predicted_margin": s.margin, "predicted_p_a": s.p_a,
                "disagreement": s.disagreement, "entropy": s.entropy}
         if candidates:
             row.update(set_id=s.set_id, index_a=s.index_a, index_b=s.index_b)
