@@ -20,6 +20,15 @@ class ActiveConfig:
                          "strategy of a split).")
     step: int = opt(50, "Labels bought per round (the batch size K).")
     budget: int = opt(500, "Labels at the last round (start + rounds * step).")
+    methods: tuple[str, ...] = opt(
+        (),
+        "Methods or variants (as in `methods`) also trained on each strategy's labels at "
+        "`methods_at` labels and measured on the held-out pairs: do synthesis or ensembles add "
+        "anything to actively chosen labels? () = none.",
+    )
+    methods_at: int | None = opt(
+        None, "The label count (one of start + i * step) at which `methods` are trained; None = "
+              "the budget.")
     top_m: int | None = opt(
         None, "Hybrid: candidates (most uncertain pairs) the k-center step chooses among; "
               "None = 4 * step.")

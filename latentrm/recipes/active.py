@@ -15,8 +15,14 @@ acquisition is symmetric in the two sides (entropy, BALD, the sign-invariant k-c
 the hidden label does not leak. Diversity features: the pair's embedding difference, each
 dimension standardised over the pool's responses.
 
+With ``active.methods``, each of those methods or variants is also trained (`run.fit_method`:
+the same validation part, hyperparameters chosen on it) on each strategy's labels at
+``active.methods_at`` labels (default: the budget):
+do LENS or other heads add anything to actively chosen labels?
+
 Outputs in out_dir: results.csv (one row per split, strategy and label count: accuracy, the
-acquisition values of the batch bought next, head epochs, seconds), config.yaml and results.md
+acquisition values of the batch bought next, head epochs, seconds; `head` is "round" for the
+round's head, else the method of an ``active.methods`` row), config.yaml and results.md
 (:func:`active_markdown`). Rows are written after every (split, strategy), and a rerun of the same
 config resumes from them.
 """
@@ -31,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from latentrm.config import RunConfig, save_config
+from latentrm.config import METHODS, RunConfig, apply_changes, save_config
 from latentrm.data.splits import carve_validation
 from latentrm.errors import ConfigError
 from latentrm.evaluate import bootstrap_ci, mean_ci_over_seeds, pairwise_accuracy
@@ -40,7 +46,7 @@ from latentrm.head.reward import EnsembleHead, RewardHeadFitter
 from latentrm.io import atomic_write, atomic_write_text
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.experiment import results_key
-from latentrm.recipes.prepare import PreparedData, prepare_data
+from latentrm.recipes.prepare import PreparedData, Split, prepare_data
 from latentrm.recipes.report import _pts, effective_labels
 from latentrm.runtime import torch_threads
 
@@ -64,10 +70,16 @@ def check_active(cfg: RunConfig) -> None:
                           f"{', '.join(STRATEGIES)}")
     if "random" not in cfg.active.strategies:
         raise ConfigError("active.strategies must include random (the baseline)")
+    known = [*METHODS, *cfg.variants]
+    bad = [m for m in cfg.active.methods if m not in known]
+    if bad:
+        raise ConfigError(f"active.methods: {bad} are not methods or variants ({known})")
     if {"bald"} & set(cfg.active.strategies) and cfg.reward.ensemble < 2:
         raise ConfigError("active.strategies has bald: set reward.ensemble >= 2 (its members' "
                           "disagreement is the acquisition)")
-    sizes(cfg)
+    steps = sizes(cfg)
+    if cfg.active.methods and (cfg.active.methods_at or steps[-1]) not in steps:
+        raise ConfigError(f"active.methods_at must be one of the label counts {steps}")
 
 
 def member_margins(head: Any, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
@@ -97,16 +109,19 @@ def run_strategy(
     def feats(rows: np.ndarray) -> np.ndarray:
         return pair_features(data.chosen[rows], data.rejected[rows], scale)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+    extra: list[dict[str, Any]] = []
     steps = sizes(cfg)
     for r, n in enumerate(steps):
         t0 = time.perf_counter()
+        labelled_now = labelled
         fitter = _fit(cfg, data, labelled, split_seed, cfg.seed + 1000 * split_seed + r)
         head = fitter.head_
         acc = pairwise_accuracy(head.score(data.chosen[split.test]),
                                 head.score(data.rejected[split.test]))
         rec: dict[str, Any] = {"seed": split_seed, "strategy": strategy, "n_labels": n,
-                               "accuracy": acc, "epochs": fitter.history_["epochs_run"]}
+                               "head": "round", "accuracy": acc,
+                               "epochs": fitter.history_["epochs_run"]}
         if r + 1 < len(steps):
             free = np.setdiff1d(pool, labelled)
             margins = member_margins(head, data.chosen[free], data.rejected[free])
@@ -122,6 +137,33 @@ def run_strategy(
                        next_abs_margin=float(np.mean(np.abs(acq.margin[acq.index]))))
         rec["seconds"] = time.perf_counter() - t0
         rows.append(rec)
+        if n == (cfg.active.methods_at or steps[-1]):
+            extra += _methods_rows(cfg, data, labelled_now, split_seed, strategy)
+    return rows + extra
+
+
+def _methods_rows(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int,
+                  strategy: str) -> list[dict[str, Any]]:
+    """Each of active.methods trained on the labels bought by the budget (one row per ratio)."""
+    from latentrm.recipes.run import fit_method
+
+    if not cfg.active.methods:
+        return []
+    test = data.splits[split_seed].test
+    train, val = carve_validation(labelled, cfg.data.val_fraction, split_seed)
+    split = Split(split_seed, train, val, test, np.zeros(0, np.int64))
+    mcfg = apply_changes(cfg, {"seed": cfg.seed + 1000 * split_seed})
+    rows = []
+    for name in cfg.active.methods:
+        t0 = time.perf_counter()
+        fitted, _ = fit_method(mcfg, name, data, split)
+        for ratio, f in fitted.items():
+            head = f.fitter.head_
+            rows.append({"seed": split_seed, "strategy": strategy, "n_labels": len(labelled),
+                         "head": name, "ratio": ratio,
+                         "accuracy": pairwise_accuracy(head.score(data.chosen[test]),
+                                                       head.score(data.rejected[test])),
+                         "seconds": time.perf_counter() - t0})
     return rows
 
 
@@ -153,8 +195,9 @@ def run_active(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
                 rows += [{**r, "config_key": key} for r in new]
                 df = pd.DataFrame(rows)
                 atomic_write(csv, lambda p, df=df: df.to_csv(p, index=False))
+                last = [r for r in new if r["head"] == "round"][-1]
                 log.info("split %d %s: accuracy %.3f at %d labels (%.0fs so far)", s, strategy,
-                         new[-1]["accuracy"], new[-1]["n_labels"], time.perf_counter() - t0)
+                         last["accuracy"], last["n_labels"], time.perf_counter() - t0)
     df = pd.DataFrame(rows)
     save_config(cfg, out / "config.yaml")
     atomic_write_text(out / "results.md", active_markdown(df))
@@ -176,6 +219,8 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
     a strategy's accuracy minus random's on the same split removes the split's variance; 95%
     Student-t intervals across splits.
     """
+    extra = df[df["head"] != "round"] if "head" in df.columns else df.iloc[:0]
+    df = df[df["head"] == "round"] if "head" in df.columns else df
     acc = df.pivot_table(index=["seed", "n_labels"], columns="strategy", values="accuracy")
     strategies = [s for s in STRATEGIES if s in acc.columns]
     ns = sorted(int(n) for n in acc.index.get_level_values(1).unique())
@@ -237,6 +282,34 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
         interval = " to ".join(f">{top:,}" if x > top else f"{x:,.0f}" for x in (lo, hi))
         saving = f"{100 * (1 - need / top):.0f}%" if bound != ">" else "none"
         lines.append(f"| {s} | {bound}{need:,.0f} | {interval} | {saving} |")
+    if len(extra):
+        lines += ["", methods_markdown(df, extra)]
+    return "\n".join(lines) + "\n"
+
+
+def methods_markdown(rounds: pd.DataFrame, extra: pd.DataFrame) -> str:
+    """active.methods on each strategy's labels at the budget: accuracy, minus the round's head
+    on the same labels, and minus the same method on random's labels (paired by split)."""
+    top = int(extra.n_labels.iloc[0])
+    base = rounds[rounds.n_labels == top].set_index(["seed", "strategy"])["accuracy"]
+    extra = extra.assign(ratio=extra["ratio"].fillna(0).astype(int))
+    by = extra.set_index(["seed", "strategy", "head", "ratio"])["accuracy"]
+    lines = [f"Other heads on the same {top:,} labels (`active.methods`; paired differences, "
+             "95% CI over splits):\n",
+             "| strategy | method | ratio | accuracy | minus the round's head | minus the same "
+             "method on random's labels |", "|---|---|---|---|---|---|"]
+    for (strategy, head, ratio), g in extra.groupby(["strategy", "head", "ratio"], sort=False):
+        seeds = g.seed.to_numpy()
+        vals = g.accuracy.to_numpy(np.float64)
+        m, h = mean_ci_over_seeds(vals)
+        d_round = vals - base.loc[[(s, strategy) for s in seeds]].to_numpy(np.float64)
+        cells = [f"{m:.3f} ± {h:.3f}", _pts(*mean_ci_over_seeds(d_round))]
+        key = [(s, "random", head, ratio) for s in seeds]
+        if strategy != "random" and all(k in by.index for k in key):
+            cells.append(_pts(*mean_ci_over_seeds(vals - by.loc[key].to_numpy(np.float64))))
+        else:
+            cells.append("-")
+        lines.append(f"| {strategy} | {head} | {ratio} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -256,5 +329,5 @@ def labels_to_match(
     return (np.inf if bound == ">" and splits is not None else need), bound
 
 
-__all__ = ["active_markdown", "check_active", "labels_to_match", "member_margins", "run_active",
-           "run_strategy", "sizes"]
+__all__ = ["active_markdown", "check_active", "labels_to_match", "member_margins",
+           "methods_markdown", "run_active", "run_strategy", "sizes"]

@@ -83,3 +83,18 @@ def test_report_by_hand() -> None:
     assert "| 50 | bald | 50 | 1.00x | -9.0 ± 12.7 pts | 0/2 | not met |" in md
     assert "| 100 | bald | >100 | >1.00x | - | - | - |" in md
     assert "| bald | 78 | 77 to 79 | 22% |" in md
+
+
+def test_methods_train_on_the_labels_bought_by_methods_at() -> None:
+    """active.methods=[none] at 20 labels: one more row, after the rounds, for the 20 labels the
+    round's head at 20 was trained on (method none: ratio 0)."""
+    cfg = small_cfg("active.methods=[none]", "active.methods_at=20")
+    data = planted()
+    rows = run_strategy(cfg, data, 0, "bald")
+    assert [(r["head"], r["n_labels"]) for r in rows] == [
+        ("round", 10), ("round", 20), ("round", 30), ("none", 20)]
+    assert rows[3]["ratio"] == 0
+    with pytest.raises(ConfigError, match="methods_at must be one of"):
+        check_active(small_cfg("active.methods=[none]", "active.methods_at=25"))
+    with pytest.raises(ConfigError, match="not methods or variants"):
+        check_active(small_cfg("active.methods=[lense]"))
