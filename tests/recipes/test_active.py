@@ -98,3 +98,28 @@ def test_methods_train_on_the_labels_bought_by_methods_at() -> None:
         check_active(small_cfg("active.methods=[none]", "active.methods_at=25"))
     with pytest.raises(ConfigError, match="not methods or variants"):
         check_active(small_cfg("active.methods=[lense]"))
+
+
+def test_latentrm_active_end_to_end_and_resume(hh_file, tmp_path, fake_embed, monkeypatch,
+                                               capsys) -> None:
+    """`latentrm active` on 120 planted HH pairs (80 in the pool, 40 held out), 2 splits x 2
+    strategies x 3 label counts; a rerun of the same config recomputes nothing."""
+    import latentrm.recipes.active as active
+    from latentrm.cli import main
+    from latentrm.testing import small_overrides
+
+    argv = ["active", *small_overrides(hh_file, tmp_path / "a", "active.start=10",
+                                       "active.step=10", "active.budget=30", "reward.ensemble=2",
+                                       "seeds=[0,1]", "active.strategies=[random,bald]")]
+    assert main(argv) == 0
+    df = pd.read_csv(tmp_path / "a" / "results.csv")
+    assert len(df) == 2 * 2 * 3 and set(df.n_labels) == {10, 20, 30}
+    assert "Labels each strategy needs to match random at 30" in capsys.readouterr().out
+    assert (tmp_path / "a" / "config.yaml").exists()
+
+    def fail(*a, **k):
+        raise AssertionError("recomputed a finished (split, strategy)")
+
+    monkeypatch.setattr(active, "run_strategy", fail)
+    assert main(argv) == 0
+    assert pd.read_csv(tmp_path / "a" / "results.csv").equals(df)
