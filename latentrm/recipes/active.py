@@ -144,7 +144,7 @@ def run_strategy(
 
 def _methods_rows(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int,
                   strategy: str) -> list[dict[str, Any]]:
-    """Each of active.methods trained on the labels bought by the budget (one row per ratio)."""
+    """Each of active.methods trained on `labelled` (the labels at methods_at); a row a ratio."""
     from latentrm.recipes.run import fit_method
 
     if not cfg.active.methods:
@@ -241,18 +241,32 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
                 m, h = mean_ci_over_seeds((sub[s] - sub["random"]).to_numpy(np.float64))
                 cells.append(_pts(m, h))
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    if "next_abs_margin" in df.columns:
+        lines += ["", "What each strategy bought (means over rounds and splits, at purchase "
+                  "time): the batch's mean BALD against the unlabelled pool's, and the batch's "
+                  "mean |margin| (the round head's mean r(a) - r(b); small = the head is "
+                  "unsure which side wins):\n",
+                  "| strategy | batch BALD | pool BALD | batch mean abs margin |",
+                  "|---|---|---|---|"]
+        bought = df.dropna(subset=["next_abs_margin"]).groupby("strategy")
+        for s in strategies:
+            if s in bought.groups:
+                g = bought.get_group(s)
+                lines.append(f"| {s} | {g.next_bald.mean():.4f} | {g.pool_bald.mean():.4f} | "
+                             f"{g.next_abs_margin.mean():.3f} |")
     random_curve = _curve(df, "random")
     top = ns[-1]
     target = float(random_curve.set_index("n_seed").loc[top, "mean"])
     lines += ["", f"Effective labels: the random labels that give a strategy's mean accuracy "
               f"(random's mean curve made non-decreasing, interpolated in log labels; '>' = "
               f"beyond the curve's {top:,}), and the {factor}x goal: a strategy at n labels minus "
-              f"random at {factor}n, paired by split (met when its 95% CI excludes 0 above):\n",
+              f"random at {factor}n, paired by split (met when its 95% CI excludes 0 above). "
+              "Random's own rows calibrate both: its effective labels show how far a flat, "
+              f"noisy curve moves the measure, and its minus random at {factor}n is what "
+              f"{factor}x the labels buys:\n",
               "| labels n | strategy | effective labels | ratio | minus random at "
               f"{factor}n | wins | goal |", "|---|---|---|---|---|---|---|"]
     for s in strategies:
-        if s == "random":
-            continue
         for n in ns:
             m_acc = float(acc.xs(n, level="n_labels")[s].mean())
             eff, bound = effective_labels(random_curve, m_acc)
@@ -262,7 +276,8 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
                 d = (acc.xs(n, level="n_labels")[s] - acc.xs(more, level="n_labels")["random"])
                 m, h = mean_ci_over_seeds(d.to_numpy(np.float64))
                 vs, wins = _pts(m, h), f"{int((d > 0).sum())}/{len(d)}"
-                goal = "met" if np.isfinite(h) and m - h > 0 else "not met"
+                goal = ("-" if s == "random" else
+                        "met" if np.isfinite(h) and m - h > 0 else "not met")
             else:
                 vs, wins, goal = "-", "-", "-"
             lines.append(f"| {n:,} | {s} | {bound}{eff:,.0f} | {ratio} | {vs} | {wins} | "
