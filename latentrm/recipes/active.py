@@ -241,6 +241,17 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
                 m, h = mean_ci_over_seeds((sub[s] - sub["random"]).to_numpy(np.float64))
                 cells.append(_pts(m, h))
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    if len(ns) > 1:  # each split's mean over the bought sizes, then mean ± CI over splits
+        after = [n for n in ns if n > ns[0]]
+        cells = []
+        for s in strategies:
+            per_split = acc[s].unstack("n_labels")[after].mean(axis=1)
+            cells.append("{:.3f} ± {:.3f}".format(*mean_ci_over_seeds(per_split.to_numpy())))
+        for s in strategies:
+            if s != "random":
+                d = (acc[s] - acc["random"]).unstack("n_labels")[after].mean(axis=1)
+                cells.append(_pts(*mean_ci_over_seeds(d.to_numpy(np.float64))))
+        lines.append(f"| mean {after[0]:,}-{after[-1]:,} | " + " | ".join(cells) + " |")
     if "next_abs_margin" in df.columns:
         lines += ["", "What each strategy bought (means over rounds and splits, at purchase "
                   "time): the batch's mean BALD against the unlabelled pool's, and the batch's "

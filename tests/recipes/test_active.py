@@ -80,6 +80,8 @@ def test_report_by_hand() -> None:
     bald 0.54, 0.66): t = 0.6667, 79; each a quarter of the resamples: 77 to 79."""
     md = active_markdown(_df())
     assert "| 100 | 0.610 ± 0.127 | 0.660 ± 0.000 | +5.0 ± 12.7 pts |" in md
+    # the mean over the bought sizes (here only 100) is the 100 row again
+    assert "| mean 100-100 | 0.610 ± 0.127 | 0.660 ± 0.000 | +5.0 ± 12.7 pts |" in md
     assert "| 50 | bald | 50 | 1.00x | -9.0 ± 12.7 pts | 0/2 | not met |" in md
     assert "| 100 | bald | >100 | >1.00x | - | - | - |" in md
     assert "| bald | 78 | 77 to 79 | 22% |" in md
