@@ -125,7 +125,9 @@ def suggest_pairs(
     scores = np.stack([check_scores(m.score(emb), where) for m in _members(head)])  # (K, T)
     margins = (scores[:, a] - scores[:, b]).astype(np.float64)  # (K, P)
     if strategy == "hybrid" and margins.shape[0] == 1:
-        log.info("hybrid with a single head: the uncertainty is the predictive entropy")
+        log.warning("hybrid with a single head ranks by predictive entropy, which did no better "
+                    "than random labels on HH (REPORT.md, active selection); an ensemble head "
+                    "(reward.ensemble: 5) ranks by BALD")
     features = lab = None
     if strategy in ("diversity", "hybrid"):
         scale = response_scale(emb)
