@@ -39,7 +39,7 @@ from huggingface_hub import ModelHubMixin, snapshot_download
 
 from latentrm import __version__
 from latentrm.config import EmbedConfig
-from latentrm.data.messages import as_prompt, as_response
+from latentrm.data.messages import as_batch, as_prompt, as_response
 from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
@@ -161,6 +161,8 @@ class RewardModel(
         if return_spread and not isinstance(self.head, EnsembleHead):
             raise ConfigError("return_spread needs an ensemble head (train with reward.ensemble "
                               f"> 1); {self.source or 'this reward model'} holds a single head")
+        prompts = as_batch(prompts, "prompts", "prompts")
+        responses = as_batch(responses, "responses", "responses")
         if len(prompts) != len(responses):
             raise ConfigError(f"got {len(prompts)} prompts but {len(responses)} responses")
         if len(prompts) == 0:
@@ -261,6 +263,7 @@ class RewardModel(
     def load(
         cls, in_dir: str | Path, embedder: Any | None = None, *, trust_remote_code: bool = False,
         check_identity: bool = True, embed_overrides: dict[str, Any] | None = None,
+        root: str | Path | None = None,
     ) -> RewardModel:
         """The model saved in `in_dir` by :meth:`save` or :meth:`save_pretrained`.
 
@@ -269,14 +272,17 @@ class RewardModel(
         ignored, with a warning). `embed_overrides` changes embed config fields for serving
         (device, threads, batch_size, or `model` when the weights live elsewhere here; the
         identity check still applies). Every problem with the folder is one ModelError naming
-        the file: nothing outside `in_dir` is read.
+        the file: every file must be a regular file inside `in_dir` (`root`, default `in_dir`:
+        the folder its files may link into; from_pretrained passes the Hub cache's repo folder,
+        whose snapshots link to its blobs), so nothing outside is read.
         """
         d = Path(in_dir)
         if not d.is_dir():
             raise DataError("reward model directory not found", path=str(d))
-        cfg = read_embed_config(d, trust_remote_code, embed_overrides)
-        info = read_info(d)
-        head, head_info = read_head(d)
+        base = Path(root) if root is not None else d
+        info = read_info(d, base)
+        cfg = read_embed_config(d, trust_remote_code, embed_overrides, base, info.get("embedder"))
+        head, head_info = read_head(d, base)
         history = head_info.get("history")
         rm = cls(cfg, head, embedder=None, history=history,
                  max_response_chars=info.get("data", {}).get("max_response_chars"),
@@ -400,6 +406,7 @@ class RewardModel(
         check_identity: bool = True, embed_overrides: dict[str, Any] | None = None,
     ) -> RewardModel:
         p = Path(model_id).expanduser()
+        root = None
         if p.is_dir():
             folder = p
         elif p.exists() or model_id.startswith(("/", ".", "~")) or model_id.count("/") != 1:
@@ -415,8 +422,10 @@ class RewardModel(
                 msg = " ".join(str(e).split())[:300]
                 raise ModelError(f"{model_id}: cannot fetch from the Hub ({type(e).__name__}: "
                                  f"{msg})") from None
+            if folder.parent.name == "snapshots":  # <repo>/snapshots/<commit>/f -> <repo>/blobs
+                root = folder.parent.parent
         return cls.load(folder, embedder, trust_remote_code=trust_remote_code,
-                        check_identity=check_identity, embed_overrides=embed_overrides)
+                        check_identity=check_identity, embed_overrides=embed_overrides, root=root)
 
 
 __all__ = ["FORMAT", "RewardModel"]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import torch
 
+from latentrm.config.bounds import CHOICES
 from latentrm.errors import ConfigError
 
 
@@ -62,7 +63,7 @@ def quiet_serving() -> Iterator[None]:
 # Below this many parameters a training step is a few small matmuls (the d=576 VAE has ~76k, its
 # head ~37k; at d=4096 they have ~530k and ~260k): one core finishes them before a second thread
 # has been woken and synchronised, and on a shared machine a descheduled second thread stalls
-# every op. Measured on 2 cores: LENS at d=576 took 4.6 s with 1 thread, 5.1-5.7 s with 2.
+# every op (BENCHMARKS.md, lens-threads: one thread is faster for LENS at d=576).
 SMALL_MODEL_PARAMS = 200_000
 
 
@@ -137,7 +138,7 @@ def cpu_has_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = CHOICES["embed.dtype"]  # the config's one table
 # The torch dtype of each concrete name (the one table: embedding and export both read it).
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

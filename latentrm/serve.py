@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from latentrm.data.messages import as_prompt, as_response
+from latentrm.data.messages import as_batch, as_prompt, as_response
 from latentrm.data.types import Prompt
 from latentrm.errors import DataError
 from latentrm.head.reward import EnsembleHead, check_scores
@@ -122,6 +122,8 @@ class TRLRewardFunc:
         completion_ids: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> list[float]:
+        prompts = as_batch(prompts, "prompts", "prompts")
+        completions = as_batch(completions, "completions", "completions")
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         ctx, resp = [], []
@@ -169,10 +171,13 @@ def best_of_n(
     Errors name the prompt and candidate (``candidates[i][j]``); a NaN/Inf score is a ModelError,
     never a silent pick.
     """
+    prompts = as_batch(prompts, "prompts", "prompts")
+    candidates = as_batch(candidates, "candidates", "candidate lists")
     if len(prompts) != len(candidates):
         raise ValueError(f"{len(prompts)} prompts but {len(candidates)} candidate lists")
     parsed: list[list[tuple[Prompt, str]]] = []
     for i, (p, cands) in enumerate(zip(prompts, candidates, strict=True)):
+        cands = as_batch(cands, f"candidates[{i}]", "candidates")
         if len(cands) == 0:
             raise DataError(f"prompt {i} has no candidates", field="candidates")
         prompt = as_prompt(p, field=f"prompts[{i}]")

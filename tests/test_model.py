@@ -215,7 +215,8 @@ CORRUPT_FOLDERS = {
     "embed-config-wrong-type": (_edit("embed_config.json", lambda o: o.update(max_length="long")),
                                 r"embed_config\.json: embed\.max_length: expected an integer"),
     "embed-config-bad-value": (_edit("embed_config.json", lambda o: o.update(pooling="max")),
-                               r"embed_config\.json: embed\.pooling must be auto\|last\|mean"),
+                               r"embed_config\.json: embed\.pooling must be one of auto \| last "
+                               r"\| mean"),
     # an empty list used to load the default model (smollm2) silently
     "embed-config-not-an-object": (lambda f: (f / "embed_config.json").write_text("[]"),
                                    r"embed_config\.json: expected a JSON object naming the"),

@@ -382,3 +382,45 @@ def test_trl_reward_func_errors_name_the_item():
     with pytest.raises(DataError, match=r"^response must be a string or a list of messages, got "
                                         r"NoneType None \(field 'completions\[1\]'\)$"):
         f(prompts=["a", "b"], completions=["x", None])
+
+
+# --- serving follows the training rules (issue 23 item 6) ----------------------------------------
+def test_one_string_is_refused_where_a_list_is_expected_never_iterated():
+    """rm.score('abc', 'xyz') used to score three one-character prompts."""
+    model = length_model()
+    with pytest.raises(DataError, match=r"^prompts must be a list of prompts, got str 'abc' "
+                                        r"\(one item\? pass \[item\]\) \(field 'prompts'\)$"):
+        model.score("abc", "xyz")
+    with pytest.raises(DataError, match=r"^responses must be a list of responses, got str"):
+        model.score(["abc"], "x")
+    with pytest.raises(DataError, match=r"^prompts must be a list of prompts, got str"):
+        best_of_n(model, "abc", [["x"], ["y"], ["z"]])
+    with pytest.raises(DataError, match=r"^candidates must be a list of candidate lists, got str"):
+        best_of_n(model, ["abc"], "xyz")
+    with pytest.raises(DataError, match=r"^candidates\[0\] must be a list of candidates, got str "
+                                        r"'xyz'"):
+        best_of_n(model, ["abc"], ["xyz"])
+    with pytest.raises(DataError, match=r"^completions must be a list of completions, got str"):
+        make_trl_reward_func(model)(prompts=["p"], completions="x")
+    assert best_of_n(model, ["abc"], [["x", "yy"]])[0].tolist() == [1]
+
+
+def test_a_full_disk_while_writing_scores_names_the_file_and_promises_no_resume(
+    tmp_path, monkeypatch
+):
+    """`score` keeps nothing of a failed write (the file is written at once, atomically): the
+    message must not promise that rerunning resumes, as the embedding commands' does."""
+    import errno
+
+    import latentrm.data.writers as writers
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path) + ".tmp")
+
+    monkeypatch.setattr(writers, "atomic_write_bytes", full)
+    out = tmp_path / "scores.jsonl"
+    with pytest.raises(DataError, match=rf"^{out}: disk full while writing 2 rows \(No space "
+                                        r"left on device\); nothing was written\. Free space and "
+                                        r"run the command again: it scores every row again") as e:
+        write_rows([{"score": 1.0}, {"score": 2.0}], out)
+    assert "resume" not in str(e.value) and not out.exists()

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from latentrm.config import check_ratio
+from latentrm.config.bounds import check_value
 from latentrm.errors import ConfigError, DataError, LatentrmError
 from latentrm.head.estimator import Estimator
 from latentrm.head.train import standardization_stats
@@ -120,8 +121,7 @@ class DirectPerturbation(_SamplingBaseline):
     fit_params = ()  # std_ comes from the data alone; the noise only changes sampling
 
     def __init__(self, noise: float = 0.1, chunk_size: int = 1024) -> None:
-        if noise < 0:
-            raise ConfigError(f"synth.direct_noise must be >= 0, got {noise}")
+        check_value("synth.direct_noise", noise)
         self.noise, self.chunk_size = noise, chunk_size
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> DirectPerturbation:
@@ -157,8 +157,7 @@ class GaussianSampling(_SamplingBaseline):
     fit_params = ("cov",)
 
     def __init__(self, cov: str = "diag", chunk_size: int = 1024) -> None:
-        if cov not in ("diag", "full"):
-            raise ConfigError(f"synth.gaussian_cov must be 'diag' or 'full', got {cov!r}")
+        check_value("synth.gaussian_cov", cov)
         self.cov, self.chunk_size = cov, chunk_size
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> GaussianSampling:

@@ -24,24 +24,18 @@ from torch import Tensor
 
 from latentrm.augment.vae import DivergenceVAE, VAEFitter
 from latentrm.config import SynthConfig, VAEConfig, check_ratio
+from latentrm.config.bounds import CHOICES, default_top_k
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.head.estimator import Estimator
 from latentrm.pairs import AugmentedPairs, check_pairs
 
 log = logging.getLogger(__name__)
 
-LIKELIHOODS = ("prior", "posterior", "recon")
-PAIRINGS = ("within_seed", "cross")
-NOISE_ON = ("mean", "sample")
-DECODES = ("plain", "residual")
-
-
-def default_top_k(ratio: int) -> int:
-    """Smallest k >= 1 with (1+k)^2 - 1 >= ratio: 1->1, 2->1, 3->1, 4->2, 8->2, 16->4."""
-    side = math.isqrt(ratio + 1)  # integer sqrt, so no float rounding at perfect squares
-    if side * side < ratio + 1:
-        side += 1
-    return max(1, side - 1)
+# The choices, from the config's one table (SynthConfig checks them when it is built).
+LIKELIHOODS = CHOICES["synth.likelihood"]
+PAIRINGS = CHOICES["synth.pairing"]
+NOISE_ON = CHOICES["synth.noise_on"]
+DECODES = CHOICES["synth.decode"]
 
 
 def sample_grid_pairs(
@@ -111,17 +105,6 @@ class LensAugmenter(Estimator):
         check_pairs(chosen, rejected, "augment")
         if not hasattr(self, "vae_"):
             raise LatentrmError("LensAugmenter.augment called before fit()")
-        if cfg.likelihood not in LIKELIHOODS:
-            raise ConfigError(
-                f"synth.likelihood must be one of {LIKELIHOODS}, got {cfg.likelihood!r}"
-            )
-        if cfg.sigma2 < 0 or cfg.chunk_size < 1:
-            raise ConfigError(f"need synth.sigma2 >= 0 and synth.chunk_size >= 1, got {cfg}")
-        for key, value, allowed in (("pairing", cfg.pairing, PAIRINGS),
-                                    ("noise_on", cfg.noise_on, NOISE_ON),
-                                    ("decode", cfg.decode, DECODES)):
-            if value not in allowed:
-                raise ConfigError(f"synth.{key} must be one of {allowed}, got {value!r}")
         t0 = time.perf_counter()
         n, d = chosen.shape
         k, big_k = self.top_k(ratio), cfg.n_candidates

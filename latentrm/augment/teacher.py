@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config import RewardConfig
+from latentrm.config.bounds import CHOICES, check_value
 from latentrm.data.splits import seed_folds
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.head.estimator import Estimator
@@ -27,7 +28,7 @@ from latentrm.pairs import AugmentedPairs, Augmenter
 
 log = logging.getLogger(__name__)
 
-TEACHER_MODES = ("filter", "relabel")
+TEACHER_MODES = CHOICES["synth.teacher"][1:]  # the config's one table, less "none"
 
 
 class TeacherLabels(Estimator):
@@ -67,8 +68,7 @@ class TeacherLabels(Estimator):
         if self.mode not in TEACHER_MODES:
             raise ConfigError(f"synth.teacher must be none or one of {TEACHER_MODES}, "
                               f"got {self.mode!r}")
-        if not 0 <= self.tau < 1:
-            raise ConfigError(f"synth.teacher_tau must be in [0, 1), got {self.tau}")
+        check_value("synth.teacher_tau", self.tau)
         self.inner.fit(chosen, rejected)
         n = len(chosen)
         self.folds_ = seed_folds(n, self.heads, self.seed)

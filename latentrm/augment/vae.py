@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentrm.config import VAEConfig
+from latentrm.config.bounds import CHOICES, check_divergence  # noqa: F401  (re-exported)
 from latentrm.data.splits import carve_validation
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.head.estimator import Estimator
@@ -153,9 +154,10 @@ def w2_diag_gaussians(
     return _SafeSqrt.apply(sq)
 
 
-RECON_LOSSES = ("mse", "cosine")
-REDUCTIONS = ("sum", "mean")
-DIVERGENCES = ("w2", "w2_squared")
+# The choices, from the config's one table (VAEConfig checks them when it is built).
+RECON_LOSSES = CHOICES["vae.recon"]
+REDUCTIONS = CHOICES["vae.recon_reduction"]
+DIVERGENCES = CHOICES["vae.divergence"]
 
 
 def recon_loss(x_hat: Tensor, x: Tensor, kind: str, reduction: str = "sum") -> Tensor:
@@ -185,30 +187,6 @@ def recon_loss(x_hat: Tensor, x: Tensor, kind: str, reduction: str = "sum") -> T
     return per_dim if reduction == "sum" else per_dim / x.shape[-1]
 
 
-def check_divergence(divergence: str, beta: float, gamma: float) -> None:
-    """ConfigError unless ``recon + beta*KL - gamma*D`` is bounded below for this choice of D.
-
-    - ``w2``: W2 grows linearly in the distance of the posteriors and the KLs quadratically, so any
-      beta > 0 bounds the loss (by -gamma^2/beta, see the module docstring).
-    - ``w2_squared``: quadratic against quadratic. With mu+ = a, mu- = -a the KLs add
-      ``beta*|a|^2`` and the divergence subtracts ``gamma*|2a|^2 = 4*gamma*|a|^2``: bounded only
-      when ``gamma < beta/4`` (the standard-deviation terms need only gamma < beta/2).
-    """
-    if divergence not in DIVERGENCES:
-        raise ConfigError(f"vae.divergence must be one of {DIVERGENCES}, got {divergence!r}")
-    if gamma > 0 and beta <= 0:
-        raise ConfigError(
-            f"vae.gamma={gamma} needs vae.beta > 0 (got {beta}): without the KL anchor the "
-            "-gamma*W2 term is unbounded below"
-        )
-    if divergence == "w2_squared" and gamma > 0 and not gamma < beta / 4:
-        raise ConfigError(
-            f"vae.divergence=w2_squared needs vae.gamma < vae.beta/4 (got gamma={gamma}, "
-            f"beta={beta}): beyond it -gamma*W2^2 outgrows the KL terms and the loss is unbounded "
-            "below"
-        )
-
-
 def divergence_vae_loss(
     model: DivergenceVAE, e_pos: Tensor, e_neg: Tensor, beta: float, gamma: float,
     recon: str = "mse", sample: bool = True, reduction: str = "sum", divergence: str = "w2",
@@ -220,7 +198,7 @@ def divergence_vae_loss(
     (``"w2_squared"``), recon as in :func:`recon_loss` (summed or averaged over dimensions by
     `reduction`) evaluated on one reparameterised sample z ~ q(z|e) (noise from the global torch
     RNG; seed it for determinism), or on z = mu when ``sample=False`` (a noise-free validation
-    loss). :func:`check_divergence` says when the loss is bounded below.
+    loss). :func:`latentrm.config.bounds.check_divergence` says when the loss is bounded below.
 
     Shapes: e_pos, e_neg (B, d) -> scalar loss, plus a dict of the batch-mean parts (floats):
     ``recon``, ``kl``, ``w2`` (W2 itself, whichever D is used), ``divergence`` (gamma * D, what the
@@ -264,14 +242,7 @@ class VAEFitter(Estimator):
     ) -> VAEFitter:
         """Train on (N, d) chosen/rejected pairs; `val` for early stopping (else carved)."""
         cfg = self.cfg
-        check_pairs(chosen, rejected, "VAE fit")
-        if cfg.recon not in RECON_LOSSES:
-            raise ConfigError(f"vae.recon must be one of {RECON_LOSSES}, got {cfg.recon!r}")
-        check_divergence(cfg.divergence, cfg.beta, cfg.gamma)
-        if cfg.recon_reduction not in REDUCTIONS:
-            raise ConfigError(
-                f"vae.recon_reduction must be one of {REDUCTIONS}, got {cfg.recon_reduction!r}"
-            )
+        check_pairs(chosen, rejected, "VAE fit")  # cfg's choices were checked when it was built
         self.mean_, self.std_ = standardization_stats(chosen, rejected)
         pos, neg = self.standardize(chosen), self.standardize(rejected)
         if val is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from latentrm.errors import ConfigError
+
 # Subcommands: name -> (help, add_arguments(parser), handler(args) -> exit code).
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
 
@@ -39,6 +41,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str) -> int:
+    """argparse type: torch threads, an integer in [1, MAX_THREADS] (torch.set_num_threads with
+    100000 crashed the process)."""
+    from latentrm.config.bounds import MAX_THREADS
+
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_THREADS}, got {value}")
+    return value
+
+
 def seed_int(text: str) -> int:
     """argparse type: a seed, an integer in [0, 2^32)."""
     value = _integer(text)
@@ -56,7 +69,7 @@ def config_args(p: argparse.ArgumentParser, config_required: bool = False,
         "overrides", nargs="*", metavar="key=value",
         help="config overrides, e.g. vae.gamma=0.5 ratios=[2,4]; `latentrm config` lists every key",
     )
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="torch threads (the config key `threads`)")
     if seed:
         p.add_argument("--seed", type=seed_int, default=None,
@@ -75,13 +88,35 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _check_flags_agree(args: argparse.Namespace, overrides: list[str]) -> None:
+    """ConfigError when --threads / --seed and a key=value override set the key differently
+    (which one wins would be a guess; the config file's value is what the flags are for)."""
+    from latentrm.config import parse_overrides
+
+    for key in ("threads", "seed"):
+        flag = getattr(args, key, None)
+        for item in overrides:
+            if flag is not None and item.split("=", 1)[0].strip() == key:
+                if parse_overrides([item]).get(key) != flag:
+                    raise ConfigError(f"--{key} {flag} and the override {item} disagree; give "
+                                      "one of them")
+
+
 def load_run_config(args: argparse.Namespace):
     """RunConfig from args.config (YAML, optional) + args.overrides (a leading key=value counts)
-    + the shorthand flags."""
+    + the shorthand flags; a cache_dir that is a file is refused here, before any work."""
+    from pathlib import Path
+
     from latentrm.config import load_config
 
     path, overrides = args.config, list(args.overrides)
     if path is not None and "=" in path and not path.endswith((".yaml", ".yml")):
         path, overrides = None, [path, *overrides]
-    return load_config(path, [*overrides, *_flag_overrides(args)])
+    _check_flags_agree(args, overrides)
+    cfg = load_config(path, [*overrides, *_flag_overrides(args)])
+    cache = Path(cfg.cache_dir).expanduser()
+    if cache.exists() and not cache.is_dir():
+        raise ConfigError(f"{cfg.cache_dir}: exists and is not a folder (the cache_dir); choose "
+                          "another path")
+    return cfg
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from latentrm.cli.options import command, positive_int
+from latentrm.cli.options import command, positive_int, thread_count
 
 
 # --- score / bon / export -----------------------------------------------------------------------
@@ -25,7 +25,7 @@ def _add_model_io(p: argparse.ArgumentParser, what: str) -> None:
     )
     p.add_argument("--out", required=True, help="output file; its suffix picks the format")
     p.add_argument("--batch-size", type=positive_int, default=1024, help="rows per scoring call")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="torch threads (default: torch's)")
     p.add_argument(
         "--trust-remote-code", action="store_true",

@@ -86,7 +86,6 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
                            default=None, help=help_text)
         else:
             p.add_argument(flag, dest=f"embed_{f.name}", default=None, metavar="V", help=help_text)
-    p.add_argument("--model", dest="old_model", default=None, help=argparse.SUPPRESS)
     _add_embed_scale_out(p)
 
 
@@ -121,9 +120,6 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from latentrm.io import check_output_dir
     from latentrm.recipes.embed import embed_data
 
-    if args.old_model is not None:
-        raise ConfigError(f"latentrm embed: --model is now --embedder (--embedder "
-                          f"{args.old_model}); --model names a reward model in score and bon")
     quiet = ["embed.show_progress=false"] if args.quiet else []
     cfg = load_config(args.config, [*args.overrides, *quiet])
     flags = {k[len("embed_"):]: v for k, v in vars(args).items() if k.startswith("embed_")}

@@ -1,13 +1,17 @@
 """Configs from YAML and key=value overrides, to YAML, and their help text.
 
-Values are coerced to each field's annotated type (a float must be finite) and checked against
-their bounds (:mod:`latentrm.config.bounds`); an unknown key is an error naming the nearest valid
-one. YAML is read with a safe loader (no Python tags) that refuses duplicate keys.
+Values are coerced to each field's annotated type (a float must be finite, a string key takes no
+list) and checked against their bounds and choices (:mod:`latentrm.config.bounds`); an unknown
+key is an error naming the nearest valid one. A run config is checked whole when it is built:
+every variant and every swept value is built too, and LENS's ratios checked against its samples,
+so a mistake anywhere in it is found before any work. Files and override values are read as
+YAML by :mod:`latentrm.config.yaml_text` (safe loader, limits, one-line errors).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -16,8 +20,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from latentrm.config.bounds import check_bounds
+from latentrm.config.bounds import check_bounds, check_lens_ratio
 from latentrm.config.run import RunConfig, _nearest
+from latentrm.config.yaml_text import quoted, read_config_text, safe_load_yaml, yaml_error_line
 from latentrm.errors import ConfigError
 from latentrm.io import atomic_write_text
 
@@ -25,53 +30,9 @@ C = TypeVar("C")
 
 # Keys that were replaced: an old config gets told what to write instead.
 RENAMED = {"synth.ratio": "`ratios` (one key for every method)"}
-
-
-def _duplicate_keys(node: yaml.Node, found: list[tuple[int, str, int]], seen: set[int]) -> None:
-    """(line, key, first line) of every key given twice in one mapping under `node`."""
-    if id(node) in seen:  # an alias of a node already walked
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                line = key.start_mark.line + 1
-                if key.value in first:
-                    found.append((line, key.value, first[key.value]))
-                first.setdefault(key.value, line)
-            _duplicate_keys(value, found, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _duplicate_keys(item, found, seen)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last);
-    the error names the first such key in the document."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        found: list[tuple[int, str, int]] = []
-        _duplicate_keys(node, found, set())
-        if found:
-            line, key, first = min(found)
-            raise ConfigError(f"line {line}: duplicate key '{key}' (first on line {first})")
-        return super().construct_document(node)
-
-
-def safe_load_yaml(text: str) -> Any:
-    """YAML `text` with the safe loader (no Python tags); a duplicate key is a ConfigError."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-def _yaml_error_line(e: yaml.YAMLError) -> str:
-    """PyYAML's error (several lines, with a caret drawing) as one line: 'line N: problem'."""
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or getattr(e, "context", None)
-    if mark is not None and problem:
-        return f"line {mark.line + 1}: invalid YAML: {problem}"
-    return "invalid YAML: " + " ".join(str(e).split())
-
+# Tuple-of-string keys whose elements are YAML text: a list or mapping given there is kept as
+# its text (sweep_values: [[64], [64, 64]] sweeps reward.hidden), not refused.
+_YAML_TEXT = {"sweep_values"}
 
 def _field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
@@ -98,6 +59,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             value = [value]
+        if where in _YAML_TEXT:  # each element is YAML text: a collection stays one element
+            value = [str(v) if isinstance(v, list | dict) else v for v in value]
         return tuple(_coerce(v, args[0], where) for v in value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -115,19 +78,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if not math.isfinite(number):
             raise ConfigError(f"{where}: must be a finite number, got {value}")
         return number
     if tp is str:
+        if isinstance(value, list | dict | set | bytes):  # str() would make "['a', 'b']" a path
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value
 
@@ -135,20 +100,72 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     """Build dataclass `cls` from a (possibly partial) nested dict.
 
-    Unknown keys raise ConfigError naming the nearest valid one.
+    Unknown keys raise ConfigError naming the nearest valid one. A RunConfig is checked whole
+    (:func:`check_run_config`).
     """
-    hints = typing.get_type_hints(cls)
+    return _build(cls, data, prefix)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # slow (it evaluates the annotations): once per class
+
+
+def _build(cls: type[C], data: dict[str, Any], prefix: str = "", whole: bool = True) -> C:
+    hints = _hints(cls)
     names = _field_names(cls)
     kwargs: dict[str, Any] = {}
     for key, value in (data or {}).items():
         if f"{prefix}{key}" in RENAMED:
             raise ConfigError(f"{prefix}{key} is now {RENAMED[f'{prefix}{key}']}")
         if key not in names:
-            raise ConfigError(f"unknown config key '{prefix}{key}'{_nearest(key, names, prefix)}")
+            raise ConfigError(f"unknown config key {quoted(f'{prefix}{key}')}"
+                              f"{_nearest(str(key), names, prefix)}")
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     out = cls(**kwargs)
     check_bounds(out, prefix)
+    if whole and isinstance(out, RunConfig):
+        check_run_config(out)
     return out
+
+
+def check_run_config(cfg: RunConfig, sweeps: bool = True) -> None:
+    """What a RunConfig's own checks cannot see, because it needs other configs built: every
+    variant's config, every swept value's config (with `sweeps`), and that LENS can make each
+    ratio it is asked for. ConfigError naming the variant or the swept value."""
+    resolved = {name: _variant(cfg, name) for name in cfg.variants}
+    for name in dict.fromkeys((*cfg.methods, *cfg.recipe_from)):
+        method, mcfg = resolved.get(name, (name, cfg))
+        if method == "lens":
+            where = f"variants.{name}: " if name in resolved else ""
+            for ratio in mcfg.ratios:
+                try:
+                    check_lens_ratio(mcfg.synth, ratio)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}{e}") from None
+    if not sweeps:
+        return
+    if cfg.sweep is None:
+        if cfg.sweep_values:
+            raise ConfigError("sweep_values is set but sweep (the key to sweep) is not")
+        return
+    if not cfg.sweep_values:
+        raise ConfigError(f"sweep={cfg.sweep} needs sweep_values, e.g. sweep_values=[0,0.1,1]")
+    base = to_dict(cfg)
+    for v in cfg.sweep_values:
+        try:
+            swept = _build(RunConfig, deep_merge(base, parse_overrides([f"{cfg.sweep}={v}"])),
+                           whole=False)
+            check_run_config(swept, sweeps=False)
+        except ConfigError as e:
+            raise ConfigError(f"sweep {cfg.sweep}={v}: {e}") from None
+
+
+def _variant(cfg: RunConfig, name: str) -> tuple[str, RunConfig]:
+    """(method, config) of variant `name`: `cfg` with the variant's changes."""
+    spec = dict(cfg.variants[name])
+    method = spec.pop("method")
+    return method, _changed(cfg, spec, f"variants.{name}: ")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -169,16 +186,18 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
+            raise ConfigError(f"override {quoted(item)} is not of the form key=value")
         key, raw = item.split("=", 1)
         try:
             value = safe_load_yaml(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
+        except yaml.YAMLError as e:
+            if raw.lstrip().startswith(("[", "{")):  # a list or mapping left unclosed
+                raise ConfigError(f"override {quoted(item)}: {yaml_error_line(e)}") from None
+            value = raw  # any other text that is not YAML (a path with '#: ', ...) is a string
         except ConfigError as e:
-            raise ConfigError(f"override '{item}': {e}") from None
+            raise ConfigError(f"override {quoted(item)}: {e}") from None
         if not set_dotted(out, key.strip(), value):
-            raise ConfigError(f"override '{item}' conflicts with an earlier override")
+            raise ConfigError(f"override {quoted(item)} conflicts with an earlier override")
     return out
 
 
@@ -212,12 +231,11 @@ def load_config(
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
+        text = read_config_text(p)
         try:
-            data = safe_load_yaml(p.read_text()) or {}
+            data = safe_load_yaml(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: {_yaml_error_line(e)}") from None
+            raise ConfigError(f"{p}: {yaml_error_line(e)}") from None
         except ConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
         if not isinstance(data, dict):
@@ -245,7 +263,7 @@ def saved_config_matches(path: str | Path, cfg: Any) -> bool:
     if not p.exists():
         return False
     try:
-        saved = from_dict(type(cfg), safe_load_yaml(p.read_text()) or {})
+        saved = from_dict(type(cfg), safe_load_yaml(read_config_text(p)) or {})
     except (ConfigError, yaml.YAMLError, TypeError):
         return False
     return to_dict(saved) == to_dict(cfg)
@@ -266,13 +284,20 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
 
 
 def apply_changes(cfg: RunConfig, changes: dict[str, Any], where: str = "") -> RunConfig:
-    """`cfg` with dotted-key `changes` ({"synth.pairing": "cross"}), checked like any override."""
+    """`cfg` with dotted-key `changes` ({"synth.pairing": "cross"}), checked like any override.
+
+    What needs other configs built (:func:`check_run_config`) is not checked again: `cfg` was
+    when it was loaded, and the recipes change it often (a seed, a layer, a grid point)."""
+    return _changed(cfg, changes, where)
+
+
+def _changed(cfg: RunConfig, changes: dict[str, Any], where: str, whole: bool = False) -> RunConfig:
     nested: dict[str, Any] = {}
     for key, value in changes.items():
         if not set_dotted(nested, str(key), value):
             raise ConfigError(f"{where}{key} conflicts with another change")
     try:
-        return from_dict(type(cfg), deep_merge(to_dict(cfg), nested))
+        return _build(type(cfg), deep_merge(to_dict(cfg), nested), whole=whole)
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
 
@@ -282,8 +307,4 @@ def method_config(cfg: RunConfig, name: str) -> tuple[str, RunConfig]:
 
     A method's own name runs with `cfg`; a variant's name with its method and changes applied.
     """
-    if name not in cfg.variants:
-        return name, cfg
-    spec = dict(cfg.variants[name])
-    method = spec.pop("method")
-    return method, apply_changes(cfg, spec, f"variants.{name}: ")
+    return _variant(cfg, name) if name in cfg.variants else (name, cfg)

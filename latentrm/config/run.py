@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from latentrm.config.active import ActiveConfig
-from latentrm.config.bounds import check_bounds
+from latentrm.config.bounds import CHOICES, check_bounds, check_name
 from latentrm.config.stages import (
     DataConfig,
     EmbedConfig,
@@ -23,8 +23,8 @@ from latentrm.config.text import SelfRewardConfig, TextRewardConfig
 from latentrm.errors import ConfigError
 
 # Augmentation methods (latentrm.augment.methods.make_augmenter builds them);
-# "none" = originals only.
-METHODS = ("none", "direct", "gaussian", "lens", "cross-prompt")
+# "none" = originals only. The one list: synth.method's choices.
+METHODS = CHOICES["synth.method"]
 # What `latentrm run` compares unless told otherwise: the paper's baselines and LENS.
 DEFAULT_METHODS = ("none", "direct", "gaussian", "lens")
 
@@ -59,7 +59,8 @@ class RunConfig:
     )
     variants: dict[str, dict[str, Any]] = opt(
         {},
-        "Named method variants for `methods`: name -> {method: one of the methods, and dotted "
+        "Named method variants for `methods`: name (letters, digits, . _ = + -: it names the "
+        "heads' folder) -> {method: one of the methods, and dotted "
         "config keys that change for it}, e.g. lens-cross: {method: lens, synth.pairing: cross}.",
     )
     recipe_from: tuple[str, ...] = opt(
@@ -116,7 +117,11 @@ class RunConfig:
         check_bounds(self)
         for r in self.ratios:
             check_ratio(r, "ratios")
+        if not isinstance(self.variants, dict):
+            raise ConfigError("variants: expected a mapping of names to {method: ..., key: value}"
+                              f", got {self.variants!r}")
         for name, spec in self.variants.items():
+            check_name(name, "variants: ")  # heads/NAME-rRATIO is a folder
             if name in METHODS or name == "recipe":
                 raise ConfigError(f"variants: '{name}' is a method's own name; choose another")
             if not isinstance(spec, dict) or spec.get("method") not in METHODS:
@@ -137,10 +142,6 @@ class RunConfig:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
         if self.data.n_seed < 2:
             raise ConfigError(f"data.n_seed must be >= 2, got {self.data.n_seed}")
-        if self.synth.sigma2 <= 0:
-            raise ConfigError(f"synth.sigma2 must be > 0, got {self.synth.sigma2}")
-        if self.vae.latent_dim < 1:
-            raise ConfigError(f"vae.latent_dim must be >= 1, got {self.vae.latent_dim}")
 
 
 def _nearest(name: str, options: list[str], prefix: str = "") -> str:

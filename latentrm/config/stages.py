@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from latentrm.config.bounds import check_bounds
+
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
     """A config field: its default and its help text (lists/dicts get a default factory)."""
@@ -66,6 +68,9 @@ class DataConfig:
         "where silence is preferred); false = DataError naming the line. Empty prompts always fail",
     )
 
+    def __post_init__(self) -> None:
+        check_bounds(self, "data.")
+
 
 @dataclass(frozen=True)
 class EmbedConfig:
@@ -122,6 +127,9 @@ class EmbedConfig:
     )
     show_progress: bool = opt(True, "Show a tqdm progress bar with texts/s.")
 
+    def __post_init__(self) -> None:
+        check_bounds(self, "embed.")
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -160,6 +168,9 @@ class VAEConfig:
         -10.0, "logvar is clamped to [logvar_min, logvar_max] for stable KL/W2."
     )
     logvar_max: float = opt(10.0, "Upper clamp of logvar.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "vae.")
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,9 @@ class SynthConfig:
         "(sampled through the centred seed embeddings, so no d x d matrix is formed).",
     )
 
+    def __post_init__(self) -> None:
+        check_bounds(self, "synth.")
+
 
 @dataclass(frozen=True)
 class RewardConfig:
@@ -269,6 +283,9 @@ class RewardConfig:
         "spread of the K scores is an uncertainty.",
     )
 
+    def __post_init__(self) -> None:
+        check_bounds(self, "reward.")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -304,4 +321,7 @@ class EvalConfig:
         "Measure synthetic-pair fidelity: agreement of a reference head, trained on every labelled "
         "pair (seed + held-out), with the order of each synthetic pair.",
     )
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "eval.")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latentrm.config.bounds import check_bounds
 from latentrm.config.stages import opt
 
 
@@ -50,6 +51,9 @@ class TextRewardConfig:
     device: str = opt("auto", "auto | cpu | cuda | cuda:N; auto = embed.device in `experiment`.")
     show_progress: bool = opt(False, "Show the Trainer's tqdm bar.")
 
+    def __post_init__(self) -> None:
+        check_bounds(self, "text.")
+
 
 @dataclass(frozen=True)
 class SelfRewardConfig:
@@ -73,3 +77,6 @@ class SelfRewardConfig:
     train_mode: str = opt("lora", "full | lora: the reward model trained on seed + judged pairs.")
     text_format: str = opt("auto", "auto | chat | plain, as TextRewardConfig.text_format.")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N; auto = embed.device in `experiment`.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "self_rewarding.")

@@ -21,8 +21,9 @@ Formats are detected from the first record's keys (``DataConfig.format`` forces 
   messages), ``response_a``, ``response_b`` and ``label`` ``a`` or ``b`` (the preferred response,
   any case); other columns (the suggestion's reasons) are ignored.
 
-All message contents and responses are stripped of surrounding whitespace. A problem inside a
-record raises :class:`RecordError` (message + field); the loaders add file and line.
+Messages, prompts and responses are parsed by :mod:`latentrm.data.messages`, the one parser
+that serving uses too (contents and responses stripped). A problem inside a record raises
+:class:`RecordError` (message + field); the loaders add file and line.
 :func:`render_plain` is the inverse of :func:`parse_hh`: the HH text of a prompt (and response).
 """
 
@@ -31,23 +32,38 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from latentrm.config import DataConfig
+from latentrm.data.messages import (
+    ASSISTANT,
+    RecordError,
+    check_prompt,
+    conversation_reply,
+    hh_messages,
+    hh_split,
+    looks_hh,
+    messages,
+    parse_hh,
+    response,
+    text,
+    text_prompt,
+)
 from latentrm.data.readers import Source
 from latentrm.data.types import Message, Prompt
 from latentrm.errors import ConfigError, DataError
 
-_ROLES = ("user", "assistant", "system")
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
-_ASSISTANT = "\n\nAssistant:"
+__all__ = ["PARSERS", "RecordError", "detect_format", "iter_records", "parse_candidates",
+           "parse_hh", "record_id", "render_plain"]
+
 # difflib ratio above which an unexpected key counts as a misspelling ("rejeced" 0.93, "promt"
 # 0.91) rather than another format's key ("choice" vs "chosen" 0.67) or an extra column
 # ("prompt_id" vs "prompt" 0.80, common next to implicit-prompt conversations).
 _NEAR = 0.82
 _FORMATS = ("auto", "hh", "trl", "tldr", "candidates", "labelled")
+# Candidates in one set: binarising compares every two (n^2 / 2 pairs, 0.5 M for 1024), so a 1.5 MB
+# file of 40,000 would ask for ~6 GiB. alpaca-eval sets hold at most 55.
+MAX_CANDIDATES = 1024
 # Keys each record shape needs; "candidates" also needs "instruction" or "prompt".
 _REQUIRED = {
     "prompt-text": ("prompt", "chosen", "rejected"),
@@ -65,15 +81,6 @@ _FORCED_SHAPES = {
     "candidates": ("candidates",),
     "labelled": ("labelled",),
 }
-
-
-class RecordError(Exception):
-    """A problem inside one record; the record loop adds file and line to make it a DataError."""
-
-    def __init__(self, msg: str, field: str | None = None, near: bool = False) -> None:
-        super().__init__(msg)
-        # near: a missing key has a close misspelling in the record, the likeliest explanation.
-        self.msg, self.field, self.near = msg, field, near
 
 
 # --- parsing records ------------------------------------------------------------------------------
@@ -116,91 +123,12 @@ def _nearest_format_error(rec: dict, shapes: Sequence[str]) -> RecordError:
     return _missing_key(rec, _REQUIRED[best]) or fallback
 
 
-def _looks_hh(text: Any) -> bool:
-    return isinstance(text, str) and (
-        "\n\nHuman:" in text or _ASSISTANT in text or text.lstrip().startswith("Human:")
-    )
-
-
-def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise RecordError(f"expected a string, got {type(value).__name__}", field)
-    return value
-
-
-def _response(value: Any, field: str, allow_empty: bool) -> str:
-    text = _text(value, field).strip()
-    if not text and not allow_empty:
-        raise RecordError("empty response", field)
-    return text
-
-
-def _check_prompt(msgs: Sequence[Message], field: str) -> Prompt:
-    if not any(m["content"] for m in msgs):
-        raise RecordError("empty prompt", field)
-    if msgs[-1]["role"] != "user":
-        raise RecordError(f"prompt must end with a user message, not {msgs[-1]['role']}", field)
-    return tuple(msgs)
-
-
-def _messages(value: Any, field: str) -> list[Message]:
-    if not isinstance(value, list):
-        raise RecordError(
-            f"expected a list of {{role, content}} messages, got {type(value).__name__}", field
-        )
-    out = []
-    for k, m in enumerate(value):
-        where = f"{field}[{k}]"
-        if not isinstance(m, dict):
-            raise RecordError(
-                f"expected a {{role, content}} message, got {type(m).__name__}", where
-            )
-        if m.get("role") not in _ROLES:
-            raise RecordError(
-                f"role must be one of {', '.join(_ROLES)}, got {m.get('role')!r}", where + ".role"
-            )
-        out.append(
-            {"role": m["role"], "content": _text(m.get("content"), where + ".content").strip()}
-        )
-    return out
-
-
-def _hh_messages(text: str) -> list[Message]:
-    """'\\n\\nHuman: a\\n\\nAssistant: b' -> messages; text before the first turn -> system."""
-    stripped = text.lstrip()
-    if stripped.startswith(("Human:", "Assistant:")):
-        text = "\n\n" + stripped
-    parts = _HH_TURN.split(text)
-    msgs = [{"role": "system", "content": parts[0].strip()}] if parts[0].strip() else []
-    for role, content in zip(parts[1::2], parts[2::2], strict=True):
-        msgs.append(
-            {"role": "user" if role == "Human" else "assistant", "content": content.strip()}
-        )
-    return msgs
-
-
-def _hh_split(text: Any, field: str) -> tuple[str, str]:
-    i = _text(text, field).rfind(_ASSISTANT)
-    if i < 0:
-        raise RecordError("HH dialogue has no '\\n\\nAssistant:' turn", field)
-    return text[:i], text[i + len(_ASSISTANT) :]
-
-
-def parse_hh(text: str) -> tuple[Prompt, str]:
-    """One HH dialogue -> (prompt messages, final assistant response); inverse of render_plain."""
-    try:
-        before, response = _hh_split(text, "text")
-        return _check_prompt(_hh_messages(before), "text"), _response(response, "text", True)
-    except RecordError as e:
-        raise DataError(e.msg, field=e.field) from None
-
-
 def _parse_hh_pair(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
-    (pc, rc), (pr, rr) = _hh_split(rec["chosen"], "chosen"), _hh_split(rec["rejected"], "rejected")
+    (pc, rc), (pr, rr) = hh_split(rec["chosen"], "chosen"), hh_split(rec["rejected"], "rejected")
     diverged = pc != pr
     if diverged:
         common = os.path.commonprefix([rec["chosen"], rec["rejected"]])
-        j = common.rfind(_ASSISTANT)
+        j = common.rfind(ASSISTANT)
         if j < 0 or "\n\nHuman:" in common[j:]:
             raise RecordError(
                 "chosen and rejected do not share the dialogue before the final Assistant turn",
@@ -208,68 +136,59 @@ def _parse_hh_pair(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool
             )
         pc, rc, rr = (
             common[:j],
-            rec["chosen"][j + len(_ASSISTANT) :],
-            rec["rejected"][j + len(_ASSISTANT) :],
+            rec["chosen"][j + len(ASSISTANT) :],
+            rec["rejected"][j + len(ASSISTANT) :],
         )
-    prompt = _check_prompt(_hh_messages(pc), "chosen")
+    prompt = check_prompt(hh_messages(pc), "chosen")
     return (
         prompt,
-        _response(rc, "chosen", allow_empty),
-        _response(rr, "rejected", allow_empty),
+        response(rc, "chosen", allow_empty),
+        response(rr, "rejected", allow_empty),
         diverged,
     )
 
 
 def _parse_trl_text(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
-    prompt = _text(rec["prompt"], "prompt")
-    if _looks_hh(prompt):
-        # An HH-style prompt string (e.g. "\n\nHuman: hi\n\nAssistant:") keeps its turns.
-        msgs = _hh_messages(prompt)
-        if msgs and msgs[-1]["role"] == "assistant" and not msgs[-1]["content"]:
-            msgs = msgs[:-1]
-    else:
-        msgs = [{"role": "user", "content": prompt.strip()}]
-    prompt_msgs = _check_prompt(msgs, "prompt")
+    # An HH-style prompt string (e.g. "\n\nHuman: hi\n\nAssistant:") keeps its turns.
     return (
-        prompt_msgs,
-        _response(rec["chosen"], "chosen", allow_empty),
-        _response(rec["rejected"], "rejected", allow_empty),
+        text_prompt(rec["prompt"], "prompt"),
+        response(rec["chosen"], "chosen", allow_empty),
+        response(rec["rejected"], "rejected", allow_empty),
         False,
     )
 
 
 def _parse_trl_implicit_text(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
-    c, r = _text(rec["chosen"], "chosen"), _text(rec["rejected"], "rejected")
+    c, r = text(rec["chosen"], "chosen"), text(rec["rejected"], "rejected")
     common = os.path.commonprefix([c, r])
     if common not in (c, r) and not common[-1:].isspace():
         # Cut back to a whitespace boundary: a word both texts start alike ("bl|ue", "bl|ack")
         # stays whole in the responses.
         common = common[: max(common.rfind(" "), common.rfind("\n"), 0)]
-    prompt = _check_prompt([{"role": "user", "content": common.strip()}], "chosen")
+    prompt = check_prompt([{"role": "user", "content": common.strip()}], "chosen")
     return (
         prompt,
-        _response(c[len(common) :], "chosen", allow_empty),
-        _response(r[len(common) :], "rejected", allow_empty),
+        response(c[len(common) :], "chosen", allow_empty),
+        response(r[len(common) :], "rejected", allow_empty),
         False,
     )
 
 
 def _parse_trl_messages(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
-    prompt = _messages(rec["prompt"], "prompt") if "prompt" in rec else []
-    c, r = _messages(rec["chosen"], "chosen"), _messages(rec["rejected"], "rejected")
-    for name, msgs in (("chosen", c), ("rejected", r)):
-        if not msgs or msgs[-1]["role"] != "assistant":
-            raise RecordError("must end with an assistant message (the response)", name)
-    if c[:-1] != r[:-1]:
+    prompt = messages(rec["prompt"], "prompt") if "prompt" in rec else []
+    c, r = messages(rec["chosen"], "chosen"), messages(rec["rejected"], "rejected")
+    (c_before, c_reply), (r_before, r_reply) = (
+        conversation_reply(c, "chosen"), conversation_reply(r, "rejected"))
+    if c_before != r_before:
         raise RecordError(
             "chosen and rejected differ before their final message (they must share the prompt)",
             "rejected",
         )
-    prompt_msgs = _check_prompt(prompt + c[:-1], "prompt" if prompt else "chosen")
+    prompt_msgs = check_prompt(prompt + c_before, "prompt" if prompt else "chosen")
     return (
         prompt_msgs,
-        _response(c[-1]["content"], "chosen", allow_empty),
-        _response(r[-1]["content"], "rejected", allow_empty),
+        response(c_reply, "chosen", allow_empty),
+        response(r_reply, "rejected", allow_empty),
         False,
     )
 
@@ -279,7 +198,7 @@ def _parse_tldr(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
     if not isinstance(info, dict):
         raise RecordError(f"expected an object, got {type(info).__name__}", "info")
     body_key = "post" if info.get("post") is not None or info.get("article") is None else "article"
-    body = _text(info.get(body_key), f"info.{body_key}").strip()
+    body = text(info.get(body_key), f"info.{body_key}").strip()
     if not body:
         raise RecordError("empty prompt", f"info.{body_key}")
     # The query layout of summarize_from_feedback (and TRL's TL;DR examples).
@@ -295,7 +214,7 @@ def _parse_tldr(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
     for k, s in enumerate(summaries):
         if not isinstance(s, dict) or "text" not in s:
             raise RecordError("missing 'text'", f"summaries[{k}]")
-        texts.append(_response(s["text"], f"summaries[{k}].text", allow_empty))
+        texts.append(response(s["text"], f"summaries[{k}].text", allow_empty))
     prompt = ({"role": "user", "content": "\n\n".join(parts)},)
     return prompt, texts[choice], texts[1 - choice], False
 
@@ -303,15 +222,14 @@ def _parse_tldr(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
 def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
     key = "instruction" if "instruction" in rec else "prompt"
     value = rec[key]
-    msgs = (
-        _messages(value, key)
-        if isinstance(value, list)
-        else [{"role": "user", "content": _text(value, key).strip()}]
-    )
-    prompt = _check_prompt(msgs, key)
+    prompt = (check_prompt(messages(value, key), key) if isinstance(value, list)
+              else text_prompt(value, key))
     cands = rec["candidates"]
     if not isinstance(cands, list) or not cands:
         raise RecordError("expected a non-empty list of candidates", "candidates")
+    if len(cands) > MAX_CANDIDATES:
+        raise RecordError(f"{len(cands)} candidates in one set, more than the {MAX_CANDIDATES} "
+                          "allowed", "candidates")
     outputs, gold = [], []
     for k, c in enumerate(cands):
         where = f"candidates[{k}]"
@@ -324,7 +242,7 @@ def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
             raise RecordError(f"gold must be a finite number, got {g!r}", f"{where}.gold")
         # Empty outputs are kept: real candidates with a gold score (binarisation skips them).
-        outputs.append(_text(c["output"], f"{where}.output").strip())
+        outputs.append(text(c["output"], f"{where}.output").strip())
         gold.append(float(g))
     return prompt, outputs, gold
 
@@ -341,10 +259,10 @@ def _parse_labelled(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, boo
                           "the pair or drop the row", "label")
     win, lose = ("response_a", "response_b") if choice == "a" else ("response_b", "response_a")
     if isinstance(rec["prompt"], list):
-        prompt = _check_prompt(_messages(rec["prompt"], "prompt"), "prompt")
+        prompt = check_prompt(messages(rec["prompt"], "prompt"), "prompt")
     else:
-        prompt = _parse_trl_text({"prompt": rec["prompt"], "chosen": "", "rejected": ""}, True)[0]
-    return (prompt, _response(rec[win], win, allow_empty), _response(rec[lose], lose, allow_empty),
+        prompt = text_prompt(rec["prompt"], "prompt")
+    return (prompt, response(rec[win], win, allow_empty), response(rec[lose], lose, allow_empty),
             False)
 
 
@@ -384,7 +302,7 @@ def detect_format(src: Source, cfg: DataConfig) -> tuple[str, str]:
         if typo:
             raise DataError(f"missing 'prompt' (found '{typo[0]}')", path=src.label, line=line)
     if shape == "pair-text":
-        hh = cfg.format == "hh" or _looks_hh(rec["chosen"])
+        hh = cfg.format == "hh" or looks_hh(rec["chosen"])
         return shape, "hh" if hh else "trl-implicit"
     return shape, _NAMES[shape].split(" ")[0]
 
@@ -439,5 +357,5 @@ def render_plain(prompt: Sequence[Message], response: str | None = None) -> str:
             continue
         name = {"user": "Human", "assistant": "Assistant"}.get(m["role"], m["role"].capitalize())
         turns.append(f"\n\n{name}: {m['content']}")
-    turns.append(_ASSISTANT if response is None else f"{_ASSISTANT} {response}")
+    turns.append(ASSISTANT if response is None else f"{ASSISTANT} {response}")
     return "\n\n".join(system) + "".join(turns)

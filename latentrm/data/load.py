@@ -72,8 +72,11 @@ def _pairs_from_sources(
         stats["files"] = len(sources)
     pairs: list[PreferencePair] = []
     seen: dict[str, tuple[str, int]] = {}
+    stats["exact_duplicates"] = 0
     for src in sources:
         identical: list[int] = []
+        first_of: dict[tuple, int] = {}  # (prompt, chosen, rejected) -> its first line
+        repeats: list[tuple[int, int]] = []
         for line, rec in iter_records(src, shape, fmt):
             try:
                 prompt, chosen, rejected, diverged = parse(rec, cfg.allow_empty_response)
@@ -95,7 +98,18 @@ def _pairs_from_sources(
                     field="id",
                 )
             seen[pid] = (src.label, line)
+            content = (tuple(tuple(m.items()) for m in prompt), chosen, rejected)
+            if content in first_of:
+                repeats.append((line, first_of[content]))
+            else:
+                first_of[content] = line
             pairs.append(PreferencePair(pid, prompt, chosen, rejected))
+        if repeats:
+            stats["exact_duplicates"] += len(repeats)
+            shown = ", ".join(f"{a} (= {b})" for a, b in repeats[:10])
+            log.warning("%s: %d records repeat an earlier record exactly (lines %s%s); kept: "
+                        "remove them if they are not meant to weigh twice", src.label,
+                        len(repeats), shown, ", ..." if len(repeats) > 10 else "")
         if identical:
             stats["dropped_identical"] += len(identical)
             shown = ", ".join(map(str, identical[:10])) + (", ..." if len(identical) > 10 else "")
@@ -182,6 +196,11 @@ def pairs_from_sources(
             _candidate_sets(sources, cfg), cfg.min_gold_gap, cfg.pairs_per_prompt, cfg.split_seed
         )
         ds.source = label
+        if not len(ds):
+            raise DataError(
+                f"no usable pairs: none of the {ds.stats['sets']} candidate sets has two "
+                "different non-empty outputs whose gold differs by >= "
+                f"data.min_gold_gap={cfg.min_gold_gap:g}", path=label)
         return ds
     return _pairs_from_sources(sources, label, cfg, shape, fmt)
 

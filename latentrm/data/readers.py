@@ -26,6 +26,7 @@ import gzip
 import io
 import json
 import logging
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,16 +42,102 @@ SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 # What json.loads raises past ~1000 nesting levels is RecursionError, not a JSONDecodeError.
 _TOO_DEEP = "JSON nested too deeply (over ~1000 levels of lists/objects)"
 
+# What one compressed input may cost: a .gz file may inflate, and a Parquet file decode, to at
+# most max(MIN_INFLATE_LIMIT, MAX_INFLATE_RATIO x its size on disk). Text data compresses 3-10x
+# (the HH-RLHF and alpaca-eval files here: 4.4x), so real files of any size pass; a 1 MB file of
+# 1 GiB of newlines (1000x) is refused after 100 MB, before a line is split.
+MAX_INFLATE_RATIO = 100
+MIN_INFLATE_LIMIT = 256 << 20
+_PARQUET_BATCH = 64  # rows decoded at a time: one batch costs at most 64 x the largest value
+
+
+def inflate_limit(stored_bytes: int) -> int:
+    """The most bytes a compressed input of `stored_bytes` may decode to (the rule above)."""
+    return max(MIN_INFLATE_LIMIT, MAX_INFLATE_RATIO * stored_bytes)
+
 
 class _Literal(str):
     """NaN / Infinity / -Infinity as parsed: Python's json reads these, JSON does not."""
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return obj
+
+
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff); a pair of them is one character, a lone
+# one is a string no UTF-8 file, tokenizer or output can hold.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate_at(obj: Any, where: str) -> str | None:
+    """The path of the first string (key or value) in `obj` holding a lone surrogate."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            w = f"{where}.{k}" if where else str(k)
+            hit = _lone_surrogate_at(k, w) or _lone_surrogate_at(v, w)
+            if hit is not None:
+                return hit
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            hit = _lone_surrogate_at(v, f"{where}[{i}]")
+            if hit is not None:
+                return hit
+    return None
+
+
 def _loads(text: str) -> tuple[Any, bool]:
-    """json.loads(text), and whether it met a non-standard literal (left as a _Literal)."""
+    """json.loads(text), and whether it met a non-standard literal (left as a _Literal).
+
+    Duplicate keys in an object raise _DuplicateKey (json.loads would keep the last silently).
+    """
     seen: list[str] = []
-    obj = json.loads(text, parse_constant=lambda c: seen.append(c) or _Literal(c))
+    obj = json.loads(text, parse_constant=lambda c: seen.append(c) or _Literal(c),
+                     object_pairs_hook=_no_duplicates)
     return obj, bool(seen)
+
+
+def _parse_json(text: str, label: str, line: int | None) -> tuple[Any, bool]:
+    """_loads(text) with every failure as one DataError naming `label` and `line`."""
+    try:
+        obj, odd = _loads(text)
+    except _DuplicateKey as e:
+        raise DataError(f"duplicate key {e.key!r} in one JSON object (JSON readers keep the last "
+                        "silently; remove one)", path=label, line=line) from None
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"malformed JSON: {e.msg} (column {e.colno})", path=label,
+            line=e.lineno if line is None else line,
+        ) from None
+    except RecursionError:
+        raise DataError(_TOO_DEEP, path=label, line=line) from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            where = _lone_surrogate_at(obj, "")
+        except RecursionError:
+            raise DataError(_TOO_DEEP, path=label, line=line) from None
+        if where is not None:
+            raise DataError("lone UTF-16 surrogate (a \\ud800-\\udfff escape without its "
+                            "pair): not text", path=label, line=line, field=where or None)
+    return obj, odd
 
 
 def _literal_at(obj: Any, where: str) -> tuple[_Literal, str] | None:
@@ -98,12 +185,16 @@ def _decode(data: bytes, label: str) -> str:
 
 
 def _jsonl_records(data: bytes, label: str) -> list[tuple[int, Any]]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     out = []
     # Split bytes on b"\n" only: JSON escapes newlines inside strings, while str.splitlines() would
-    # also break at U+2028 and friends, which may appear raw inside JSON strings.
-    for i, raw in enumerate(data.split(b"\n"), 1):
+    # also break at U+2028 and friends, which may appear raw inside JSON strings. The regex skips
+    # runs of blank lines in C, with no list entry per line.
+    i, pos = 1, start
+    for m in _NON_EMPTY_LINE.finditer(data, start):
+        i += data.count(b"\n", pos, m.start())
+        pos = m.start()
+        raw = m.group()
         if not raw.strip():
             continue
         try:
@@ -111,29 +202,18 @@ def _jsonl_records(data: bytes, label: str) -> list[tuple[int, Any]]:
         except UnicodeDecodeError as e:
             msg = f"not valid UTF-8 (byte {e.start + 1} of the line; re-save the file as UTF-8)"
             raise DataError(msg, path=label, line=i) from None
-        try:
-            obj, odd = _loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=i
-            ) from None
-        except RecursionError:
-            raise DataError(_TOO_DEEP, path=label, line=i) from None
+        obj, odd = _parse_json(text, label, i)
         if odd:
             _refuse_literals([(i, obj)], label)
         out.append((i, obj))
     return out
 
 
+_NON_EMPTY_LINE = re.compile(rb"[^\n]+")
+
+
 def _json_records(data: bytes, label: str) -> list[tuple[int, Any]]:
-    try:
-        obj, odd = _loads(_decode(data, label))
-    except json.JSONDecodeError as e:
-        raise DataError(
-            f"malformed JSON: {e.msg} (column {e.colno})", path=label, line=e.lineno
-        ) from None
-    except RecursionError:
-        raise DataError(_TOO_DEEP, path=label) from None
+    obj, odd = _parse_json(_decode(data, label), label, None)
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     if not isinstance(obj, list):
@@ -191,7 +271,11 @@ def _csv_records(data: bytes, label: str, delimiter: str = ",") -> list[tuple[in
     start = 1
     with _field_size_limit(_csv_field_limit(text)):
         try:
-            reader.fieldnames  # reads the header, so line_num counts it  # noqa: B018
+            header = reader.fieldnames or []  # reads the header, so line_num counts it
+            dup = next((c for k, c in enumerate(header) if c in header[:k]), None)
+            if dup is not None:
+                raise DataError(f"duplicate column {dup!r} (CSV readers keep the last silently; "
+                                "rename or remove one)", path=label, line=reader.line_num)
             start = reader.line_num + 1
             for row in reader:
                 if None in row:
@@ -237,13 +321,52 @@ def file_kind(path: str | Path) -> str | None:
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
 
+def _gunzip(data: bytes, label: str) -> bytes:
+    """The inflated bytes, at most inflate_limit(len(data)) of them (DataError past it)."""
+    limit = inflate_limit(len(data))
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"not a valid gzip file ({e})", path=label) from None
+    if len(out) > limit:
+        raise DataError(
+            f"inflates to more than {limit} bytes ({MAX_INFLATE_RATIO} x its compressed size, "
+            f"at least {MIN_INFLATE_LIMIT}): a compression bomb? Real data compresses far less; "
+            "decompress it yourself if it is real", path=label)
+    return out
+
+
+def _parquet_records(data: bytes, label: str) -> list[tuple[int, Any]]:
+    """The rows of a Parquet file, decoded a few at a time so that what they decode to is bounded
+    (inflate_limit) before it is materialised: dictionary encoding lets a small file repeat a
+    large value a million times."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    limit = inflate_limit(len(data))
+    rows: list[Any] = []
+    size = 0
+    try:
+        pf = pq.ParquetFile(io.BytesIO(data))
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
+            size += batch.get_total_buffer_size()
+            if size > limit:
+                raise DataError(
+                    f"decodes to more than {limit} bytes ({MAX_INFLATE_RATIO} x its size on disk, "
+                    f"at least {MIN_INFLATE_LIMIT}; {len(rows)} of {pf.metadata.num_rows} rows "
+                    "read): a dictionary-encoding bomb? Split the file if it is real",
+                    path=label)
+            rows.extend(batch.to_pylist())
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"not a readable parquet file ({e})", path=label) from None
+    return list(enumerate(rows, 1))
+
+
 def _read_file(p: Path, label: str) -> Source:
     data = p.read_bytes()
     if p.name.lower().endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"not a valid gzip file ({e})", path=label) from None
+        data = _gunzip(data, label)
     kind = file_kind(p)
     if kind is None:
         raise DataError(f"unknown file type; use one of {', '.join(SUFFIXES)}", path=label)
@@ -256,13 +379,7 @@ def _read_file(p: Path, label: str) -> Source:
     elif kind in (".csv", ".tsv"):
         records = _csv_records(data, label, "\t" if kind == ".tsv" else ",")
     else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            records = list(enumerate(pq.read_table(io.BytesIO(data)).to_pylist(), 1))
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"not a readable parquet file ({e})", path=label) from None
+        records = _parquet_records(data, label)
     return Source(label, stem, records)
 
 

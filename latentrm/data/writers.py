@@ -4,6 +4,7 @@ and the check every command makes of its output file before any work starts."""
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import json
@@ -62,13 +63,29 @@ def _json_ok(v: Any) -> bool:
     return True
 
 
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     """Write rows atomically as .jsonl/.json/.csv/.tsv/.parquet (chosen by suffix; .gz compresses).
 
     CSV cells that are lists or dicts are written as JSON text (read_rows decodes message lists).
     JSON output is strict: a NaN/Infinity or bytes value is a DataError naming the row and field.
+    A full disk is a DataError naming `path`: nothing is written, and the command that made
+    the rows (score, bon) starts over when run again.
     """
     path = Path(path)
+    try:
+        _write_rows(rows, path)
+    except OSError as e:
+        if e.errno not in _FULL:
+            raise
+        raise DataError(f"disk full while writing {len(rows)} rows ({e.strerror}); nothing was "
+                        "written. Free space and run the command again: it scores every row "
+                        "again", path=str(path)) from None
+
+
+def _write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     suffix = check_output_path(path)
     if suffix == ".parquet":
         import pyarrow as pa

@@ -1,6 +1,7 @@
 """Texts -> (N, d) embeddings from any Hugging Face model, cached on disk in resumable chunks.
 
-Modules: :mod:`~latentrm.embed.embedder` (the model: rendering, truncation, pooling),
+Modules: :mod:`~latentrm.embed.embedder` (the model: rendering, pooling),
+:mod:`~latentrm.embed.batching` (the token budget: left-cut truncation, batches),
 :mod:`~latentrm.embed.models` (offline aliases, loading, which weights a model is),
 :mod:`~latentrm.embed.store` (the on-disk format: keys, chunks, planning, reading, writing),
 :mod:`~latentrm.embed.views` (one embedded dataset: write, load back, verify),

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from latentrm import __version__
 from latentrm.config import EmbedConfig
 from latentrm.data.formats import render_plain
+from latentrm.embed.batching import make_batches, truncate_ids
 from latentrm.embed.models import (
     is_decoder_config,
     load_hf_model,
@@ -59,48 +60,6 @@ def pick_layer(rows: np.ndarray, layers: Sequence[int], layer: int | str) -> np.
         raise ConfigError(f"embed.layer={layer!r} is not among the stored layers {list(layers)}; "
                           "add it to embed.layers")
     return np.ascontiguousarray(rows[:, list(layers).index(layer)])
-
-
-def truncate_ids(
-    ids: Sequence[int], resp_start: int, max_length: int, n_head: int = 0, n_tail: int = 0
-) -> list[int]:
-    """Cut `ids` to `max_length` tokens, giving up prompt tokens before response tokens.
-
-    ids = head (n_head leading special tokens, e.g. BOS/CLS) + prompt + response + tail (n_tail
-    trailing special tokens, e.g. SEP); the response starts at index `resp_start`. Head and tail are
-    always kept. Prompt tokens are dropped from the left (the turns nearest the response survive);
-    only when the response alone does not fit is it cut, keeping its first tokens.
-    """
-    n = len(ids)
-    if n <= max_length:
-        return list(ids)
-    if n_head + n_tail >= max_length:  # no room for any text: the frame goes first
-        n_head = n_tail = 0
-    start = max(resp_start, n_head)
-    head, tail = list(ids[:n_head]), list(ids[n - n_tail :]) if n_tail else []
-    prompt, resp = list(ids[n_head:start]), list(ids[start : n - n_tail])
-    room = max_length - n_head - n_tail
-    if len(resp) >= room:
-        return head + resp[:room] + tail
-    keep = room - len(resp)
-    return head + prompt[len(prompt) - keep :] + resp + tail
-
-
-def make_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
-    """Indices grouped longest-first so each batch pads little and holds <= max_batch_tokens padded
-    tokens (a single over-long text still gets its own batch)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        # order is descending, so cur[0] is the longest text and sets the padded width
-        if cur and (len(cur) >= batch_size or (len(cur) + 1) * lengths[cur[0]] > max_batch_tokens):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 def check_embed_config(cfg: EmbedConfig) -> None:
@@ -204,10 +163,18 @@ class Embedder:
         """(text, character index where the response starts) in this embedder's text format."""
         prefix: str | None
         if self.text_format == "chat":
+            from jinja2 import TemplateError
+
             tok = self.tokenizer
-            full = tok.apply_chat_template(
-                [*prompt, {"role": "assistant", "content": response}], tokenize=False
-            )
+            try:
+                full = tok.apply_chat_template(
+                    [*prompt, {"role": "assistant", "content": response}], tokenize=False
+                )
+            except TemplateError as e:  # SecurityError: the sandbox stopped it
+                msg = " ".join(str(e).split())[:300]
+                raise ConfigError(f"embedder {self.cfg.model}'s chat template failed on this "
+                                  f"input ({type(e).__name__}: {msg}); use embed.text_format="
+                                  "plain, or a model whose template you trust") from None
             try:
                 prefix = tok.apply_chat_template(
                     list(prompt), tokenize=False, add_generation_prompt=True

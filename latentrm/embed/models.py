@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def _gemma3_270m() -> tuple[str, str]:
         ) from None
     target = models_home() / "gemma3-270m" / gemma.MODEL_NAME
     stamp = target.with_suffix(".verified.json")
-    # assemble() re-hashes an existing file (~1 s); a size+mtime stamp skips that next time.
+    # assemble() re-hashes an existing file; a size+mtime stamp skips that next time.
     if target.exists() and stamp.exists():
         st = target.stat()
         if json.loads(stamp.read_text()) == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}:
@@ -253,8 +254,14 @@ def load_hf_model(
         model = getattr(transformers, auto_class).from_pretrained(
             path, dtype=dtype, **kw, **model_kw
         )
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"cannot load model {where}: UnpicklingError: its weights are a pickle that does not "
+            "load without running code (torch.load weights_only refused it); nothing of it ran: "
+            "convert the checkpoint to safetensors if you trust it") from None
     except (OSError, ValueError, KeyError, ImportError) as e:
-        raise ConfigError(f"cannot load model {where}: {type(e).__name__}: {e}") from None
+        msg = " ".join(str(e).split())  # one line, whatever transformers wrote
+        raise ConfigError(f"cannot load model {where}: {type(e).__name__}: {msg}") from None
     model.to(device).eval()
     not_dense = not_dense_weights(model, dtype)
     if not_dense:

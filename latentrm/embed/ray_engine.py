@@ -20,11 +20,11 @@ import numpy as np
 
 from latentrm.config import EmbedConfig
 from latentrm.embed.embedder import Embedder
-from latentrm.embed.local import check_identity, embed_candidates, embed_pairs, embed_texts
+from latentrm.embed.local import check_identity, embed_pairs, embed_texts
+from latentrm.embed.scale import ScaleConfig
 from latentrm.embed.store import (
     CachePlan,
     FlatRows,
-    candidate_rows,
     ensure_store,
     pair_rows,
     plan_cache,
@@ -35,7 +35,7 @@ from latentrm.errors import CacheError, ConfigError, LatentrmError
 from latentrm.runtime import local_cpus
 
 if TYPE_CHECKING:
-    from latentrm.data.types import CandidateSet, PreferenceDataset
+    from latentrm.data.types import PreferenceDataset
 
 log = logging.getLogger(__name__)
 
@@ -139,30 +139,26 @@ def _raise_remote(err: str) -> None:
 
 
 def embed_rows_ray(
-    rows: FlatRows,
-    cfg: EmbedConfig,
-    cache_root: str | Path,
-    address: str | None = None,
-    num_actors: int = 2,
-    num_gpus_per_actor: float | None = None,
-    write_on: str = "actors",
+    rows: FlatRows, cfg: EmbedConfig, cache_root: str | Path, how: ScaleConfig | None = None
 ) -> dict:
     """Compute the missing chunks of `rows` with a pool of Ray actors, into the ordinary cache.
 
-    address: None starts a local Ray instance (all local CPUs, no dashboard) unless one is already
-    initialised in this process; "auto" joins the cluster this machine belongs to; "ray://host:10001"
-    connects a Ray Client. Only an instance started here is shut down.
-    num_gpus_per_actor: None = 1 when the cluster has GPUs (and embed.device is not cpu), else 0.
-    Each actor gets the most CPU threads that let all actors fit (`threads_per_actor`), unless
-    embed.threads is set.
-    write_on: "actors" writes chunk files on the workers (cache_root must be storage every node
-    shares); "driver" ships each chunk's rows back and writes them here (no shared storage needed).
+    `how` (default: ``ScaleConfig(engine="ray")``) holds the Ray settings:
+    ray_address: None starts a local Ray instance (all local CPUs, no dashboard) unless one is
+    already initialised in this process; "auto" joins the cluster this machine belongs to;
+    "ray://host:10001" connects a Ray Client. Only an instance started here is shut down.
+    num_actors: actors, one model copy each. num_gpus_per_actor: None = 1 when the cluster has
+    GPUs (and embed.device is not cpu), else 0. Each actor gets the most CPU threads that let all
+    actors fit (`threads_per_actor`), unless embed.threads is set.
+    ray_write_on: "actors" writes chunk files on the workers (cache_root must be storage every
+    node shares); "driver" ships each chunk's rows back and writes them here (no shared storage).
 
     Returns {"dir", "chunks_total", "chunks_computed", "rows_computed", "seconds", "ray_init_s",
     "threads_per_actor", "num_gpus_per_actor", "per_actor": {where: {"chunks", "rows", "seconds"}}}.
     """
-    if write_on not in ("actors", "driver"):
-        raise ConfigError(f"write_on must be actors|driver, got {write_on!r}")
+    how = how if how is not None else ScaleConfig(engine="ray")
+    address, num_actors, write_on = how.ray_address, how.num_actors, how.ray_write_on
+    num_gpus_per_actor = how.num_gpus_per_actor
     t0 = time.perf_counter()
     plan = plan_cache(rows, cfg, cache_root)
     stats: dict[str, Any] = {
@@ -277,35 +273,11 @@ def embed_rows_ray(
 
 
 def embed_pairs_ray(
-    ds: PreferenceDataset,
-    cfg: EmbedConfig,
-    cache_root: str | Path,
-    address: str | None = None,
-    num_actors: int = 2,
-    num_gpus_per_actor: float | None = None,
-    write_on: str = "actors",
+    ds: PreferenceDataset, cfg: EmbedConfig, cache_root: str | Path, how: ScaleConfig | None = None
 ) -> PairEmbeddings:
     """`embed_pairs` with the missing chunks computed by Ray actors (see `embed_rows_ray`), then
     read by the ordinary reader. meta["ray"] holds the Ray run's stats."""
-    stats = embed_rows_ray(
-        pair_rows(ds), cfg, cache_root, address, num_actors, num_gpus_per_actor, write_on
-    )
+    stats = embed_rows_ray(pair_rows(ds), cfg, cache_root, how)
     pe = embed_pairs(ds, cfg, cache_root)
     pe.meta["ray"] = stats
     return pe
-
-
-def embed_candidates_ray(
-    sets: list[CandidateSet],
-    cfg: EmbedConfig,
-    cache_root: str | Path,
-    address: str | None = None,
-    num_actors: int = 2,
-    num_gpus_per_actor: float | None = None,
-    write_on: str = "actors",
-) -> list[np.ndarray]:
-    """`embed_candidates` with the missing chunks computed by Ray actors."""
-    embed_rows_ray(
-        candidate_rows(sets), cfg, cache_root, address, num_actors, num_gpus_per_actor, write_on
-    )
-    return embed_candidates(sets, cfg, cache_root)

@@ -34,6 +34,8 @@ import io
 import json
 import logging
 import os
+import re
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ from latentrm.config import EmbedConfig
 from latentrm.embed.embedder import check_embed_config, pick_layer, resolve_dtype, stored_layers
 from latentrm.embed.models import resolve_identity
 from latentrm.errors import CacheError
-from latentrm.io import atomic_write, atomic_write_json, sha256_json
+from latentrm.io import atomic_write, atomic_write_json, sha256_file, sha256_json
 
 if TYPE_CHECKING:
     from latentrm.data.types import CandidateSet, PreferenceDataset
@@ -171,17 +173,31 @@ class Chunk:
     created: float
 
 
+# What write_chunk names a chunk's vectors: <chunk id>.<checksum prefix>.npy, beside the
+# description. A description naming anything else (/dev/zero, ../x) is refused, never opened.
+_CHUNK_FILE = re.compile(r"[0-9a-f]{32}\.[0-9a-f]{16}\.npy")
+_NPY_HEADER_MAX = 1 << 16  # a .npy header of a 3-d float32 array is 128 bytes
+
+
 def list_chunks(d: Path) -> list[Chunk]:
     """Every complete chunk of the store (one with a readable sidecar), oldest first."""
     out = []
     for side in sorted((d / "chunks").glob("*.json")):
         doc = read_json(side, "chunk description")
         try:
-            out.append(Chunk(side.stem, str(doc["file"]), str(doc["sha256"]), list(doc["keys"]),
-                             float(doc["created"])))
+            ch = Chunk(side.stem, doc["file"], str(doc["sha256"]), list(doc["keys"]),
+                       float(doc["created"]))
         except (KeyError, TypeError, ValueError):
             raise CacheError(f"{side}: malformed chunk description; delete it (the chunk is "
                              "recomputed)") from None
+        why = (f"file {ch.file!r:.80} is not a chunk file name"
+               if not isinstance(ch.file, str) or not _CHUNK_FILE.fullmatch(ch.file)
+               else "'keys' must be a list of row keys"
+               if not all(isinstance(k, str) for k in ch.keys) else None)
+        if why:
+            raise CacheError(f"{side}: malformed chunk description ({why}); delete it (the "
+                             "chunk is recomputed)")
+        out.append(ch)
     return sorted(out, key=lambda c: (c.created, c.id))
 
 
@@ -197,6 +213,17 @@ def index_rows(chunks: Sequence[Chunk]) -> dict[str, tuple[int, int]]:
 def read_chunk(d: Path, ch: Chunk, dim: int, n_layers: int) -> np.ndarray:
     """(rows, L, d) float32 of a chunk; CacheError if its file is missing, corrupt or malformed."""
     path = d / "chunks" / ch.file
+    want_bytes = len(ch.keys) * n_layers * dim * 4
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CacheError(f"{path}: unreadable chunk ({e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"{path}: not a regular file")
+    if st.st_size > want_bytes + _NPY_HEADER_MAX:
+        # Larger than the description says, checked before the file is read: a 30 GB (sparse)
+        # file is never loaded. The store's description is to blame only if the file is intact.
+        _check_size_alone(d, path, ch, st.st_size, dim, n_layers, want_bytes)
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -225,6 +252,30 @@ def read_chunk(d: Path, ch: Chunk, dim: int, n_layers: int) -> np.ndarray:
     if not np.isfinite(rows).all():
         raise CacheError(f"{path}: chunk holds NaN/Inf values")
     return rows
+
+
+def _check_size_alone(
+    d: Path, path: Path, ch: Chunk, size: int, dim: int, n_layers: int, want_bytes: int
+) -> None:
+    """A chunk file whose size is not the description's: StoreMismatch if it is an intact,
+    self-consistent chunk of the right rows (store.json is wrong; checked by hashing the file in
+    blocks, never holding it), CacheError otherwise."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f, max_header_size=_NPY_HEADER_MAX)
+            consistent = (len(shape) == 3 and shape[0] == len(ch.keys) and dtype == np.float32
+                          and size == f.tell() + 4 * int(np.prod(shape, dtype=object)))
+    except (OSError, ValueError, TypeError):
+        consistent = False
+    if consistent and sha256_file(path) == ch.sha256:
+        raise StoreMismatch(
+            f"{path.parent.parent / 'store.json'}: says {n_layers} layers of dim {dim}, but the "
+            f"intact chunk {path.name} (its checksum holds) is {shape}; delete {d} to rebuild it")
+    raise CacheError(f"{path}: {size} bytes, but {len(ch.keys)} rows of {n_layers} layers x dim "
+                     f"{dim} take {want_bytes} (+ a header of at most {_NPY_HEADER_MAX})")
 
 
 def set_aside(d: Path, ch: Chunk, why: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from latentrm.config import EmbedConfig, from_dict, to_dict
+from latentrm.embed.embedder import check_embed_config
 from latentrm.embed.models import resolve_identity
 from latentrm.embed.store import (
     CachePlan,
@@ -73,6 +74,11 @@ def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict
     d = p.parent.parent
     if not isinstance(view, dict) or "keys" not in view or "kind" not in view:
         raise CacheError(f"{p}: not a latentrm embedding view; delete it")
+    why = _malformed(view)
+    if why:
+        raise CacheError(f"{p}: malformed embedding view ({why}); delete it and rerun "
+                         "`latentrm embed`")
+    view["embed_config"] = view_embed_config(view, p)
     if expect is not None:
         meta = read_store_meta(d)
         ident = resolve_identity(expect, d.parent / "file-hashes.json")
@@ -82,12 +88,36 @@ def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict
     return view, d
 
 
-def view_embed_config(view: dict) -> EmbedConfig:
-    """The embedder config a view was made with (what a head trained on it must embed with)."""
+def _malformed(view: dict) -> str | None:
+    """What is wrong with a view document's fields (None: nothing)."""
+    keys, ids, counts = view.get("keys"), view.get("ids"), view.get("counts")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return "'keys' must be a list of row keys"
+    if view.get("kind") not in ("pairs", "candidates"):
+        return f"'kind' must be pairs or candidates, got {view.get('kind')!r:.40}"
+    if not isinstance(ids, list):
+        return "'ids' must be a list"
+    if view.get("embed") is not None and not isinstance(view["embed"], dict):
+        return "'embed' must be an object"
+    if view["kind"] == "candidates" and not (
+        isinstance(counts, list) and len(counts) == len(ids)
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        and sum(counts) == len(keys)
+    ):
+        return "'counts' must be a count of rows per id, summing to the rows"
+    return None
+
+
+def view_embed_config(view: dict, path: str | Path = "embedding view") -> EmbedConfig:
+    """The embedder config a view was made with (what a head trained on it must embed with),
+    checked like any embed config: a bad value is refused here, not by `score` after `train`
+    wrote a model with it."""
     try:
-        return from_dict(EmbedConfig, view.get("embed") or {}, prefix="embed.")
+        cfg = from_dict(EmbedConfig, view.get("embed") or {}, prefix="embed.")
+        check_embed_config(cfg)
     except LatentrmError as e:
-        raise CacheError(f"embedding view: bad embedder config ({e}); delete the view") from None
+        raise CacheError(f"{path}: bad embedder config ({e}); delete the view") from None
+    return cfg
 
 
 def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> PairEmbeddings:
@@ -99,7 +129,7 @@ def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> Pair
     view, d = load_view(path, expect)
     if view["kind"] != "pairs":
         raise CacheError(f"{path} holds {view['kind']}, not pairs")
-    ecfg = view_embed_config(view)
+    ecfg = view["embed_config"]
     rows, bad, store = read_vectors(d, view["keys"], expect.layer if expect is not None
                                     else ecfg.layer)
     if bad:

@@ -51,8 +51,8 @@ def minibatches(n: int, batch_size: int, rng: torch.Generator) -> list[torch.Ten
 class AdamW:
     """torch's AdamW update without the ``torch.optim.Optimizer`` machinery around it.
 
-    The first ``torch.optim.AdamW`` of a process imports ``torch._dynamo`` (~1.6 s on 2 cores, a
-    sixth of a short LENS run): ``Optimizer.add_param_group``/``zero_grad`` are wrapped in
+    The first ``torch.optim.AdamW`` of a process imports ``torch._dynamo`` (seconds, a large share
+    of a short LENS run: BENCHMARKS.md): ``Optimizer.add_param_group``/``zero_grad`` are wrapped in
     ``torch._disable_dynamo`` and ``step`` in a guard that imports it, whatever the flags
     (foreach, fused, capturable). This class calls torch's public functional kernel,
     ``torch.optim.adamw.adamw``, the one ``AdamW.step`` runs, with the same state (step counter as
@@ -157,7 +157,7 @@ def fit_loop(
     with seeded(seed), torch_threads(threads):
         rng = torch.Generator().manual_seed(seed)
         # foreach: multi-tensor updates instead of a Python loop over parameters (torch's CPU
-        # default); the optimizer step of the small VAE went from ~0.35 to ~0.23 s per 400 steps.
+        # default): fewer kernel launches per step for the many small tensors of the VAE.
         # AdamW above, not torch.optim.AdamW: same bits, without importing torch._dynamo.
         opt = AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
         for epoch in range(epochs):

@@ -40,6 +40,7 @@ from latentrm.errors import ConfigError
 from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.hub import modeling_latentrm
 from latentrm.hub.modeling_latentrm import LatentRMConfig, canonical_ids
+from latentrm.io import current_umask
 from latentrm.runtime import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,9 @@ def _install(stage: Path, out: Path) -> list[str]:
     for old in out.glob("model*.safetensors*"):
         if old.name not in names:
             old.unlink()
+    mode = 0o666 & ~current_umask()  # huggingface_hub writes weights 0600 (a private temp file)
     for name in names:
+        os.chmod(stage / name, mode)
         os.replace(stage / name, out / name)
     return names
 

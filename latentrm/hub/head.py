@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,53 @@ from latentrm.io import atomic_write, atomic_write_json
 # Byte sizes of the safetensors dtypes a head may hold (float only: heads are trained in float32).
 _ST_FLOAT_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 _ST_MAX_HEADER = 100 << 20  # a head's header is a few kB; more means a corrupt or hostile file
+# A model folder's JSON files are kilobytes (head.json with a long training history: < 1 MB).
+MAX_JSON_BYTES = 16 << 20
+
+
+def model_file(path: Path, root: Path | None = None) -> Path:
+    """`path`, a file of a model folder, checked before it is opened: a regular file (not a
+    device such as /dev/zero, a FIFO that would block the read, or a folder), and, if it is a
+    link, one that stays inside `root` (default: the folder itself; from_pretrained passes the
+    Hub cache's repo folder, whose snapshots link to its blobs). ModelError naming it otherwise.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: missing (or a link to nothing)") from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{path}: not a regular file (a device, FIFO, socket or folder); a model "
+                         "folder holds plain files")
+    base = Path(root if root is not None else path.parent).resolve()
+    target = path.resolve()
+    if target != base and base not in target.parents:
+        raise ModelError(f"{path}: a link to {target}, outside the folder; a model folder never "
+                         "reads files outside itself (copy the file in)")
+    return path
+
+
+def read_model_json(path: Path, root: Path | None = None) -> Any:
+    """A JSON file of a model folder: checked by :func:`model_file`, at most MAX_JSON_BYTES,
+    duplicate keys refused (JSON readers keep the last silently); ModelError naming it."""
+    model_file(path, root)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ModelError(f"{path}: {size} bytes, more than the {MAX_JSON_BYTES} a model folder's "
+                         "JSON file may hold")
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            key = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+            raise ValueError(f"duplicate key {key!r}")
+        return obj
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_duplicates)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
 
 
 def save_head(
@@ -146,11 +195,14 @@ def load_head(in_dir: str | Path) -> RewardHead | EnsembleHead:
     return read_head(in_dir)[0]
 
 
-def read_head(in_dir: str | Path) -> tuple[RewardHead | EnsembleHead, dict[str, Any]]:
+def read_head(
+    in_dir: str | Path, root: Path | None = None
+) -> tuple[RewardHead | EnsembleHead, dict[str, Any]]:
     """A head written by :func:`save_head`, in eval mode, and head.json as parsed (its
     `history` among the rest).
 
     Every problem is one ModelError (a ConfigError) naming the file and the field or tensor:
+    a file that is not a regular file inside the folder (`root`: see :func:`model_file`),
     head.json that is not JSON or lacks/mistypes `d`, `hidden`, `dropout`; head.safetensors that
     is not a safetensors file (empty, truncated, pickle); sizes that disagree with the file
     (checked on the file's header before any allocation, so an absurd `d` allocates nothing);
@@ -161,12 +213,10 @@ def read_head(in_dir: str | Path) -> tuple[RewardHead | EnsembleHead, dict[str, 
 
     d = Path(in_dir)
     hj, hs = d / "head.json", d / "head.safetensors"
-    if not hj.exists() or not hs.exists():
+    if not hj.is_symlink() and not hj.exists() or not hs.is_symlink() and not hs.exists():
         raise ConfigError(f"{d}: not a reward head (head.json/head.safetensors missing)")
-    try:
-        info = json.loads(hj.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelError(f"{hj}: not valid JSON ({e})") from None
+    info = read_model_json(hj, root if root is not None else d)
+    model_file(hs, root if root is not None else d)
     if not isinstance(info, dict):
         raise ModelError(f"{hj}: expected a JSON object, got {type(info).__name__}")
     shapes = read_safetensors_header(hs)

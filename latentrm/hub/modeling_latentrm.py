@@ -153,7 +153,7 @@ def _strip_repeats(ids: list[int], frame: list[int], front: bool) -> list[int]:
 def truncate_ids(
     ids: list[int], resp_start: int, max_length: int, n_head: int, n_tail: int
 ) -> list[int]:
-    """latentrm.embed.embedder.truncate_ids: drop prompt tokens from the left, keep the frame."""
+    """latentrm.embed.batching.truncate_ids: drop prompt tokens from the left, keep the frame."""
     n = len(ids)
     if n <= max_length:
         return list(ids)

@@ -52,8 +52,7 @@ def embed_data(
             raise ConfigError("--engine ray shards by itself; drop --shard / RANK/WORLD_SIZE")
         from latentrm.embed.ray_engine import embed_pairs_ray
 
-        pe = embed_pairs_ray(ds, embed_cfg, root, how.ray_address, how.num_actors,
-                             how.num_gpus_per_actor, how.ray_write_on)
+        pe = embed_pairs_ray(ds, embed_cfg, root, how)
         ray = pe.meta["ray"]
         return [f"cache: {pe.meta['cache']['view']}",
                 f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, float32",

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentrm.augment.methods import make_augmenter
+from latentrm.augment.fit import augment_then_fit
 from latentrm.config import (
     RunConfig,
     apply_changes,
@@ -160,16 +160,11 @@ def fit(
     # With every embedding cached no model is loaded; the RewardModel loads it on first use.
     pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=emb)
     chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)
-    tc, tr = chosen[train], rejected[train]
-    if base == "none":
-        aug = AugmentedPairs.originals(tc, tr)
-    else:
-        augmenter = make_augmenter(base, mcfg, cfg.seed).fit(tc, tr)
-        aug = augmenter.augment(tc, tr, mcfg.ratios[0], cfg.seed)
-    if margins is not None:
-        aug.margin = margins[train][aug.seed_idx]  # synthetic pairs inherit their seed's margin
-    fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, (chosen[val], rejected[val]))
     ratio = 0 if base == "none" else int(mcfg.ratios[0])
+    trained = augment_then_fit(
+        base, mcfg, (chosen[train], rejected[train]), (chosen[val], rejected[val]), ratio=ratio,
+        seed=cfg.seed, margins=None if margins is None else margins[train])
+    fitter, aug = trained.fitter, trained.aug
     training = training_record(
         data=label, n_pairs=len(ds), n_val=len(val), method=name, ratio=ratio, aug=aug,
         margin=margins is not None, cfg=mcfg,

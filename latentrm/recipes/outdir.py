@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from latentrm.config.bounds import check_name
 from latentrm.errors import ConfigError
 from latentrm.io import check_output_dir, make_temp_dir
 
@@ -65,8 +66,15 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
     Refused: an existing file, a place we cannot write, the working directory or a folder above
     it, and a non-empty folder without an earlier run's :data:`MARKERS` (its entries named in
     `keep`, e.g. an embedding cache the config puts there, do not count). Checked before any work.
+    A symbolic link stands for the folder it points to (returned), so the link stays a link.
     """
-    p = check_output_dir(out, "out_dir")
+    p = Path(out).expanduser()
+    if p.is_symlink():  # runs/latest -> runs/2026-12-05: the run replaces what it points to
+        p = Path(os.path.realpath(p))
+        if not p.exists():
+            raise ConfigError(f"out_dir={out} is a symbolic link to {p}, which does not exist; "
+                              "create it or give another out_dir")
+    p = check_output_dir(p, "out_dir")
     if _inside(Path.cwd(), p):
         raise ConfigError(f"out_dir={out} is the working directory or holds it; a run replaces "
                           "its out_dir as a whole: give a folder of its own, e.g. runs/NAME")
@@ -78,6 +86,18 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
             raise ConfigError(f"out_dir={out} holds files but no latentrm run ({shown}); give a "
                               "new or empty folder")
     return p
+
+
+def child_dir(folder: str | Path, name: str) -> Path:
+    """``folder / name`` for a `name` made from config values (heads/NAME-rRATIO), refused with a
+    ConfigError unless it is one safe folder name that stays inside `folder`.
+
+    The config refuses such names when it is loaded; this is the second lock, where the path is
+    made, so no code path can join an unchecked name into a run's folder."""
+    path = Path(folder) / check_name(name)  # one component: no '/', no '..', not absolute
+    if path.is_symlink():  # a link planted there would lead the writes elsewhere
+        raise ConfigError(f"{path}: is a symbolic link; a run writes only into its own folders")
+    return path
 
 
 def _owner() -> str:

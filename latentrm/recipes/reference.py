@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentrm.augment.fit import augment_then_fit
 from latentrm.config import RunConfig
 from latentrm.data.splits import carve_validation, group_folds
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import RewardHead, RewardHeadFitter
+from latentrm.head.reward import RewardHead
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.prepare import PreparedData, Split
 
@@ -73,7 +74,7 @@ def fit_reference(data: PreparedData, cfg: RunConfig, seed: int, k: int = 5) -> 
     heads = []
     for f in range(k):
         tr, va = carve_validation(np.flatnonzero(folds != f), cfg.data.val_fraction, seed + f)
-        aug = AugmentedPairs.originals(data.chosen[tr], data.rejected[tr])
-        fit = RewardHeadFitter(cfg.reward, seed + f).fit(aug, (data.chosen[va], data.rejected[va]))
-        heads.append(fit.head_)
+        fit = augment_then_fit("none", cfg, (data.chosen[tr], data.rejected[tr]),
+                               (data.chosen[va], data.rejected[va]), ratio=0, seed=seed + f)
+        heads.append(fit.fitter.head_)
     return FoldedReference(folds, heads)

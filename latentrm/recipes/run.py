@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.augment.methods import make_augmenter
+from latentrm.augment.fit import Trained, augment_then_fit, fit_augmenter
 from latentrm.augment.vae import n_parameters
 from latentrm.config import RunConfig, apply_changes, method_config, save_config, to_dict
 from latentrm.evaluate import (
@@ -39,7 +39,7 @@ from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
 from latentrm.recipes.fit import training_record, validation_metrics
-from latentrm.recipes.outdir import staged_run_dir
+from latentrm.recipes.outdir import child_dir, staged_run_dir
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
 from latentrm.recipes.report import json_safe, metrics_table
@@ -50,12 +50,6 @@ log = logging.getLogger(__name__)
 
 
 # --- training and evaluation of one split -------------------------------------------------------
-def _augmenter_params(aug: Any) -> int:
-    """Parameters of an augmenter's generative model (the VAE for LENS; 0 for the baselines)."""
-    model = getattr(getattr(aug, "vae_", None), "model_", None)
-    return n_parameters(model) if model is not None else 0
-
-
 def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Hyperparameters chosen on validation for `method`: (dotted keys, value tuples).
 
@@ -95,10 +89,17 @@ def _score_metrics(
 class Fitted:
     """One trained configuration of a method on a split: what the row reports."""
 
-    fitter: RewardHeadFitter
-    aug: AugmentedPairs
+    trained: Trained  # head, pairs, augmenter, seconds
     info: dict[str, Any]
     cfg: RunConfig  # the config it was trained with (the method's, at the chosen grid point)
+
+    @property
+    def fitter(self) -> RewardHeadFitter:
+        return self.trained.fitter
+
+    @property
+    def aug(self) -> AugmentedPairs:
+        return self.trained.aug
 
 
 def fit_method(
@@ -115,45 +116,37 @@ def fit_method(
     """
     memo = memo if memo is not None else FitMemo()
     base, bcfg = method_config(cfg, name)
-    tc, tr = data.chosen[split.train], data.rejected[split.train]
+    train = (data.chosen[split.train], data.rejected[split.train])
     val = (data.chosen[split.val], data.rejected[split.val])
     ratios = (0,) if base == "none" else cfg.ratios
     keys, grid = selection_grid(bcfg, base)
     best: dict[int, tuple[tuple[float, float], Fitted]] = {}
     for point in grid:
         mcfg = apply_changes(bcfg, dict(zip(keys, point, strict=True)))
-        augmenter, t_fit = None, 0.0
-        if base != "none":
-            augmenter = memo.fit(make_augmenter(base, mcfg, cfg.seed),
-                                 f"split {split.split_seed} train", tc, tr)
-            t_fit = memo.seconds
+        augmenter, t_fit = fit_augmenter(base, mcfg, train, cfg.seed, memo,
+                                         f"split {split.split_seed} train")
         for ratio in ratios:
-            t0 = time.perf_counter()
-            aug = (AugmentedPairs.originals(tc, tr) if augmenter is None
-                   else augmenter.augment(tc, tr, ratio, cfg.seed))
-            t_syn = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            fitter = RewardHeadFitter(mcfg.reward, cfg.seed).fit(aug, val)
-            t_head = time.perf_counter() - t0
-            head = fitter.head_
+            t = augment_then_fit(base, mcfg, train, val, ratio=ratio, seed=cfg.seed,
+                                 augmenter=augmenter)
+            head = t.fitter.head_
             val_acc = pairwise_accuracy(head.score(val[0]), head.score(val[1]))
             info = {
-                "time_fit_s": t_fit, "time_synth_s": t_syn, "time_head_s": t_head,
-                "params_augmenter": _augmenter_params(augmenter),
-                "params_head": n_parameters(head),
-                "n_pairs_trained": len(aug), "n_synthetic": int(np.sum(aug.synthetic)),
+                "time_fit_s": t_fit if base != "none" else 0.0,
+                "time_synth_s": t.seconds.synth, "time_head_s": t.seconds.head,
+                "params_augmenter": t.augmenter_params, "params_head": n_parameters(head),
+                "n_pairs_trained": len(t.aug), "n_synthetic": int(np.sum(t.aug.synthetic)),
                 **{k.split(".")[-1]: v for k, v in zip(keys, point, strict=True)},
             }
-            if "teacher_agreement" in aug.stats:
-                info["teacher_agreement"] = aug.stats["teacher_agreement"]
+            if "teacher_agreement" in t.aug.stats:
+                info["teacher_agreement"] = t.aug.stats["teacher_agreement"]
             if len(grid) > 1:
                 log.info("%s ratio %d %s: validation accuracy %.4f", name, ratio,
                          dict(zip(keys, point, strict=True)), val_acc)
             # Validation accuracy moves in steps of 1/n_val, so ties are common: the lower
             # validation BT loss breaks them, then the grid order (strict '>').
-            score = (val_acc, -float(fitter.history_["best_val"]))
+            score = (val_acc, -float(t.fitter.history_["best_val"]))
             if ratio not in best or score > best[ratio][0]:
-                best[ratio] = (score, Fitted(fitter, aug, info, mcfg))
+                best[ratio] = (score, Fitted(t, info, mcfg))
     return {ratio: f for ratio, (_, f) in best.items()}, len(grid)
 
 
@@ -233,7 +226,7 @@ def evaluate_split(
                 row["fidelity"] = reference.fidelity(fit.aug, split)
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
-                d = heads_dir / f"{name}-r{ratio}"
+                d = child_dir(heads_dir, f"{name}-r{ratio}")  # a name cannot climb out
                 RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_,
                             max_response_chars=cfg.data.max_response_chars,
                             training=_training(cfg, method, ratio, fit, data, split, row,

@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.augment.methods import make_augmenter
+from latentrm.augment.fit import augment_then_fit
 from latentrm.config import RewardConfig, RunConfig, method_config
 from latentrm.data.splits import group_folds
 from latentrm.evaluate import pairwise_accuracy
 from latentrm.head.estimator import FitMemo
-from latentrm.head.reward import RewardHeadFitter
-from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.prepare import PreparedData, Split, prepare_data
 
 log = logging.getLogger(__name__)
@@ -40,8 +38,9 @@ def head_grid(cfg: RunConfig, settings: Sequence[dict[str, Any]]) -> list[dict[s
         rc: RewardConfig = dataclasses.replace(cfg.reward, **changes)
         accs, losses, epochs = [], [], []
         for s, sp in prep.splits.items():
-            aug = AugmentedPairs.originals(c[sp.train], r[sp.train])
-            fitter = RewardHeadFitter(rc, seed=s).fit(aug, (c[sp.val], r[sp.val]))
+            fitter = augment_then_fit(
+                "none", dataclasses.replace(cfg, reward=rc), (c[sp.train], r[sp.train]),
+                (c[sp.val], r[sp.val]), ratio=0, seed=s).fitter
             accs.append(pairwise_accuracy(fitter.head_.score(c[sp.val]),
                                           fitter.head_.score(r[sp.val])))
             losses.append(fitter.history_["best_val"])
@@ -73,15 +72,10 @@ def kfold_accuracy(
         folds = group_folds(groups, cfg.select_folds, seed + 7919 * rep)
         for f in range(cfg.select_folds):
             tr, va = rows[folds != f], rows[folds == f]
-            c, r = data.chosen[tr], data.rejected[tr]
-            if base == "none":
-                aug = AugmentedPairs.originals(c, r)
-            else:
-                fitted = memo.fit(make_augmenter(base, mcfg, seed), f"rows {hash(rows.tobytes())} "
-                                  f"repeat {rep} fold {f}", c, r)
-                aug = fitted.augment(c, r, ratio, seed)
-            head = RewardHeadFitter(mcfg.reward, seed).fit(
-                aug, (data.chosen[va], data.rejected[va])).head_
+            head = augment_then_fit(
+                base, mcfg, (data.chosen[tr], data.rejected[tr]),
+                (data.chosen[va], data.rejected[va]), ratio=ratio, seed=seed, memo=memo,
+                data_key=f"rows {hash(rows.tobytes())} repeat {rep} fold {f}").fitter.head_
             accs.append(pairwise_accuracy(head.score(data.chosen[va]),
                                           head.score(data.rejected[va])))
     return float(np.mean(accs))

@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from latentrm.augment.methods import make_augmenter
+from latentrm.augment.fit import augment, fit_augmenter, fit_head
 from latentrm.config import EmbedConfig, RunConfig, from_dict, to_dict
 from latentrm.data.splits import carve_validation, split_indices
 from latentrm.embed.views import PairEmbeddings, load_pair_cache
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import RewardHeadFitter
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs, load_augmented, save_augmented
 from latentrm.recipes.diagnostics import warn_head_history, warn_small_validation
@@ -51,8 +50,8 @@ def synth_from_cache(cache: str | Path, cfg: RunConfig, out: str | Path) -> dict
     train, val = seed_split(pairs, cfg)
     c, r = pairs.chosen[train], pairs.rejected[train]
     t0 = time.perf_counter()
-    augmenter = make_augmenter(cfg.synth.method, cfg, cfg.seed).fit(c, r)
-    aug = augmenter.augment(c, r, cfg.ratios[0], cfg.seed)
+    augmenter, _ = fit_augmenter(cfg.synth.method, cfg, (c, r), cfg.seed)
+    aug = augment(augmenter, (c, r), cfg.ratios[0], cfg.seed)
     seconds = time.perf_counter() - t0
     meta = {"cache": str(cache), "embed": to_dict(embed_cfg), "config": to_dict(cfg),
             "val_ids": [pairs.ids[i] for i in val], "seconds": seconds}
@@ -79,7 +78,7 @@ def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str,
         train, va = seed_split(pairs, cfg)
         aug = AugmentedPairs.originals(pairs.chosen[train], pairs.rejected[train])
         val, embed_cfg = (pairs.chosen[va], pairs.rejected[va]), pairs.meta["embed"]
-    fitter = RewardHeadFitter(cfg.reward, cfg.seed).fit(aug, val)
+    fitter = fit_head(cfg, aug, val, cfg.seed)  # the pairs were augmented by `latentrm synth`
     head, history = fitter.head_, fitter.history_
     warn_head_history(history, f"{aug.method} ratio {aug.ratio} head", cfg.reward)
     RewardModel(embed_cfg, head, history=history,

@@ -181,8 +181,10 @@ def test_lens_top_k_config_checks(lens_data, lens):
     aug.vae_ = lens.vae_
     with pytest.raises(ConfigError, match="top_k=1 gives only 3"):
         aug.augment(*lens_data, 4, seed=0)
-    aug.synth_cfg = SynthConfig(top_k=20, n_candidates=16)
-    with pytest.raises(ConfigError, match="top_k=20"):
+    with pytest.raises(ConfigError, match="top_k=20 must be <= synth.n_candidates=16"):
+        SynthConfig(top_k=20, n_candidates=16)  # refused when built, before any training
+    aug.synth_cfg = SynthConfig(n_candidates=1)  # the default top_k for ratio 4 is 2
+    with pytest.raises(ConfigError, match=r"synth.top_k=2 must be in \[1, synth.n_candidates=1\]"):
         aug.augment(*lens_data, 4, seed=0)
 
 

@@ -61,10 +61,10 @@ def test_bad_arguments_are_one_line(capsys: pytest.CaptureFixture[str], argv: li
     assert message in _one_line_error(capsys, argv)
 
 
-def test_embed_model_flag_is_now_embedder(capsys: pytest.CaptureFixture[str]) -> None:
+def test_embed_has_no_model_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """The embedding model is --embedder; --model names a reward model (score, bon, suggest)."""
     line = _one_line_error(capsys, ["embed", "--model", "minilm", "--data", "x.jsonl"])
-    assert line == ("latentrm: error: latentrm embed: --model is now --embedder (--embedder "
-                    "minilm); --model names a reward model in score and bon")
+    assert line == "latentrm: error: unrecognized arguments: --model (see `latentrm --help`)"
 
 
 @pytest.mark.parametrize("command", ["embed", "synth", "train", "run", "experiment"])
@@ -88,9 +88,9 @@ def test_out_that_is_an_existing_file_is_one_line(capsys: pytest.CaptureFixture[
 def test_shared_flags_are_config_shorthands(capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
-    assert main(["-q", "config", "--threads", "2", "--seed", "7", "seed=3"]) == 0
+    assert main(["-q", "config", "--threads", "2", "--seed", "7", "seed=7"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out.split("# keys:")[0])
-    # the flags win over key=value; -q turns the progress bars off
+    # the flags set the keys (a key=value saying the same is fine); -q turns the progress bars off
     assert (printed["threads"], printed["seed"]) == (2, 7)
     assert printed["embed"]["show_progress"] is False
 
@@ -245,3 +245,93 @@ def test_score_and_bon_check_out_before_reading_anything(capsys: pytest.CaptureF
     line = _one_line_error(capsys, [command, "--model", str(tmp_path / "no-model"), "--data",
                                     str(tmp_path / "no-input.jsonl"), "--out", str(out)])
     assert line.startswith(f"latentrm: error: {out}: ")
+
+
+# --- config mistakes found before any work (issue 23 items 1, 4, 5) ------------------------------
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b""
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("name", ["../../../victim", "ABS", "a/b", ".."])
+def test_a_variant_name_cannot_make_run_write_outside_out_dir(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, hh_file: Path, fake_embed: dict,
+    name: str,
+) -> None:
+    """It overwrote ../../../victim-r0/head.json with exit 0; now the run stops when its config
+    is loaded, before reading the data, with one line, and nothing on disk changes."""
+    import json
+
+    from latentrm.testing import small_overrides
+
+    name = str(tmp_path / "victim") if name == "ABS" else name
+    victim = tmp_path / "victim-r0"
+    victim.mkdir()
+    (victim / "head.json").write_text("the user's own file\n")
+    before = _tree(tmp_path)
+    line = _one_line_error(capsys, [
+        "run", *small_overrides(hh_file, tmp_path / "runs" / "out"),
+        f"variants={{{json.dumps(name)}: {{method: none}}}}",
+        f"methods=[none, {json.dumps(name)}]"])
+    assert line.startswith(f"latentrm: error: variants: {name!r} cannot name a folder")
+    assert _tree(tmp_path) == before and fake_embed["texts"] == 0
+
+
+@pytest.mark.parametrize("override", ["vae.recon=l1", "synth.pairing=crosss",
+                                      "vae.logvar_min=11", "synth.top_k=17",
+                                      "vae.divergence=w2_squared", "synth.teacher_tau=1",
+                                      "threads=100000"])
+def test_config_and_run_refuse_bad_choices_before_any_embedding(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, hh_file: Path, fake_embed: dict,
+    override: str,
+) -> None:
+    from latentrm.testing import small_overrides
+
+    extra = ["vae.gamma=0.5"] if override.startswith("vae.divergence") else []
+    key = override.split("=")[0]
+    line = _one_line_error(capsys, ["config", override, *extra])
+    assert key in line
+    out = tmp_path / "out"
+    assert _one_line_error(capsys, ["run", *small_overrides(hh_file, out), override,
+                                    *extra]) == line
+    assert fake_embed["texts"] == 0 and not out.exists()
+
+
+def test_a_flag_and_an_override_that_disagree_are_refused(capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 1\n")
+    line = _one_line_error(capsys, ["config", str(cfg), "--seed", "5", "seed=6"])
+    assert line == "latentrm: error: --seed 5 and the override seed=6 disagree; give one of them"
+    line = _one_line_error(capsys, ["config", "--threads", "2", "threads=3"])
+    assert line == ("latentrm: error: --threads 2 and the override threads=3 disagree; give one "
+                    "of them")
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path, hh_file: Path,
+                                                fake_embed: dict) -> None:
+    from latentrm.testing import small_overrides
+
+    taken = tmp_path / "cache-file"
+    taken.write_text("not a folder\n")
+    out = tmp_path / "out"
+    line = _one_line_error(capsys, ["run", *small_overrides(hh_file, out),
+                                    f"cache_dir={taken}"])
+    assert line == (f"latentrm: error: {taken}: exists and is not a folder (the cache_dir); "
+                    "choose another path")
+    assert taken.read_text() == "not a folder\n" and not out.exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["score", "--model", "m", "--data", "in.jsonl", "--out", "o.jsonl", "--threads", "100000"],
+    ["bon", "--model", "m", "--data", "in.jsonl", "--out", "o.jsonl", "--threads", "100000"],
+    ["run", "--threads", "100000"],
+    ["embed", "--data", "in.jsonl", "--threads", "100000"],
+])
+def test_thread_counts_are_capped_before_torch_sees_them(capsys: pytest.CaptureFixture[str],
+                                                         argv: list[str]) -> None:
+    """torch.set_num_threads(100000) crashed the process (exit 139); 1024 is the cap."""
+    line = _one_line_error(capsys, argv)
+    assert ("argument --threads: must be <= 1024, got 100000" in line
+            or line == "latentrm: error: embed.threads must be <= 1024, got 100000")

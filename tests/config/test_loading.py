@@ -180,3 +180,95 @@ def test_yaml_python_tags_are_refused_in_one_line_naming_the_line(tmp_path: Path
         load_config(p)
     assert "\n" not in str(e.value)
     assert str(e.value).startswith(f"{p}: line 3: invalid YAML: ")
+
+
+# --- files and overrides that used to be tracebacks or to cost a lot (issue 23 items 2, 5) --------
+def _levels(first: str, line: str) -> str:
+    """Eight anchors a..h, each level holding its predecessor 9 times: 9^8 = 43 million values
+    once expanded."""
+    out = first
+    for p, c in zip("abcdefg", "bcdefgh", strict=True):
+        out += line.format(c=c, refs=",".join([f"*{p}"] * 9))
+    return out
+
+
+# Valid keys only, so that nothing refuses them before they expand: the string key's elements
+# are turned into text (str() of a 43-million-value list), the variants copied by to_dict.
+BOMBS = {
+    "lists": "text:\n  lora_target_modules: [" + _levels(
+        "&a [x,x,x,x,x,x,x,x,x]", ", &{c} [{refs}]") + "]\n",
+    "mappings": "variants:\n" + _levels(
+        "  a: &a {method: none, k: [x,x,x,x,x,x,x,x,x]}\n",
+        "  {c}: &{c} {{method: none, k: [{refs}]}}\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_yaml_alias_bombs_are_refused_before_they_expand(tmp_path: Path, name: str) -> None:
+    p = tmp_path / "bomb.yaml"
+    p.write_text(BOMBS[name])
+    assert p.stat().st_size < 600
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: line ") and "\n" not in str(e.value)
+    assert "aliases expand to more than 10000 values" in str(e.value)
+
+
+def test_a_few_yaml_aliases_are_fine(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("variants:\n  a: &lens {method: lens, synth.pairing: cross}\n  b: *lens\n"
+                 "methods: [a, b]\n")
+    cfg = load_config(p)
+    assert cfg.variants["a"] == cfg.variants["b"] == {"method": "lens", "synth.pairing": "cross"}
+
+
+def test_unreadable_config_files_are_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("seed: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(deep)
+    assert str(e.value) == f"{deep}: line 1: nested more than 50 levels deep"
+    deep.write_text("a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 200)))
+    with pytest.raises(ConfigError, match=r": line 50: nested more than 50 levels deep$"):  # k49:
+        load_config(deep)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"seed: 1\ndata:\n  path: caf\xe9.jsonl\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(latin)
+    assert str(e.value) == f"{latin}: line 3: not UTF-8 text (byte 0xe9)"
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    with pytest.raises(ConfigError) as e:
+        load_config(folder)
+    assert str(e.value) == f"{folder}: is a folder; give a YAML config file"
+    big = tmp_path / "big.yaml"
+    big.write_text("seed: 1\n" + "#" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(big)
+    assert str(e.value) == f"{big}: over 1 MiB; a config file is at most 1 MiB"
+    with pytest.raises(ConfigError, match=r"^/dev/zero: over 1 MiB"):  # read, never to the end
+        load_config("/dev/zero")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("ratios=[2,4", "override 'ratios=[2,4': line 1: invalid YAML: "),
+    ("variants={a: {method: none}", "override 'variants={a: {method: none}': line 1: invalid "
+                                    "YAML: "),
+    ("data.path=[a,b]", "data.path: expected a string, got ['a', 'b']"),
+    ("embed.model={x: 1}", "embed.model: expected a string, got {'x': 1}"),
+    ("cache_dir=[]", "cache_dir: expected a string, got []"),
+    ("data.path=!!binary aGk=", "data.path: expected a string, got b'hi'"),
+])
+def test_overrides_that_were_sent_on_mangled_are_refused(override: str, message: str) -> None:
+    """An unclosed list was read as the string '[2,4' (and then as [2, 4]); a list given for a
+    string key became the string "['a', 'b']" and was sent to the Hub as a dataset id."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_scalars_still_become_strings_and_sweep_values_may_be_lists() -> None:
+    cfg = load_config(None, ["embed.model=123", "data.path=@odd",
+                             "sweep=reward.hidden", "sweep_values=[[64], [64, 64]]"])
+    assert (cfg.embed.model, cfg.data.path) == ("123", "@odd")
+    assert cfg.sweep_values == ("[64]", "[64, 64]")

@@ -224,7 +224,8 @@ def test_conversational_errors_name_the_field(tmp_path: Path) -> None:
     rec = {"prompt": [u("q")], "chosen": [{"role": "bot", "content": "a"}], "rejected": [a("b")]}
     with pytest.raises(
         DataError,
-        match=r"c\.jsonl:1: role must be one of .* got 'bot' \(field 'chosen\[0\]\.role'\)",
+        match=r"c\.jsonl:1: role must be user, assistant or system .* got 'bot' "
+              r"\(field 'chosen\[0\]\.role'\)",
     ):
         load_pairs(write_jsonl(tmp_path / "c.jsonl", [rec]))
     rec = {"prompt": [u("q")], "chosen": [a("a"), u("more?")], "rejected": [a("b")]}

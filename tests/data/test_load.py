@@ -122,3 +122,45 @@ def test_real_alpaca_candidates_and_binarisation(shared_data: Path) -> None:
     assert max(per_set.values()) == 4
     assert len(ds) == sum(per_set.values()) > 2000
     assert binarize_candidates(sets, 0.3, 4, seed=0).ids == ds.ids
+
+
+# --- issue 23: what one record may cost, files that yield nothing, repeated records -------------
+def test_too_many_candidates_in_one_set_are_refused_before_binarising(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Binarising compares every two candidates of a set: 40,000 of them (a 1.5 MB file) asked
+    for ~6 GiB. The bound (formats.MAX_CANDIDATES, lowered to 1,000 here) is checked while the
+    record is parsed, before anything is allocated for it."""
+    import latentrm.data.formats as formats
+
+    monkeypatch.setattr(formats, "MAX_CANDIDATES", 1000, raising=False)
+    cands = [{"output": f"o{k}", "gold": k} for k in range(2000)]
+    path = write_jsonl(tmp_path / "many.jsonl", [
+        {"instruction": "q", "candidates": cands[:3]}, {"instruction": "q2", "candidates": cands}])
+    with pytest.raises(DataError, match=r"many\.jsonl:2: 2000 candidates in one set, more than "
+                                        r"the 1000 allowed \(field 'candidates'\)$"):
+        load_pairs(path)
+    with pytest.raises(DataError, match=r"many\.jsonl:2: 2000 candidates"):
+        load_candidates(path)
+
+
+def test_a_candidates_file_that_yields_no_pairs_is_an_error(tmp_path: Path) -> None:
+    same_gold = [{"output": "a", "gold": 1.0}, {"output": "b", "gold": 1.0}]
+    path = write_jsonl(tmp_path / "flat.jsonl", [{"instruction": "q", "candidates": same_gold}] * 2)
+    with pytest.raises(DataError, match=r"^\S*flat\.jsonl: no usable pairs: none of the 2 "
+                                        r"candidate sets has two different non-empty outputs "
+                                        r"whose gold differs by >= data.min_gold_gap=0"):
+        load_pairs(path)
+
+
+def test_exact_duplicate_records_are_kept_and_warned_with_their_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = {"prompt": "q", "chosen": "a", "rejected": "b"}
+    c = {"prompt": "q", "chosen": "c", "rejected": "b"}
+    path = write_jsonl(tmp_path / "dup.jsonl", [a, c, a, c, a])
+    with caplog.at_level(logging.WARNING, logger="latentrm.data"):
+        ds = load_pairs(path)
+    assert len(ds) == 5 and ds.stats["exact_duplicates"] == 3
+    want = "dup.jsonl: 3 records repeat an earlier record exactly (lines 3 (= 1), 4 (= 2), 5 (= 1))"
+    assert want in caplog.text

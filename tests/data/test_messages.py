@@ -55,7 +55,75 @@ def test_errors_show_a_short_repr_even_of_deeply_nested_values():
     # reprlib keeps (60 - 3) // 2 = 28 characters of the repr in front and 29 behind "..."
     assert short("x" * 100) == "str '" + "x" * 27 + "..." + "x" * 28 + "'"
     with pytest.raises(DataError, match=r"^prompt must be a string or a list of messages, got "
-                                        r"list \[\[\[\[\.\.\.\]\]\]\] \(field 'p'\)$"):
+                                        r"dict \{'x': \[\[\[\.\.\.\]\]\]\} \(field 'p'\)$"):
+        as_prompt({"x": deep}, field="p")
+    # a list is a message list, checked message by message like training data
+    with pytest.raises(DataError, match=r"^expected a \{role, content\} message, got list "
+                                        r"\(field 'p\[0\]'\)$"):
         as_prompt(deep, field="p")
     with pytest.raises(DataError, match=r"got int 123 \(field 'c'\)$"):
         as_response(123, field="c")
+
+
+# --- one parser: serving follows the training rules (issue 23 item 6, issue 22 item 3d) ---------
+U = {"role": "user", "content": "q"}
+A = {"role": "assistant", "content": "a"}
+PROMPT_CASES = {
+    "empty-text": ("", r"empty prompt"),
+    "whitespace-text": ("  \n ", r"empty prompt"),
+    "whitespace-messages": ([{"role": "user", "content": "   "}], r"empty prompt"),
+    "content-a-number": ([{"role": "user", "content": 123}],
+                         r"content must be a string or a list of text parts, got int"),
+    "content-null": ([{"role": "user", "content": None}],
+                     r"content must be a string or a list of text parts, got NoneType"),
+    "content-an-object": ([{"role": "user", "content": {"text": "q"}}],
+                          r"content must be a string or a list of text parts, got dict"),
+    "ends-with-assistant": ([U, A], r"prompt must end with a user message, not assistant"),
+    "hh-ends-with-an-answer": ("\n\nHuman: q\n\nAssistant: a",
+                               r"prompt must end with a user message, not assistant"),
+    "unknown-role": ([{"role": "robot", "content": "q"}], r"role must be user, assistant or"),
+    "lone-surrogate": ("q \ud800", r"lone UTF-16 surrogate"),
+}
+
+
+def _record(prompt) -> dict:
+    """A training record with `prompt` (TRL standard or conversational, as the prompt is)."""
+    if isinstance(prompt, str):
+        return {"prompt": prompt, "chosen": "x", "rejected": "y"}
+    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": "x"}],
+            "rejected": [{"role": "assistant", "content": "y"}]}
+
+
+@pytest.mark.parametrize("case", list(PROMPT_CASES))
+def test_serving_refuses_the_prompts_training_refuses_with_the_same_message(case):
+    """One parser (latentrm.data.messages) for both: each bad prompt is refused by `score`/`bon`/
+    the TRL reward function and by the training loader, with the same message."""
+    from latentrm.data.load import pairs_from_source
+    from latentrm.data.readers import Source
+
+    value, pattern = PROMPT_CASES[case]
+    with pytest.raises(DataError, match=pattern) as served:
+        as_prompt(value, path="rows.jsonl", line=1, field="prompt")
+    src = Source("pairs.jsonl", "pairs", [(1, _record(value))])
+    with pytest.raises(DataError, match=pattern) as trained:
+        pairs_from_source(src)
+    assert str(served.value).split(": ", 1)[1] == str(trained.value).split(": ", 1)[1]
+
+
+def test_serving_and_training_parse_good_prompts_alike():
+    from latentrm.data.load import pairs_from_source
+    from latentrm.data.readers import Source
+
+    for value in ("  q ", "\n\nHuman: q\n\nAssistant: a\n\nHuman: more?\n\nAssistant:",
+                  [{"role": "system", "content": "s"}, U],
+                  [{"role": "user", "content": [{"type": "text", "text": "q"}]}]):
+        src = Source("p.jsonl", "p", [(1, _record(value))])
+        assert as_prompt(value) == pairs_from_source(src)[0].prompt, value
+
+
+def test_a_completion_must_end_with_its_assistant_reply():
+    """A completion with a turn after its last assistant message used to lose that turn."""
+    with pytest.raises(DataError, match=r"must end with an assistant message \(the response\) "
+                                        r"\(field 'c'\)$"):
+        as_response([A, {"role": "user", "content": "and?"}], (U,), field="c")
+    assert as_response([A], (U,)) == ((U,), "a")

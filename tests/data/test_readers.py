@@ -333,3 +333,98 @@ def test_non_standard_json_literals_are_refused_naming_line_and_field(
         read_rows(path, DataConfig())
     assert str(e.value) == (f"{tmp_path / where}: {literal} is not valid JSON (write null or a "
                             f"number) (field '{field}')")
+
+
+# --- bounded cost of small inputs (issue 23 item 2) ---------------------------------------------
+def test_a_gzip_bomb_is_refused_naming_the_file(tmp_path: Path, monkeypatch) -> None:
+    """1 GiB of newlines compresses to ~1 MB: the inflated size is bounded by a ratio of the
+    compressed size (readers.MAX_INFLATE_RATIO, with a floor), refused before the lines are split.
+    The floor is lowered here so the test inflates 64 MiB, not 1 GiB."""
+    import latentrm.data.readers as readers
+
+    monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20, raising=False)
+    bomb = tmp_path / "bomb.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b"\n" * (64 << 20), compresslevel=9))
+    assert bomb.stat().st_size < 100_000  # 64 MiB of newlines in ~64 kB
+    with pytest.raises(DataError, match=r"^\S*bomb\.jsonl\.gz: inflates to more than \d+ bytes "
+                                        r"\(\d+ x its compressed size"):
+        read_rows(bomb)
+    ok = tmp_path / "ok.jsonl.gz"  # real data compresses 3-10x: far inside the bound
+    ok.write_bytes(gzip.compress((json.dumps(HH_RECORD) + "\n").encode() * 2000))
+    assert len(read_rows(ok)) == 2000
+
+
+def test_blank_line_runs_cost_no_memory_per_line(tmp_path: Path) -> None:
+    """Blank lines are skipped without a list entry each (10 M of them, then a record: its line
+    number is still right)."""
+    import tracemalloc
+
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n" * 10_000_000 + b'{"prompt": "q", "response": "a"}\n')
+    tracemalloc.start()
+    try:
+        rows = read_rows(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == [(10_000_001, {"prompt": "q", "response": "a"})]
+    # The file's 10 MB read once (and its copy without a BOM at most), not 8 bytes per line more.
+    assert peak < 30_000_000
+
+
+def test_a_dictionary_encoded_parquet_bomb_is_refused_before_it_is_materialised(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """One 100 kB string repeated 20,000 times: a dictionary-encoded file of ~100 kB that
+    decodes to 2 GB. Rows are decoded in small batches and the decoded size is bounded like a
+    gzip file's (the floor lowered to 1 MiB here)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import latentrm.data.readers as readers
+
+    monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20, raising=False)
+    path = tmp_path / "bomb.parquet"
+    big = "x" * 100_000
+    table = pa.table({"prompt": pa.array([big] * 20_000).dictionary_encode(),
+                      "response": pa.array(["a"] * 20_000)})
+    pq.write_table(table, path, use_dictionary=True, compression="zstd")
+    assert path.stat().st_size < 500_000
+    with pytest.raises(DataError, match=r"bomb\.parquet: decodes to more than \d+ bytes"):
+        read_rows(path)
+    small = tmp_path / "small.parquet"
+    pq.write_table(pa.table({"prompt": ["q1", "q2"], "response": ["a", "b"]}), small)
+    assert read_rows(small) == [(1, {"prompt": "q1", "response": "a"}),
+                                (2, {"prompt": "q2", "response": "b"})]
+
+
+# --- the same record rules everywhere (issue 23 items 5, 6) ---------------------------------------
+def test_duplicate_json_keys_are_refused_not_last_wins(tmp_path: Path) -> None:
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"prompt": "q", "response": "a"}\n'
+                    '{"prompt": "q", "response": "a", "response": "b"}\n')
+    with pytest.raises(DataError, match=r"dup\.jsonl:2: duplicate key 'response' "):
+        read_rows(path)
+    listed = tmp_path / "dup.json"
+    listed.write_text('[{"prompt": "q", "chosen": {"role": "assistant", "role": "user"}}]')
+    with pytest.raises(DataError, match=r"dup\.json: duplicate key 'role' "):
+        read_rows(listed)
+
+
+def test_duplicate_csv_columns_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("prompt,chosen,rejected,chosen\nq,a,b,c\n")
+    with pytest.raises(DataError, match=r"dup\.csv:1: duplicate column 'chosen'"):
+        load_pairs(path)
+
+
+def test_a_lone_surrogate_is_one_line_naming_line_and_field(tmp_path: Path) -> None:
+    """JSON can spell a lone UTF-16 surrogate (\\ud800), which no UTF-8 file, tokenizer or
+    output can hold."""
+    path = tmp_path / "sur.jsonl"
+    path.write_text('{"prompt": "q", "response": "ok \\ud83d\\ude00"}\n'  # a valid pair
+                    '{"prompt": "q", "response": "bad \\ud800 here"}\n')
+    with pytest.raises(DataError, match=r"sur\.jsonl:2: lone UTF-16 surrogate .*'response'"):
+        read_rows(path)
+    path.write_text('{"prompt": "q", "response": "ok \\ud83d\\ude00"}\n')
+    assert read_rows(path)[0][1]["response"] == "ok \U0001f600"

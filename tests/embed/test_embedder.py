@@ -18,7 +18,7 @@ import torch
 
 from latentrm.config import EmbedConfig
 from latentrm.data import parse_hh, render_plain
-from latentrm.embed.embedder import Embedder, make_batches, truncate_ids
+from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_model
 from latentrm.errors import ConfigError
 from latentrm.io import sha256_file
@@ -43,25 +43,6 @@ def chat_ids(tok, prompt, response) -> list[int]:
 
 
 # --- pure helpers --------------------------------------------------------------------------------
-def test_truncate_ids_keeps_response_and_frame():
-    ids = list(range(10))  # 0 = BOS (head), 1..5 prompt, 6..8 response, 9 = SEP (tail)
-    assert truncate_ids(ids, 6, 10, 1, 1) == ids  # fits: untouched
-    # 7 tokens: head + tail + all 3 response tokens leave room for the 2 prompt tokens nearest them
-    assert truncate_ids(ids, 6, 7, 1, 1) == [0, 4, 5, 6, 7, 8, 9]
-    assert truncate_ids(ids, 6, 5, 1, 1) == [0, 6, 7, 8, 9]  # exactly the response
-    assert truncate_ids(ids, 6, 4, 1, 1) == [0, 6, 7, 9]  # response too long: keep its start
-    assert truncate_ids(ids, 6, 2, 1, 1) == [6, 7]  # no room for the frame: response first
-    assert truncate_ids(ids, 6, 4) == [6, 7, 8, 9]  # no frame: the last 4 are all response
-
-
-def test_make_batches_longest_first_and_token_cap():
-    lengths = [5, 1, 9, 3, 7]
-    assert make_batches(lengths, 2, 100) == [[2, 4], [0, 3], [1]]
-    # cap 15 padded tokens: 9+9 > 15 so 9 sits alone; 7*2 = 14 fits; 3*2 = 6 fits
-    assert make_batches(lengths, 4, 15) == [[2], [4, 0], [3, 1]]
-    assert make_batches([50], 4, 15) == [[0]]  # an over-long text still gets a batch
-
-
 # --- pooling -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "padding_side,pad_is_eos", [("right", False), ("left", False), ("right", True), ("left", True)]
@@ -319,3 +300,35 @@ def test_gemma3_alias_assembles_and_embeds():
     out = emb.embed([prompt, prompt], ["mix flour", "I cannot help"])
     assert out.shape == (2, 640) and np.isfinite(out).all()
     assert not np.allclose(out[0], out[1], atol=1e-4)
+
+
+# --- hostile embedders: blocked, and said in one line (issue 23 item 5) --------------------------
+class _Payload:
+    """Unpickling this would create `path`: what a pickled checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_pickled_embedder_checkpoint_is_one_line_and_never_unpickled(tmp_path, tiny_bert):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"x": _Payload(tmp_path / "PWNED")}, folder / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match=r"^cannot load model .*pickled: UnpicklingError: ") as e:
+        Embedder(cfg_for(folder))
+    assert "\n" not in str(e.value) and not (tmp_path / "PWNED").exists()
+
+
+def test_a_chat_template_escaping_its_sandbox_is_one_line(tmp_path):
+    tok = build_tokenizer(chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    emb = Embedder(cfg_for(save_tiny_llama(tmp_path / "evil", tok)))
+    with pytest.raises(ConfigError, match=r"evil's chat template failed on this input \("
+                                          r"SecurityError: access to attribute '__class__'") as e:
+        emb.embed([({"role": "user", "content": "hi"},)], ["x"])
+    assert "\n" not in str(e.value)

@@ -12,6 +12,7 @@ import pytest
 
 from latentrm.cli import main
 from latentrm.embed.ray_engine import embed_pairs_ray, threads_per_actor
+from latentrm.embed.scale import ScaleConfig
 from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import ConfigError
@@ -63,7 +64,8 @@ def test_ray_equals_local_resumes_and_the_ordinary_reader_reads_it(
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         got = embed_pairs_ray(
-            embed_setup["ds"], embed_setup["cfg"], tmp_path / "killed", num_actors=2
+            embed_setup["ds"], embed_setup["cfg"], tmp_path / "killed",
+            ScaleConfig(engine="ray", num_actors=2)
         )
         assert ray.is_initialized()  # not ours to shut down
         code = main(["embed", *embed_argv(tmp_path / "fresh"), "--engine", "ray",

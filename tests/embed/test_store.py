@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,70 @@ def test_a_pickled_chunk_is_never_unpickled_even_with_a_matching_checksum(
     with pytest.raises(CacheError, match=rf"{ch.id}.*expected float32 .*found object"):
         verify_cache(d)
     assert not marker.exists()
+
+
+# --- what one cache file may cost (issue 23 items 2, 5, 7) ----------------------------------------
+def _description(d: Path) -> Path:
+    return d / "chunks" / f"{list_chunks(d)[0].id}.json"
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "../../outside.npy", "sub/x.npy", ".."])
+def test_a_chunk_description_may_only_name_a_file_beside_it(tmp_path, tiny_bert, five_pairs, name):
+    """A description naming /dev/zero made the read run until memory ran out."""
+    out = E.embed_pairs(five_pairs, cfg_for(tiny_bert, chunk_size=4), tmp_path)
+    d, view = Path(out.meta["cache"]["dir"]), Path(out.meta["cache"]["view"])
+    side = _description(d)
+    doc = json.loads(side.read_text())
+    (tmp_path / "outside.npy").write_bytes((d / "chunks" / doc["file"]).read_bytes())
+    side.write_text(json.dumps({**doc, "file": name}))
+    with pytest.raises(CacheError, match=rf"^{side}: malformed chunk description \(file "
+                                         rf"{name!r} is not a chunk file name\); delete it"):
+        load_pair_cache(view)
+
+
+def test_a_huge_sparse_chunk_is_refused_by_its_size_before_it_is_read(
+    tmp_path, tiny_bert, five_pairs
+):
+    """A 30 GB sparse file in place of a chunk (no disk used): its size is checked against the
+    rows x layers x dim x 4 bytes its description implies before a byte is read; the chunk is
+    set aside like any corrupt one."""
+    out = E.embed_pairs(five_pairs, cfg_for(tiny_bert, chunk_size=4), tmp_path)
+    d, view = Path(out.meta["cache"]["dir"]), Path(out.meta["cache"]["view"])
+    ch = list_chunks(d)[0]
+    os.truncate(d / "chunks" / ch.file, 30 << 30)
+    with pytest.raises(CacheError, match=r"1 chunks failed their checksum") as e:
+        load_pair_cache(view)
+    assert "\n" not in str(e.value)
+    assert (d / "chunks" / f"{ch.id}.json.bad").exists()
+    with pytest.raises(CacheError, match=rf"{ch.file}: 32212254720 bytes, but 4 rows of 1 "
+                                         r"layers x dim 32 take \d+"):
+        from latentrm.embed.store import read_chunk
+
+        read_chunk(d, ch, 32, 1)
+
+
+VIEW_DAMAGE = {
+    "keys-not-a-list": (lambda v: v.update(keys="abc"), "'keys' must be a list of row keys"),
+    "a-key-not-a-string": (lambda v: v["keys"].__setitem__(0, 5),
+                           "'keys' must be a list of row keys"),
+    "kind-unknown": (lambda v: v.update(kind="other"), "'kind' must be pairs or candidates"),
+    "ids-missing": (lambda v: v.pop("ids"), "'ids' must be a list"),
+    "ids-too-few": (lambda v: v["ids"].pop(), r"10 rows for 4 pairs"),
+    "embed-not-an-object": (lambda v: v.update(embed=[1]), "'embed' must be an object"),
+    "bad-pooling": (lambda v: v["embed"].update(pooling="max"),
+                    r"bad embedder config \(embed\.pooling must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(VIEW_DAMAGE))
+def test_a_malformed_view_is_one_line_naming_it(tmp_path, tiny_bert, five_pairs, case):
+    """A view with a bad pooling value let `train` write a model that `score` refused."""
+    damage, pattern = VIEW_DAMAGE[case]
+    out = E.embed_pairs(five_pairs, cfg_for(tiny_bert, chunk_size=4), tmp_path)
+    view = Path(out.meta["cache"]["view"])
+    doc = json.loads(view.read_text())
+    damage(doc)
+    view.write_text(json.dumps(doc))
+    with pytest.raises(CacheError, match=rf"^{view}: .*{pattern}") as e:
+        load_pair_cache(view)
+    assert "\n" not in str(e.value)

@@ -250,3 +250,25 @@ def test_smollm2_custom_export_reproduces_latentrm(tmp_path, shared_data):
     for side, special in (("right", False), ("left", True)):
         got = logits(model, tok, chat_texts(tok, prompts, responses), side, special)
         assert np.abs(got - ref).max() < 1e-4
+
+
+def test_every_exported_file_honours_the_umask(tmp_path, tiny_bert):
+    """model.safetensors was 0600 (huggingface_hub writes it through a private temp file) while
+    the other files were 0666 & ~umask (latentrm.io's rule)."""
+    import os
+    import stat
+
+    from latentrm.io import current_umask
+
+    emb = Embedder(cfg_for(tiny_bert, max_length=24))
+    rm = RewardModel(emb.cfg, random_head(32, ()), embedder=emb)
+    old = os.umask(0o027)
+    try:
+        rm.save_pretrained(tmp_path / "rm")
+        want = 0o666 & ~current_umask()
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "rm").iterdir()
+             if p.is_file()}
+    assert "model.safetensors" in modes and want == 0o640
+    assert {n: oct(m) for n, m in modes.items() if m != want} == {}

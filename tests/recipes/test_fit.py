@@ -86,7 +86,7 @@ def test_conversational_records_and_the_saved_model_round_trip(tmp_path, bert_em
 
 
 def test_a_margin_column_reaches_the_pairs_and_the_loss(tmp_path, bert_embedder, monkeypatch):
-    import latentrm.recipes.fit as fit_mod
+    import latentrm.augment.fit as fit_mod  # the one augment-then-fit path latentrm.fit takes
 
     seen = {}
     real = fit_mod.RewardHeadFitter

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from latentrm.errors import ConfigError
 from latentrm.recipes import outdir
 from latentrm.recipes.outdir import exchange, remove_leftovers, staged_run_dir, swap_in
 
@@ -161,3 +163,37 @@ def test_swap_falls_back_to_two_renames(tmp_path: Path,
     assert seen[-2:] == [False, True]  # the window, then out_dir again
     assert _tree(out) == {"config.yaml": "new run\n", "notes.txt": "mine\n"}
     assert _siblings(out) == []
+
+
+@pytest.mark.parametrize("name", ["../victim-r4", "/tmp/victim-r4", "a/b-r4", "..", "", ".x"])
+def test_a_folder_made_from_a_name_stays_inside_its_parent(tmp_path: Path, name: str) -> None:
+    """Belt and braces under the config's name check: where a run joins a name into a path (the
+    heads folder), a name that would leave the folder is refused."""
+    heads = tmp_path / "heads"
+    assert outdir.child_dir(heads, "lens-cross-r4") == heads / "lens-cross-r4"
+    with pytest.raises(ConfigError, match=rf"^{re.escape(repr(name))} cannot name a folder"):
+        outdir.child_dir(heads, name)
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_symlinked_out_dir_is_written_where_it_points(tmp_path: Path) -> None:
+    """runs/latest -> runs/2026-12-05: the run replaces the folder the link points to and the
+    link stays a link (it was replaced by a real folder, and left a stray link beside it)."""
+    target = tmp_path / "store" / "run-1"
+    target.parent.mkdir()
+    _earlier_run(target)
+    (target / "notes.txt").write_text("mine\n")
+    link = tmp_path / "latest"
+    link.symlink_to(target, target_is_directory=True)
+    with staged_run_dir(link) as tmp:
+        (tmp / "config.yaml").write_text("new run\n")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert _tree(target) == {"config.yaml": "new run\n", "notes.txt": "mine\n"}
+    assert sorted(os.listdir(tmp_path)) == ["latest", "store"]
+    assert os.listdir(target.parent) == ["run-1"]
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(ConfigError, match=rf"^out_dir={dangling} is a symbolic link to "
+                                          rf"{tmp_path / 'gone'}, which does not exist"):
+        with staged_run_dir(dangling):
+            pass

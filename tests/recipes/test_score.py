@@ -64,7 +64,7 @@ def test_score_rows_errors_name_file_line_field():
     model = length_model()
     with pytest.raises(DataError, match=r"^in\.jsonl:2: missing response \(field 'response'\)"):
         score_rows(model, [(1, {"prompt": "a", "response": "b"}), (2, {"prompt": "a"})], "in.jsonl")
-    with pytest.raises(DataError, match=r"in\.csv:3: .*role.*\(field 'prompt'\)"):
+    with pytest.raises(DataError, match=r"in\.csv:3: .*role.*\(field 'prompt\[0\]\.role'\)"):
         score_rows(
             model, [(3, {"prompt": [{"role": "bot", "content": "x"}], "response": "r"})], "in.csv"
         )
