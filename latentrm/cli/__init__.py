@@ -5,8 +5,9 @@ line `latentrm: error: ...` with exit code 2; `--debug` shows the traceback. Opt
 same in every command: `--data` is the input data, `--out` the output, `--threads` torch's
 threads, `--seed` the seed, `--model` a reward model (the embedding model is `--embedder`).
 
-The commands live in `training` (config, init, embed, synth, train, run, experiment) and
-`serving` (score, bon, export); `options` holds the registry and the options they share.
+The commands live in `training` (config, init, embed, synth, train, run, experiment),
+`serving` (score, bon, export) and `active` (suggest, active); `options` holds the registry and
+the options they share.
 """
 
 from __future__ import annotations
