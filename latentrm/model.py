@@ -168,6 +168,15 @@ class RewardModel(
         if len(prompts) == 0:
             empty = np.zeros(0, np.float32)
             return (empty, empty.copy()) if return_spread else empty
+        e = self._embed(prompts, responses)
+        with quiet_serving():
+            if return_spread:  # an ensemble: one pass of its members gives both
+                scores, spread = self.head.score_and_spread(e)
+                return check_scores(scores, self.source or "reward model"), spread
+            return check_scores(self.head.score(e), self.source or "reward model")
+
+    def _embed(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+        """(N, d) embeddings of (prompt, response) pairs as :meth:`score` sees them (quiet)."""
         ctx, texts = [], []
         for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
             c, t = as_response(r, as_prompt(p, field=f"prompts[{i}]"), field=f"responses[{i}]")
@@ -175,12 +184,31 @@ class RewardModel(
             texts.append(t if self.max_response_chars is None else t[: self.max_response_chars])
         with quiet_serving():
             emb = self.embedder
-            e = (emb.embed(ctx, texts, bar=NoBar()) if isinstance(emb, Embedder)
-                 else emb.embed(ctx, texts))
-            if return_spread:  # an ensemble: one pass of its members gives both
-                scores, spread = self.head.score_and_spread(e)
-                return check_scores(scores, self.source or "reward model"), spread
-            return check_scores(self.head.score(e), self.source or "reward model")
+            return (emb.embed(ctx, texts, bar=NoBar()) if isinstance(emb, Embedder)
+                    else emb.embed(ctx, texts))
+
+    # --- active selection ----------------------------------------------------------------------
+    def suggest(
+        self, pool: Sequence[Any], k: int, *, strategy: str = "hybrid", seed: int = 0,
+        labelled: Sequence[Any] | None = None, top_m: int | None = None,
+        shuffle_sides: bool = True,
+    ) -> list[Any]:
+        """The `k` pairs of `pool` most worth labelling next (latentrm.suggest.Suggestion, best
+        first).
+
+        `pool`: PreferencePairs (a prompt and two responses; which is "chosen" is ignored) or
+        CandidateSets (a prompt and N responses: the best pair of each set competes, one pair per
+        set). `strategy`: random | bald | entropy | diversity | hybrid (latentrm.head.acquire);
+        bald needs an ensemble head (ConfigError with a single head); hybrid ranks by BALD with an
+        ensemble, by entropy with a single head. `labelled`: pairs labelled already (diversity
+        and hybrid keep away from them). `seed`: random's draw and the a/b order of a pair pool
+        (`shuffle_sides`).
+        """
+        from latentrm.suggest import suggest_pairs
+
+        return suggest_pairs(self._embed, self.head, pool, k, strategy=strategy, seed=seed,
+                             labelled=labelled, top_m=top_m, shuffle_sides=shuffle_sides,
+                             where=self.source or "reward model")
 
     # --- identity ------------------------------------------------------------------------------
     def embedder_record(self) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """`make reproduce`: run every config, collect tables/plots in reports/, refresh REPORT.md's tables.
 
-Each config runs in-process (`latentrm run` for demo.yaml, `latentrm experiment` for the others)
-into its own out_dir; embeddings come from the shared on-disk cache (cache_dir), so a second
-reproduce embeds nothing. With --skip-existing a config whose out_dir already holds results for
-the same resolved config is not rerun, only collected.
+Each config runs in-process (`latentrm run` for demo.yaml, `latentrm active` for active_hh.yaml,
+`latentrm experiment` for the others) into its own out_dir; embeddings come from the shared
+on-disk cache (cache_dir), so a second reproduce embeds nothing. With --skip-existing a config
+whose out_dir already holds results for the same resolved config is not rerun, only collected.
 
 REPORT.md: the text between `<!-- BEGIN TABLE name -->` and `<!-- END TABLE name -->` is replaced
 by reports/<name>/results.md plus links to its plots; everything else (the prose) is left alone.
@@ -39,6 +39,7 @@ CONFIGS = (
     ("quality_hh", "experiment"),
     ("quality_hh_1000", "experiment"),
     ("small_data_hh", "experiment"),
+    ("active_hh", "active"),  # active selection: `latentrm active`, ~15 min of 2-core CPU
     ("learning_curve_alpaca", "experiment"),
     ("quality_alpaca", "experiment"),
     ("learning_curve_alpaca_smollm2", "experiment"),
@@ -62,6 +63,7 @@ def finished(cfg: RunConfig, kind: str) -> bool:
 
 
 def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> RunConfig:
+    from latentrm.recipes.active import run_active
     from latentrm.recipes.experiment import run_experiment
     from latentrm.recipes.run import run_pipeline
 
@@ -73,6 +75,8 @@ def run_one(name: str, kind: str, overrides: list[str], skip_existing: bool) -> 
     log.info("%s: latentrm %s configs/%s.yaml", name, kind, name)
     if kind == "run":
         run_pipeline(cfg)
+    elif kind == "active":
+        run_active(cfg)
     else:
         run_experiment(cfg)
     log.info("%s: done in %.0fs", name, time.perf_counter() - t0)
@@ -160,7 +164,7 @@ def small_data_section(reports: Path) -> str | None:
             + robustness_markdown(df, ("none", "ensemble")))
 
 
-def collect(name: str, cfg: RunConfig, reports: Path) -> str:
+def collect(name: str, cfg: RunConfig, reports: Path, kind: str = "experiment") -> str:
     """Copy results.md/csv, metrics.json and plots into reports/<name>/; return the md section."""
     src, dst = Path(cfg.out_dir), reports / name
     dst.mkdir(parents=True, exist_ok=True)
@@ -171,10 +175,12 @@ def collect(name: str, cfg: RunConfig, reports: Path) -> str:
         # An experiment's table is re-rendered from its rows, so it has today's columns.
         import pandas as pd
 
+        from latentrm.recipes.active import active_markdown
         from latentrm.recipes.report import summary_markdown
 
         df = pd.read_csv(dst / "results.csv", dtype=READ_AS_TEXT)
-        (dst / "results.md").write_text(summary_markdown(df, cfg))
+        (dst / "results.md").write_text(
+            active_markdown(df) if kind == "active" else summary_markdown(df, cfg))
     plots = sorted((src / "plots").glob("*.png")) if (src / "plots").is_dir() else []
     if plots:
         (dst / "plots").mkdir(exist_ok=True)
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
         else:
             cfg = run_one(name, kind, args.overrides, args.skip_existing)
-        sections[name] = collect(name, cfg, Path(args.reports))
+        sections[name] = collect(name, cfg, Path(args.reports), kind)
     for name in QUALITY:
         if args.only and name not in args.only:
             continue

@@ -2,7 +2,8 @@
 
 The LLM is replaced by a small deterministic embedder: `LengthEmbedder` gives e = [len(response),
 #prompt messages, len(last prompt message)], and `length_model`'s linear head with weights
-[1, 0, 0] then scores a response by its length in characters.
+[1, 0, 0] then scores a response by its length in characters. `vector_model` reads a response
+"x y" as the vector (x, y), scored x by one ensemble member and y by the other (active selection).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from latentrm.config import EmbedConfig
-from latentrm.head.reward import RewardHead
+from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.model import RewardModel
 
 
@@ -41,3 +42,28 @@ def length_model() -> RewardModel:
         head.mlp[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
         head.mlp[0].bias.zero_()
     return RewardModel(EmbedConfig(model="fake"), head.eval(), embedder=LengthEmbedder())
+
+
+class VectorEmbedder:
+    """A response "x y" embeds as (x, y); the prompt is ignored."""
+
+    dim = 2
+
+    def embed(self, prompts, responses) -> np.ndarray:
+        return np.array([[float(t) for t in r.split()] for r in responses], np.float32)
+
+
+def linear_head(w: list[float]) -> RewardHead:
+    """A linear head scoring e . w (no bias, no standardisation)."""
+    head = RewardHead(len(w), hidden=(), dropout=0.0)
+    with torch.no_grad():
+        head.mlp[0].weight.copy_(torch.tensor([w]))
+        head.mlp[0].bias.zero_()
+    return head.eval()
+
+
+def vector_model(ensemble: bool = True) -> RewardModel:
+    """VectorEmbedder + members scoring x and y (ensemble), or one head scoring x."""
+    head = (EnsembleHead([linear_head([1, 0]), linear_head([0, 1])]) if ensemble
+            else linear_head([1, 0]))
+    return RewardModel(EmbedConfig(model="fake"), head, embedder=VectorEmbedder())

@@ -84,7 +84,7 @@ BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
 # key -> the values it may take (the one list: the methods read theirs from here).
 _TEXT_FORMATS = ("auto", "chat", "plain")
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.format": ("auto", "hh", "trl", "tldr", "candidates"),
+    "data.format": ("auto", "hh", "trl", "tldr", "candidates", "labelled"),
     "embed.pooling": ("auto", "last", "mean"),
     "embed.text_format": _TEXT_FORMATS,
     "embed.dtype": ("auto", "float32", "bfloat16", "float16"),

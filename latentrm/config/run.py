@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from latentrm.config.active import ActiveConfig
 from latentrm.config.bounds import CHOICES, check_bounds, check_name
 from latentrm.config.stages import (
     DataConfig,
@@ -48,6 +49,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     text: TextRewardConfig = field(default_factory=TextRewardConfig)
     self_rewarding: SelfRewardConfig = field(default_factory=SelfRewardConfig)
+    active: ActiveConfig = field(default_factory=ActiveConfig)
     seed: int = opt(0, "Seed of every random choice in the run (VAE, synthesis, head).")
     methods: tuple[str, ...] = opt(
         DEFAULT_METHODS,

@@ -30,8 +30,8 @@ class DataConfig:
     )
     format: str = opt(
         "auto",
-        "auto | hh | trl | tldr | candidates. 'auto' detects per file from the first record's "
-        "keys.",
+        "auto | hh | trl | tldr | candidates | labelled. 'auto' detects per file from the first "
+        "record's keys.",
     )
     split: str = opt("train", "Split to read when `path` is a Hub id (datasets.load_dataset).")
     hub_config: str | None = opt(

@@ -17,6 +17,9 @@ Formats are detected from the first record's keys (``DataConfig.format`` forces 
 - ``tldr``: openai/summarize_from_feedback "comparisons": ``info.{subreddit,title,post}`` ->
   prompt, ``summaries[choice].text`` chosen, ``summaries[1 - choice].text`` rejected.
 - ``candidates``: alpaca-eval ``{"instruction", "candidates": [{"generator", "output", "gold"}]}``.
+- ``labelled``: a labelled `latentrm suggest` file: ``prompt`` (text, HH-style turns kept, or
+  messages), ``response_a``, ``response_b`` and ``label`` ``a`` or ``b`` (the preferred response,
+  any case); other columns (the suggestion's reasons) are ignored.
 
 Messages, prompts and responses are parsed by :mod:`latentrm.data.messages`, the one parser
 that serving uses too (contents and responses stripped). A problem inside a record raises
@@ -57,7 +60,7 @@ __all__ = ["PARSERS", "RecordError", "detect_format", "iter_records", "parse_can
 # 0.91) rather than another format's key ("choice" vs "chosen" 0.67) or an extra column
 # ("prompt_id" vs "prompt" 0.80, common next to implicit-prompt conversations).
 _NEAR = 0.82
-_FORMATS = ("auto", "hh", "trl", "tldr", "candidates")
+_FORMATS = ("auto", "hh", "trl", "tldr", "candidates", "labelled")
 # Candidates in one set: binarising compares every two (n^2 / 2 pairs, 0.5 M for 1024), so a 1.5 MB
 # file of 40,000 would ask for ~6 GiB. alpaca-eval sets hold at most 55.
 MAX_CANDIDATES = 1024
@@ -69,12 +72,14 @@ _REQUIRED = {
     "pair-messages": ("chosen", "rejected"),
     "tldr": ("info", "summaries", "choice"),
     "candidates": ("instruction", "candidates"),
+    "labelled": ("prompt", "response_a", "response_b", "label"),
 }
 _FORCED_SHAPES = {
     "hh": ("pair-text",),
     "trl": ("prompt-text", "prompt-messages", "pair-text", "pair-messages"),
     "tldr": ("tldr",),
     "candidates": ("candidates",),
+    "labelled": ("labelled",),
 }
 
 
@@ -84,6 +89,8 @@ def _shape(rec: dict) -> str | None:
         return "candidates"
     if "summaries" in rec and "choice" in rec:
         return "tldr"
+    if "response_a" in rec and "response_b" in rec:
+        return "labelled"
     if "chosen" in rec and "rejected" in rec:
         if "prompt" in rec:
             return "prompt-messages" if isinstance(rec["prompt"], list) else "prompt-text"
@@ -240,6 +247,25 @@ def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
     return prompt, outputs, gold
 
 
+def _parse_labelled(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
+    for key in ("prompt", "label"):
+        if key not in rec:
+            raise RecordError(f"missing '{key}' (a labelled file has prompt, response_a, "
+                              "response_b and label a or b)", key)
+    label = rec["label"]
+    choice = label.strip().lower() if isinstance(label, str) else None
+    if choice not in ("a", "b"):
+        raise RecordError(f"label must be a or b (the preferred response), got {label!r}; label "
+                          "the pair or drop the row", "label")
+    win, lose = ("response_a", "response_b") if choice == "a" else ("response_b", "response_a")
+    if isinstance(rec["prompt"], list):
+        prompt = check_prompt(messages(rec["prompt"], "prompt"), "prompt")
+    else:
+        prompt = text_prompt(rec["prompt"], "prompt")
+    return (prompt, response(rec[win], win, allow_empty), response(rec[lose], lose, allow_empty),
+            False)
+
+
 PARSERS = {
     "hh": _parse_hh_pair,
     "trl-standard": _parse_trl_text,
@@ -247,6 +273,7 @@ PARSERS = {
     "trl-conversational": _parse_trl_messages,
     "trl-implicit-conversational": _parse_trl_messages,
     "tldr": _parse_tldr,
+    "labelled": _parse_labelled,
 }
 
 
@@ -287,6 +314,7 @@ _NAMES = {
     "pair-messages": "trl-implicit-conversational",
     "tldr": "tldr",
     "candidates": "candidates",
+    "labelled": "labelled (prompt, response_a, response_b, label)",
 }
 
 

@@ -26,7 +26,7 @@ CHOICE_CASES = [
     ("embed.pooling", "max", "auto | last | mean"),
     ("embed.text_format", "html", "auto | chat | plain"),
     ("embed.dtype", "float8", "auto | float32 | bfloat16 | float16"),
-    ("data.format", "csv", "auto | hh | trl | tldr | candidates"),
+    ("data.format", "csv", "auto | hh | trl | tldr | candidates | labelled"),
     ("text.text_format", "html", "auto | chat | plain"),
     ("self_rewarding.train_mode", "qlora", "full | lora"),
     ("self_rewarding.text_format", "html", "auto | chat | plain"),
