@@ -108,9 +108,9 @@ def _missing_key(rec: dict, expected: Sequence[str]) -> RecordError | None:
     for k in missing:
         close = difflib.get_close_matches(k, extra, n=1, cutoff=_NEAR)
         if close:
-            return RecordError(f"missing '{k}' (found '{close[0]}')", near=True)
+            return RecordError(f"missing '{k}' (found '{close[0]}')", k, near=True)
     found = ", ".join(f"'{k}'" for k in rec) or "none"
-    return RecordError(f"missing '{missing[0]}' (keys: {found})")
+    return RecordError(f"missing '{missing[0]}' (keys: {found})", missing[0])
 
 
 def _nearest_format_error(rec: dict, shapes: Sequence[str]) -> RecordError:
@@ -336,7 +336,7 @@ def iter_records(src: Source, shape: str, fmt: str) -> Iterator[tuple[int, dict]
             raise DataError(bad.msg if bad else "unrecognised record", path=src.label, line=line)
         missing = _missing_key(rec, _REQUIRED[shape])  # e.g. candidates without instruction
         if missing is not None:
-            raise DataError(missing.msg, path=src.label, line=line)
+            raise DataError(missing.msg, path=src.label, line=line, field=missing.field)
         yield line, rec
 
 

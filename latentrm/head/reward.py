@@ -183,9 +183,11 @@ def is_plain(cfg: RewardConfig) -> bool:
 def effective_reward(cfg: RewardConfig, n_seed: int) -> RewardConfig:
     """The head settings used for `n_seed` labelled pairs (those trained and stopped on): the
     small-data head (:data:`SMALL_DATA_HEAD`) when ``n_seed < cfg.small_data`` and `cfg` is plain,
-    else `cfg` itself."""
-    if n_seed < cfg.small_data and is_plain(cfg):
-        return dataclasses.replace(cfg, **SMALL_DATA_HEAD)
+    else `cfg` itself. Every fold keeps at least 2 pairs: below 10 pairs the head has
+    ``n_seed // 2`` folds, and below 4 pairs it stays plain."""
+    folds = min(SMALL_DATA_HEAD["cross_fit"], n_seed // 2)
+    if n_seed < cfg.small_data and is_plain(cfg) and folds >= 2:
+        return dataclasses.replace(cfg, **{**SMALL_DATA_HEAD, "cross_fit": folds})
     return cfg
 
 

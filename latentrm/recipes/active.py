@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from latentrm.augment.fit import augment_then_fit
 from latentrm.config import METHODS, RunConfig, apply_changes, save_config
 from latentrm.data.splits import carve_validation
 from latentrm.errors import ConfigError
 from latentrm.evaluate import bootstrap_ci, mean_ci_over_seeds, pairwise_accuracy
 from latentrm.head.acquire import STRATEGIES, pair_features, response_scale, select
-from latentrm.head.reward import EnsembleHead, RewardHeadFitter
+from latentrm.head.reward import EnsembleHead
 from latentrm.io import atomic_write, atomic_write_text
-from latentrm.pairs import AugmentedPairs
 from latentrm.recipes.experiment import results_key
 from latentrm.recipes.prepare import PreparedData, Split, prepare_data
 from latentrm.recipes.report import _pts, effective_labels
@@ -91,9 +91,9 @@ def member_margins(head: Any, chosen: np.ndarray, rejected: np.ndarray) -> np.nd
 def _fit(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int,
          fit_seed: int) -> Any:
     train, val = carve_validation(labelled, cfg.data.val_fraction, split_seed)
-    pairs = AugmentedPairs.originals(data.chosen[train], data.rejected[train])
     val_emb = (data.chosen[val], data.rejected[val]) if len(val) else None
-    return RewardHeadFitter(cfg.reward, fit_seed).fit(pairs, val_emb)
+    return augment_then_fit("none", cfg, (data.chosen[train], data.rejected[train]), val_emb,
+                            ratio=0, seed=fit_seed).fitter
 
 
 def run_strategy(

@@ -281,6 +281,8 @@ def test_small_data_replaces_only_a_plain_head_below_the_threshold():
     explicit = dataclasses.replace(cfg, ensemble=5)  # asked for: kept
     assert effective_reward(explicit, 100) == explicit
     assert effective_reward(RewardConfig(small_data=0), 10) == RewardConfig(small_data=0)
+    # every fold keeps 2 pairs: 10 pairs -> 5 folds, 9 -> 4, 4 -> 2, 3 -> the plain head
+    assert [effective_reward(cfg, n).cross_fit for n in (10, 9, 4, 3)] == [5, 4, 2, 0]
     assert ignores_validation(RewardConfig(cross_fit=5), 10_000)
     assert ignores_validation(RewardConfig(hidden=(), l2="cv"), 10_000)
     assert not ignores_validation(RewardConfig(small_data=0), 10)
