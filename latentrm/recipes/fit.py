@@ -6,8 +6,8 @@
 
 The data go through the same parsers as `latentrm run` (HH-RLHF, TRL standard / conversational /
 implicit prompt, TL;DR, candidate sets), are embedded through the on-disk cache, augmented by one
-method at one ratio and a Bradley-Terry head is trained on them, stopping early on
-`data.val_fraction` of the pairs. There is no held-out test split: evaluate the returned model on
+method at one ratio if asked (the default is none) and a Bradley-Terry head is trained on them,
+stopping early on `data.val_fraction` of the pairs (the small-data head: on folds of its own). There is no held-out test split: evaluate the returned model on
 data of your own (or use `latentrm run` / `experiment`, which do). The embedding model is loaded
 only when a pair is not in the cache yet (else on the returned model's first `score`).
 
@@ -147,8 +147,9 @@ def fit(
         `data.path`), or a PreferenceDataset. An optional ``margin`` column enters the loss.
     embedder: `embed.model` (alias, Hub id or path), or a loaded Embedder to reuse.
     method: augmentation (none | direct | gaussian | lens | cross-prompt | a variant of the
-        config); default the config's `synth.method` (lens). ratio: new pairs per seed pair
-        (default: the first of `ratios`). method="none" trains the plain head.
+        config); default "none", the plain head (below reward.small_data pairs the cross-fitted
+        small-data head): in our studies no augmentation beat it (REPORT.md). ratio: new pairs
+        per seed pair (default: the first of `ratios`).
     config: a RunConfig or a YAML file; `overrides`: ["reward.epochs=50", ...] or
         {"reward.epochs": 50}; `seed`, `cache_dir`: the config keys of the same names.
     """
@@ -160,7 +161,7 @@ def fit(
     })
     if emb_obj is not None:
         cfg = from_dict(RunConfig, {**to_dict(cfg), "embed": to_dict(emb_obj.cfg)})
-    name = method or cfg.synth.method
+    name = method or "none"
     base, mcfg = method_config(cfg, name)
     src = _source(data, cfg)
     if isinstance(src, PreferenceDataset):
