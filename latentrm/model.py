@@ -158,7 +158,7 @@ class RewardModel(
         (`reward.ensemble` > 1) for each pair, the members' disagreement: a cheap uncertainty, e.g.
         to send the least certain Best-of-N picks to a human. ConfigError for a single head.
         """
-        if return_spread and not isinstance(self.head, EnsembleHead):
+        if return_spread and len(self.head.members) < 2:
             raise ConfigError("return_spread needs an ensemble head (train with reward.ensemble "
                               f"> 1); {self.source or 'this reward model'} holds a single head")
         prompts = as_batch(prompts, "prompts", "prompts")

@@ -21,7 +21,7 @@ import numpy as np
 from latentrm.data.messages import as_batch, as_prompt, as_response
 from latentrm.data.types import Prompt
 from latentrm.errors import DataError
-from latentrm.head.reward import EnsembleHead, check_scores
+from latentrm.head.reward import check_scores
 from latentrm.model import RewardModel
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def score_in_batches(
 
 def has_spread(model: Scorer) -> bool:
     """Whether `model` is a reward model whose head is an ensemble (it can report a spread)."""
-    return isinstance(getattr(model, "head", None), EnsembleHead)
+    return len(getattr(getattr(model, "head", None), "members", ())) > 1
 
 
 class TRLRewardFunc:

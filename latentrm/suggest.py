@@ -95,10 +95,6 @@ def _flatten(
     return prompts, texts, as_int(a, np.int64), as_int(b, np.int64), as_int(groups), meta
 
 
-def _members(head: RewardHead | EnsembleHead) -> list[RewardHead]:
-    return list(head.members) if isinstance(head, EnsembleHead) else [head]
-
-
 def suggest_pairs(
     embed: EmbedFn, head: RewardHead | EnsembleHead,
     pool: Sequence[PreferencePair] | Sequence[CandidateSet], k: int, *, strategy: str = "hybrid",
@@ -122,7 +118,7 @@ def suggest_pairs(
         swap = np.random.default_rng([seed, 11]).random(len(pool)) < 0.5
     prompts, texts, a, b, groups, meta = _flatten(pool, swap)
     emb = np.asarray(embed(prompts, texts), np.float32)  # (T, d), every response once
-    scores = np.stack([check_scores(m.score(emb), where) for m in _members(head)])  # (K, T)
+    scores = np.stack([check_scores(m.score(emb), where) for m in head.members])  # (K, T)
     margins = (scores[:, a] - scores[:, b]).astype(np.float64)  # (K, P)
     if strategy == "hybrid" and margins.shape[0] == 1:
         log.warning("hybrid with a single head ranks by predictive entropy, which did no better "

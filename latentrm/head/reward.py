@@ -55,6 +55,11 @@ class RewardHead(nn.Module):
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("std", torch.ones(d))
 
+    @property
+    def members(self) -> tuple[RewardHead, ...]:
+        """A single head is an ensemble of one (an :class:`EnsembleHead` lists its K)."""
+        return (self,)
+
     def set_standardization(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Store per-dimension input statistics (d,) used by ``forward``."""
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))

@@ -352,13 +352,9 @@ def export_transformers(
 
 
 # --- native export -----------------------------------------------------------------------------
-def _members(head: RewardHead | EnsembleHead) -> list[RewardHead]:
-    return list(head.members) if isinstance(head, EnsembleHead) else [head]
-
-
 def native_reason(rm: Any) -> str | None:
     """None when `rm` can be exported as a plain *ForSequenceClassification, else why not."""
-    emb, members = rm.embedder, _members(rm.head)
+    emb, members = rm.embedder, list(rm.head.members)
     mtype = getattr(emb.model.config, "model_type", "")
     if any(m.hidden for m in members):
         return "the head is an MLP; only a linear head folds into `score`"
@@ -380,7 +376,7 @@ def fold_linear_head(head: RewardHead | EnsembleHead) -> tuple[torch.Tensor, flo
     an ensemble's mean of linear heads is the mean of their folded (w, c).
     """
     ws, cs = [], []
-    for m in _members(head):
+    for m in head.members:
         lin = m.mlp[-1]
         w = lin.weight.detach().double() / m.std.double()  # (1, d)
         ws.append(w)

@@ -43,7 +43,6 @@ from latentrm.data.splits import carve_validation
 from latentrm.errors import ConfigError
 from latentrm.evaluate import bootstrap_ci, mean_ci_over_seeds, pairwise_accuracy
 from latentrm.head.acquire import STRATEGIES, pair_features, response_scale, select
-from latentrm.head.reward import EnsembleHead
 from latentrm.io import atomic_write, atomic_write_text
 from latentrm.recipes.experiment import results_key
 from latentrm.recipes.prepare import PreparedData, Split, prepare_data
@@ -84,7 +83,7 @@ def check_active(cfg: RunConfig) -> None:
 
 def member_margins(head: Any, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
     """(K, N) margins r_k(a) - r_k(b) of each member (K = 1 for a single head)."""
-    members = head.members if isinstance(head, EnsembleHead) else [head]
+    members = head.members
     return np.stack([m.score(chosen) - m.score(rejected) for m in members]).astype(np.float64)
 
 

@@ -7,8 +7,9 @@
 The data go through the same parsers as `latentrm run` (HH-RLHF, TRL standard / conversational /
 implicit prompt, TL;DR, candidate sets), are embedded through the on-disk cache, augmented by one
 method at one ratio if asked (the default is none) and a Bradley-Terry head is trained on them,
-stopping early on `data.val_fraction` of the pairs (the small-data head: on folds of its own). There is no held-out test split: evaluate the returned model on
-data of your own (or use `latentrm run` / `experiment`, which do). The embedding model is loaded
+stopping early on `data.val_fraction` of the pairs (the small-data head: on folds of its own).
+There is no held-out test split: evaluate the returned model on data of your own (or use
+`latentrm run` / `experiment`, which do). The embedding model is loaded
 only when a pair is not in the cache yet (else on the returned model's first `score`).
 
 A ``margin`` column (TRL's RewardTrainer convention: chosen should win by that much) enters the
