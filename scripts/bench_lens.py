@@ -42,7 +42,7 @@ def one_run(
     from latentrm.augment.methods import make_augmenter
     from latentrm.config import load_config
     from latentrm.evaluate import pairwise_accuracy
-    from latentrm.head.reward import RewardHeadFitter
+    from latentrm.head.fitter import RewardHeadFitter
     from latentrm.testing import toy_pairs
 
     torch.set_num_threads(threads)

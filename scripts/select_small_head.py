@@ -27,7 +27,7 @@ import numpy as np
 from latentrm.config import RunConfig, apply_changes, load_config, method_config
 from latentrm.data.splits import carve_validation, group_folds
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import (
+from latentrm.head.fitter import (
     RewardHeadFitter,
     effective_reward,
     epoch0_heads,

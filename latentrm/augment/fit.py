@@ -17,7 +17,7 @@ from latentrm.augment.methods import make_augmenter
 from latentrm.augment.vae import n_parameters
 from latentrm.config import RunConfig
 from latentrm.head.estimator import FitMemo
-from latentrm.head.reward import RewardHeadFitter
+from latentrm.head.fitter import RewardHeadFitter
 from latentrm.pairs import AugmentedPairs, Augmenter
 
 Pairs = tuple[np.ndarray, np.ndarray]  # chosen (N, d), rejected (N, d)

@@ -23,7 +23,8 @@ from latentrm.config.bounds import CHOICES, check_value
 from latentrm.data.splits import seed_folds
 from latentrm.errors import ConfigError, LatentrmError
 from latentrm.head.estimator import Estimator
-from latentrm.head.reward import RewardHead, RewardHeadFitter
+from latentrm.head.fitter import RewardHeadFitter
+from latentrm.head.reward import RewardHead
 from latentrm.pairs import AugmentedPairs, Augmenter
 
 log = logging.getLogger(__name__)

@@ -207,8 +207,19 @@ def _embed_rules(cfg: Any) -> None:
         raise ConfigError(f"embed.layer must be a hidden-state index or 'mean', got {cfg.layer!r}")
 
 
+def _reward_rules(cfg: Any) -> None:
+    if cfg.cross_fit >= 2 and cfg.ensemble > 1:
+        raise ConfigError("reward.cross_fit and reward.ensemble > 1 are two ensembles: set one")
+    if cfg.cross_fit == 1:
+        raise ConfigError("reward.cross_fit must be 0 (off) or >= 2 folds, got 1")
+    if cfg.l2 != 0 and cfg.hidden:
+        raise ConfigError(f"reward.l2={cfg.l2} fits a linear head: set reward.hidden=[] "
+                          f"(got {list(cfg.hidden)}), or use reward.weight_decay for an MLP")
+
+
 # Rules between the keys of one section, by the section's prefix.
-RULES = {"vae.": _vae_rules, "synth.": _synth_rules, "embed.": _embed_rules}
+RULES = {"vae.": _vae_rules, "synth.": _synth_rules, "embed.": _embed_rules,
+         "reward.": _reward_rules}
 
 
 def default_top_k(ratio: int) -> int:

@@ -312,7 +312,7 @@ class RewardConfig:
         1000,
         "Below this many labelled seed pairs (the pairs a head trains and stops on, validation "
         "included), a head left at the plain settings (ensemble 1, cross_fit 0, min_epochs 0, "
-        "average off, l2 0) is the small-data head: cross_fit 5 (latentrm.head.reward."
+        "average off, l2 0) is the small-data head: cross_fit 5 (latentrm.head.fitter."
         "SMALL_DATA_HEAD), which `latentrm run`/`fit`/`experiment` train on the whole seed set "
         "(the fold heads of teachers and references stay plain). Chosen among "
         "a minimum of epochs, weight averaging, a linear L2 head chosen by cv, the 5-head "

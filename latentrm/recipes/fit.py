@@ -49,12 +49,8 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.store import pair_rows, plan_cache
 from latentrm.errors import ConfigError, DataError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import (
-    RewardHeadFitter,
-    bradley_terry_loss,
-    effective_reward,
-    ignores_validation,
-)
+from latentrm.head.fitter import RewardHeadFitter, effective_reward, ignores_validation
+from latentrm.head.reward import bradley_terry_loss
 from latentrm.model import RewardModel
 from latentrm.pairs import AugmentedPairs
 

@@ -34,7 +34,7 @@ from latentrm.evaluate import (
     spearman_with_gold,
 )
 from latentrm.head.estimator import FitMemo
-from latentrm.head.reward import (
+from latentrm.head.fitter import (
     RewardHeadFitter,
     effective_reward,
     epoch0_heads,

@@ -275,8 +275,13 @@ def test_scalars_still_become_strings_and_sweep_values_may_be_lists() -> None:
 
 
 def test_small_data_head_keys_load_and_are_bounded():
-    assert load_config(None, ["reward.l2=cv"]).reward.l2 == "cv"
-    assert load_config(None, ["reward.l2=0.5"]).reward.l2 == 0.5
+    assert load_config(None, ["reward.l2=cv", "reward.hidden=[]"]).reward.l2 == "cv"
+    assert load_config(None, ["reward.l2=0.5", "reward.hidden=[]"]).reward.l2 == 0.5
+    # the rules between head keys are checked at load too, not when the head is trained
+    with pytest.raises(ConfigError, match=r"^reward.l2=cv fits a linear head: set reward.hidden"):
+        load_config(None, ["reward.l2=cv"])
+    with pytest.raises(ConfigError, match="^reward.cross_fit and reward.ensemble > 1 are two"):
+        load_config(None, ["reward.cross_fit=5", "reward.ensemble=5"])
     cfg = load_config(None, ["reward.cross_fit=5", "reward.min_epochs=10", "reward.average=true"])
     assert (cfg.reward.cross_fit, cfg.reward.min_epochs, cfg.reward.average) == (5, 10, True)
     for key in ("reward.min_epochs", "reward.cross_fit", "reward.l2", "reward.small_data"):

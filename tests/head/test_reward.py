@@ -11,11 +11,8 @@ from latentrm.augment.synth import LensAugmenter
 from latentrm.config import RewardConfig, SynthConfig, VAEConfig
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.evaluate import pairwise_accuracy
-from latentrm.head.reward import (
-    RewardHead,
-    RewardHeadFitter,
-    bradley_terry_loss,
-)
+from latentrm.head.fitter import RewardHeadFitter
+from latentrm.head.reward import RewardHead, bradley_terry_loss
 from latentrm.pairs import AugmentedPairs
 
 FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
@@ -133,7 +130,7 @@ def test_bradley_terry_loss_with_targets_margins_and_weights():
 
 
 def test_synthetic_pairs_weigh_lambda_and_soft_labels_reach_the_loss(head_pairs, monkeypatch):
-    import latentrm.head.reward as R
+    import latentrm.head.fitter as R  # where the fitter looks the loss up
 
     train, val, _, _ = head_pairs
     aug = AugmentedPairs.originals(*train, pool_rows=802)
@@ -180,7 +177,7 @@ def test_ensemble_is_the_mean_of_heads_each_missing_one_fold(head_pairs):
 
 # --- small-data heads (issue 21) -----------------------------------------------------------------
 def test_newton_solves_the_l2_bradley_terry_problem_by_hand():
-    from latentrm.head.reward import _newton_bt
+    from latentrm.head.fitter import _newton_bt
 
     one = torch.float64
     ones, zeros = torch.ones(1, dtype=one), torch.zeros(1, dtype=one)
@@ -200,7 +197,7 @@ def test_newton_solves_the_l2_bradley_terry_problem_by_hand():
 
 
 def test_linear_l2_head_scores_the_newton_solution(head_pairs):
-    from latentrm.head.reward import L2_GRID, _newton_bt
+    from latentrm.head.fitter import L2_GRID, _newton_bt
 
     train, val, test, _ = head_pairs
     cfg = dataclasses.replace(FAST, hidden=(), l2=0.1)
@@ -268,7 +265,7 @@ def test_cross_fit_members_train_outside_and_stop_on_their_own_fold(head_pairs):
 
 
 def test_small_data_replaces_only_a_plain_head_below_the_threshold():
-    from latentrm.head.reward import (
+    from latentrm.head.fitter import (
         SMALL_DATA_HEAD,
         effective_reward,
         epoch0_heads,

@@ -10,7 +10,8 @@ import torch
 
 from latentrm.config import RewardConfig
 from latentrm.errors import ConfigError
-from latentrm.head.reward import EnsembleHead, RewardHead, RewardHeadFitter
+from latentrm.head.fitter import RewardHeadFitter
+from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.hub.head import load_head, save_head
 from latentrm.pairs import AugmentedPairs
 
