@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from latentrm.data.readers import SUFFIXES, file_kind
+from latentrm.data.decode import SUFFIXES, file_kind
 from latentrm.errors import DataError
 from latentrm.io import atomic_write, atomic_write_bytes, check_writable_parent
 

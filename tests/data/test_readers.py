@@ -129,7 +129,7 @@ def test_huge_csv_cell_is_read_and_cut_like_jsonl(tmp_path: Path) -> None:
 def test_csv_error_names_the_line_its_record_starts_on(tmp_path: Path, monkeypatch) -> None:
     """The record starting on line 5 spans lines 5-7; its error says line 5, not where the csv
     module stopped reading. (A cell limit of 20 characters makes the csv module fail.)"""
-    import latentrm.data.readers as readers
+    import latentrm.data.decode as readers  # the bytes-to-records half of the reader
 
     monkeypatch.setattr(readers, "_csv_field_limit", lambda text: 20)
     path = tmp_path / "in.csv"
@@ -338,12 +338,12 @@ def test_non_standard_json_literals_are_refused_naming_line_and_field(
 # --- bounded cost of small inputs (issue 23 item 2) ---------------------------------------------
 def test_a_gzip_bomb_is_refused_naming_the_file(tmp_path: Path, monkeypatch) -> None:
     """1 GiB of newlines compresses to ~1 MB: the inflated size is bounded by a ratio of the
-    compressed size (readers.MAX_INFLATE_RATIO, with a floor), refused before the lines are split.
+    compressed size (decode.MAX_INFLATE_RATIO, with a floor), refused before the lines are split.
     The floor (256 MiB) is lowered to 1 MiB here, so a 64 MiB bomb of ~64 kB is refused once
     100 x its size is inflated, and the test never holds 1 GiB."""
-    import latentrm.data.readers as readers
+    import latentrm.data.decode as readers  # the bytes-to-records half of the reader
 
-    monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20, raising=False)
+    monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20)
     bomb = tmp_path / "bomb.jsonl.gz"
     bomb.write_bytes(gzip.compress(b"\n" * (64 << 20), compresslevel=9))
     assert bomb.stat().st_size < 100_000  # 64 MiB of newlines in ~64 kB
@@ -382,9 +382,9 @@ def test_a_dictionary_encoded_parquet_bomb_is_refused_before_it_is_materialised(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import latentrm.data.readers as readers
+    import latentrm.data.decode as readers  # the bytes-to-records half of the reader
 
-    monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20, raising=False)
+    monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20)
     path = tmp_path / "bomb.parquet"
     big = "x" * 100_000
     table = pa.table({"prompt": pa.array([big] * 20_000).dictionary_encode(),
