@@ -19,17 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from latentrm.config import EmbedConfig
+from latentrm.embed.chunks import write_chunk
 from latentrm.embed.embedder import Embedder
 from latentrm.embed.local import check_identity, embed_pairs, embed_texts
 from latentrm.embed.scale import ScaleConfig
-from latentrm.embed.store import (
-    CachePlan,
-    FlatRows,
-    ensure_store,
-    pair_rows,
-    plan_cache,
-    write_chunk,
-)
+from latentrm.embed.store import CachePlan, FlatRows, ensure_store, pair_rows, plan_cache
 from latentrm.embed.views import PairEmbeddings
 from latentrm.errors import CacheError, ConfigError, LatentrmError
 from latentrm.runtime import local_cpus

@@ -15,20 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from latentrm.config import EmbedConfig, from_dict, to_dict
-from latentrm.embed.models import resolve_identity
-from latentrm.embed.store import (
-    CachePlan,
+from latentrm.embed.chunks import (
     StoreMismatch,
-    check_same,
     index_rows,
     list_chunks,
     read_chunk,
     read_json,
-    read_store_meta,
-    read_vectors,
     set_aside,
-    store_request,
 )
+from latentrm.embed.models import resolve_identity
+from latentrm.embed.store import CachePlan, check_same, read_store_meta, read_vectors, store_request
 from latentrm.errors import CacheError, LatentrmError
 from latentrm.io import atomic_write_json
 

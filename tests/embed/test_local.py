@@ -20,7 +20,8 @@ import pytest
 
 import latentrm.embed.local as E
 from latentrm.data import CandidateSet
-from latentrm.embed.store import list_chunks, read_store_meta
+from latentrm.embed.chunks import list_chunks
+from latentrm.embed.store import read_store_meta
 from latentrm.embed.views import load_pair_cache
 from latentrm.errors import ConfigError
 from latentrm.testing import cfg_for

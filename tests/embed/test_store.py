@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import latentrm.embed.local as E
-from latentrm.embed.store import list_chunks, pair_rows, plan_cache, row_key
+from latentrm.embed.chunks import list_chunks
+from latentrm.embed.store import pair_rows, plan_cache, row_key
 from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import CacheError
 from latentrm.testing import cfg_for
@@ -163,7 +164,7 @@ def test_a_huge_sparse_chunk_is_refused_by_its_size_before_it_is_read(
     assert (d / "chunks" / f"{ch.id}.json.bad").exists()
     with pytest.raises(CacheError, match=rf"{ch.file}: 32212254720 bytes, but 4 rows of 1 "
                                          r"layers x dim 32 take \d+"):
-        from latentrm.embed.store import read_chunk
+        from latentrm.embed.chunks import read_chunk
 
         read_chunk(d, ch, 32, 1)
 

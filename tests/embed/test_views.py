@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import latentrm.embed.local as E
-from latentrm.embed.store import list_chunks
+from latentrm.embed.chunks import list_chunks
 from latentrm.embed.views import load_pair_cache, verify_cache
 from latentrm.errors import CacheError
 from latentrm.testing import cfg_for
