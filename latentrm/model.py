@@ -45,12 +45,7 @@ from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError, ModelError
 from latentrm.head.reward import EnsembleHead, RewardHead, check_scores
 from latentrm.hub.card import CARD_KEYS, TAGS, render_card
-from latentrm.hub.export import (
-    export_native,
-    export_transformers,
-    fold_linear_head,
-    native_reason,
-)
+from latentrm.hub.export import export_transformers
 from latentrm.hub.folder import (
     FORMAT,
     INFO_FILE,
@@ -63,6 +58,7 @@ from latentrm.hub.folder import (
     write_files,
 )
 from latentrm.hub.head import read_head
+from latentrm.hub.native import export_native, fold_linear_head, native_reason
 from latentrm.io import atomic_write_text
 from latentrm.runtime import NoBar, quiet_serving
 

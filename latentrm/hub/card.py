@@ -10,7 +10,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from latentrm.errors import ConfigError
-from latentrm.hub.export import NATIVE_ARCHS
+from latentrm.hub.native import NATIVE_ARCHS
 
 # Where the offline aliases come from: the card's base_model and a reader on another machine.
 ALIAS_SOURCES = {

@@ -9,12 +9,9 @@ and pipelines use them as they use any reward model:
   weights are the embedder's (GGUF: dequantised) under ``model.`` and the head's under ``head.``.
   Its inputs are canonicalised to latentrm's own token ids (framing, left truncation of the
   prompt), so scores equal latentrm's whatever the caller's tokenizer settings.
-* :func:`export_native`: a plain ``<Arch>ForSequenceClassification`` (no custom code; OpenRLHF
-  loads only this) for a LINEAR head (or an ensemble of linear heads) on a decoder read at its last
-  layer with last-token pooling and no normalisation. The standardisation is folded into
-  ``score.weight``; the constant offset cannot be stored (``score`` has no bias): logits are
-  latentrm's scores minus ``config.latentrm_offset``, so preferences are unchanged and absolute
-  values shift.
+* :func:`latentrm.hub.native.export_native`: a plain ``<Arch>ForSequenceClassification`` (no
+  custom code) for a linear head on a decoder's last layer; the pieces both exports share
+  (tokenizer, weights, staging) are here.
 
 Both write the tokenizer with a chat template that renders texts exactly as latentrm does (for
 plain-text embedders such as MiniLM: an HH-style template reproducing
@@ -37,7 +34,6 @@ import torch
 
 from latentrm import __version__
 from latentrm.errors import ConfigError
-from latentrm.head.reward import EnsembleHead, RewardHead
 from latentrm.io import current_umask
 from latentrm.runtime import TORCH_DTYPES
 
@@ -66,18 +62,6 @@ HH_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '\n\nAssistant:' -}}{%- endif -%}"
 )
-
-# model_type -> sequence-classification class whose `score` is a bias-free Linear (d -> 1).
-NATIVE_ARCHS = {
-    "llama": "LlamaForSequenceClassification",
-    "mistral": "MistralForSequenceClassification",
-    "qwen2": "Qwen2ForSequenceClassification",
-    "qwen3": "Qwen3ForSequenceClassification",
-    "gemma": "GemmaForSequenceClassification",
-    "gemma2": "Gemma2ForSequenceClassification",
-    "gemma3_text": "Gemma3TextForSequenceClassification",
-}
-
 
 # --- what latentrm's tokenisation looks like ----------------------------------------------------
 def _find(hay: Sequence[int], needle: Sequence[int]) -> int:
@@ -173,7 +157,7 @@ def export_pad_token(emb: Any) -> str | None:
     return pad
 
 
-def _check_dense(emb: Any) -> None:
+def check_dense(emb: Any) -> None:
     """The export writes dense weights: a model whose weights stay packed (GGUF kernels) has
     none to write."""
     bad = [k for k, v in emb.model.state_dict().items() if not torch.is_floating_point(v)]
@@ -198,7 +182,7 @@ def v4_compat(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _base_config(emb: Any, dtype: str) -> dict[str, Any]:
+def base_config(emb: Any, dtype: str) -> dict[str, Any]:
     cfg = emb.model.config.to_dict()
     # A GGUF-loaded config keeps quantization_config: transformers would then treat the dense
     # safetensors of the export as a packed GGUF checkpoint.
@@ -213,7 +197,7 @@ def _base_config(emb: Any, dtype: str) -> dict[str, Any]:
 NO_LIMIT = int(1e30)
 
 
-def _save_tokenizer(emb: Any, out: Path, pad_token: str | None, model_max_length: int) -> None:
+def save_tokenizer(emb: Any, out: Path, pad_token: str | None, model_max_length: int) -> None:
     """The embedder's tokenizer with the export's chat template and pad token, truncating from
     the LEFT (prompt tokens go first, as in latentrm) at `model_max_length` tokens."""
     tok = emb.tokenizer
@@ -247,7 +231,7 @@ def _save_tokenizer(emb: Any, out: Path, pad_token: str | None, model_max_length
         tc.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _save_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: str) -> None:
+def save_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: str) -> None:
     from huggingface_hub import save_torch_state_dict
 
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
@@ -255,13 +239,13 @@ def _save_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: str
                           metadata={"format": "pt"})
 
 
-def _write_config(doc: dict[str, Any], out: Path) -> None:
+def write_config(doc: dict[str, Any], out: Path) -> None:
     (out / "config.json").write_text(
         json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
     )
 
 
-def _install(stage: Path, out: Path) -> list[str]:
+def install_staged(stage: Path, out: Path) -> list[str]:
     """Move every file of `stage` into `out` (one os.replace each), dropping weight files of an
     earlier export that this one does not have (stale shards would shadow the new weights)."""
     names = sorted(p.name for p in stage.iterdir() if p.is_file())
@@ -275,7 +259,7 @@ def _install(stage: Path, out: Path) -> list[str]:
     return names
 
 
-class _Staging:
+class Staging:
     """A staging folder inside `out` (same file system: moves are atomic), removed afterwards."""
 
     def __init__(self, out: Path) -> None:
@@ -289,7 +273,7 @@ class _Staging:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _resolved_dtype(emb: Any, dtype: str | None) -> str:
+def resolved_dtype(emb: Any, dtype: str | None) -> str:
     dt = dtype or emb.dtype
     if dt not in TORCH_DTYPES:
         raise ConfigError(f"export dtype must be one of {', '.join(TORCH_DTYPES)}, got {dt!r}")
@@ -310,11 +294,11 @@ def export_transformers(
     from latentrm.hub.modeling_latentrm import LatentRMConfig
 
     emb, head = rm.embedder, rm.head
-    dt = _resolved_dtype(emb, dtype)
-    _check_dense(emb)
+    dt = resolved_dtype(emb, dtype)
+    check_dense(emb)
     pad = export_pad_token(emb)
     cfg = LatentRMConfig(
-        base_config=_base_config(emb, dt),
+        base_config=base_config(emb, dt),
         pooling=emb.pooling,
         layer=emb.cfg.layer,
         layers=list(emb.layers),
@@ -337,97 +321,15 @@ def export_transformers(
     cfg.id2label, cfg.label2id, cfg.problem_type = {0: "reward"}, {"reward": 0}, "regression"
     _self_check(emb, cfg)
     out = Path(out_dir)
-    with _Staging(out) as stage:
+    with Staging(out) as stage:
         doc = cfg.to_dict()
         doc.setdefault("torch_dtype", dt)  # transformers 4.x spelling of `dtype`
-        _write_config(doc, stage)
+        write_config(doc, stage)
         shutil.copyfile(MODELING_FILE, stage / "modeling_latentrm.py")
         state = {f"model.{k}": v.to(TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
         state.update({f"head.{k}": v.float() for k, v in head.state_dict().items()})
-        _save_weights(state, stage, max_shard_size)
+        save_weights(state, stage, max_shard_size)
         # The model cuts over-long inputs itself (canonical_ids): the tokenizer must not cut first,
         # so `truncation=True` (RewardBench, pipelines) leaves the text whole.
-        _save_tokenizer(emb, stage, pad, NO_LIMIT)
-        return _install(stage, out)
-
-
-# --- native export -----------------------------------------------------------------------------
-def native_reason(rm: Any) -> str | None:
-    """None when `rm` can be exported as a plain *ForSequenceClassification, else why not."""
-    emb, members = rm.embedder, list(rm.head.members)
-    mtype = getattr(emb.model.config, "model_type", "")
-    if any(m.hidden for m in members):
-        return "the head is an MLP; only a linear head folds into `score`"
-    if emb.pooling != "last":
-        return f"pooling={emb.pooling!r}; sequence-classification models pool the last token"
-    if list(emb.layers) != [-1] or emb.cfg.layer != -1:
-        return f"layer={emb.cfg.layer!r}; `score` reads the last layer only"
-    if getattr(emb, "normalize", False):
-        return "the embeddings are L2-normalised; `score` reads the raw hidden state"
-    if mtype not in NATIVE_ARCHS:
-        return f"model_type={mtype!r} has no known *ForSequenceClassification with a `score` head"
-    return None
-
-
-def fold_linear_head(head: RewardHead | EnsembleHead) -> tuple[torch.Tensor, float]:
-    """(w (1, d), c) with head(e) == e @ w.T + c: standardisation (and ensemble mean) folded in.
-
-    One linear head: r = w0 . (e - mu) / sigma + b = (w0 / sigma) . e + (b - (w0 / sigma) . mu);
-    an ensemble's mean of linear heads is the mean of their folded (w, c).
-    """
-    ws, cs = [], []
-    for m in head.members:
-        lin = m.mlp[-1]
-        w = lin.weight.detach().double() / m.std.double()  # (1, d)
-        ws.append(w)
-        cs.append(float(lin.bias.detach().double() - (w * m.mean.double()).sum()))
-    return torch.stack(ws).mean(0), float(sum(cs) / len(cs))
-
-
-def export_native(
-    rm: Any, out_dir: str | Path, *, dtype: str | None = None, max_shard_size: str = "5GB",
-    record: dict[str, Any] | None = None,
-) -> list[str]:
-    """Write a plain <Arch>ForSequenceClassification export (see the module docstring).
-
-    ``config.json`` holds the dropped constant as ``latentrm_offset`` (latentrm's score =
-    logit + offset) and as OpenRLHF's ``mean`` = -offset, ``std`` = 1. ConfigError when the
-    model does not allow it (:func:`native_reason`). Returns the names of the files written.
-    """
-    why = native_reason(rm)
-    if why is not None:
-        raise ConfigError(f"cannot export natively: {why}; use the custom-code export")
-    emb = rm.embedder
-    dt = _resolved_dtype(emb, dtype)
-    _check_dense(emb)
-    w, c = fold_linear_head(rm.head)
-    cfg = _base_config(emb, dt)
-    pad = export_pad_token(emb)
-    cfg.update(
-        architectures=[NATIVE_ARCHS[cfg["model_type"]]],
-        num_labels=1, id2label={0: "reward"}, label2id={"reward": 0}, problem_type="regression",
-        pad_token_id=emb.tokenizer.convert_tokens_to_ids(pad) if pad is not None else None,
-        latentrm_offset=c,
-        value_head_prefix="score", mean=-c, std=1.0,  # OpenRLHF: (logit - mean) / std
-        latentrm={"format": "latentrm.hf-native/1", "latentrm_version": __version__,
-                  "embedder": record or {}, "offset": c, "max_length": emb.max_length,
-                  "max_response_chars": rm.max_response_chars},
-    )
-    log.warning(
-        "native export: latentrm scores inputs longer than %d tokens after cutting prompt tokens "
-        "from the left; a plain %s runs no code to do that, and TRL or RewardBench pass whole "
-        "texts: cut them with the model card's latentrm_cut, or use the custom-code export",
-        emb.max_length, cfg["architectures"][0],
-    )
-    out = Path(out_dir)
-    with _Staging(out) as stage:
-        _write_config(cfg, stage)
-        state = {f"model.{k}": v.to(TORCH_DTYPES[dt]) for k, v in emb.model.state_dict().items()}
-        state["score.weight"] = w.to(TORCH_DTYPES[dt])
-        _save_weights(state, stage, max_shard_size)
-        # No custom code cuts over-long inputs here: `truncation=True` cuts prompt tokens from
-        # the left at latentrm's max_length (close to latentrm; NATIVE_CUT in the card is exact).
-        _save_tokenizer(emb, stage, pad, emb.max_length)
-        names = _install(stage, out)
-    (out / "modeling_latentrm.py").unlink(missing_ok=True)  # a native folder runs no custom code
-    return names
+        save_tokenizer(emb, stage, pad, NO_LIMIT)
+        return install_staged(stage, out)

@@ -19,13 +19,8 @@ from latentrm.data import load_pairs, render_plain
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError
 from latentrm.head.reward import EnsembleHead, RewardHead
-from latentrm.hub.export import (
-    HH_CHAT_TEMPLATE,
-    export_native,
-    export_pad_token,
-    fold_linear_head,
-    native_reason,
-)
+from latentrm.hub.export import HH_CHAT_TEMPLATE, export_pad_token
+from latentrm.hub.native import export_native, fold_linear_head, native_reason
 from latentrm.model import RewardModel
 from latentrm.testing import build_tokenizer, cfg_for, save_tiny_llama
 
