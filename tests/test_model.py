@@ -503,7 +503,7 @@ def test_save_pretrained_folder_loads_with_latentrm_and_holds_the_card(tmp_path,
 def test_push_to_hub_uploads_the_folder_and_from_pretrained_reads_it_back(tmp_path, bert_rm):
     from huggingface_hub import HfApi
 
-    import latentrm.model as M
+    import latentrm.hub.pretrained as M  # from_pretrained's Hub download
 
     hub = tmp_path / "fake-hub"
     seen: dict = {}

@@ -123,7 +123,7 @@ def test_links_inside_the_folder_and_a_hub_cache_snapshot_load(tmp_path):
     for f in _saved(tmp_path / "src").iterdir():
         shutil.copy(f, repo / "blobs" / f.name)
         (snap / f.name).symlink_to(Path("..", "..", "blobs", f.name))
-    import latentrm.model as M
+    import latentrm.hub.pretrained as M
 
     with mock.patch.object(M, "snapshot_download", return_value=str(snap)):
         rm = RewardModel.from_pretrained("me/rm", embedder=TwoDim())
