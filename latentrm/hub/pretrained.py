@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from huggingface_hub import ModelHubMixin, snapshot_download
 
@@ -24,8 +24,8 @@ from latentrm.hub.folder import LATENTRM_FILES
 from latentrm.hub.native import export_native, fold_linear_head, native_reason
 from latentrm.io import atomic_write_text
 
-if TYPE_CHECKING:
-    from latentrm.model import RewardModel
+# The class from_pretrained returns: RewardModel, without importing it (it imports this module).
+M = TypeVar("M", bound="HubMixin")
 
 EXPORTS = ("transformers", "native", "none")  # what save_pretrained can add to the folder
 
@@ -128,10 +128,10 @@ class HubMixin(ModelHubMixin):
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
-        cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
+        cls: type[M], pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
         token: str | bool | None = None, cache_dir: str | Path | None = None,
         local_files_only: bool = False, revision: str | None = None, **model_kwargs: Any,
-    ) -> RewardModel:
+    ) -> M:
         """A RewardModel from a model folder or a Hub repo id (:meth:`save_pretrained`'s).
 
         From the Hub only the latentrm files are downloaded (kilobytes), never the transformers
@@ -148,11 +148,11 @@ class HubMixin(ModelHubMixin):
 
     @classmethod
     def _from_pretrained(
-        cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+        cls: type[M], *, model_id: str, revision: str | None, cache_dir: str | Path | None,
         force_download: bool, local_files_only: bool, token: str | bool | None,
         embedder: Any | None = None, trust_remote_code: bool = False,
         check_identity: bool = True, embed_overrides: dict[str, Any] | None = None,
-    ) -> RewardModel:
+    ) -> M:
         p = Path(model_id).expanduser()
         root = None
         if p.is_dir():
