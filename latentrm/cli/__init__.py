@@ -6,7 +6,8 @@ same in every command: `--data` is the input data, `--out` the output, `--thread
 threads, `--seed` the seed, `--model` a reward model (the embedding model is `--embedder`).
 
 The commands live in `training` (config, init, embed, synth, train, run, experiment) and
-`serving` (score, bon, export); `options` holds the registry and the options they share.
+`serving` (score, bon, export), `rssft` (rs-sft, judge); `options` holds the registry and the
+options they share.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from latentrm import __version__
-from latentrm.cli import serving, training  # noqa: F401  (importing them registers the commands)
+from latentrm.cli import rssft, serving, training  # noqa: F401  (importing registers commands)
 from latentrm.cli.options import _COMMANDS
 from latentrm.errors import LatentrmError
 

@@ -89,6 +89,20 @@ def token_ids(tok: Any, prompt: Prompt, response: str | None, chat: bool) -> lis
     return tok(render_plain(prompt, response))["input_ids"]
 
 
+def prompt_ids(tok: Any, prompt: Prompt, chat: bool, max_tokens: int) -> list[int]:
+    """Generation prompt ids, at most `max_tokens`: drop the earliest turns, then cut from the left.
+
+    The context a policy generates from (self-rewarding synthesis, rejection sampling) and, for
+    rejection-sampling fine-tuning, the context it is then trained on.
+    """
+    msgs = list(prompt)
+    ids = token_ids(tok, msgs, None, chat)
+    while len(ids) > max_tokens and len(msgs) > 1:
+        msgs = msgs[1:]
+        ids = token_ids(tok, msgs, None, chat)
+    return ids[-max_tokens:]
+
+
 def encode_texts(
     tok: Any, prompts: Sequence[Prompt], responses: Sequence[str], max_length: int, chat: bool
 ) -> list[list[int]]:

@@ -19,7 +19,14 @@ from latentrm.data.formats import render_plain
 from latentrm.data.types import PreferenceDataset, PreferencePair
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.runtime import resolve_device
-from latentrm.text.lm import Prompt, load_text_model, pad_batch, token_ids, use_chat
+from latentrm.text.lm import (
+    Prompt,
+    load_text_model,
+    pad_batch,
+    prompt_ids,
+    token_ids,
+    use_chat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +102,7 @@ class SelfRewardingSynthesizer:
         return sorted(ids)
 
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
-        """Generation prompt ids, at most max_prompt_tokens: drop earliest turns, then cut left."""
-        msgs = list(prompt)
-        ids = token_ids(self.tokenizer_, msgs, None, self.chat_)
-        while len(ids) > self.cfg.max_prompt_tokens and len(msgs) > 1:
-            msgs = msgs[1:]
-            ids = token_ids(self.tokenizer_, msgs, None, self.chat_)
-        return ids[-self.cfg.max_prompt_tokens :]
+        return prompt_ids(self.tokenizer_, prompt, self.chat_, self.cfg.max_prompt_tokens)
 
     def generate(self, prompts: Sequence[Prompt], n: int) -> list[list[str]]:
         """n sampled responses per prompt (torch's global RNG: seed it first to reproduce)."""
