@@ -193,11 +193,30 @@ def efficiency_section(reports: Path) -> str:
     return text
 
 
+# The rejection-sampling fine-tuning study (policies, not reward heads): its own script and config.
+RS_SFT = ["scripts/rs_sft_study.py", "configs/rs_sft_hh.yaml"]
+
+
+def rs_sft_section(reports: Path, collect_only: bool) -> str | None:
+    """Run the RS-SFT study (resumable: finished policies and judgements are kept); its table."""
+    import subprocess
+
+    if not collect_only:
+        subprocess.run([sys.executable, *RS_SFT], cwd=ROOT, check=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    table = reports / "rs_sft_hh" / "results.md"
+    if not table.exists():
+        return None
+    return (f"Command: `.venv/bin/python {' '.join(RS_SFT)}`; full results: "
+            f"`reports/rs_sft_hh/`.\n\n{table.read_text()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [n for n, _ in CONFIGS]
-    p.add_argument("--only", nargs="+", choices=[*names, "efficiency"],
-                   help="run/collect only these configs (efficiency: the timing measurements)")
+    p.add_argument("--only", nargs="+", choices=[*names, "efficiency", "rs_sft_hh"],
+                   help="run/collect only these configs (efficiency: the timing measurements; "
+                        "rs_sft_hh: the rejection-sampling fine-tuning study)")
     p.add_argument("--skip-existing", action="store_true",
                    help="do not rerun a config whose out_dir holds results of the same config")
     p.add_argument("--collect-only", action="store_true",
@@ -233,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             sections["efficiency"] = efficiency_section(Path(args.reports))
         elif eff.exists():
             sections["efficiency"] = eff.read_text()
+    if not args.only or "rs_sft_hh" in args.only:
+        rs = rs_sft_section(Path(args.reports), args.collect_only)
+        if rs is not None:
+            sections["rs_sft_hh"] = rs
     update_report(Path(args.report), sections)
     log.info("refreshed %d table sections of %s", len(sections), args.report)
     return 0
