@@ -201,3 +201,19 @@ def test_cli_checks_outputs_before_work(tmp_path, prompt_file, capsys):
                  "--policy-b", "b", "--out", str(tmp_path / "v.unknown")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "unknown output type" in err and not (tmp_path / "c").exists()
+
+
+def test_read_prompts_from_a_pair_file_and_from_prompt_rows(fixtures_dir, tmp_path):
+    from latentrm.errors import DataError
+    from latentrm.recipes.rs_sft import read_candidates, read_prompts
+
+    hh = read_prompts(fixtures_dir / "hh.jsonl")  # HH pairs: the dialogue before the last reply
+    assert hh[0] == user_prompt("What is 2+2?")
+    assert len(hh) == len({tuple(tuple(m.items()) for m in p) for p in hh})  # distinct
+    rows = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "w1"}, {"instruction": "w2"},
+                                              {"prompt": "w1"}])
+    assert read_prompts(rows) == [user_prompt("w1"), user_prompt("w2")]  # repeats read once
+    bad = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "w1", "candidates": ["a"]},
+                                             {"prompt": "w2", "candidates": [{"gold": 1}]}])
+    with pytest.raises(DataError, match=r"c.jsonl:2: candidate needs.*candidates\[0\]"):
+        read_candidates(bad)
