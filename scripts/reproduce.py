@@ -219,22 +219,31 @@ def efficiency_section(reports: Path) -> str:
     return text
 
 
-# The rejection-sampling fine-tuning study (policies, not reward heads): its own script and config.
-RS_SFT = ["scripts/rs_sft_study.py", "configs/rs_sft_hh.yaml"]
+# The rejection-sampling fine-tuning study (policies, not reward heads): its own script and config,
+# at TRL's LoRA learning rate and at 10x that (name -> overrides).
+RS_SFT = ["scripts/rs_sft_study.py", "configs/studies/rs_sft_hh.yaml"]
+RS_SFT_RUNS = {
+    "rs_sft_hh": [],
+    "rs_sft_hh_lr1e-3": ["sft.lr=0.001", "out_dir=runs/rs_sft_hh_lr1e-3",
+                         "report_name=rs_sft_hh_lr1e-3"],
+}
 
 
-def rs_sft_section(reports: Path, collect_only: bool) -> str | None:
-    """Run the RS-SFT study (resumable: finished policies and judgements are kept); its table."""
+def rs_sft_sections(reports: Path, collect_only: bool) -> dict[str, str]:
+    """Run the RS-SFT study (resumable: finished policies and judgements are kept); its tables."""
     import subprocess
 
-    if not collect_only:
-        subprocess.run([sys.executable, *RS_SFT], cwd=ROOT, check=True,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    table = reports / "rs_sft_hh" / "results.md"
-    if not table.exists():
-        return None
-    return (f"Command: `.venv/bin/python {' '.join(RS_SFT)}`; full results: "
-            f"`reports/rs_sft_hh/`.\n\n{table.read_text()}")
+    out = {}
+    for name, overrides in RS_SFT_RUNS.items():
+        if not collect_only:
+            subprocess.run([sys.executable, *RS_SFT, *overrides], cwd=ROOT, check=True,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        table = reports / name / "results.md"
+        if table.exists():
+            cmd = " ".join([*RS_SFT, *overrides])
+            out[name] = (f"Command: `.venv/bin/python {cmd}`; full results: `reports/{name}/`."
+                         f"\n\n{table.read_text()}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,9 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         elif eff.exists():
             sections["efficiency"] = eff.read_text()
     if not args.only or "rs_sft_hh" in args.only:
-        rs = rs_sft_section(Path(args.reports), args.collect_only)
-        if rs is not None:
-            sections["rs_sft_hh"] = rs
+        sections.update(rs_sft_sections(Path(args.reports), args.collect_only))
     update_report(Path(args.report), sections)
     log.info("refreshed %d table sections of %s", len(sections), args.report)
     return 0

@@ -11,7 +11,7 @@ answers only), policy prompts (sampled and fine-tuned on), picker pairs (`n_head
 pickers' training data) and the judge's pairs (every remaining pair, policy prompts included).
 Embeddings come from the shared cache (the embed settings of `head_config`).
 
-    python scripts/rs_sft_study.py configs/rs_sft_hh.yaml [key=value ...]
+    python scripts/rs_sft_study.py configs/studies/rs_sft_hh.yaml [key=value ...]
 
 Resumable: a finished policy (its rs_sft.json) and finished judgements are kept, and every
 generation goes through the generation cache. Writes OUT/results.json, OUT/results.md and
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import shutil
@@ -169,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             folder = out / f"seed{seed}" / picker
             policies[picker] = str(folder)
             if (folder / "rs_sft.json").exists():
-                rec = json.loads((folder / "rs_sft.json").read_text())
-                results["picks"][f"{seed}/{picker}"] = rec["summary"]
+                rec = json.loads((folder / "rs_sft.json").read_text())["summary"]
+                if picker != "random":  # refit (seconds, cached embeddings) for its val accuracy
+                    fitted = head(parts["picker_pairs"], picker, seed)
+                    rec["picker_val_accuracy"] = fitted.training["metrics"]["val_accuracy"]
+                results["picks"][f"{seed}/{picker}"] = rec
                 continue
             t0 = time.perf_counter()
             scorer = (RandomScorer(seed) if picker == "random"
@@ -198,15 +202,31 @@ def main(argv: list[str] | None = None) -> int:
                 done.write_text(json.dumps(r, indent=1))
                 timing[f"judge {name}"] = time.perf_counter() - t0
             results["rows"].append({"seed": seed, "a": a, "b": b, **r})
-    results["timing_seconds"] = timing
-    results["total_seconds"] = time.perf_counter() - t_start
+    same = {}
+    for seed in cfg["seeds"]:
+        idx = {k: [json.loads(x)["index"] for x in
+                   (out / f"seed{seed}" / k / "picks.jsonl").read_text().splitlines()]
+               for k in cfg["pickers"]}
+        for a, b in itertools.combinations(cfg["pickers"], 2):
+            same[f"{seed}: {a} = {b}"] = sum(x == y for x, y in zip(idx[a], idx[b], strict=True))
+    results["same_pick"] = same
+    # A resumed run adds its time to the earlier runs' (their steps were not redone).
+    old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    results["timing_seconds"] = {**old.get("timing_seconds", {}), **timing}
+    results["total_seconds"] = old.get("total_seconds", 0.0) + time.perf_counter() - t_start
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     md = render(results, cfg, len(parts["judge_pairs"]), len(parts["picker_pairs"]))
     (out / "results.md").write_text(md)
-    rep = ROOT / "reports" / "rs_sft_hh"
+    rep = ROOT / "reports" / cfg.get("report_name", "rs_sft_hh")
     rep.mkdir(parents=True, exist_ok=True)
+    # The report names the data and cache as the config file does, not where this machine has them.
+    given = yaml.safe_load(args.config.read_text())
     for f in ("results.md", "results.json", "config.yaml"):
-        shutil.copy2(out / f, rep / f)
+        text = (out / f).read_text()
+        for key in ("data", "cache_dir"):
+            if str(cfg[key]) != str(given[key]):
+                text = text.replace(str(cfg[key]), str(given[key]))
+        (rep / f).write_text(text)
     print(md)
     return 0
 
@@ -217,16 +237,19 @@ def render(res: dict[str, Any], cfg: dict[str, Any], n_judge_pairs: int, n_pick:
         f"Policy {cfg['policy']} (SmolLM2-135M-Instruct), {cfg['n_policy_prompts']} policy prompts"
         f" x N={s['n']} samples (temperature {s['temperature']}, top_p {s['top_p']}, "
         f"{s['max_new_tokens']} new tokens, prompts cut to {s['max_prompt_tokens']} tokens), "
-        f"LoRA r={cfg['sft']['lora_r']}, {cfg['sft']['epochs']} epoch; pickers trained on "
+        f"LoRA r={cfg['sft']['lora_r']}, {cfg['sft']['epochs']} epoch, learning rate "
+        f"{cfg['sft'].get('lr') or 1e-4:g}; pickers trained on "
         f"{n_pick} HH pairs; judge: the plain head on {n_judge_pairs} other HH pairs; "
         f"{cfg['n_judge_prompts']} held-out judge prompts, {j['n']} answer each "
         f"(temperature {j['temperature']}); seeds {cfg['seeds']}. Win rate of A over B (ties "
-        "half) with a 95% bootstrap CI over judge prompts.\n",
-        "| seed | A | B | A wins | judged reward A | B | words A | B |",
-        "|---|---|---|---|---|---|---|---|",
+        "half; a tie is almost always the same answer, word for word) with a 95% bootstrap CI "
+        "over judge prompts.\n",
+        "| seed | A | B | A wins | wins/ties/losses | judged reward A | B | words A | B |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
-        lines.append(f"| {r['seed']} | {r['a']} | {r['b']} | {fmt_ci(r)} | {r['reward_a']:.3f} |"
+        lines.append(f"| {r['seed']} | {r['a']} | {r['b']} | {fmt_ci(r)} | "
+                     f"{r['wins']}/{r['ties']}/{r['losses']} | {r['reward_a']:.3f} |"
                      f" {r['reward_b']:.3f} | {r['words_a']:.1f} | {r['words_b']:.1f} |")
     lines += ["", "Picks (policy prompts; judge-free: the picker's own scores):", "",
               "| seed/picker | picker val acc | kept | picked vs all chars | final SFT loss |",
@@ -236,7 +259,10 @@ def render(res: dict[str, Any], cfg: dict[str, Any], n_judge_pairs: int, n_pick:
         lines.append(f"| {k} | {'-' if acc is None else f'{acc:.3f}'} | {v['kept']} | "
                      f"{v['chars_mean_picked']:.0f} vs {v['chars_mean_all']:.0f} | "
                      f"{v['final_loss']:.3f} |")
-    lines.append(f"\nWall time: {res['total_seconds'] / 60:.0f} min.")
+    lines.append("\nPrompts on which two pickers chose the same response (of "
+                 f"{cfg['n_policy_prompts']}; N={s['n']}, so 1/{s['n']} by chance): "
+                 + ", ".join(f"{k}: {v}" for k, v in res.get("same_pick", {}).items()) + ".")
+    lines.append(f"\nWall time, all runs of this out_dir: {res['total_seconds'] / 60:.0f} min.")
     return "\n".join(lines) + "\n"
 
 

@@ -217,3 +217,20 @@ def test_read_prompts_from_a_pair_file_and_from_prompt_rows(fixtures_dir, tmp_pa
                                              {"prompt": "w2", "candidates": [{"gold": 1}]}])
     with pytest.raises(DataError, match=r"c.jsonl:2: candidate needs.*candidates\[0\]"):
         read_candidates(bad)
+
+
+def test_cli_rs_sft_then_judge(tiny_lm, tiny_judge, prompt_file, tmp_path, capsys):
+    from latentrm.cli import main
+
+    out, cache = tmp_path / "pol", str(tmp_path / "cache")
+    code = main(["rs-sft", "--policy", tiny_lm, "--prompts", str(prompt_file), "--model",
+                 "random", "--out", str(out), "--n", "2", "--max-new-tokens", "3",
+                 "--train-batch-size", "2", "--lora-r", "2", "--cache-dir", cache,
+                 "--no-show-progress", "--threads", "1"])
+    assert code == 0 and "kept: 4" in capsys.readouterr().out
+    assert len((out / "picks.jsonl").read_text().splitlines()) == 4
+    code = main(["judge", "--judge", tiny_judge, "--prompts", str(prompt_file), "--policy-a",
+                 str(out), "--policy-b", tiny_lm, "--max-new-tokens", "3", "--cache-dir", cache,
+                 "--n-bootstrap", "50", "--no-show-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "win_rate:" in printed and "prompts: 4" in printed
