@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-
-from latentrm.recipes.report import paired_markdown
+from report_tables import paired_markdown  # scripts/report_tables.py, beside this script
 
 
 def main() -> int:

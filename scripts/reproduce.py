@@ -24,9 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from report_tables import update_report  # scripts/report_tables.py, beside this script
+
 from latentrm.config import RunConfig, load_config
 from latentrm.recipes.experiment import results_current
-from latentrm.recipes.report import update_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,8 +101,7 @@ QUALITY = {
 def quality_section(name: str, reports: Path) -> str | None:
     """The learning curve and every variant's paired difference, in effective labels."""
     import pandas as pd
-
-    from latentrm.recipes.report import (
+    from report_tables import (
         goal_markdown,
         learning_curve,
         learning_curve_markdown,
@@ -149,8 +149,7 @@ def small_data_section(reports: Path) -> str | None:
     """The small-data head study: every head's mean, worst split, collapses and paired
     differences to the plain head and to the 5-head ensemble (`configs/small_data_hh.yaml`)."""
     import pandas as pd
-
-    from latentrm.recipes.report import CHANCE_ACCURACY, robustness_markdown
+    from report_tables import CHANCE_ACCURACY, robustness_markdown
 
     runs = reports / "small_data_hh" / "results.csv"
     if not runs.exists():

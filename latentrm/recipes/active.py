@@ -46,7 +46,7 @@ from latentrm.head.acquire import STRATEGIES, pair_features, response_scale, sel
 from latentrm.io import atomic_write, atomic_write_text
 from latentrm.recipes.experiment import results_key
 from latentrm.recipes.prepare import PreparedData, Split, prepare_data
-from latentrm.recipes.report import _pts, effective_labels
+from latentrm.recipes.report import effective_labels, points
 from latentrm.runtime import torch_threads
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
         for s in strategies:
             if s != "random":
                 m, h = mean_ci_over_seeds((sub[s] - sub["random"]).to_numpy(np.float64))
-                cells.append(_pts(m, h))
+                cells.append(points(m, h))
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
     if len(ns) > 1:  # each split's mean over the bought sizes, then mean ± CI over splits
         after = [n for n in ns if n > ns[0]]
@@ -249,7 +249,7 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
         for s in strategies:
             if s != "random":
                 d = (acc[s] - acc["random"]).unstack("n_labels")[after].mean(axis=1)
-                cells.append(_pts(*mean_ci_over_seeds(d.to_numpy(np.float64))))
+                cells.append(points(*mean_ci_over_seeds(d.to_numpy(np.float64))))
         lines.append(f"| mean {after[0]:,}-{after[-1]:,} | " + " | ".join(cells) + " |")
     if "next_abs_margin" in df.columns:
         lines += ["", "What each strategy bought (means over rounds and splits, at purchase "
@@ -285,7 +285,7 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
             if more in ns:
                 d = (acc.xs(n, level="n_labels")[s] - acc.xs(more, level="n_labels")["random"])
                 m, h = mean_ci_over_seeds(d.to_numpy(np.float64))
-                vs, wins = _pts(m, h), f"{int((d > 0).sum())}/{len(d)}"
+                vs, wins = points(m, h), f"{int((d > 0).sum())}/{len(d)}"
                 goal = ("-" if s == "random" else
                         "met" if np.isfinite(h) and m - h > 0 else "not met")
             else:
@@ -328,10 +328,10 @@ def methods_markdown(rounds: pd.DataFrame, extra: pd.DataFrame) -> str:
         vals = g.accuracy.to_numpy(np.float64)
         m, h = mean_ci_over_seeds(vals)
         d_round = vals - base.loc[[(s, strategy) for s in seeds]].to_numpy(np.float64)
-        cells = [f"{m:.3f} ± {h:.3f}", _pts(*mean_ci_over_seeds(d_round))]
+        cells = [f"{m:.3f} ± {h:.3f}", points(*mean_ci_over_seeds(d_round))]
         key = [(s, "random", head, ratio) for s in seeds]
         if strategy != "random" and all(k in by.index for k in key):
-            cells.append(_pts(*mean_ci_over_seeds(vals - by.loc[key].to_numpy(np.float64))))
+            cells.append(points(*mean_ci_over_seeds(vals - by.loc[key].to_numpy(np.float64))))
         else:
             cells.append("-")
         lines.append(f"| {strategy} | {head} | {ratio} | " + " | ".join(cells) + " |")
