@@ -47,6 +47,7 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check latentrm tests scripts
+	$(VENV)/bin/ruff format --check latentrm tests scripts examples
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

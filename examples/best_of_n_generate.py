@@ -104,5 +104,6 @@ def main() -> None:
         f"of all candidates {np.concatenate(scores).mean():+.3f}"
     )
 
+
 if __name__ == "__main__":
     main()

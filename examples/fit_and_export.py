@@ -36,12 +36,20 @@ def main() -> None:
 
     # Any TRL preference dataset works; here HH pairs in TRL's conversational format.
     pairs = load_pairs(args.data).pairs[: args.pairs]
-    data = datasets.Dataset.from_list([
-        {"prompt": list(p.prompt), "chosen": [{"role": "assistant", "content": p.chosen}],
-         "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs])
+    data = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": list(p.prompt),
+                "chosen": [{"role": "assistant", "content": p.chosen}],
+                "rejected": [{"role": "assistant", "content": p.rejected}],
+            }
+            for p in pairs
+        ]
+    )
 
-    rm = latentrm.fit(data, embedder=args.embedder, method=args.method,
-                      overrides={"embed.dtype": "float32"})
+    rm = latentrm.fit(
+        data, embedder=args.embedder, method=args.method, overrides={"embed.dtype": "float32"}
+    )
     print(f"trained: {rm.training['metrics']}")
     rm.save_pretrained(args.out)
 
@@ -49,13 +57,17 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained(args.out, trust_remote_code=True)
     prompt = [{"role": "user", "content": "How do I boil an egg?"}]
     answers = ["Simmer it for 8 minutes, then cool it in cold water.", "Eggs are boring."]
-    texts = [tok.apply_chat_template([*prompt, {"role": "assistant", "content": a}],
-                                     tokenize=False) for a in answers]
+    texts = [
+        tok.apply_chat_template([*prompt, {"role": "assistant", "content": a}], tokenize=False)
+        for a in answers
+    ]
     with torch.no_grad():
         hf = model(**tok(texts, padding=True, return_tensors="pt")).logits[:, 0].numpy()
     ours = rm.score([prompt] * 2, answers)
-    print(f"latentrm {np.round(ours, 5)}, transformers {np.round(hf, 5)}, "
-          f"max |diff| {np.abs(hf - ours).max():.2g}")
+    print(
+        f"latentrm {np.round(ours, 5)}, transformers {np.round(hf, 5)}, "
+        f"max |diff| {np.abs(hf - ours).max():.2g}"
+    )
     if args.push_to_hub:
         print(rm.push_to_hub(args.push_to_hub))
 

@@ -117,7 +117,8 @@ def train(reward_fn, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--reward-model", required=True,
+        "--reward-model",
+        required=True,
         help="reward model folder (latentrm run: OUT/heads/<method>-r<ratio>) or Hub repo id",
     )
     parser.add_argument("--train", action="store_true", help="run GRPOTrainer (else: demo call)")
@@ -139,8 +140,9 @@ def main() -> None:
     from latentrm.model import RewardModel
     from latentrm.serve import make_trl_reward_func
 
-    reward_fn = make_trl_reward_func(RewardModel.from_pretrained(args.reward_model),
-                                     name="latentrm")
+    reward_fn = make_trl_reward_func(
+        RewardModel.from_pretrained(args.reward_model), name="latentrm"
+    )
     demo_call(reward_fn)
     if args.train:
         train(reward_fn, args)

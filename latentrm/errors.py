@@ -15,7 +15,11 @@ class DataError(LatentrmError, ValueError):
     """Malformed preference data. The message names the file, line (1-based) and field."""
 
     def __init__(
-        self, message: str, *, path: str | None = None, line: int | None = None,
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
         field: str | None = None,
     ) -> None:
         where = ":".join(str(x) for x in (path, line) if x is not None)

@@ -169,19 +169,38 @@ def bon_gold(
         per_set_picked.append(float(p.mean()))
     n_skipped = sum(d is None for d in idx)
     if n_skipped:
-        log.warning("Best-of-%d: skipped %d candidate sets with fewer than %d candidates",
-                    n, n_skipped, n)
+        log.warning(
+            "Best-of-%d: skipped %d candidate sets with fewer than %d candidates", n, n_skipped, n
+        )
     if not picked:
         nan = float("nan")
-        return {"bon_picked": nan, "bon_floor": nan, "bon_ceiling": nan, "bon_gap_closed": nan,
-                "bon_picked_lo": nan, "bon_picked_hi": nan, "bon_prompts": 0,
-                "bon_skipped": n_skipped, "bon_n": n, "bon_draws": draws}
+        return {
+            "bon_picked": nan,
+            "bon_floor": nan,
+            "bon_ceiling": nan,
+            "bon_gap_closed": nan,
+            "bon_picked_lo": nan,
+            "bon_picked_hi": nan,
+            "bon_prompts": 0,
+            "bon_skipped": n_skipped,
+            "bon_n": n,
+            "bon_draws": draws,
+        }
     pk, fl, ce = (float(np.concatenate(x).mean()) for x in (picked, floor, ceiling))
     gap = (pk - fl) / (ce - fl) if ce > fl else float("nan")
     lo, hi = bootstrap_ci(per_set_picked, n_bootstrap, seed)
-    return {"bon_picked": pk, "bon_floor": fl, "bon_ceiling": ce, "bon_gap_closed": float(gap),
-            "bon_picked_lo": lo, "bon_picked_hi": hi, "bon_prompts": len(picked),
-            "bon_skipped": n_skipped, "bon_n": n, "bon_draws": draws}
+    return {
+        "bon_picked": pk,
+        "bon_floor": fl,
+        "bon_ceiling": ce,
+        "bon_gap_closed": float(gap),
+        "bon_picked_lo": lo,
+        "bon_picked_hi": hi,
+        "bon_prompts": len(picked),
+        "bon_skipped": n_skipped,
+        "bon_n": n,
+        "bon_draws": draws,
+    }
 
 
 def spearman_with_gold(
@@ -206,7 +225,13 @@ def spearman_with_gold(
             per_prompt.append(float(stats.spearmanr(sc, g).statistic))
     s = np.concatenate(all_s) if all_s else np.zeros(0)
     g = np.concatenate(all_g) if all_g else np.zeros(0)
-    pooled = (float(stats.spearmanr(s, g).statistic)
-              if s.size >= 2 and np.ptp(s) > 0 and np.ptp(g) > 0 else float("nan"))
-    return {"spearman_prompt": float(np.mean(per_prompt)) if per_prompt else float("nan"),
-            "spearman_pooled": pooled, "spearman_prompts": len(per_prompt)}
+    pooled = (
+        float(stats.spearmanr(s, g).statistic)
+        if s.size >= 2 and np.ptp(s) > 0 and np.ptp(g) > 0
+        else float("nan")
+    )
+    return {
+        "spearman_prompt": float(np.mean(per_prompt)) if per_prompt else float("nan"),
+        "spearman_pooled": pooled,
+        "spearman_prompts": len(per_prompt),
+    }

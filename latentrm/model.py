@@ -60,6 +60,7 @@ from latentrm.runtime import NoBar, quiet_serving
 
 log = logging.getLogger(__name__)
 
+
 class RewardModel(
     HubMixin,
     library_name="latentrm",
@@ -77,9 +78,14 @@ class RewardModel(
     """
 
     def __init__(
-        self, embed_cfg: EmbedConfig, head: RewardHead | EnsembleHead,
-        embedder: Any | None = None, history: dict | None = None, *,
-        max_response_chars: int | None = None, identity: dict | None = None,
+        self,
+        embed_cfg: EmbedConfig,
+        head: RewardHead | EnsembleHead,
+        embedder: Any | None = None,
+        history: dict | None = None,
+        *,
+        max_response_chars: int | None = None,
+        identity: dict | None = None,
         training: dict | None = None,
     ) -> None:
         # config.json is the transformers export's: the mixin must not write its own.
@@ -148,8 +154,10 @@ class RewardModel(
         to send the least certain Best-of-N picks to a human. ConfigError for a single head.
         """
         if return_spread and len(self.head.members) < 2:
-            raise ConfigError("return_spread needs an ensemble head (train with reward.ensemble "
-                              f"> 1); {self.source or 'this reward model'} holds a single head")
+            raise ConfigError(
+                "return_spread needs an ensemble head (train with reward.ensemble "
+                f"> 1); {self.source or 'this reward model'} holds a single head"
+            )
         prompts = as_batch(prompts, "prompts", "prompts")
         responses = as_batch(responses, "responses", "responses")
         if len(prompts) != len(responses):
@@ -173,13 +181,22 @@ class RewardModel(
             texts.append(t if self.max_response_chars is None else t[: self.max_response_chars])
         with quiet_serving():
             emb = self.embedder
-            return (emb.embed(ctx, texts, bar=NoBar()) if isinstance(emb, Embedder)
-                    else emb.embed(ctx, texts))
+            return (
+                emb.embed(ctx, texts, bar=NoBar())
+                if isinstance(emb, Embedder)
+                else emb.embed(ctx, texts)
+            )
 
     # --- active selection ----------------------------------------------------------------------
     def suggest(
-        self, pool: Sequence[Any], k: int, *, strategy: str = "hybrid", seed: int = 0,
-        labelled: Sequence[Any] | None = None, top_m: int | None = None,
+        self,
+        pool: Sequence[Any],
+        k: int,
+        *,
+        strategy: str = "hybrid",
+        seed: int = 0,
+        labelled: Sequence[Any] | None = None,
+        top_m: int | None = None,
         shuffle_sides: bool = True,
     ) -> list[Any]:
         """The `k` pairs of `pool` most worth labelling next (latentrm.suggest.Suggestion, best
@@ -195,9 +212,18 @@ class RewardModel(
         """
         from latentrm.suggest import suggest_pairs
 
-        return suggest_pairs(self._embed, self.head, pool, k, strategy=strategy, seed=seed,
-                             labelled=labelled, top_m=top_m, shuffle_sides=shuffle_sides,
-                             where=self.source or "reward model")
+        return suggest_pairs(
+            self._embed,
+            self.head,
+            pool,
+            k,
+            strategy=strategy,
+            seed=seed,
+            labelled=labelled,
+            top_m=top_m,
+            shuffle_sides=shuffle_sides,
+            where=self.source or "reward model",
+        )
 
     # --- identity ------------------------------------------------------------------------------
     def embedder_record(self) -> dict[str, Any]:
@@ -222,11 +248,21 @@ class RewardModel(
         except ConfigError as e:
             log.debug("embedder identity of %s not recorded: %s", cfg.model, e)
             path, alias_gguf, ident = cfg.model, None, None
-        return {"model": cfg.model, "path": path, "gguf_file": cfg.gguf_file or alias_gguf,
-                "revision": cfg.revision, "model_identity": ident, "pooling": cfg.pooling,
-                "layer": cfg.layer, "layers": list(cfg.layers), "max_length": cfg.max_length,
-                "text_format": cfg.text_format, "dtype": cfg.dtype, "dim": self.head.d,
-                "latentrm_version": __version__}
+        return {
+            "model": cfg.model,
+            "path": path,
+            "gguf_file": cfg.gguf_file or alias_gguf,
+            "revision": cfg.revision,
+            "model_identity": ident,
+            "pooling": cfg.pooling,
+            "layer": cfg.layer,
+            "layers": list(cfg.layers),
+            "max_length": cfg.max_length,
+            "text_format": cfg.text_format,
+            "dtype": cfg.dtype,
+            "dim": self.head.d,
+            "latentrm_version": __version__,
+        }
 
     def _where(self) -> str:
         return f"{self.source}/{INFO_FILE}" if self.source else "reward model"
@@ -245,13 +281,25 @@ class RewardModel(
         self._write_latentrm_files(Path(out_dir), self.embedder_record())
 
     def _write_latentrm_files(self, out: Path, record: dict[str, Any]) -> None:
-        write_files(out, self.embed_cfg, self.head, self.history, record,
-                    self.max_response_chars, self.training)
+        write_files(
+            out,
+            self.embed_cfg,
+            self.head,
+            self.history,
+            record,
+            self.max_response_chars,
+            self.training,
+        )
 
     @classmethod
     def load(
-        cls, in_dir: str | Path, embedder: Any | None = None, *, trust_remote_code: bool = False,
-        check_identity: bool = True, embed_overrides: dict[str, Any] | None = None,
+        cls,
+        in_dir: str | Path,
+        embedder: Any | None = None,
+        *,
+        trust_remote_code: bool = False,
+        check_identity: bool = True,
+        embed_overrides: dict[str, Any] | None = None,
         root: str | Path | None = None,
     ) -> RewardModel:
         """The model saved in `in_dir` by :meth:`save` or :meth:`save_pretrained`.
@@ -273,9 +321,15 @@ class RewardModel(
         cfg = read_embed_config(d, trust_remote_code, embed_overrides, base, info.get("embedder"))
         head, head_info = read_head(d, base)
         history = head_info.get("history")
-        rm = cls(cfg, head, embedder=None, history=history,
-                 max_response_chars=info.get("data", {}).get("max_response_chars"),
-                 identity=info.get("embedder"), training=info.get("training"))
+        rm = cls(
+            cfg,
+            head,
+            embedder=None,
+            history=history,
+            max_response_chars=info.get("data", {}).get("max_response_chars"),
+            identity=info.get("embedder"),
+            training=info.get("training"),
+        )
         rm.source = str(d)
         if check_identity and (rm.identity or {}).get("model_identity"):
             rm._verify(embedder)

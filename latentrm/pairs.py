@@ -58,7 +58,11 @@ class AugmentedPairs:
 
     @classmethod
     def originals(
-        cls, chosen: np.ndarray, rejected: np.ndarray, method: str = "none", ratio: int = 0,
+        cls,
+        chosen: np.ndarray,
+        rejected: np.ndarray,
+        method: str = "none",
+        ratio: int = 0,
         pool_rows: int | None = None,
     ) -> AugmentedPairs:
         """The un-augmented pairs. `pool_rows` reserves room for synthetic rows after the 2N."""
@@ -68,8 +72,13 @@ class AugmentedPairs:
         pool[:n], pool[n : 2 * n] = chosen, rejected
         idx = np.arange(n, dtype=np.int64)
         return cls(
-            pool=pool, chosen_idx=idx, rejected_idx=idx + n, seed_idx=idx.copy(),
-            synthetic=np.zeros(n, bool), method=method, ratio=ratio,
+            pool=pool,
+            chosen_idx=idx,
+            rejected_idx=idx + n,
+            seed_idx=idx.copy(),
+            synthetic=np.zeros(n, bool),
+            method=method,
+            ratio=ratio,
             stats={"n_seed": n, "pairs_made": 0, "n_pairs": n},
         )
 
@@ -101,10 +110,17 @@ class AugmentedPairs:
             return None if a is None else a[keep]
 
         out = AugmentedPairs(
-            pool=self.pool, chosen_idx=self.chosen_idx[keep], rejected_idx=self.rejected_idx[keep],
-            seed_idx=self.seed_idx[keep], synthetic=self.synthetic[keep], method=self.method,
-            ratio=self.ratio, stats=dict(self.stats), target=part(self.target),
-            margin=part(self.margin), weight=part(self.weight),
+            pool=self.pool,
+            chosen_idx=self.chosen_idx[keep],
+            rejected_idx=self.rejected_idx[keep],
+            seed_idx=self.seed_idx[keep],
+            synthetic=self.synthetic[keep],
+            method=self.method,
+            ratio=self.ratio,
+            stats=dict(self.stats),
+            target=part(self.target),
+            margin=part(self.margin),
+            weight=part(self.weight),
         )
         out.stats.update(pairs_made=int(out.synthetic.sum()), n_pairs=len(out))
         return out
@@ -141,8 +157,11 @@ _OPTIONAL = ("target", "margin", "weight")
 
 
 def save_augmented(
-    out_dir: str | Path, aug: AugmentedPairs, val: tuple[np.ndarray, np.ndarray] | None = None,
-    ids: list[str] | None = None, meta: dict[str, Any] | None = None,
+    out_dir: str | Path,
+    aug: AugmentedPairs,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    ids: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> None:
     """Write `aug` (+ optional validation pairs) as ``augmented.safetensors`` + ``augmented.json``.
 
@@ -152,15 +171,27 @@ def save_augmented(
 
     out = Path(out_dir)
     tensors = {name: np.ascontiguousarray(getattr(aug, name)) for name in _ARRAYS}
-    tensors.update({name: np.ascontiguousarray(getattr(aug, name), np.float32)
-                    for name in _OPTIONAL if getattr(aug, name) is not None})
+    tensors.update(
+        {
+            name: np.ascontiguousarray(getattr(aug, name), np.float32)
+            for name in _OPTIONAL
+            if getattr(aug, name) is not None
+        }
+    )
     if val is not None:
         tensors["val_chosen"], tensors["val_rejected"] = (np.ascontiguousarray(v) for v in val)
     atomic_write(out / "augmented.safetensors", lambda p: save_file(tensors, str(p)))
-    atomic_write_json(out / "augmented.json", {
-        "format": "latentrm.augmented/1", "method": aug.method, "ratio": aug.ratio,
-        "stats": aug.stats, "ids": ids, "meta": meta or {},
-    })
+    atomic_write_json(
+        out / "augmented.json",
+        {
+            "format": "latentrm.augmented/1",
+            "method": aug.method,
+            "ratio": aug.ratio,
+            "stats": aug.stats,
+            "ids": ids,
+            "meta": meta or {},
+        },
+    )
 
 
 def check_augmented(
@@ -175,45 +206,61 @@ def check_augmented(
     """
     pool = np.asarray(aug.pool)
     if pool.ndim != 2 or pool.dtype.kind != "f":
-        raise DataError(f"pool must be a 2-D float array, got {pool.dtype} {pool.shape}",
-                        path=where, field="pool")
+        raise DataError(
+            f"pool must be a 2-D float array, got {pool.dtype} {pool.shape}",
+            path=where,
+            field="pool",
+        )
     p = len(aug.chosen_idx)
     for name in ("chosen_idx", "rejected_idx", "seed_idx", "synthetic"):
         a = np.asarray(getattr(aug, name))
         kind = "b" if name == "synthetic" else "iu"
         if a.ndim != 1 or len(a) != p or a.dtype.kind not in kind:
             want = "bool" if name == "synthetic" else "integer"
-            raise DataError(f"expected {p} {want} values (one per pair), got {a.dtype} {a.shape}",
-                            path=where, field=name)
+            raise DataError(
+                f"expected {p} {want} values (one per pair), got {a.dtype} {a.shape}",
+                path=where,
+                field=name,
+            )
     n, m = aug.n_seed, pool.shape[0]
     if m < 2 * n:
-        raise DataError(f"pool has {m} rows, fewer than the {2 * n} of its {n} seed pairs",
-                        path=where, field="pool")
+        raise DataError(
+            f"pool has {m} rows, fewer than the {2 * n} of its {n} seed pairs",
+            path=where,
+            field="pool",
+        )
 
     def in_range(name: str, hi: int) -> None:
         a = np.asarray(getattr(aug, name))
         if p and (a.min() < 0 or a.max() >= hi):
             bad = int(np.flatnonzero((a < 0) | (a >= hi))[0])
-            raise DataError(f"pair {bad} has {name} {int(a[bad])}, outside [0, {hi})",
-                            path=where, field=name)
+            raise DataError(
+                f"pair {bad} has {name} {int(a[bad])}, outside [0, {hi})", path=where, field=name
+            )
 
     in_range("chosen_idx", m)
     in_range("rejected_idx", m)
     uses_new = (np.asarray(aug.chosen_idx) >= 2 * n) | (np.asarray(aug.rejected_idx) >= 2 * n)
     if (uses_new & ~np.asarray(aug.synthetic)).any():
         bad = int(np.flatnonzero(uses_new & ~np.asarray(aug.synthetic))[0])
-        raise DataError(f"pair {bad} uses a synthetic pool row but is not marked synthetic",
-                        path=where, field="synthetic")
+        raise DataError(
+            f"pair {bad} uses a synthetic pool row but is not marked synthetic",
+            path=where,
+            field="synthetic",
+        )
     in_range("seed_idx", n)
     finite = np.ones(m, bool)
     for lo in range(0, m, 65536):  # row blocks: no copy of a large pool
-        finite[lo:lo + 65536] = np.isfinite(pool[lo:lo + 65536]).all(axis=1)
+        finite[lo : lo + 65536] = np.isfinite(pool[lo : lo + 65536]).all(axis=1)
     for name in ("chosen_idx", "rejected_idx"):
         a = np.asarray(getattr(aug, name))
         if p and not finite[a].all():
             bad = int(np.flatnonzero(~finite[a])[0])
-            raise DataError(f"pair {bad} uses pool row {int(a[bad])}, which holds NaN/Inf",
-                            path=where, field="pool")
+            raise DataError(
+                f"pair {bad} uses pool row {int(a[bad])}, which holds NaN/Inf",
+                path=where,
+                field="pool",
+            )
     for name in _OPTIONAL:
         a = getattr(aug, name)
         if a is not None and (np.shape(a) != (p,) or not np.isfinite(a).all()):
@@ -221,8 +268,12 @@ def check_augmented(
     if val is not None:
         vc, vr = (np.asarray(v) for v in val)
         if vc.ndim != 2 or vc.shape != vr.shape or vc.shape[1] != pool.shape[1]:
-            raise DataError(f"validation pairs of shape {vc.shape} / {vr.shape} do not match the "
-                            f"pool's dimension {pool.shape[1]}", path=where, field="val_chosen")
+            raise DataError(
+                f"validation pairs of shape {vc.shape} / {vr.shape} do not match the "
+                f"pool's dimension {pool.shape[1]}",
+                path=where,
+                field="val_chosen",
+            )
         for name, v in (("val_chosen", vc), ("val_rejected", vr)):
             if not np.isfinite(v).all():
                 raise DataError("holds NaN/Inf", path=where, field=name)
@@ -259,7 +310,9 @@ def load_augmented(
         raise DataError("missing arrays; rerun latentrm synth", path=str(tp), field=missing[0])
     aug = AugmentedPairs(
         **{name: t[name] for name in _ARRAYS},
-        method=method, ratio=ratio, stats=head.get("stats", {}),
+        method=method,
+        ratio=ratio,
+        stats=head.get("stats", {}),
         **{name: t[name] for name in _OPTIONAL if name in t},
     )
     val = (t["val_chosen"], t["val_rejected"]) if "val_chosen" in t else None

@@ -230,7 +230,10 @@ def export_synth_dir(augmented_dir: str | Path, out: str | Path) -> dict[str, An
         ids = [f"seed-{i}" for i in range(aug.n_seed)]
     if not isinstance(ids, list) or len(ids) != aug.n_seed:
         n_ids = len(ids) if isinstance(ids, list) else type(ids).__name__
-        raise DataError(f"{n_ids} seed ids for {aug.n_seed} seed pairs",
-                        path=str(Path(augmented_dir) / "augmented.json"), field="ids")
+        raise DataError(
+            f"{n_ids} seed ids for {aug.n_seed} seed pairs",
+            path=str(Path(augmented_dir) / "augmented.json"),
+            field="ids",
+        )
     meta = {"source_dir": str(augmented_dir), **dict(head.get("meta") or {})}
     return export_augmented(aug, out, [str(i) for i in ids], meta=meta)

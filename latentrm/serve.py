@@ -34,7 +34,9 @@ class Scorer(Protocol):
 
 
 def as_scorer(
-    model_or_dir: Scorer | str | Path, embedder: Any | None = None, *,
+    model_or_dir: Scorer | str | Path,
+    embedder: Any | None = None,
+    *,
     trust_remote_code: bool = False,
 ) -> Scorer:
     """A ready scorer: returned as is when it has `.score`, else the RewardModel of a model
@@ -198,6 +200,12 @@ def pick_best(
 
 
 __all__ = [
-    "Scorer", "TRLRewardFunc", "as_scorer", "best_of_n", "has_spread", "make_trl_reward_func",
-    "pick_best", "score_in_batches",
+    "Scorer",
+    "TRLRewardFunc",
+    "as_scorer",
+    "best_of_n",
+    "has_spread",
+    "make_trl_reward_func",
+    "pick_best",
+    "score_in_batches",
 ]

@@ -66,8 +66,9 @@ def _flatten(
     a, b, groups, meta = [], [], [], []
     if all(isinstance(x, PreferencePair) for x in pool):
         for g, p in enumerate(pool):
-            first, second = (p.rejected, p.chosen) if swap is not None and swap[g] else (
-                p.chosen, p.rejected)
+            first, second = (
+                (p.rejected, p.chosen) if swap is not None and swap[g] else (p.chosen, p.rejected)
+            )
             prompts += [p.prompt, p.prompt]
             texts += [first, second]
             a.append(2 * g)
@@ -89,17 +90,26 @@ def _flatten(
     else:
         raise ConfigError("a pool is a list of PreferencePair or of CandidateSet (not mixed)")
     if not a:
-        raise DataError("the pool has no pair to compare (candidate sets need two different, "
-                        "non-empty responses)")
+        raise DataError(
+            "the pool has no pair to compare (candidate sets need two different, "
+            "non-empty responses)"
+        )
     as_int = np.asarray
     return prompts, texts, as_int(a, np.int64), as_int(b, np.int64), as_int(groups), meta
 
 
 def suggest_pairs(
-    embed: EmbedFn, head: RewardHead | EnsembleHead,
-    pool: Sequence[PreferencePair] | Sequence[CandidateSet], k: int, *, strategy: str = "hybrid",
-    seed: int = 0, labelled: Sequence[PreferencePair] | None = None, top_m: int | None = None,
-    shuffle_sides: bool = True, where: str = "reward model",
+    embed: EmbedFn,
+    head: RewardHead | EnsembleHead,
+    pool: Sequence[PreferencePair] | Sequence[CandidateSet],
+    k: int,
+    *,
+    strategy: str = "hybrid",
+    seed: int = 0,
+    labelled: Sequence[PreferencePair] | None = None,
+    top_m: int | None = None,
+    shuffle_sides: bool = True,
+    where: str = "reward model",
 ) -> list[Suggestion]:
     """The k pairs of `pool` to label next by `strategy` (latentrm.head.acquire), best first.
 
@@ -121,34 +131,54 @@ def suggest_pairs(
     scores = np.stack([check_scores(m.score(emb), where) for m in head.members])  # (K, T)
     margins = (scores[:, a] - scores[:, b]).astype(np.float64)  # (K, P)
     if strategy == "hybrid" and margins.shape[0] == 1:
-        log.warning("hybrid with a single head ranks by predictive entropy, which did no better "
-                    "than random labels on HH (REPORT.md, active selection); an ensemble head "
-                    "(reward.ensemble: 5) ranks by BALD")
+        log.warning(
+            "hybrid with a single head ranks by predictive entropy, which did no better "
+            "than random labels on HH (REPORT.md, active selection); an ensemble head "
+            "(reward.ensemble: 5) ranks by BALD"
+        )
     features = lab = None
     if strategy in ("diversity", "hybrid"):
         scale = response_scale(emb)
         features = pair_features(emb[a], emb[b], scale)
         if labelled:
             lp = [p.prompt for p in labelled]
-            le = np.asarray(embed([*lp, *lp], [p.chosen for p in labelled]
-                                  + [p.rejected for p in labelled]), np.float32)
-            lab = pair_features(le[: len(labelled)], le[len(labelled):], scale)
-    acq = select(strategy, margins, k, features=features, groups=groups, labelled=lab, seed=seed,
-                 top_m=top_m)
+            le = np.asarray(
+                embed([*lp, *lp], [p.chosen for p in labelled] + [p.rejected for p in labelled]),
+                np.float32,
+            )
+            lab = pair_features(le[: len(labelled)], le[len(labelled) :], scale)
+    acq = select(
+        strategy, margins, k, features=features, groups=groups, labelled=lab, seed=seed, top_m=top_m
+    )
     out = []
     for rank, (i, s) in enumerate(zip(acq.index.tolist(), acq.score.tolist(), strict=True), 1):
         pid, set_id, ia, ib = meta[i]
         m = float(acq.margin[i])
         dis = float(acq.disagreement[i])
-        out.append(Suggestion(
-            id=pid, prompt=prompts[a[i]], response_a=texts[a[i]], response_b=texts[b[i]],
-            rank=rank, strategy=strategy, score=None if np.isnan(s) else float(s), margin=m,
-            p_a=float(0.5 * (1.0 + np.tanh(0.5 * m))),
-            disagreement=None if np.isnan(dis) else dis, entropy=float(acq.entropy[i]),
-            set_id=set_id, index_a=ia, index_b=ib))
+        out.append(
+            Suggestion(
+                id=pid,
+                prompt=prompts[a[i]],
+                response_a=texts[a[i]],
+                response_b=texts[b[i]],
+                rank=rank,
+                strategy=strategy,
+                score=None if np.isnan(s) else float(s),
+                margin=m,
+                p_a=float(0.5 * (1.0 + np.tanh(0.5 * m))),
+                disagreement=None if np.isnan(dis) else dis,
+                entropy=float(acq.entropy[i]),
+                set_id=set_id,
+                index_a=ia,
+                index_b=ib,
+            )
+        )
     if len(out) < k:
-        log.warning("the pool holds %d pairs to suggest (one per candidate set), fewer than k=%d",
-                    len(out), k)
+        log.warning(
+            "the pool holds %d pairs to suggest (one per candidate set), fewer than k=%d",
+            len(out),
+            k,
+        )
     return out
 
 

@@ -19,7 +19,12 @@ from latentrm.data import Message, PreferenceDataset, PreferencePair, Prompt
 
 # --- toy data -------------------------------------------------------------------------------------
 def toy_pairs(
-    n: int, d: int, seed: int, rank: int = 8, signal: float = 1.0, noise: float = 0.5,
+    n: int,
+    d: int,
+    seed: int,
+    rank: int = 8,
+    signal: float = 1.0,
+    noise: float = 0.5,
     chunk: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic preference pairs with a planted preference direction (tests, benchmarks, demos).
@@ -179,8 +184,13 @@ def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
 def cfg_for(model: Path | str, **kw: Any) -> EmbedConfig:
     """EmbedConfig for a local test model: CPU, float32 (exact comparisons with a manual forward
     pass), batches of 3, no progress bar; `kw` overrides."""
-    base = {"model": str(model), "show_progress": False, "batch_size": 3, "device": "cpu",
-            "dtype": "float32"}
+    base = {
+        "model": str(model),
+        "show_progress": False,
+        "batch_size": 3,
+        "device": "cpu",
+        "dtype": "float32",
+    }
     return EmbedConfig(**{**base, **kw})
 
 
@@ -225,7 +235,10 @@ def word_tokenizer(chat: bool = True):
     raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     raw.decoder = decoders.WordPiece()  # joins word tokens with spaces
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+        tokenizer_object=raw,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
         eos_token="</s>",
     )
     if chat:
@@ -250,8 +263,25 @@ def small_overrides(path: Path, out: Path, *extra: str) -> list[str]:
     """key=value overrides for a run on `path` that takes seconds: 80 seed + 40 test pairs,
     ratio 2, tiny VAE and the plain head (not the small-data one), artifacts under `out`; `extra`
     overrides come last."""
-    return [f"data.path={path}", "data.n_seed=80", "data.n_test=40", "data.val_fraction=0.2",
-            f"out_dir={out}", f"cache_dir={out}/cache", "ratios=[2]", "vae.epochs=20",
-            "vae.hidden=[16]", "vae.latent_dim=4", "vae.batch_size=16", "reward.hidden=[32]",
-            "reward.epochs=25", "reward.batch_size=16", "reward.lr=1e-3", "reward.dropout=0.1",
-            "eval.n_bootstrap=200", "reward.small_data=0", "threads=1", *extra]
+    return [
+        f"data.path={path}",
+        "data.n_seed=80",
+        "data.n_test=40",
+        "data.val_fraction=0.2",
+        f"out_dir={out}",
+        f"cache_dir={out}/cache",
+        "ratios=[2]",
+        "vae.epochs=20",
+        "vae.hidden=[16]",
+        "vae.latent_dim=4",
+        "vae.batch_size=16",
+        "reward.hidden=[32]",
+        "reward.epochs=25",
+        "reward.batch_size=16",
+        "reward.lr=1e-3",
+        "reward.dropout=0.1",
+        "eval.n_bootstrap=200",
+        "reward.small_data=0",
+        "threads=1",
+        *extra,
+    ]

@@ -27,15 +27,32 @@ PY = sys.executable
 SECTIONS: dict[str, tuple[str, list[str]]] = {
     "dtype": (
         "Embedding dtype: float32 vs bfloat16 (embed.dtype: auto) vs int8, and bf16's accuracy",
-        [PY, "scripts/bench_dtype.py", "--threads", "2", "--n-texts", "64", "--rounds", "3",
-         "--acc-pairs", "500", "--n-seed", "300", "--splits", "20"],
+        [
+            PY,
+            "scripts/bench_dtype.py",
+            "--threads",
+            "2",
+            "--n-texts",
+            "64",
+            "--rounds",
+            "3",
+            "--acc-pairs",
+            "500",
+            "--n-seed",
+            "300",
+            "--splits",
+            "20",
+        ],
     ),
     "lens-threads": (
         "LENS after embeddings at d=576 with 1 and with 2 threads (issue 17: under 5 s at both), "
         "and with torch.optim.AdamW (before issue 17.5)",
-        ["bash", "-c",
-         f"for a in '--threads 1' '--threads 2' '--threads 1 --torch-adamw'; do {PY} "
-         "scripts/bench_lens.py --runs 1000:576:8 1000:576:8 1000:576:8 $a; echo; done"],
+        [
+            "bash",
+            "-c",
+            f"for a in '--threads 1' '--threads 2' '--threads 1 --torch-adamw'; do {PY} "
+            "scripts/bench_lens.py --runs 1000:576:8 1000:576:8 1000:576:8 $a; echo; done",
+        ],
     ),
     "lens": (
         "LENS after embeddings (VAE fit + synthesis + head), and scale to 50k seeds",
@@ -47,8 +64,18 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     ),
     "text": (
         "Latent vs text synthesis (SmolLM2 generating + judging, measured sample, extrapolated)",
-        [PY, "scripts/bench_text_synthesis.py", "--threads", "2", "--synth-prompts", "4",
-         "--responses", "2", "--rm-modes", "none"],
+        [
+            PY,
+            "scripts/bench_text_synthesis.py",
+            "--threads",
+            "2",
+            "--synth-prompts",
+            "4",
+            "--responses",
+            "2",
+            "--rm-modes",
+            "none",
+        ],
     ),
     "startup": (
         "CLI start-up: latentrm --help and latentrm score against import torch (issue 24)",
@@ -56,11 +83,14 @@ SECTIONS: dict[str, tuple[str, list[str]]] = {
     ),
     "profile": (
         "Profile of a LENS run after the embeddings (py-spy, inclusive share of samples)",
-        ["bash", "-c",
-         "py=.venv/bin/python; out=$(mktemp); "
-         ".venv/bin/py-spy record -r 200 --format raw -o $out -- $py -m latentrm -q run "
-         "configs/hh.yaml methods=[lens] ratios=[8] select_gamma=[] select_sigma2=[] "
-         "out_dir=$(mktemp -d) > /dev/null 2>&1 && $py scripts/profile_summary.py $out --top 20"],
+        [
+            "bash",
+            "-c",
+            "py=.venv/bin/python; out=$(mktemp); "
+            ".venv/bin/py-spy record -r 200 --format raw -o $out -- $py -m latentrm -q run "
+            "configs/hh.yaml methods=[lens] ratios=[8] select_gamma=[] select_sigma2=[] "
+            "out_dir=$(mktemp -d) > /dev/null 2>&1 && $py scripts/profile_summary.py $out --top 20",
+        ],
     ),
 }
 
@@ -97,8 +127,19 @@ def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = os.getloadavg()[0]
     flags = cpu_flags()
-    isa = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
-                               "amx_bf16", "amx_int8") if f in flags)
+    isa = " ".join(
+        f
+        for f in (
+            "avx2",
+            "avx512f",
+            "avx512_bf16",
+            "avx512_vnni",
+            "amx_tile",
+            "amx_bf16",
+            "amx_int8",
+        )
+        if f in flags
+    )
     no_amx = "" if {"amx_bf16", "amx_tile"} & flags else " (no AMX)"
     return (
         f"- machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU\n"
@@ -117,26 +158,39 @@ def old_sections(old: str) -> dict[str, str]:
     heads = list(re.finditer(r"(?m)^## (.+)\n\nCommand: `", old))
     ends = [m.start() for m in heads[1:]] + [len(old)]
     names = {title: name for name, (title, _) in SECTIONS.items()}
-    return {names[m.group(1)]: old[m.start():end].rstrip() + "\n"
-            for m, end in zip(heads, ends, strict=True) if m.group(1) in names}
+    return {
+        names[m.group(1)]: old[m.start() : end].rstrip() + "\n"
+        for m, end in zip(heads, ends, strict=True)
+        if m.group(1) in names
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
-    ap.add_argument("--cache-dir", help="embedding cache of the dtype section's accuracy part "
-                    "(default: the repository's cache/)")
-    ap.add_argument("--data", help="HH-RLHF harmless-base test file of the dtype section "
-                    "(default: ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz)")
+    ap.add_argument(
+        "--cache-dir",
+        help="embedding cache of the dtype section's accuracy part "
+        "(default: the repository's cache/)",
+    )
+    ap.add_argument(
+        "--data",
+        help="HH-RLHF harmless-base test file of the dtype section "
+        "(default: ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz)",
+    )
     args = ap.parse_args()
     if args.cache_dir:
         SECTIONS["dtype"][1].extend(["--cache-dir", args.cache_dir])
     if args.data:
         SECTIONS["dtype"][1].extend(["--data", args.data])
     # The scripts import this checkout's latentrm, whichever checkout the venv was installed from.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     parts = [
         "# Benchmarks\n",
         "Written by `make bench` (`scripts/bench.py`); every figure below was measured by the "
@@ -154,16 +208,21 @@ def main() -> int:
     parts += ["## Profiling: what was fixed\n", FIXES]
     kept = old_sections(old) if args.only else {}
     if args.only:
-        parts[2] += (f"\n- sections run this time: {', '.join(args.only)}; the others are kept "
-                     "from the previous file, with their own commands and load averages")
+        parts[2] += (
+            f"\n- sections run this time: {', '.join(args.only)}; the others are kept "
+            "from the previous file, with their own commands and load averages"
+        )
     for name in SECTIONS:
         title, argv = SECTIONS[name]
         if args.only and name not in args.only:
             if name in kept:
                 parts += [kept[name]]
             continue
-        cmd = argv[-1].replace(PY, ".venv/bin/python") if argv[0] == "bash" else " ".join(
-            a if a != PY else ".venv/bin/python" for a in argv)
+        cmd = (
+            argv[-1].replace(PY, ".venv/bin/python")
+            if argv[0] == "bash"
+            else " ".join(a if a != PY else ".venv/bin/python" for a in argv)
+        )
         print(f"[bench] {name}: {cmd}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -52,10 +52,12 @@ def cpu_line() -> str:
     name = cpu_name()
     flags = cpu_flags()
     have = ", ".join(f"{f} {'yes' if f in flags else 'NO'}" for f in FLAGS)
-    return (f"CPU: {name} ({platform.machine()}), {os.cpu_count()} cores; flags: {have}; torch "
-            f"{torch.__version__} kernels: {torch.backends.cpu.get_cpu_capability()}; native bf16 "
-            f"detected: {cpu_has_bf16()}, so `embed.dtype: auto` -> "
-            f"**{resolve_dtype('auto', 'cpu')}**.")
+    return (
+        f"CPU: {name} ({platform.machine()}), {os.cpu_count()} cores; flags: {have}; torch "
+        f"{torch.__version__} kernels: {torch.backends.cpu.get_cpu_capability()}; native bf16 "
+        f"detected: {cpu_has_bf16()}, so `embed.dtype: auto` -> "
+        f"**{resolve_dtype('auto', 'cpu')}**."
+    )
 
 
 def hh_pairs(path: str, n: int) -> list[dict[str, str]]:
@@ -107,8 +109,9 @@ def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
 
         if "x86" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "x86"
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8, inplace=False)
+        return quantize_dynamic(
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=False
+        )
 
 
 def speed(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
@@ -126,8 +129,13 @@ def speed(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
     variants: dict[str, Any] = {}
     loads: dict[str, float] = {}
     for name, dtype in (("float32", "float32"), ("bfloat16 (auto)", "auto")):
-        cfg = EmbedConfig(model=args.model, max_length=args.max_length, dtype=dtype,
-                          threads=args.threads, show_progress=False)
+        cfg = EmbedConfig(
+            model=args.model,
+            max_length=args.max_length,
+            dtype=dtype,
+            threads=args.threads,
+            show_progress=False,
+        )
         t = time.perf_counter()
         variants[name] = Embedder(cfg)
         loads[name] = time.perf_counter() - t
@@ -166,9 +174,13 @@ def speed(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
                 peaks[dt].append(wall_gf)
                 cpu_peaks[dt].append(cpu_gf)
         loadavg.append(os.getloadavg()[0])
-        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in secs.items())
-              + f"; peaks {', '.join(f'{k} {v[-1]:.0f}' for k, v in peaks.items())} GFLOP/s; "
-              f"load {loadavg[-1]:.2f}", file=sys.stderr)
+        print(
+            f"round {r}: "
+            + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in secs.items())
+            + f"; peaks {', '.join(f'{k} {v[-1]:.0f}' for k, v in peaks.items())} GFLOP/s; "
+            f"load {loadavg[-1]:.2f}",
+            file=sys.stderr,
+        )
     peak = {k: statistics.median(v) for k, v in peaks.items()}
     cpu_peak = {k: statistics.median(v) for k, v in cpu_peaks.items()}
     ref = vecs["float32"]
@@ -179,23 +191,27 @@ def speed(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
     n = len(ids)
     dense = not_dense_weights(b16.model, torch.bfloat16)
     lines += [
-        cpu_line(), "",
+        cpu_line(),
+        "",
         f"SmolLM2 ({args.model}, {params / 1e6:.1f}M non-embedding parameters), {n} HH texts "
         f"spread over the file ({tokens} tokens, mean {tokens / n:.0f}, max_length "
         f"{args.max_length}), batches of 16 sorted by length, {args.threads} torch threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; median of {args.rounds} "
         f"interleaved rounds after a warm-up. 1-minute load average during the rounds: "
-        f"{min(loadavg):.2f}-{max(loadavg):.2f}.", "",
+        f"{min(loadavg):.2f}-{max(loadavg):.2f}.",
+        "",
         f"bf16 weights after load: {'all dense bfloat16 tensors in plain nn.Linear' if not dense else 'NOT dense: ' + ', '.join(dense[:3])}"  # noqa: E501
         f" ({sum(1 for _ in b16.model.parameters())} tensors); model load (GGUF parse + "
-        f"dequantise): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()) + ".", "",
+        f"dequantise): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()) + ".",
+        "",
         f"Matmul peak, F.linear {shape[0]}x{shape[1]} @ {shape[1]}x{shape[2]}, {args.threads} "
         f"threads, median over the rounds of the best of 3: float32 {peak['float32']:.0f} GFLOP/s, "
         f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s ({peak['bfloat16'] / peak['float32']:.2f}x).",
         "",
         f"Per CPU-second (process CPU time / threads, which discounts the time other jobs held "
         f"the cores): float32 {cpu_peak['float32']:.0f}, bfloat16 {cpu_peak['bfloat16']:.0f} "
-        "GFLOP/s.", "",
+        "GFLOP/s.",
+        "",
         "| variant | texts/s median (min-max) | non-pad tokens/s | speed vs float32 | useful "
         "GFLOP/s | % of its dtype's matmul peak | % of the bf16 peak | same, per CPU-second | "
         "cosine vs float32 mean (min) |",
@@ -213,11 +229,16 @@ def speed(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
         lines.append(
             f"| {name} | {n / t:.2f} ({n / max(s):.2f}-{n / min(s):.2f}) | {tokens / t:.0f} | "
             f"{t32 / t:.2f}x | {gf:.1f} | {own_s} | {100 * gf / peak['bfloat16']:.0f}% | "
-            f"{100 * gf_cpu / cpu_peak['bfloat16']:.0f}% | {cs.mean():.5f} ({cs.min():.5f}) |")
-        out[name] = {"speedup": t32 / t, "of_bf16_peak": gf / peak["bfloat16"],
-                     "of_bf16_peak_cpu": gf_cpu / cpu_peak["bfloat16"],
-                     "cos_mean": float(cs.mean()), "cos_min": float(cs.min()),
-                     "texts_s": n / t}
+            f"{100 * gf_cpu / cpu_peak['bfloat16']:.0f}% | {cs.mean():.5f} ({cs.min():.5f}) |"
+        )
+        out[name] = {
+            "speedup": t32 / t,
+            "of_bf16_peak": gf / peak["bfloat16"],
+            "of_bf16_peak_cpu": gf_cpu / cpu_peak["bfloat16"],
+            "cos_mean": float(cs.mean()),
+            "cos_min": float(cs.min()),
+            "texts_s": n / t,
+        }
     lines.append("")
     return out
 
@@ -242,20 +263,32 @@ def accuracy(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
                     break
                 f.write(line)
         for dtype in ("float32", "bfloat16"):
-            cfg = load_config(ROOT / "configs/hh.yaml", [
-                f"data.path={sub}", f"data.n_seed={args.n_seed}", "data.n_test=null",
-                f"embed.dtype={dtype}", f"embed.max_length={args.max_length}",
-                f"embed.layers={args.layers}", f"embed.threads={args.threads}",
-                "embed.show_progress=false", "methods=[none,lens]", "ratios=[4]",
-                "select_gamma=[]", "select_sigma2=[]", f"cache_dir={args.cache_dir}",
-                "threads=1",
-            ])
+            cfg = load_config(
+                ROOT / "configs/hh.yaml",
+                [
+                    f"data.path={sub}",
+                    f"data.n_seed={args.n_seed}",
+                    "data.n_test=null",
+                    f"embed.dtype={dtype}",
+                    f"embed.max_length={args.max_length}",
+                    f"embed.layers={args.layers}",
+                    f"embed.threads={args.threads}",
+                    "embed.show_progress=false",
+                    "methods=[none,lens]",
+                    "ratios=[4]",
+                    "select_gamma=[]",
+                    "select_sigma2=[]",
+                    f"cache_dir={args.cache_dir}",
+                    "threads=1",
+                ],
+            )
             t = time.perf_counter()
             data = prepare_data(cfg, seeds)
             embed_s[dtype] = time.perf_counter() - t
             hit = data.meta.get("embed", {}).get("cache", {}).get("hit")
-            print(f"{dtype}: embeddings in {embed_s[dtype]:.0f}s (cache hit: {hit})",
-                  file=sys.stderr)
+            print(
+                f"{dtype}: embeddings in {embed_s[dtype]:.0f}s (cache hit: {hit})", file=sys.stderr
+            )
             acc[dtype] = {}
             with torch_threads(cfg.threads):
                 for s in seeds:
@@ -271,25 +304,35 @@ def accuracy(args: argparse.Namespace, lines: list[str]) -> dict[str, Any]:
         f"gamma/sigma2. Embedding these {2 * args.acc_pairs} texts took "
         + ", ".join(f"{k} {v:.0f} s" for k, v in embed_s.items())
         + f" (with model load; 0 s = cache hit) in cache_dir={args.cache_dir}. Held-out "
-        "accuracy in %:", "",
+        "accuracy in %:",
+        "",
         "| split | plain head f32 | bf16 | bf16 - f32 | LENS f32 | bf16 | bf16 - f32 |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    diff = {m: [100 * (acc["bfloat16"][(m, s)] - acc["float32"][(m, s)]) for s in seeds]
-            for m in ("none", "lens")}
+    diff = {
+        m: [100 * (acc["bfloat16"][(m, s)] - acc["float32"][(m, s)]) for s in seeds]
+        for m in ("none", "lens")
+    }
     for i, s in enumerate(seeds):
-        cells = [f"{100 * acc[dt][(m, s)]:.1f}" for m in ("none", "lens")
-                 for dt in ("float32", "bfloat16")]
-        lines.append(f"| {s} | {cells[0]} | {cells[1]} | {diff['none'][i]:+.1f} | {cells[2]} | "
-                     f"{cells[3]} | {diff['lens'][i]:+.1f} |")
+        cells = [
+            f"{100 * acc[dt][(m, s)]:.1f}"
+            for m in ("none", "lens")
+            for dt in ("float32", "bfloat16")
+        ]
+        lines.append(
+            f"| {s} | {cells[0]} | {cells[1]} | {diff['none'][i]:+.1f} | {cells[2]} | "
+            f"{cells[3]} | {diff['lens'][i]:+.1f} |"
+        )
     out: dict[str, Any] = {}
     groups = [(f"splits 0-{min(5, args.splits) - 1}", 5)] if args.splits > 5 else []
     for label, k in groups + [(f"all {args.splits} splits", args.splits)]:
         cis = {m: mean_ci_over_seeds(diff[m][:k]) for m in diff}
         out[label] = cis
-        lines.append(f"| mean, {label} (95% CI) | | | {cis['none'][0]:+.2f} "
-                     f"(+-{cis['none'][1]:.2f}) | | | {cis['lens'][0]:+.2f} "
-                     f"(+-{cis['lens'][1]:.2f}) |")
+        lines.append(
+            f"| mean, {label} (95% CI) | | | {cis['none'][0]:+.2f} "
+            f"(+-{cis['none'][1]:.2f}) | | | {cis['lens'][0]:+.2f} "
+            f"(+-{cis['lens'][1]:.2f}) |"
+        )
     lines.append("")
     return out
 
@@ -306,10 +349,17 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--acc-pairs", type=int, default=600, help="(b) pairs embedded twice")
     ap.add_argument("--n-seed", type=int, default=400, help="(b) seed pairs per split")
-    ap.add_argument("--splits", type=int, default=20,
-                    help="(b) the first 5 are the issue's check, reported apart")
-    ap.add_argument("--layers", default="[15,20,22,-1]",
-                    help="(b) cached hidden states (the store the quality configs use)")
+    ap.add_argument(
+        "--splits",
+        type=int,
+        default=20,
+        help="(b) the first 5 are the issue's check, reported apart",
+    )
+    ap.add_argument(
+        "--layers",
+        default="[15,20,22,-1]",
+        help="(b) cached hidden states (the store the quality configs use)",
+    )
     ap.add_argument("--cache-dir", default="cache")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -336,14 +386,22 @@ def targets(res: dict[str, Any]) -> list[str]:
         amx = bool(cpu_flags() & {"amx_bf16", "amx_tile"})
         out.append(
             f"- >= 3x float32 throughput by default on a CPU with AMX: **{b['speedup']:.2f}x** "
-            "here. " + ("**met**" if amx and b["speedup"] >= 3 else
-                        "**not met**" if amx else
-                        f"**not applicable: this CPU has no AMX**; its bf16 units (AVX512-BF16) "
-                        f"run the bf16 matmul at {ratio:.2f}x float32's speed in this run, so "
-                        "about 2x, not 3x, is what bf16 can give here"))
-        out.append(f"- >= 60% of the bf16 matmul peak: **{100 * b['of_bf16_peak']:.0f}%** of wall "
-                   f"time ({100 * b['of_bf16_peak_cpu']:.0f}% per CPU-second) "
-                   + ("**met**" if b["of_bf16_peak"] >= 0.6 else "**not met**"))
+            "here. "
+            + (
+                "**met**"
+                if amx and b["speedup"] >= 3
+                else "**not met**"
+                if amx
+                else f"**not applicable: this CPU has no AMX**; its bf16 units (AVX512-BF16) "
+                f"run the bf16 matmul at {ratio:.2f}x float32's speed in this run, so "
+                "about 2x, not 3x, is what bf16 can give here"
+            )
+        )
+        out.append(
+            f"- >= 60% of the bf16 matmul peak: **{100 * b['of_bf16_peak']:.0f}%** of wall "
+            f"time ({100 * b['of_bf16_peak_cpu']:.0f}% per CPU-second) "
+            + ("**met**" if b["of_bf16_peak"] >= 0.6 else "**not met**")
+        )
         if "int8 (torch.ao dynamic)" in sp:
             q = sp["int8 (torch.ao dynamic)"]
             out.append(
@@ -351,16 +409,22 @@ def targets(res: dict[str, Any]) -> list[str]:
                 f"({q['speedup'] / b['speedup']:.2f}x bf16) but cosine vs float32 "
                 f"{q['cos_mean']:.3f} mean, {q['cos_min']:.3f} min (bf16: {b['cos_mean']:.5f}, "
                 f"{b['cos_min']:.5f}): "
-                + ("**kept as an option**" if q["cos_min"] >= b["cos_min"] else
-                   "**rejected** (not equal quality)"))
+                + (
+                    "**kept as an option**"
+                    if q["cos_min"] >= b["cos_min"]
+                    else "**rejected** (not equal quality)"
+                )
+            )
     acc = res.get("accuracy")
     if acc:
         for label, cis in acc.items():
             ok = all(abs(m) <= 0.5 for m, _ in cis.values())
-            out.append(f"- bf16 vs float32 caches within +-0.5 accuracy points (mean paired "
-                       f"difference), {label}: plain head {cis['none'][0]:+.2f} "
-                       f"(+-{cis['none'][1]:.2f}), LENS {cis['lens'][0]:+.2f} "
-                       f"(+-{cis['lens'][1]:.2f}): " + ("**met**" if ok else "**not met**"))
+            out.append(
+                f"- bf16 vs float32 caches within +-0.5 accuracy points (mean paired "
+                f"difference), {label}: plain head {cis['none'][0]:+.2f} "
+                f"(+-{cis['none'][1]:.2f}), LENS {cis['lens'][0]:+.2f} "
+                f"(+-{cis['lens'][1]:.2f}): " + ("**met**" if ok else "**not met**")
+            )
     return out + [""]
 
 

@@ -82,8 +82,12 @@ def bench_encoder(args, prompts, responses, sync, lines: list[str]) -> None:
 
     L, B = args.max_length, args.batch_size
     cfg = EmbedConfig(
-        model=args.minilm, max_length=L, batch_size=B, max_batch_tokens=B * L,
-        device=args.device, show_progress=False,
+        model=args.minilm,
+        max_length=L,
+        batch_size=B,
+        max_batch_tokens=B * L,
+        device=args.device,
+        show_progress=False,
     )
     emb = Embedder(cfg)
     budget = Embedder(
@@ -105,7 +109,8 @@ def bench_encoder(args, prompts, responses, sync, lines: list[str]) -> None:
     waste_budget = budget.last_stats["padding_waste"]
     t_st = timed(
         lambda: st.encode(texts, batch_size=B, convert_to_numpy=True, show_progress_bar=False),
-        args.repeats, sync,
+        args.repeats,
+        sync,
     )
     n = len(texts)
     lines += [
@@ -129,8 +134,12 @@ def bench_decoder(args, prompts, responses, sync, lines: list[str]) -> None:
     from latentrm.embed import Embedder
 
     cfg = EmbedConfig(
-        model=args.decoder, max_length=args.decoder_max_length, batch_size=args.decoder_batch,
-        max_batch_tokens=args.max_batch_tokens, device=args.device, dtype=args.dtype,
+        model=args.decoder,
+        max_length=args.decoder_max_length,
+        batch_size=args.decoder_batch,
+        max_batch_tokens=args.max_batch_tokens,
+        device=args.device,
+        dtype=args.dtype,
         show_progress=False,
     )
     emb = Embedder(cfg)
@@ -143,8 +152,12 @@ def bench_decoder(args, prompts, responses, sync, lines: list[str]) -> None:
     flops = sum(2 * params * len(x) + 2 * c.num_hidden_layers * d_attn * len(x) ** 2 for x in ids)
     mean_t = st["tokens"] / len(ids)
     peak = matmul_flops(
-        emb.device, emb.model.dtype, args.decoder_batch * int(mean_t), c.hidden_size,
-        c.intermediate_size, sync,
+        emb.device,
+        emb.model.dtype,
+        args.decoder_batch * int(mean_t),
+        c.hidden_size,
+        c.intermediate_size,
+        sync,
     )
     n = len(ids)
     lines += [

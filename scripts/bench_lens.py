@@ -64,33 +64,62 @@ def one_run(
     held = c.nbytes + r.nbytes + aug.pool.nbytes + test[0].nbytes + test[1].nbytes
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {
-        "n": n, "d": d, "ratio": ratio, "pairs": len(aug),
-        "vae_s": t1 - t0, "synth_s": t2 - t1, "head_s": t3 - t2, "total_s": t3 - t0, "cpu_s": cpu,
-        "method": method, "head_epochs": fitter.history_["epochs_run"],
+        "n": n,
+        "d": d,
+        "ratio": ratio,
+        "pairs": len(aug),
+        "vae_s": t1 - t0,
+        "synth_s": t2 - t1,
+        "head_s": t3 - t2,
+        "total_s": t3 - t0,
+        "cpu_s": cpu,
+        "method": method,
+        "head_epochs": fitter.history_["epochs_run"],
         "vae_epochs": lens.vae_.history_["epochs_run"] if hasattr(lens, "vae_") else 0,
         "acc": pairwise_accuracy(head.score(test[0]), head.score(test[1])),
         "acc_ideal": float(np.mean((test[0] - test[1]) @ w > 0)),
-        "peak_rss_mb": peak_mb, "base_rss_mb": base_mb, "held_mb": held / 2**20,
+        "peak_rss_mb": peak_mb,
+        "base_rss_mb": base_mb,
+        "held_mb": held / 2**20,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", nargs="*", default=["1000:576:8", "1000:4096:8"],
-                    help="N:d:ratio per row (default: the two 1k-seed speed targets)")
-    ap.add_argument("--scale", nargs="*", type=int, default=[],
-                    help="extra seed counts at d=4096, ratio 8 (e.g. 5000 20000 50000)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (target: 2)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
-                    help="config overrides, e.g. vae.epochs=30 reward.patience=5")
-    ap.add_argument("--method", default="lens", help="lens | none | direct | gaussian")
-    ap.add_argument("--torch-adamw", action="store_true",
-                    help="train with torch.optim.AdamW instead of latentrm.head.train.AdamW (same "
-                         "weights; its first use imports torch._dynamo): the before of issue 17.5")
     ap.add_argument(
-        "--omp-wait", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
+        "--runs",
+        nargs="*",
+        default=["1000:576:8", "1000:4096:8"],
+        help="N:d:ratio per row (default: the two 1k-seed speed targets)",
+    )
+    ap.add_argument(
+        "--scale",
+        nargs="*",
+        type=int,
+        default=[],
+        help="extra seed counts at d=4096, ratio 8 (e.g. 5000 20000 50000)",
+    )
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (target: 2)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="key=value",
+        help="config overrides, e.g. vae.epochs=30 reward.patience=5",
+    )
+    ap.add_argument("--method", default="lens", help="lens | none | direct | gaussian")
+    ap.add_argument(
+        "--torch-adamw",
+        action="store_true",
+        help="train with torch.optim.AdamW instead of latentrm.head.train.AdamW (same "
+        "weights; its first use imports torch._dynamo): the before of issue 17.5",
+    )
+    ap.add_argument(
+        "--omp-wait",
+        default="PASSIVE",
+        choices=("PASSIVE", "ACTIVE", "inherit"),
         help="OMP_WAIT_POLICY for the runs. PASSIVE (default): idle OpenMP threads sleep instead "
-             "of spinning; on a shared, loaded 2-core box spinning made 2-thread runs ~6x slower",
+        "of spinning; on a shared, loaded 2-core box spinning made 2-thread runs ~6x slower",
     )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -102,8 +131,7 @@ def main() -> None:
             import latentrm.head.train
 
             def torch_adamw(params, lr: float, weight_decay: float, foreach: bool):
-                return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
-                                         foreach=foreach)
+                return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=foreach)
 
             latentrm.head.train.AdamW = torch_adamw  # type: ignore[assignment,misc]
         print(json.dumps(one_run(n, d, ratio, args.threads, args.set, args.method)))
@@ -114,8 +142,16 @@ def main() -> None:
         env["OMP_WAIT_POLICY"] = args.omp_wait
     rows = []
     for spec in runs:
-        cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads),
-               "--method", args.method] + (["--torch-adamw"] if args.torch_adamw else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            spec,
+            "--threads",
+            str(args.threads),
+            "--method",
+            args.method,
+        ] + (["--torch-adamw"] if args.torch_adamw else [])
         if args.set:
             cmd += ["--set", *args.set]
         load = os.getloadavg()[0]
@@ -124,28 +160,37 @@ def main() -> None:
         print(f"done {spec}: {rows[-1]['total_s']:.1f}s", file=sys.stderr)
     from latentrm.runtime import SMALL_MODEL_PARAMS
 
-    print(f"method {args.method}; torch threads {args.threads} (the VAE and head train on 1 when "
-          f"under {SMALL_MODEL_PARAMS:,} parameters: runtime.training_threads); "
-          f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}; "
-          f"optimizer: {'torch.optim.AdamW' if args.torch_adamw else 'latentrm.head.train.AdamW'}; "
-          f"overrides: {' '.join(args.set) or 'none'}\n")
-    print("| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
-          "CPU s | acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |")
+    print(
+        f"method {args.method}; torch threads {args.threads} (the VAE and head train on 1 when "
+        f"under {SMALL_MODEL_PARAMS:,} parameters: runtime.training_threads); "
+        f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"optimizer: {'torch.optim.AdamW' if args.torch_adamw else 'latentrm.head.train.AdamW'}; "
+        f"overrides: {' '.join(args.set) or 'none'}\n"
+    )
+    print(
+        "| seeds | d | ratio | pairs | VAE s (epochs) | synth s | head s (epochs) | total s | "
+        "CPU s | acc (ideal) | peak RSS MB (base) | embeddings held MB | load avg |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']} | {r['d']} | {r['ratio']} | {r['pairs']} | {r['vae_s']:.1f} "
-              f"({r['vae_epochs']}) | {r['synth_s']:.2f} | {r['head_s']:.1f} ({r['head_epochs']}) "
-              f"| **{r['total_s']:.1f}** | {r['cpu_s']:.1f} | "
-              f"{r['acc']:.3f} ({r['acc_ideal']:.3f}) | "
-              f"{r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) | {r['held_mb']:.0f} | "
-              f"{r['load']:.1f} |")
+        print(
+            f"| {r['n']} | {r['d']} | {r['ratio']} | {r['pairs']} | {r['vae_s']:.1f} "
+            f"({r['vae_epochs']}) | {r['synth_s']:.2f} | {r['head_s']:.1f} ({r['head_epochs']}) "
+            f"| **{r['total_s']:.1f}** | {r['cpu_s']:.1f} | "
+            f"{r['acc']:.3f} ({r['acc_ideal']:.3f}) | "
+            f"{r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) | {r['held_mb']:.0f} | "
+            f"{r['load']:.1f} |"
+        )
     scale = {r["n"]: r for r in rows if r["d"] == 4096 and r["ratio"] == 8}
     ns = sorted(scale)
     for lo_n, hi_n in zip(ns[:-1], ns[1:], strict=True):
         lo, hi = scale[lo_n], scale[hi_n]
-        print(f"\nwall time {hi_n}/{lo_n} seeds: {hi['total_s'] / lo['total_s']:.2f}x for "
-              f"{hi_n / lo_n:.0f}x data; peak RSS above base / embeddings held at {hi_n}: "
-              f"{(hi['peak_rss_mb'] - hi['base_rss_mb']) / hi['held_mb']:.2f}x")
+        print(
+            f"\nwall time {hi_n}/{lo_n} seeds: {hi['total_s'] / lo['total_s']:.2f}x for "
+            f"{hi_n / lo_n:.0f}x data; peak RSS above base / embeddings held at {hi_n}: "
+            f"{(hi['peak_rss_mb'] - hi['base_rss_mb']) / hi['held_mb']:.2f}x"
+        )
+
 
 if __name__ == "__main__":
     main()

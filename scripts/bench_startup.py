@@ -51,10 +51,12 @@ def commands(py: str, model: Path, rows: Path, out: Path) -> dict[str, str]:
         # the floor of any command that loads a model: torch + transformers' Llama classes
         "python -c 'import torch, transformers (Llama)'": (
             f"{py} -c 'import torch; from transformers import AutoModel, AutoTokenizer; "
-            "import transformers.models.llama.modeling_llama'"),
+            "import transformers.models.llama.modeling_llama'"
+        ),
         "latentrm --help": f"{py} -m latentrm --help",
         "latentrm score (1 row, tiny model)": (
-            f"{py} -m latentrm -q score --model {model} --data {rows} --out {out}"),
+            f"{py} -m latentrm -q score --model {model} --data {rows} --out {out}"
+        ),
     }
 
 
@@ -62,8 +64,9 @@ def run_once(cmd: str, env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child and its children) of one run of `cmd`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, shell=True, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, shell=True, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -80,15 +83,32 @@ def time_interleaved(cmd: str, envs: list[dict[str, str]], runs: int) -> list[st
             w, c = run_once(cmd, env)
             walls[k].append(w)
             cpus[k].append(c)
-    return [f"{statistics.median(w):.2f} s ({min(w):.2f}-{max(w):.2f}), CPU "
-            f"{statistics.median(c):.2f} s" for w, c in zip(walls, cpus, strict=True)]
+    return [
+        f"{statistics.median(w):.2f} s ({min(w):.2f}-{max(w):.2f}), CPU "
+        f"{statistics.median(c):.2f} s"
+        for w, c in zip(walls, cpus, strict=True)
+    ]
 
 
 def time_hyperfine(cmd: str, env: dict[str, str], runs: int, tmp: Path) -> tuple[float, ...]:
     report = tmp / "hf.json"
-    subprocess.run(["hyperfine", "--warmup", "1", "--runs", str(runs), "--export-json",
-                    str(report), "--style", "none", cmd], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "hyperfine",
+            "--warmup",
+            "1",
+            "--runs",
+            str(runs),
+            "--export-json",
+            str(report),
+            "--style",
+            "none",
+            cmd,
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     r = json.loads(report.read_text())["results"][0]
     return r["median"], r["min"], r["max"]
 
@@ -96,8 +116,11 @@ def time_hyperfine(cmd: str, env: dict[str, str], runs: int, tmp: Path) -> tuple
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
+        return next(
+            line.split(":", 1)[1].strip()
+            for line in out.splitlines()
+            if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return "unknown"
 
@@ -115,18 +138,23 @@ def main() -> None:
         tmp = Path(d)
         model = tiny_model(tmp)
         rows = tmp / "rows.jsonl"
-        rows.write_text(json.dumps({"prompt": "the quick brown fox",
-                                    "response": "jumps over the lazy dog"}) + "\n")
+        rows.write_text(
+            json.dumps({"prompt": "the quick brown fox", "response": "jumps over the lazy dog"})
+            + "\n"
+        )
         checkouts = {"this checkout": str(REPO)}
         if args.before:
             checkouts = {"before": str(Path(args.before).resolve()), **checkouts}
-        print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; load average "
-              f"{os.getloadavg()[0]:.1f}; {tool}, {args.runs} runs each (median, min-max)\n",
-              flush=True)
+        print(
+            f"CPU: {cpu_model()}; {os.cpu_count()} cores; load average "
+            f"{os.getloadavg()[0]:.1f}; {tool}, {args.runs} runs each (median, min-max)\n",
+            flush=True,
+        )
         print("| command | " + " | ".join(checkouts) + " |")
         print("|---|" + "---|" * len(checkouts))
-        envs = [{**os.environ, "PYTHONPATH": root, "HF_HUB_OFFLINE": "1"}
-                for root in checkouts.values()]
+        envs = [
+            {**os.environ, "PYTHONPATH": root, "HF_HUB_OFFLINE": "1"} for root in checkouts.values()
+        ]
         for name, cmd in commands(sys.executable, model, rows, tmp / "out.jsonl").items():
             if tool == "hyperfine":
                 cells = []

@@ -39,8 +39,9 @@ def bench_synthesis(args, ds, out: dict) -> None:
 
     rng = np.random.default_rng(args.seed)
     sample = ds.subset(np.sort(rng.choice(len(ds), args.synth_prompts, replace=False)))
-    cfg = SelfRewardConfig(max_new_tokens=args.max_new_tokens, batch_size=args.synth_prompts,
-                           device=args.device)
+    cfg = SelfRewardConfig(
+        max_new_tokens=args.max_new_tokens, batch_size=args.synth_prompts, device=args.device
+    )
     synth = SelfRewardingSynthesizer(args.model, cfg)
     t0 = time.perf_counter()
     synth._ensure_model()
@@ -53,8 +54,9 @@ def bench_synthesis(args, ds, out: dict) -> None:
     st = res.stats
     n_gen_params = _n_params(synth.model_)
     k8 = n_responses(args.extrapolate_ratio)
-    per_seed = (k8 * st["seconds_per_response"]
-                + args.extrapolate_ratio * st["seconds_per_judged_pair"])
+    per_seed = (
+        k8 * st["seconds_per_response"] + args.extrapolate_ratio * st["seconds_per_judged_pair"]
+    )
     total = args.extrapolate_seeds * per_seed
     vae_params = head_params = None
     try:
@@ -69,10 +71,17 @@ def bench_synthesis(args, ds, out: dict) -> None:
         head_params = _n_params(RewardHead(d, rc.hidden, rc.dropout))
     except (ImportError, TypeError) as e:  # LENS modules absent or with another signature
         logging.warning("LENS parameter counts unavailable: %s", e)
-    out["synthesis"] = {**st, "load_seconds": load_s, "cpu_seconds_per_pair": cpu_per_pair,
-                        "prompts": len(sample), "ratio": ratio, "generator_params": n_gen_params,
-                        "vae_params": vae_params, "head_params": head_params,
-                        "extrapolated_seconds": total}
+    out["synthesis"] = {
+        **st,
+        "load_seconds": load_s,
+        "cpu_seconds_per_pair": cpu_per_pair,
+        "prompts": len(sample),
+        "ratio": ratio,
+        "generator_params": n_gen_params,
+        "vae_params": vae_params,
+        "head_params": head_params,
+        "extrapolated_seconds": total,
+    }
     lines = [
         f"### Self-rewarding text synthesis ({args.model}, {args.device}, {args.threads} threads)",
         "",
@@ -127,8 +136,12 @@ def bench_reward_models(args, ds, out: dict) -> None:
     ]
     print("\n".join(lines), flush=True)
     for mode in args.rm_modes:
-        cfg = TextRewardConfig(epochs=args.epochs, max_length=args.max_length,
-                               batch_size=args.batch_size, device=args.device)
+        cfg = TextRewardConfig(
+            epochs=args.epochs,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
         t0, c0 = time.perf_counter(), time.process_time()
         rm = TextRewardModel(args.model, mode, cfg, seed=args.seed).fit(train)
         fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -140,10 +153,16 @@ def bench_reward_models(args, ds, out: dict) -> None:
         lr = 1e-5 if mode == "full" else 1e-4
         losses = [h["loss"] for h in rm.history_ if "loss" in h]
         out.setdefault("reward_models", {})[mode] = {
-            "accuracy": float(correct.mean()), "ci": [lo, hi], "train_seconds": rm.train_seconds_,
-            "load_seconds": fit_s - rm.train_seconds_, "score_seconds": score_s,
-            "trainable": rm.n_trainable_, "params": rm.n_params_, "losses": losses,
-            "fit_cpu_seconds": fit_cpu, "score_cpu_seconds": score_cpu,
+            "accuracy": float(correct.mean()),
+            "ci": [lo, hi],
+            "train_seconds": rm.train_seconds_,
+            "load_seconds": fit_s - rm.train_seconds_,
+            "score_seconds": score_s,
+            "trainable": rm.n_trainable_,
+            "params": rm.n_params_,
+            "losses": losses,
+            "fit_cpu_seconds": fit_cpu,
+            "score_cpu_seconds": score_cpu,
         }
         lines.append(
             f"| {mode} | {lr:g} | {rm.n_trainable_ / 1e6:.3f} M of {rm.n_params_ / 1e6:.1f} M | "
@@ -185,14 +204,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     ds = load_pairs(args.data)
-    print("\n".join([
-        "## Text baselines: time and accuracy",
-        "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, {args.threads} threads; 1-min load average at start "
-        f"{os.getloadavg()[0]:.1f} (other jobs share these cores).",
-        "",
-    ]), flush=True)
+    print(
+        "\n".join(
+            [
+                "## Text baselines: time and accuracy",
+                "",
+                f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                f"torch {torch.__version__}, {args.threads} threads; 1-min load average at start "
+                f"{os.getloadavg()[0]:.1f} (other jobs share these cores).",
+                "",
+            ]
+        ),
+        flush=True,
+    )
     out: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
     # Each part prints its markdown as it goes: partial results survive a later failure.
     if args.synth_prompts > 0:

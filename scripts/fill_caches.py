@@ -22,8 +22,13 @@ from latentrm.recipes.embed import fill_caches
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="+")
-    ap.add_argument("--set", nargs="*", default=[], metavar="key=value",
-                    help="overrides applied to every config (device, batch size, cache_dir, ...)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="key=value",
+        help="overrides applied to every config (device, batch size, cache_dir, ...)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for line in fill_caches(args.configs, args.set):

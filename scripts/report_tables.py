@@ -51,8 +51,10 @@ def paired_markdown(df: pd.DataFrame, metric: str = "accuracy", baseline: str = 
     """:func:`paired_differences` as a markdown table (differences in points of `metric`)."""
     pdiff = paired_differences(df, metric, baseline)
     group = [c for c in ("sweep_value", "method", "ratio") if c in pdiff.columns]
-    lines = [f"| {' | '.join(group)} | seeds | {metric} minus {baseline}'s | wins/seeds |",
-             "|" + "---|" * (len(group) + 3)]
+    lines = [
+        f"| {' | '.join(group)} | seeds | {metric} minus {baseline}'s | wins/seeds |",
+        "|" + "---|" * (len(group) + 3),
+    ]
     for _, r in pdiff.iterrows():
         cells = " | ".join(str(r[g]) for g in group)
         diff = plus_minus(r["diff"], r["diff_ci"], "+.4f")
@@ -94,14 +96,18 @@ def learning_curve(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     rows = []
     for value, g in plain.groupby("sweep_value", sort=False):
         mean, ci = mean_ci_over_seeds(g[metric].to_numpy(dtype=np.float64))
-        rows.append({"n_seed": int(float(value)), "seeds": int(g["seed"].nunique()),
-                     "mean": mean, "ci": ci})
+        rows.append(
+            {"n_seed": int(float(value)), "seeds": int(g["seed"].nunique()), "mean": mean, "ci": ci}
+        )
     return pd.DataFrame(rows).sort_values("n_seed").reset_index(drop=True)
 
 
 def quality_markdown(
-    df: pd.DataFrame, curve: pd.DataFrame | None = None,
-    metrics: Sequence[str] = ("accuracy",), baseline: str = "none", curve_metric: str = "accuracy",
+    df: pd.DataFrame,
+    curve: pd.DataFrame | None = None,
+    metrics: Sequence[str] = ("accuracy",),
+    baseline: str = "none",
+    curve_metric: str = "accuracy",
 ) -> str:
     """Every method's mean and paired difference to the plain head per seed-set size.
 
@@ -123,7 +129,10 @@ def quality_markdown(
         names = names if isinstance(names, tuple) else (names,)
         rec = dict(zip(groups, names, strict=True))
         cells = ([str(rec["sweep_value"])] if has_sweep else []) + [
-            str(rec["method"]), str(rec["ratio"]), str(g["seed"].nunique())]
+            str(rec["method"]),
+            str(rec["ratio"]),
+            str(g["seed"].nunique()),
+        ]
         for m in metrics:
             mean, ci = mean_ci_over_seeds(g[m].to_numpy(dtype=np.float64))
             cells.append(plus_minus(mean, ci, ".3f"))
@@ -137,8 +146,7 @@ def quality_markdown(
             if sel.any():
                 r = d[sel].iloc[0]
                 half = f" ± {100 * r['diff_ci']:.1f}" if np.isfinite(r["diff_ci"]) else ""
-                cells += [f"{100 * r['diff']:+.1f}{half} pts",
-                          f"{r['wins']}/{r['seeds']}"]
+                cells += [f"{100 * r['diff']:+.1f}{half} pts", f"{r['wins']}/{r['seeds']}"]
             else:
                 cells += ["-", "-"]
         if curve is not None and rec["method"] == baseline and has_sweep:
@@ -152,7 +160,10 @@ def quality_markdown(
 
 
 def goal_markdown(
-    df: pd.DataFrame, curve_runs: pd.DataFrame, metric: str = "accuracy", factor: int = 2,
+    df: pd.DataFrame,
+    curve_runs: pd.DataFrame,
+    metric: str = "accuracy",
+    factor: int = 2,
     baseline: str = "none",
 ) -> str:
     """The effective-labels goal, tested: each method at n seed pairs against the plain head at
@@ -162,14 +173,25 @@ def goal_markdown(
     average and its 95% CI against the plain head at n excludes 0.
     """
     key = ["seed", "sweep_value"]
-    cur = curve_runs[curve_runs.method == baseline].assign(
-        n=lambda x: x["sweep_value"].astype(float).astype(int)).set_index(["seed", "n"])[metric]
+    cur = (
+        curve_runs[curve_runs.method == baseline]
+        .assign(n=lambda x: x["sweep_value"].astype(float).astype(int))
+        .set_index(["seed", "n"])[metric]
+    )
     same = df[df.method == baseline].set_index(key)[metric]
-    head = ["seed pairs", "method", "splits", f"minus plain at the same n ({metric})",
-            f"minus plain at {factor}x n", f"wins vs {factor}x n", "goal"]
+    head = [
+        "seed pairs",
+        "method",
+        "splits",
+        f"minus plain at the same n ({metric})",
+        f"minus plain at {factor}x n",
+        f"wins vs {factor}x n",
+        "goal",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (value, method), g in df[df.method != baseline].groupby(["sweep_value", "method"],
-                                                                  sort=False):
+    for (value, method), g in df[df.method != baseline].groupby(
+        ["sweep_value", "method"], sort=False
+    ):
         n = int(float(value))
         idx = [(s, factor * n) for s in g["seed"]]
         if not all(i in cur.index for i in idx):
@@ -183,7 +205,8 @@ def goal_markdown(
         lines.append(
             f"| {n:,} | {method} | {len(vals)} | {points(m_same, h_same)} | "
             f"{points(m_more, h_more)} | {int((vs_more > 0).sum())}/{len(vals)} | "
-            f"{'met' if met else 'not met'} |")
+            f"{'met' if met else 'not met'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -194,7 +217,9 @@ CHANCE_ACCURACY = 0.555
 
 
 def robustness_markdown(
-    df: pd.DataFrame, baselines: Sequence[str] = ("none", "ensemble"), metric: str = "accuracy",
+    df: pd.DataFrame,
+    baselines: Sequence[str] = ("none", "ensemble"),
+    metric: str = "accuracy",
     worst_within: float = 0.03,
 ) -> str:
     """Per (seed-set size,) method: mean ± 95% CI across splits, the worst split and its distance
@@ -205,7 +230,13 @@ def robustness_markdown(
     has_sweep = "sweep_value" in df.columns
     keys = ["seed"] + (["sweep_value"] if has_sweep else [])
     head = (["seed pairs"] if has_sweep else []) + [
-        "method", "splits", metric, "worst split", "mean minus worst", "collapsed"]
+        "method",
+        "splits",
+        metric,
+        "worst split",
+        "mean minus worst",
+        "collapsed",
+    ]
     head += [f"minus {b}'s" for b in baselines] + ["goal"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups = (["sweep_value"] if has_sweep else []) + ["method"]
@@ -218,8 +249,13 @@ def robustness_markdown(
         if "heads_at_epoch0" in g.columns and "heads" in g.columns:
             collapsed |= (g["heads_at_epoch0"] == g["heads"]).to_numpy()
         cells = ([str(rec["sweep_value"])] if has_sweep else []) + [
-            str(rec["method"]), str(len(vals)), plus_minus(mean, ci, ".3f"), f"{vals.min():.3f}",
-            f"{100 * (mean - vals.min()):.1f} pts", f"{int(collapsed.sum())}/{len(vals)}"]
+            str(rec["method"]),
+            str(len(vals)),
+            plus_minus(mean, ci, ".3f"),
+            f"{vals.min():.3f}",
+            f"{100 * (mean - vals.min()):.1f} pts",
+            f"{int(collapsed.sum())}/{len(vals)}",
+        ]
         last_base_mean = np.nan
         for b in baselines:
             sel = df.method == b

@@ -91,10 +91,18 @@ READ_AS_TEXT = {"sweep_value": str, "sweep": str, "layer": str, "chosen": str}
 # variants configs whose rows join the table: the same study at other sizes).
 QUALITY = {
     "quality_hh": ("learning_curve_hh", ["accuracy"], "accuracy", ["quality_hh_1000"]),
-    "quality_alpaca": ("learning_curve_alpaca", ["accuracy", "bon_gap_closed"], "bon_gap_closed",
-                       []),
-    "quality_alpaca_smollm2": ("learning_curve_alpaca_smollm2", ["accuracy", "bon_gap_closed"],
-                               "bon_gap_closed", []),
+    "quality_alpaca": (
+        "learning_curve_alpaca",
+        ["accuracy", "bon_gap_closed"],
+        "bon_gap_closed",
+        [],
+    ),
+    "quality_alpaca_smollm2": (
+        "learning_curve_alpaca_smollm2",
+        ["accuracy", "bon_gap_closed"],
+        "bon_gap_closed",
+        [],
+    ),
 }
 
 
@@ -115,31 +123,48 @@ def quality_section(name: str, reports: Path) -> str | None:
     read = READ_AS_TEXT
     curve_df = pd.read_csv(curve_runs, dtype=read)
     curve = learning_curve(curve_df, curve_metric)
-    parts = [f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n\n",
-             learning_curve_markdown(curve, curve_metric)]
+    parts = [
+        f"Learning curve of the plain head (`configs/{curve_name}.yaml`):\n\n",
+        learning_curve_markdown(curve, curve_metric),
+    ]
     if curve_metric != "accuracy":
         acc = learning_curve(curve_df, "accuracy")
         parts += ["\n", learning_curve_markdown(acc, "accuracy")]
-    df = pd.concat([pd.read_csv(f, dtype=read) for f in
-                    [runs, *(reports / m / "results.csv" for m in more)] if f.exists()],
-                   ignore_index=True)
+    df = pd.concat(
+        [
+            pd.read_csv(f, dtype=read)
+            for f in [runs, *(reports / m / "results.csv" for m in more)]
+            if f.exists()
+        ],
+        ignore_index=True,
+    )
     used = ", ".join(f"`configs/{n}.yaml`" for n in [name, *more])
-    parts += [f"\nEvery variant against the plain head on the same splits "
-              f"({used}; paired differences in points, 95% CI across splits):\n\n",
-              quality_markdown(df, curve, metrics, curve_metric=curve_metric)]
-    parts += [f"\nThe goal in effective labels: each method at n seed pairs against the plain head "
-              f"trained on twice as many real pairs, split by split on the same held-out pairs "
-              f"({curve_metric}; met = not below the plain head at 2n on average, and the 95% CI "
-              f"against the plain head at n excludes 0):\n\n",
-              goal_markdown(df, curve_df, curve_metric)]
+    parts += [
+        f"\nEvery variant against the plain head on the same splits "
+        f"({used}; paired differences in points, 95% CI across splits):\n\n",
+        quality_markdown(df, curve, metrics, curve_metric=curve_metric),
+    ]
+    parts += [
+        f"\nThe goal in effective labels: each method at n seed pairs against the plain head "
+        f"trained on twice as many real pairs, split by split on the same held-out pairs "
+        f"({curve_metric}; met = not below the plain head at 2n on average, and the 95% CI "
+        f"against the plain head at n excludes 0):\n\n",
+        goal_markdown(df, curve_df, curve_metric),
+    ]
     if "chosen" in df.columns:
-        chosen = df[df.method == "recipe"].groupby(df.sweep_value.astype(int))["chosen"].agg(
-            lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
+        chosen = (
+            df[df.method == "recipe"]
+            .groupby(df.sweep_value.astype(int))["chosen"]
+            .agg(lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
+        )
         parts += ["\nThe recipe's choice per split (k-fold validation on the seed set):\n\n"]
         parts += [f"- {n:,} seed pairs: {c}\n" for n, c in chosen.items()]
     if "layer" in df.columns:
-        layers = df[df.method == "none"].groupby(df.sweep_value.astype(int))["layer"].agg(
-            lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
+        layers = (
+            df[df.method == "none"]
+            .groupby(df.sweep_value.astype(int))["layer"]
+            .agg(lambda x: ", ".join(f"{k} x{v}" for k, v in x.value_counts().items()))
+        )
         parts += ["\nThe layer chosen per split (the plain head's k-fold validation accuracy):\n\n"]
         parts += [f"- {n:,} seed pairs: {c}\n" for n, c in layers.items()]
     return "".join(parts)
@@ -155,12 +180,14 @@ def small_data_section(reports: Path) -> str | None:
     if not runs.exists():
         return None
     df = pd.read_csv(runs, dtype=READ_AS_TEXT)
-    return (f"Config: `configs/small_data_hh.yaml`; accuracy on the 312 fixed held-out pairs, mean "
-            f"± 95% CI across splits; paired differences in points (± 95% CI, wins/splits). A "
-            f"split collapsed when every head of the model kept its epoch-0 weights or its "
-            f"accuracy is below {CHANCE_ACCURACY} (chance at 95% on 312 pairs). Goal: the worst "
-            f"split within 3 points of the mean and a mean not below the 5-head ensemble's.\n\n"
-            + robustness_markdown(df, ("none", "ensemble")))
+    return (
+        f"Config: `configs/small_data_hh.yaml`; accuracy on the 312 fixed held-out pairs, mean "
+        f"± 95% CI across splits; paired differences in points (± 95% CI, wins/splits). A "
+        f"split collapsed when every head of the model kept its epoch-0 weights or its "
+        f"accuracy is below {CHANCE_ACCURACY} (chance at 95% on 312 pairs). Goal: the worst "
+        f"split within 3 points of the mean and a mean not below the 5-head ensemble's.\n\n"
+        + robustness_markdown(df, ("none", "ensemble"))
+    )
 
 
 def collect(name: str, cfg: RunConfig, reports: Path, kind: str = "experiment") -> str:
@@ -179,7 +206,8 @@ def collect(name: str, cfg: RunConfig, reports: Path, kind: str = "experiment") 
 
         df = pd.read_csv(dst / "results.csv", dtype=READ_AS_TEXT)
         (dst / "results.md").write_text(
-            active_markdown(df) if kind == "active" else summary_markdown(df, cfg))
+            active_markdown(df) if kind == "active" else summary_markdown(df, cfg)
+        )
     plots = sorted((src / "plots").glob("*.png")) if (src / "plots").is_dir() else []
     if plots:
         (dst / "plots").mkdir(exist_ok=True)
@@ -189,15 +217,25 @@ def collect(name: str, cfg: RunConfig, reports: Path, kind: str = "experiment") 
     rel = dst.relative_to(ROOT) if dst.is_relative_to(ROOT) else dst
     links = "".join(f"![{p.stem}]({rel}/plots/{p.name})\n" for p in plots)
     return f"Config: `configs/{name}.yaml`; full results: `{rel}/`.\n\n{table}" + (
-        f"\n{links}" if links else "")
+        f"\n{links}" if links else ""
+    )
 
 
 # The efficiency table's measurements: LENS after embeddings at 1k seeds x 8 (d=576, the configs'
 # one thread) and SmolLM2 self-rewarding text synthesis on a sample of prompts (extrapolated).
 EFFICIENCY = (
     ["scripts/bench_lens.py", "--runs", "1000:576:8", "1000:4096:8", "--threads", "1"],
-    ["scripts/bench_text_synthesis.py", "--threads", "2", "--synth-prompts", "4", "--responses",
-     "2", "--rm-modes", "none"],
+    [
+        "scripts/bench_text_synthesis.py",
+        "--threads",
+        "2",
+        "--synth-prompts",
+        "4",
+        "--responses",
+        "2",
+        "--rm-modes",
+        "none",
+    ],
 )
 
 
@@ -207,8 +245,14 @@ def efficiency_section(reports: Path) -> str:
 
     out = []
     for argv in EFFICIENCY:
-        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+        proc = subprocess.run(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            check=True,
+        )
         body = proc.stdout.strip().replace("\n## ", "\n#### ").replace("\n### ", "\n#### ")
         body = body[3:] if body.startswith("## ") else body
         out += [f"Command: `.venv/bin/python {' '.join(argv)}`\n", body, ""]
@@ -223,8 +267,11 @@ def efficiency_section(reports: Path) -> str:
 RS_SFT = ["scripts/rs_sft_study.py", "configs/studies/rs_sft_hh.yaml"]
 RS_SFT_RUNS = {
     "rs_sft_hh": [],
-    "rs_sft_hh_lr1e-3": ["sft.lr=0.001", "out_dir=runs/rs_sft_hh_lr1e-3",
-                         "report_name=rs_sft_hh_lr1e-3"],
+    "rs_sft_hh_lr1e-3": [
+        "sft.lr=0.001",
+        "out_dir=runs/rs_sft_hh_lr1e-3",
+        "report_name=rs_sft_hh_lr1e-3",
+    ],
 }
 
 
@@ -235,33 +282,54 @@ def rs_sft_sections(reports: Path, collect_only: bool) -> dict[str, str]:
     out = {}
     for name, overrides in RS_SFT_RUNS.items():
         if not collect_only:
-            subprocess.run([sys.executable, *RS_SFT, *overrides], cwd=ROOT, check=True,
-                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            subprocess.run(
+                [sys.executable, *RS_SFT, *overrides],
+                cwd=ROOT,
+                check=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
         table = reports / name / "results.md"
         if table.exists():
             cmd = " ".join([*RS_SFT, *overrides])
-            out[name] = (f"Command: `.venv/bin/python {cmd}`; full results: `reports/{name}/`."
-                         f"\n\n{table.read_text()}")
+            out[name] = (
+                f"Command: `.venv/bin/python {cmd}`; full results: `reports/{name}/`."
+                f"\n\n{table.read_text()}"
+            )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [n for n, _ in CONFIGS]
-    p.add_argument("--only", nargs="+", choices=[*names, "efficiency", "rs_sft_hh"],
-                   help="run/collect only these configs (efficiency: the timing measurements; "
-                        "rs_sft_hh: the rejection-sampling fine-tuning study)")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="do not rerun a config whose out_dir holds results of the same config")
-    p.add_argument("--collect-only", action="store_true",
-                   help="run nothing; only collect finished runs and refresh REPORT.md")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=[*names, "efficiency", "rs_sft_hh"],
+        help="run/collect only these configs (efficiency: the timing measurements; "
+        "rs_sft_hh: the rejection-sampling fine-tuning study)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="do not rerun a config whose out_dir holds results of the same config",
+    )
+    p.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="run nothing; only collect finished runs and refresh REPORT.md",
+    )
     p.add_argument("--reports", default=str(ROOT / "reports"), help="tables/plots folder")
     p.add_argument("--report", default=str(ROOT / "REPORT.md"), help="report to refresh")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="overrides applied to every config (e.g. threads=2)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides applied to every config (e.g. threads=2)",
+    )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     sections = {}
     for name, kind in CONFIGS:
         if args.only and name not in args.only:

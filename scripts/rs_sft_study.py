@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", type=Path)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     cfg = load_study(args.config, args.overrides)
 
     import torch
@@ -141,19 +142,29 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     ds = load_pairs(cfg["data"])
     parts = split_by_prompt(ds, cfg)
-    log.info("%d judge prompts, %d policy prompts, %d picker pairs, %d judge pairs",
-             len(parts["judge_prompts"]), len(parts["policy_prompts"]),
-             len(parts["picker_pairs"]), len(parts["judge_pairs"]))
+    log.info(
+        "%d judge prompts, %d policy prompts, %d picker pairs, %d judge pairs",
+        len(parts["judge_prompts"]),
+        len(parts["policy_prompts"]),
+        len(parts["picker_pairs"]),
+        len(parts["judge_pairs"]),
+    )
     policy_file = write_prompts(out / "policy_prompts.jsonl", parts["policy_prompts"])
     judge_file = write_prompts(out / "judge_prompts.jsonl", parts["judge_prompts"])
     head_cfg = load_config(ROOT / cfg["head_config"], list(cfg.get("head_overrides", [])))
     emb = MemoEmbedder(Embedder(head_cfg.embed))
 
     def head(data: Any, method: str, seed: int) -> RewardModel:
-        rm = latentrm.fit(data, method=method, config=head_cfg, seed=seed, cache_dir=cache,
-                          embedder=emb.inner)
-        return RewardModel(rm.embed_cfg, rm.head, embedder=emb, training=rm.training,
-                           max_response_chars=rm.max_response_chars)
+        rm = latentrm.fit(
+            data, method=method, config=head_cfg, seed=seed, cache_dir=cache, embedder=emb.inner
+        )
+        return RewardModel(
+            rm.embed_cfg,
+            rm.head,
+            embedder=emb,
+            training=rm.training,
+            max_response_chars=rm.max_response_chars,
+        )
 
     judge = head(parts["judge_pairs"], "none", 0)
     sampling = SamplingConfig(**cfg["sampling"], device="cpu", show_progress=False)
@@ -177,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
                 results["picks"][f"{seed}/{picker}"] = rec
                 continue
             t0 = time.perf_counter()
-            scorer = (RandomScorer(seed) if picker == "random"
-                      else head(parts["picker_pairs"], picker, seed))
+            scorer = (
+                RandomScorer(seed)
+                if picker == "random"
+                else head(parts["picker_pairs"], picker, seed)
+            )
             if folder.exists():
                 shutil.rmtree(folder)  # an unfinished one
-            summary = rs_sft(policy, scorer, folder, prompts=policy_file, sampling=samp, sft=sft,
-                             cache_dir=cache)
+            summary = rs_sft(
+                policy, scorer, folder, prompts=policy_file, sampling=samp, sft=sft, cache_dir=cache
+            )
             if hasattr(scorer, "training"):
                 summary["picker_val_accuracy"] = scorer.training["metrics"]["val_accuracy"]
             summary.pop("generation", None)
@@ -195,18 +210,28 @@ def main(argv: list[str] | None = None) -> int:
                 r = json.loads(done.read_text())
             else:
                 t0 = time.perf_counter()
-                r = judge_policies(judge, judge_file, policies[a], policies[b],
-                                   sampling=jsamp, cache_dir=cache,
-                                   out=out / f"{name}.answers.jsonl",
-                                   n_bootstrap=int(cfg["n_bootstrap"]))
+                r = judge_policies(
+                    judge,
+                    judge_file,
+                    policies[a],
+                    policies[b],
+                    sampling=jsamp,
+                    cache_dir=cache,
+                    out=out / f"{name}.answers.jsonl",
+                    n_bootstrap=int(cfg["n_bootstrap"]),
+                )
                 done.write_text(json.dumps(r, indent=1))
                 timing[f"judge {name}"] = time.perf_counter() - t0
             results["rows"].append({"seed": seed, "a": a, "b": b, **r})
     same = {}
     for seed in cfg["seeds"]:
-        idx = {k: [json.loads(x)["index"] for x in
-                   (out / f"seed{seed}" / k / "picks.jsonl").read_text().splitlines()]
-               for k in cfg["pickers"]}
+        idx = {
+            k: [
+                json.loads(x)["index"]
+                for x in (out / f"seed{seed}" / k / "picks.jsonl").read_text().splitlines()
+            ]
+            for k in cfg["pickers"]
+        }
         for a, b in itertools.combinations(cfg["pickers"], 2):
             same[f"{seed}: {a} = {b}"] = sum(x == y for x, y in zip(idx[a], idx[b], strict=True))
     results["same_pick"] = same
@@ -248,20 +273,31 @@ def render(res: dict[str, Any], cfg: dict[str, Any], n_judge_pairs: int, n_pick:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
-        lines.append(f"| {r['seed']} | {r['a']} | {r['b']} | {fmt_ci(r)} | "
-                     f"{r['wins']}/{r['ties']}/{r['losses']} | {r['reward_a']:.3f} |"
-                     f" {r['reward_b']:.3f} | {r['words_a']:.1f} | {r['words_b']:.1f} |")
-    lines += ["", "Picks (policy prompts; judge-free: the picker's own scores):", "",
-              "| seed/picker | picker val acc | kept | picked vs all chars | final SFT loss |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['seed']} | {r['a']} | {r['b']} | {fmt_ci(r)} | "
+            f"{r['wins']}/{r['ties']}/{r['losses']} | {r['reward_a']:.3f} |"
+            f" {r['reward_b']:.3f} | {r['words_a']:.1f} | {r['words_b']:.1f} |"
+        )
+    lines += [
+        "",
+        "Picks (policy prompts; judge-free: the picker's own scores):",
+        "",
+        "| seed/picker | picker val acc | kept | picked vs all chars | final SFT loss |",
+        "|---|---|---|---|---|",
+    ]
     for k, v in res["picks"].items():
         acc = v.get("picker_val_accuracy")
-        lines.append(f"| {k} | {'-' if acc is None else f'{acc:.3f}'} | {v['kept']} | "
-                     f"{v['chars_mean_picked']:.0f} vs {v['chars_mean_all']:.0f} | "
-                     f"{v['final_loss']:.3f} |")
-    lines.append("\nPrompts on which two pickers chose the same response (of "
-                 f"{cfg['n_policy_prompts']}; N={s['n']}, so 1/{s['n']} by chance): "
-                 + ", ".join(f"{k}: {v}" for k, v in res.get("same_pick", {}).items()) + ".")
+        lines.append(
+            f"| {k} | {'-' if acc is None else f'{acc:.3f}'} | {v['kept']} | "
+            f"{v['chars_mean_picked']:.0f} vs {v['chars_mean_all']:.0f} | "
+            f"{v['final_loss']:.3f} |"
+        )
+    lines.append(
+        "\nPrompts on which two pickers chose the same response (of "
+        f"{cfg['n_policy_prompts']}; N={s['n']}, so 1/{s['n']} by chance): "
+        + ", ".join(f"{k}: {v}" for k, v in res.get("same_pick", {}).items())
+        + "."
+    )
     lines.append(f"\nWall time, all runs of this out_dir: {res['total_seconds'] / 60:.0f} min.")
     return "\n".join(lines) + "\n"
 

@@ -34,14 +34,19 @@ def main() -> int:
     ap.add_argument("--config", default="configs/hh.yaml")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    settings = [{"hidden": h, "lr": lr, "weight_decay": wd, "dropout": dr, "epochs": 200,
-                 "patience": 10} for h, lr, wd, dr in GRID]
+    settings = [
+        {"hidden": h, "lr": lr, "weight_decay": wd, "dropout": dr, "epochs": 200, "patience": 10}
+        for h, lr, wd, dr in GRID
+    ]
     print("| hidden | lr | weight decay | dropout | val accuracy | val BT loss | best epochs |")
     print("|---|---|---|---|---|---|---|")
     for row in head_grid(load_config(args.config), settings):
-        print(f"| {list(row['hidden'])} | {row['lr']:g} | {row['weight_decay']:g} | "
-              f"{row['dropout']:g} | {row['val_accuracy']:.3f} | {row['val_loss']:.4f} | "
-              f"{row['best_epochs']} |", flush=True)
+        print(
+            f"| {list(row['hidden'])} | {row['lr']:g} | {row['weight_decay']:g} | "
+            f"{row['dropout']:g} | {row['val_accuracy']:.3f} | {row['val_loss']:.4f} | "
+            f"{row['best_epochs']} |",
+            flush=True,
+        )
     return 0
 
 

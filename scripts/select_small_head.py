@@ -54,8 +54,11 @@ def deployed_kfold(
     rcfg = method_config(cfg, name)[1].reward
     accs, collapsed = [], 0
     for rep in range(cfg.select_repeats):
-        folds = group_folds(data.groups[rows] if len(data.groups) == len(data.chosen) else rows,
-                            cfg.select_folds, seed + 7919 * rep)
+        folds = group_folds(
+            data.groups[rows] if len(data.groups) == len(data.chosen) else rows,
+            cfg.select_folds,
+            seed + 7919 * rep,
+        )
         for f in range(cfg.select_folds):
             tr, held = rows[folds != f], rows[folds == f]
             if ignores_validation(rcfg, len(tr)):
@@ -65,11 +68,15 @@ def deployed_kfold(
             n = len(tr) + (0 if va is None else len(va))
             fit = RewardHeadFitter(effective_reward(rcfg, n), seed).fit(
                 AugmentedPairs.originals(data.chosen[tr], data.rejected[tr]),
-                None if va is None else (data.chosen[va], data.rejected[va]))
+                None if va is None else (data.chosen[va], data.rejected[va]),
+            )
             at0, heads = epoch0_heads(fit.history_)
             collapsed += at0 == heads
-            accs.append(pairwise_accuracy(fit.head_.score(data.chosen[held]),
-                                          fit.head_.score(data.rejected[held])))
+            accs.append(
+                pairwise_accuracy(
+                    fit.head_.score(data.chosen[held]), fit.head_.score(data.rejected[held])
+                )
+            )
     return float(np.mean(accs)), collapsed
 
 
@@ -81,8 +88,9 @@ def n_heads(cfg, name: str) -> int:
 def choose(scores: dict[str, dict[str, list[float]]], heads: dict[str, int]) -> str:
     """The winner by the rule: scores[method][size] = per-split validation accuracies."""
     mean = {m: float(np.mean([a for v in by.values() for a in v])) for m, by in scores.items()}
-    steady = [m for m, by in scores.items()
-              if all(np.mean(v) - min(v) <= WORST for v in by.values())]
+    steady = [
+        m for m, by in scores.items() if all(np.mean(v) - min(v) <= WORST for v in by.values())
+    ]
     pool = steady or list(scores)
     best = max(pool, key=lambda m: mean[m])
     near = [m for m in pool if mean[m] >= mean[best] - TIE]
@@ -113,25 +121,31 @@ def main(argv: list[str] | None = None) -> int:
                 data = datas[layer]
                 split = data.splits[s]
                 rows = np.sort(np.concatenate([split.train, split.val]))
-                kcfg = apply_changes(scfg, {"select_repeats": args.repeats,
-                                            "embed.layer": layer})
+                kcfg = apply_changes(scfg, {"select_repeats": args.repeats, "embed.layer": layer})
                 for m in methods:
                     heads[m] = n_heads(kcfg, m)
                     acc, n0 = deployed_kfold(kcfg, m, data, rows, s)
                     scores[m].setdefault(str(value), []).append(acc)
                     collapses[m][str(value)] = collapses[m].get(str(value), 0) + n0
-                    print(f"n={value} split={s} layer={layer} {m}: {acc:.4f} epoch-0 folds {n0} "
-                          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+                    print(
+                        f"n={value} split={s} layer={layer} {m}: {acc:.4f} epoch-0 folds {n0} "
+                        f"({time.perf_counter() - t0:.0f}s)",
+                        flush=True,
+                    )
     sizes = list(next(iter(scores.values())).keys())
-    print(f"\nValidation accuracy ({args.repeats} x {cfg.select_folds}-fold inside each seed "
-          f"set, splits {seeds}): mean over splits [worst split, mean minus worst; folds whose "
-          f"every head kept its epoch-0 weights]\n")
+    print(
+        f"\nValidation accuracy ({args.repeats} x {cfg.select_folds}-fold inside each seed "
+        f"set, splits {seeds}): mean over splits [worst split, mean minus worst; folds whose "
+        f"every head kept its epoch-0 weights]\n"
+    )
     print("| method | heads | " + " | ".join(f"{n} seed pairs" for n in sizes) + " | mean |")
     print("|---|---|" + "---|" * len(sizes) + "---|")
     for m in methods:
-        cells = [f"{np.mean(v):.3f} [{min(v):.3f}, {100 * (np.mean(v) - min(v)):.1f} pts; "
-                 f"{collapses[m][n]}/{len(v) * args.repeats * cfg.select_folds}]"
-                 for n, v in ((n, scores[m][n]) for n in sizes)]
+        cells = [
+            f"{np.mean(v):.3f} [{min(v):.3f}, {100 * (np.mean(v) - min(v)):.1f} pts; "
+            f"{collapses[m][n]}/{len(v) * args.repeats * cfg.select_folds}]"
+            for n, v in ((n, scores[m][n]) for n in sizes)
+        ]
         allv = [a for n in sizes for a in scores[m][n]]
         print(f"| {m} | {heads[m]} | " + " | ".join(cells) + f" | {np.mean(allv):.4f} |")
     print(f"\nWinner by the rule: {choose(scores, heads)}")

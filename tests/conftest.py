@@ -155,8 +155,14 @@ def embed_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tok = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
     torch.manual_seed(0)
     model = BertModel(
-        BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+        BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
     )
     model.save_pretrained(tmp / "tiny")
     tok.save_pretrained(tmp / "tiny")
@@ -164,15 +170,32 @@ def embed_setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with open(data, "w") as f:
         for i in range(10):
             q = QUESTIONS[i % 5]
-            rec = {"chosen": _hh(q, f"Answer {i}: " + "yes, sure. " * (i % 4)),
-                   "rejected": _hh(q, "no" + " really" * i)}
+            rec = {
+                "chosen": _hh(q, f"Answer {i}: " + "yes, sure. " * (i % 4)),
+                "rejected": _hh(q, "no" + " really" * i),
+            }
             f.write(json.dumps(rec) + "\n")
-    cfg = EmbedConfig(model=str(tmp / "tiny"), chunk_size=3, batch_size=2, max_length=64,
-                      dtype="float32", threads=1, device="cpu", show_progress=False)
+    cfg = EmbedConfig(
+        model=str(tmp / "tiny"),
+        chunk_size=3,
+        batch_size=2,
+        max_length=64,
+        dtype="float32",
+        threads=1,
+        device="cpu",
+        show_progress=False,
+    )
     ds = load_pairs(str(data))
     ref = embed_pairs(ds, cfg, tmp / "local")
-    return {"tmp": tmp, "cfg": cfg, "ds": ds, "data": data, "ref": ref,
-            "ref_dir": Path(ref.meta["cache"]["dir"]), "questions": QUESTIONS}
+    return {
+        "tmp": tmp,
+        "cfg": cfg,
+        "ds": ds,
+        "data": data,
+        "ref": ref,
+        "ref_dir": Path(ref.meta["cache"]["dir"]),
+        "questions": QUESTIONS,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -180,10 +203,28 @@ def embed_argv(embed_setup: dict) -> Callable[..., list[str]]:
     """`latentrm embed` arguments that reproduce embed_setup's reference cache under `out`."""
 
     def argv(out: Path, *extra: str) -> list[str]:
-        return ["--data", str(embed_setup["data"]), "--out", str(out), "--embedder",
-                embed_setup["cfg"].model, "--chunk-size", "3", "--batch-size", "2",
-                "--max-length", "64", "--threads", "1", "--device", "cpu", "--dtype", "float32",
-                "--no-show-progress", *extra]
+        return [
+            "--data",
+            str(embed_setup["data"]),
+            "--out",
+            str(out),
+            "--embedder",
+            embed_setup["cfg"].model,
+            "--chunk-size",
+            "3",
+            "--batch-size",
+            "2",
+            "--max-length",
+            "64",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--no-show-progress",
+            *extra,
+        ]
 
     return argv
 
@@ -197,9 +238,16 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     tok = word_tokenizer()
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
     torch.manual_seed(0)
@@ -237,8 +285,12 @@ def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     def embed_pairs(ds: Any, cfg: Any, cache_root: Any, embedder: Any = None) -> PairEmbeddings:
         calls["pairs"] += 1
         calls["texts"] += 2 * len(ds)
-        return PairEmbeddings(ds.ids, np.stack([_planted(p.chosen) for p in ds]),
-                              np.stack([_planted(p.rejected) for p in ds]), {"fake": True})
+        return PairEmbeddings(
+            ds.ids,
+            np.stack([_planted(p.chosen) for p in ds]),
+            np.stack([_planted(p.rejected) for p in ds]),
+            {"fake": True},
+        )
 
     def embed_candidates(sets: Any, cfg: Any, cache_root: Any, embedder: Any = None) -> list:
         calls["candidates"] += 1
@@ -254,9 +306,15 @@ def fake_embed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def hh_file(tmp_path: Path) -> Path:
     """120 HH pairs (gzip): 'helpful answer i' chosen over 'rude reply i'."""
     p = tmp_path / "hh.jsonl.gz"
-    lines = [json.dumps({"chosen": f"\n\nHuman: question {i}?\n\nAssistant: helpful answer {i}",
-                         "rejected": f"\n\nHuman: question {i}?\n\nAssistant: rude reply {i}"})
-             for i in range(120)]
+    lines = [
+        json.dumps(
+            {
+                "chosen": f"\n\nHuman: question {i}?\n\nAssistant: helpful answer {i}",
+                "rejected": f"\n\nHuman: question {i}?\n\nAssistant: rude reply {i}",
+            }
+        )
+        for i in range(120)
+    ]
     p.write_bytes(gzip.compress("\n".join(lines).encode()))
     return p
 
@@ -269,7 +327,9 @@ def cand_file(tmp_path: Path) -> Path:
     with p.open("w") as f:
         for i in range(40):
             gold = np.round(rng.uniform(0, 1, 8), 2)
-            cands = [{"generator": f"m{j}", "output": f"answer {i}.{j} gold={g:.2f}", "gold": g}
-                     for j, g in enumerate(gold.tolist())]
+            cands = [
+                {"generator": f"m{j}", "output": f"answer {i}.{j} gold={g:.2f}", "gold": g}
+                for j, g in enumerate(gold.tolist())
+            ]
             f.write(json.dumps({"instruction": f"task {i}", "candidates": cands}) + "\n")
     return p

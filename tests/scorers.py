@@ -64,6 +64,9 @@ def linear_head(w: list[float]) -> RewardHead:
 
 def vector_model(ensemble: bool = True) -> RewardModel:
     """VectorEmbedder + members scoring x and y (ensemble), or one head scoring x."""
-    head = (EnsembleHead([linear_head([1, 0]), linear_head([0, 1])]) if ensemble
-            else linear_head([1, 0]))
+    head = (
+        EnsembleHead([linear_head([1, 0]), linear_head([0, 1])])
+        if ensemble
+        else linear_head([1, 0])
+    )
     return RewardModel(EmbedConfig(model="fake"), head, embedder=VectorEmbedder())

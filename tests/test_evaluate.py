@@ -73,8 +73,11 @@ SETS = [
     Cands("B", ("b0", "b1", "b2", "b3"), (0.1, 0.1, 0.4, 0.2)),
     Cands("C", ("c0", "c1", "c2", "c3"), (0.5, 0.0, 0.0, 0.3)),
 ]
-SCORES = [np.array([0.1, 0.5, 0.9, 0.3]), np.array([2.0, 1.0, 0.0, -1.0]),
-          np.array([1.0, 1.0, 0.0, 0.0])]
+SCORES = [
+    np.array([0.1, 0.5, 0.9, 0.3]),
+    np.array([2.0, 1.0, 0.0, -1.0]),
+    np.array([1.0, 1.0, 0.0, 0.0]),
+]
 
 
 def test_best_of_n_hand_computed() -> None:
@@ -103,8 +106,10 @@ def test_bon_draws_depend_only_on_seed_and_set_id() -> None:
     for a, b in zip(d1, d2[::-1], strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(d.shape == (5, 2) and len(set(d[0])) == 2 for d in d1)
-    assert any(not np.array_equal(a, b)
-               for a, b in zip(d1, bon_draws(SETS, n=2, draws=5, seed=8), strict=True))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(d1, bon_draws(SETS, n=2, draws=5, seed=8), strict=True)
+    )
     # two reward models see the same draws: floor and ceiling coincide, picks differ
     m1 = bon_gold(SCORES, SETS, n=2, draws=5, seed=7, n_bootstrap=10)
     m2 = bon_gold([-s for s in SCORES], SETS, n=2, draws=5, seed=7, n_bootstrap=10)
@@ -122,6 +127,8 @@ def test_spearman_with_gold_hand_computed() -> None:
     assert out["spearman_prompts"] == 3
     assert -1.0 <= out["spearman_pooled"] <= 1.0
     # NaN scores (unscored candidates) are left out; a constant prompt is skipped
-    out2 = spearman_with_gold([np.array([np.nan, 1.0, 2.0]), np.array([1.0, 1.0])],
-                              [np.array([9.0, 0.0, 1.0]), np.array([0.0, 1.0])])
+    out2 = spearman_with_gold(
+        [np.array([np.nan, 1.0, 2.0]), np.array([1.0, 1.0])],
+        [np.array([9.0, 0.0, 1.0]), np.array([0.0, 1.0])],
+    )
     assert out2["spearman_prompt"] == pytest.approx(1.0) and out2["spearman_prompts"] == 1

@@ -32,11 +32,13 @@ def _mode(p: Path) -> int:
     return stat.S_IMODE(p.stat().st_mode)
 
 
-@pytest.mark.parametrize(("mask", "file_mode", "dir_mode"),
-                         [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775), (0o077, 0o600, 0o700)])
-def test_files_and_folders_get_the_users_umask(tmp_path: Path, umask: Callable[[int], int],
-                                               mask: int, file_mode: int,
-                                               dir_mode: int) -> None:
+@pytest.mark.parametrize(
+    ("mask", "file_mode", "dir_mode"),
+    [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775), (0o077, 0o600, 0o700)],
+)
+def test_files_and_folders_get_the_users_umask(
+    tmp_path: Path, umask: Callable[[int], int], mask: int, file_mode: int, dir_mode: int
+) -> None:
     umask(mask)
     atomic_write_text(tmp_path / "a.txt", "hi")
     atomic_write_json(tmp_path / "sub" / "b.json", {"x": 1})
@@ -64,8 +66,11 @@ def test_output_dir_checks_name_the_path(tmp_path: Path) -> None:
     taken.write_text("a file\n")
     with pytest.raises(ConfigError, match=rf"^{taken}: exists and is not a folder"):
         check_output_dir(taken)
-    with pytest.raises(ConfigError, match=rf"^{taken / 'out'}: cannot create .* {taken} is a "
-                                          "file, not a folder"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{taken / 'out'}: cannot create .* {taken} is a "
+        "file, not a folder",
+    ):
         check_output_dir(taken / "out")
     with pytest.raises(ConfigError, match=rf"{taken} is a file"):
         check_writable_parent(taken / "a" / "b.jsonl")

@@ -58,7 +58,11 @@ def test_saved_and_loaded_model_scores_bit_equal(tmp_path):
     before = model.score(prompts, responses)
     model.save(tmp_path / "rm")
     assert sorted(p.name for p in (tmp_path / "rm").iterdir()) == [
-        "embed_config.json", "head.json", "head.safetensors", "latentrm.json"]
+        "embed_config.json",
+        "head.json",
+        "head.safetensors",
+        "latentrm.json",
+    ]
     loaded = RewardModel.load(tmp_path / "rm", embedder=HashEmbedder())
     after = loaded.score(prompts, responses)
     assert loaded.embed_cfg == cfg
@@ -136,8 +140,9 @@ class RecordingEmbedder:
 
     def embed(self, prompts, responses) -> np.ndarray:
         self.calls.append((list(prompts), list(responses)))
-        return np.array([[len(r), len(p)] for p, r in zip(prompts, responses, strict=True)],
-                        np.float32).reshape(-1, 2)
+        return np.array(
+            [[len(r), len(p)] for p, r in zip(prompts, responses, strict=True)], np.float32
+        ).reshape(-1, 2)
 
 
 def _length_head(d: int = 2) -> RewardHead:
@@ -154,8 +159,11 @@ def test_score_takes_plain_string_prompts_like_the_trl_reward_function():
     emb = RecordingEmbedder()
     rm = RewardModel(EmbedConfig(model="fake"), _length_head(), embedder=emb)
     scores = rm.score(
-        ["Say hi", "\n\nHuman: hi\n\nAssistant: hey\n\nHuman: more?\n\nAssistant:",
-         [{"role": "user", "content": " 2+2? "}]],
+        [
+            "Say hi",
+            "\n\nHuman: hi\n\nAssistant: hey\n\nHuman: more?\n\nAssistant:",
+            [{"role": "user", "content": " 2+2? "}],
+        ],
         [" hello ", "sure", [{"role": "assistant", "content": "4"}]],
     )
     assert scores.tolist() == [5.0, 4.0, 1.0]  # stripped responses: "hello", "sure", "4"
@@ -170,10 +178,16 @@ def test_score_takes_plain_string_prompts_like_the_trl_reward_function():
 
 
 def test_responses_are_cut_like_the_training_data_and_the_rule_is_saved(tmp_path):
-    rm = RewardModel(EmbedConfig(model="fake"), _length_head(), embedder=RecordingEmbedder(),
-                     max_response_chars=8)
+    rm = RewardModel(
+        EmbedConfig(model="fake"),
+        _length_head(),
+        embedder=RecordingEmbedder(),
+        max_response_chars=8,
+    )
     assert rm.score(["q", "q"], ["Paris is where it is.", "Paris is not there"]).tolist() == [
-        8.0, 8.0]
+        8.0,
+        8.0,
+    ]
     rm.save(tmp_path)
     info = json.loads((tmp_path / "latentrm.json").read_text())
     assert info["format"] == "latentrm.reward_model/2"
@@ -208,28 +222,48 @@ def _edit(name: str, fn):
 
 
 CORRUPT_FOLDERS = {
-    "embed-config-broken": (lambda f: (f / "embed_config.json").write_text('{"model": '),
-                            r"embed_config\.json: not valid JSON"),
-    "embed-config-unknown-key": (_edit("embed_config.json", lambda o: o.update(modle="x")),
-                                 r"embed_config\.json: unknown config key 'embed\.modle'"),
-    "embed-config-wrong-type": (_edit("embed_config.json", lambda o: o.update(max_length="long")),
-                                r"embed_config\.json: embed\.max_length: expected an integer"),
-    "embed-config-bad-value": (_edit("embed_config.json", lambda o: o.update(pooling="max")),
-                               r"embed_config\.json: embed\.pooling must be one of auto \| last "
-                               r"\| mean"),
+    "embed-config-broken": (
+        lambda f: (f / "embed_config.json").write_text('{"model": '),
+        r"embed_config\.json: not valid JSON",
+    ),
+    "embed-config-unknown-key": (
+        _edit("embed_config.json", lambda o: o.update(modle="x")),
+        r"embed_config\.json: unknown config key 'embed\.modle'",
+    ),
+    "embed-config-wrong-type": (
+        _edit("embed_config.json", lambda o: o.update(max_length="long")),
+        r"embed_config\.json: embed\.max_length: expected an integer",
+    ),
+    "embed-config-bad-value": (
+        _edit("embed_config.json", lambda o: o.update(pooling="max")),
+        r"embed_config\.json: embed\.pooling must be one of auto \| last "
+        r"\| mean",
+    ),
     # an empty list used to load the default model (smollm2) silently
-    "embed-config-not-an-object": (lambda f: (f / "embed_config.json").write_text("[]"),
-                                   r"embed_config\.json: expected a JSON object naming the"),
-    "embed-config-missing": (lambda f: (f / "embed_config.json").unlink(),
-                             r": not a reward model \(embed_config\.json missing\)$"),
-    "info-broken": (lambda f: (f / "latentrm.json").write_text("{"),
-                    r"latentrm\.json: not valid JSON"),
-    "info-format": (_edit("latentrm.json", lambda o: o.update(format="other/1")),
-                    r"latentrm\.json: not a latentrm model record \(format 'other/1'"),
-    "info-max-chars": (_edit("latentrm.json", lambda o: o["data"].update(max_response_chars=0)),
-                       r"latentrm\.json: 'max_response_chars' must be an integer >= 1, got 0"),
-    "head-broken": (lambda f: (f / "head.safetensors").write_bytes(b""),
-                    r"head\.safetensors: not a valid safetensors file"),
+    "embed-config-not-an-object": (
+        lambda f: (f / "embed_config.json").write_text("[]"),
+        r"embed_config\.json: expected a JSON object naming the",
+    ),
+    "embed-config-missing": (
+        lambda f: (f / "embed_config.json").unlink(),
+        r": not a reward model \(embed_config\.json missing\)$",
+    ),
+    "info-broken": (
+        lambda f: (f / "latentrm.json").write_text("{"),
+        r"latentrm\.json: not valid JSON",
+    ),
+    "info-format": (
+        _edit("latentrm.json", lambda o: o.update(format="other/1")),
+        r"latentrm\.json: not a latentrm model record \(format 'other/1'",
+    ),
+    "info-max-chars": (
+        _edit("latentrm.json", lambda o: o["data"].update(max_response_chars=0)),
+        r"latentrm\.json: 'max_response_chars' must be an integer >= 1, got 0",
+    ),
+    "head-broken": (
+        lambda f: (f / "head.safetensors").write_bytes(b""),
+        r"head\.safetensors: not a valid safetensors file",
+    ),
 }
 
 
@@ -252,9 +286,7 @@ def test_a_folder_written_before_latentrm_json_still_loads(tmp_path):
 
 
 # --- security: a model folder never turns on remote code (issue 16 item 1) ----------------------
-def test_saved_config_never_holds_trust_remote_code_and_a_file_asking_is_ignored(
-    tmp_path, caplog
-):
+def test_saved_config_never_holds_trust_remote_code_and_a_file_asking_is_ignored(tmp_path, caplog):
     rm = RewardModel(EmbedConfig(model="fake", trust_remote_code=True), _length_head())
     rm.save(tmp_path)
     assert "trust_remote_code" not in json.loads((tmp_path / "embed_config.json").read_text())
@@ -279,8 +311,11 @@ def test_a_bare_head_never_reads_the_run_config_two_levels_up(tmp_path):
 
     (tmp_path / "config.yaml").write_text("embed:\n  model: fake\n  trust_remote_code: true\n")
     save_head(_length_head(), tmp_path / "heads" / "lens-r4")
-    with pytest.raises(ModelError, match=r"embed_config\.json missing\); a bare head of an older "
-                                         r"`latentrm run`: rerun it"):
+    with pytest.raises(
+        ModelError,
+        match=r"embed_config\.json missing\); a bare head of an older "
+        r"`latentrm run`: rerun it",
+    ):
         RewardModel.load(tmp_path / "heads" / "lens-r4", embedder=RecordingEmbedder())
 
 
@@ -294,16 +329,23 @@ def _crafted_hf_model(tmp_path: Path, base: Path) -> tuple[Path, Path]:
     marker, m = tmp_path / "REMOTE_CODE_RAN", tmp_path / "crafted_hf_model"
     shutil.copytree(base, m)
     cfg = json.loads((m / "config.json").read_text())
-    cfg.update(model_type="evilbert", auto_map={"AutoConfig": "configuration_evil.EvilConfig",
-                                                "AutoModel": "modeling_evil.EvilModel"})
+    cfg.update(
+        model_type="evilbert",
+        auto_map={
+            "AutoConfig": "configuration_evil.EvilConfig",
+            "AutoModel": "modeling_evil.EvilModel",
+        },
+    )
     (m / "config.json").write_text(json.dumps(cfg))
     payload = f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
     (m / "configuration_evil.py").write_text(
         payload + "from transformers import BertConfig\n\n"
-        "class EvilConfig(BertConfig):\n    model_type = 'evilbert'\n")
+        "class EvilConfig(BertConfig):\n    model_type = 'evilbert'\n"
+    )
     (m / "modeling_evil.py").write_text(
         payload + "from transformers import BertModel\nfrom .configuration_evil import EvilConfig"
-        "\n\nclass EvilModel(BertModel):\n    config_class = EvilConfig\n")
+        "\n\nclass EvilModel(BertModel):\n    config_class = EvilConfig\n"
+    )
     return m, marker
 
 
@@ -352,9 +394,13 @@ def _crafted_reward_dir(tmp_path: Path, tiny_bert: Path) -> tuple[Path, Path, Pa
 
 def _isolated_env(tmp_path: Path, repo_root: Path) -> dict[str, str]:
     """transformers copies remote modules into HF_MODULES_CACHE: keep it inside tmp_path."""
-    return {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
-            "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": str(repo_root)}
+    return {
+        **os.environ,
+        "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(repo_root),
+    }
 
 
 def test_a_model_folder_cannot_turn_on_remote_code(tmp_path, tiny_bert, repo_root):
@@ -369,15 +415,20 @@ def test_a_model_folder_cannot_turn_on_remote_code(tmp_path, tiny_bert, repo_roo
     bon.write_text('{"prompt": "hi", "candidates": ["a", "b"]}\n')
     out = subprocess.run(
         [sys.executable, "-c", _REMOTE_SCRIPT, str(rm), str(head_only), str(inp), str(bon)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
         env=_isolated_env(tmp_path, repo_root),
     )
     assert not marker.exists(), "code from the model's folder ran: " + out.stdout[-2000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULTS "))
-    res = json.loads(line[len("RESULTS "):])
-    needs = (f"LatentrmError: embedder '{tmp_path / 'crafted_hf_model'}' needs remote code "
-             "(Python code from its repository); a model folder never enables it: pass "
-             "trust_remote_code=True (CLI: --trust-remote-code) if you trust it")
+    res = json.loads(line[len("RESULTS ") :])
+    needs = (
+        f"LatentrmError: embedder '{tmp_path / 'crafted_hf_model'}' needs remote code "
+        "(Python code from its repository); a model folder never enables it: pass "
+        "trust_remote_code=True (CLI: --trust-remote-code) if you trust it"
+    )
     assert res["load"] == needs and res["trl"] == needs
     assert res["bare-head"].startswith("LatentrmError: ") and "a bare head" in res["bare-head"]
     assert res["cli-score"] == 2 and res["cli-bon"] == 2
@@ -391,9 +442,24 @@ def test_the_caller_can_opt_in_to_remote_code_with_a_warning(tmp_path, tiny_bert
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"prompt": "hi", "response": "hello"}\n')
     out = subprocess.run(
-        [sys.executable, "-m", "latentrm", "-q", "score", "--trust-remote-code", "--model",
-         str(rm), "--input", str(inp), "--out", str(tmp_path / "o.jsonl")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "latentrm",
+            "-q",
+            "score",
+            "--trust-remote-code",
+            "--model",
+            str(rm),
+            "--input",
+            str(inp),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
         env=_isolated_env(tmp_path, repo_root),
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -412,14 +478,18 @@ def test_load_refuses_an_embedder_whose_files_differ_from_the_recorded_ones(tmp_
     from latentrm.io import sha256_file
 
     assert ident["model_identity"]["files"]["model.safetensors"] == sha256_file(
-        emb_dir / "model.safetensors")
+        emb_dir / "model.safetensors"
+    )
     assert RewardModel.load(tmp_path / "rm").identity == ident  # same files: fine
     cfg = json.loads((emb_dir / "config.json").read_text())
     cfg["layer_norm_eps"] = 1e-5  # other weights or config under the same path
     (emb_dir / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelError, match=r"latentrm\.json: embedder '.*emb' resolves to files that "
-                                         r"differ from the ones the head was trained on "
-                                         r"\(config\.json\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"latentrm\.json: embedder '.*emb' resolves to files that "
+        r"differ from the ones the head was trained on "
+        r"\(config\.json\)",
+    ):
         RewardModel.load(tmp_path / "rm")
     assert RewardModel.load(tmp_path / "rm", check_identity=False).head.d == 32
     shutil.rmtree(emb_dir)  # gone: the folder still loads (to look at its head); scoring says why
@@ -437,8 +507,9 @@ def test_a_hub_embedder_is_pinned_to_its_commit(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "embed_config.json").read_text())["revision"] == "abc123"
     assert RewardModel.load(tmp_path, embedder=RecordingEmbedder()).embed_cfg.revision == "abc123"
     commit["commit"] = "def456"
-    with pytest.raises(ModelError, match="'org/emb' is at commit def456 but the head was trained "
-                                         "on commit abc123"):
+    with pytest.raises(
+        ModelError, match="'org/emb' is at commit def456 but the head was trained on commit abc123"
+    ):
         RewardModel.load(tmp_path)
     monkeypatch.setattr(M, "resolve_identity", lambda cfg, memo, download=False: None)
     assert RewardModel.load(tmp_path)._verify_on_load  # not cached: checked once it is loaded
@@ -471,21 +542,37 @@ def bert_rm(tiny_bert):
     torch.manual_seed(0)
     head = RewardHead(32, (8,), 0.0)
     head.set_standardization(np.full(32, 0.01), np.full(32, 0.5))
-    return RewardModel(cfg_for(tiny_bert, max_length=48), head.eval(), max_response_chars=500,
-                       training={"data": "org/prefs", "n_pairs": 40, "method": "lens",
-                                 "ratio": 4, "metrics": {"val_accuracy": 0.75}})
+    return RewardModel(
+        cfg_for(tiny_bert, max_length=48),
+        head.eval(),
+        max_response_chars=500,
+        training={
+            "data": "org/prefs",
+            "n_pairs": 40,
+            "method": "lens",
+            "ratio": 4,
+            "metrics": {"val_accuracy": 0.75},
+        },
+    )
 
 
-TEXTS = (["What is 2+2?", "How do I bake bread at home?"],
-         ["4", "Mix flour, water, salt and a little yeast, then wait."])
+TEXTS = (
+    ["What is 2+2?", "How do I bake bread at home?"],
+    ["4", "Mix flour, water, salt and a little yeast, then wait."],
+)
 
 
 def test_save_pretrained_folder_loads_with_latentrm_and_holds_the_card(tmp_path, bert_rm):
     ref = bert_rm.score(*TEXTS)
     bert_rm.save_pretrained(tmp_path / "rm", export="none")
     names = sorted(p.name for p in (tmp_path / "rm").iterdir())
-    assert names == ["README.md", "embed_config.json", "head.json", "head.safetensors",
-                     "latentrm.json"]
+    assert names == [
+        "README.md",
+        "embed_config.json",
+        "head.json",
+        "head.safetensors",
+        "latentrm.json",
+    ]
     info = json.loads((tmp_path / "rm" / "latentrm.json").read_text())
     rec = info["embedder"]
     assert rec["resolved"] and rec["pooling"] == "mean" and rec["text_format"] == "plain"
@@ -513,13 +600,18 @@ def test_push_to_hub_uploads_the_folder_and_from_pretrained_reads_it_back(tmp_pa
         shutil.copytree(folder_path, hub / repo_id)
         return f"https://hub/{repo_id}/commit/1"
 
-    with mock.patch.object(HfApi, "create_repo", return_value=mock.Mock(repo_id="me/rm")) as cr, \
-            mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder):
+    with (
+        mock.patch.object(HfApi, "create_repo", return_value=mock.Mock(repo_id="me/rm")) as cr,
+        mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder),
+    ):
         url = bert_rm.push_to_hub("me/rm", export="none", private=True, commit_message="v1")
     assert url == "https://hub/me/rm/commit/1"
     assert cr.call_args.kwargs == {"repo_id": "me/rm", "private": True, "exist_ok": True}
-    assert seen["files"] == ["README.md", "embed_config.json", "head.json", "head.safetensors",
-                             "latentrm.json"] and seen["message"] == "v1"
+    assert (
+        seen["files"]
+        == ["README.md", "embed_config.json", "head.json", "head.safetensors", "latentrm.json"]
+        and seen["message"] == "v1"
+    )
 
     def snapshot_download(*, repo_id, revision, allow_patterns, **kw):
         seen.update(revision=revision, allow_patterns=allow_patterns)
@@ -551,10 +643,14 @@ def test_save_pretrained_with_an_ensemble_and_the_transformers_export(tmp_path, 
     rm.save_pretrained(tmp_path / "rm")
     tok = AutoTokenizer.from_pretrained(tmp_path / "rm", trust_remote_code=True)
     model = AutoModelForSequenceClassification.from_pretrained(
-        tmp_path / "rm", trust_remote_code=True).eval()
-    texts = [tok.apply_chat_template([{"role": "user", "content": p},
-                                      {"role": "assistant", "content": r}], tokenize=False)
-             for p, r in zip(*TEXTS, strict=True)]
+        tmp_path / "rm", trust_remote_code=True
+    ).eval()
+    texts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
+        )
+        for p, r in zip(*TEXTS, strict=True)
+    ]
     with torch.no_grad():
         got = model(**tok(texts, padding=True, return_tensors="pt")).logits[:, 0].numpy()
     np.testing.assert_allclose(got, ref, atol=1e-5)
@@ -577,8 +673,9 @@ def test_an_ensemble_scores_with_its_members_spread():
         with torch.no_grad():
             m.mlp[0].weight[0, 0] = w
         members.append(m)
-    rm = RewardModel(EmbedConfig(model="fake"), EnsembleHead(members).eval(),
-                     embedder=RecordingEmbedder())
+    rm = RewardModel(
+        EmbedConfig(model="fake"), EnsembleHead(members).eval(), embedder=RecordingEmbedder()
+    )
     scores, spread = rm.score(["a", "b"], ["xy", "hello"], return_spread=True)
     np.testing.assert_allclose(scores, [4.0, 10.0])
     np.testing.assert_allclose(spread, [2.0, 5.0])

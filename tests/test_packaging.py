@@ -13,8 +13,10 @@ tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 def _extras(repo_root: Path) -> dict[str, list[str]]:
     meta = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
-    return {k: [re.split(r"[<>=\[ ;]", r)[0] for r in v]
-            for k, v in meta["optional-dependencies"].items()}
+    return {
+        k: [re.split(r"[<>=\[ ;]", r)[0] for r in v]
+        for k, v in meta["optional-dependencies"].items()
+    }
 
 
 def test_offline_model_packages_have_an_extra(repo_root: Path) -> None:

@@ -62,24 +62,40 @@ def _put(i, v):
     def fn(a):
         a[i] = v
         return a
+
     return fn
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"chosen_idx": _put(3, 10**6)}, r"pair 3 has chosen_idx 1000000, outside \[0, 8\) "
-                                     r"\(field 'chosen_idx'\)"),
-    ({"rejected_idx": _put(0, -1)}, r"pair 0 has rejected_idx -1, outside \[0, 8\)"),
-    ({"seed_idx": _put(4, 3)}, r"pair 4 has seed_idx 3, outside \[0, 3\)"),
-    # pair 0 marked synthetic: 2 seed pairs, so pair 1's rejected row 4 lies past the originals
-    ({"synthetic": _put(0, True)}, r"pair 1 uses a synthetic pool row but is not marked "
-                                   r"synthetic"),
-    ({"pool": _put((7, 1), np.nan)}, r"pair 4 uses pool row 7, which holds NaN/Inf \(field "
-                                     r"'pool'\)"),
-    ({"val_rejected": _put((0, 0), np.inf)}, r"holds NaN/Inf \(field 'val_rejected'\)"),
-    ({"seed_idx": None}, r"missing arrays; rerun latentrm synth \(field 'seed_idx'\)"),
-    ({"seed_idx": lambda a: a[:2]}, r"expected 5 integer values \(one per pair\), got int64 "
-                                    r"\(2,\) \(field 'seed_idx'\)"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"chosen_idx": _put(3, 10**6)},
+            r"pair 3 has chosen_idx 1000000, outside \[0, 8\) "
+            r"\(field 'chosen_idx'\)",
+        ),
+        ({"rejected_idx": _put(0, -1)}, r"pair 0 has rejected_idx -1, outside \[0, 8\)"),
+        ({"seed_idx": _put(4, 3)}, r"pair 4 has seed_idx 3, outside \[0, 3\)"),
+        # pair 0 marked synthetic: 2 seed pairs, so pair 1's rejected row 4 lies past the originals
+        (
+            {"synthetic": _put(0, True)},
+            r"pair 1 uses a synthetic pool row but is not marked "
+            r"synthetic",
+        ),
+        (
+            {"pool": _put((7, 1), np.nan)},
+            r"pair 4 uses pool row 7, which holds NaN/Inf \(field "
+            r"'pool'\)",
+        ),
+        ({"val_rejected": _put((0, 0), np.inf)}, r"holds NaN/Inf \(field 'val_rejected'\)"),
+        ({"seed_idx": None}, r"missing arrays; rerun latentrm synth \(field 'seed_idx'\)"),
+        (
+            {"seed_idx": lambda a: a[:2]},
+            r"expected 5 integer values \(one per pair\), got int64 "
+            r"\(2,\) \(field 'seed_idx'\)",
+        ),
+    ],
+)
 def test_load_augmented_refuses_a_damaged_set_naming_file_and_field(tmp_path, changes, message):
     from latentrm.errors import DataError
 
@@ -102,6 +118,9 @@ def test_load_augmented_unreadable_files_are_one_data_error(tmp_path):
         load_augmented(folder)
     folder = _saved(tmp_path / "again")
     (folder / "augmented.safetensors").write_bytes(b"\x10\0\0\0\0\0\0\0{not a header!!}")
-    with pytest.raises(DataError, match=r"augmented\.safetensors: unreadable .*rerun latentrm "
-                                        "synth"):
+    with pytest.raises(
+        DataError,
+        match=r"augmented\.safetensors: unreadable .*rerun latentrm "
+        "synth",
+    ):
         load_augmented(folder)

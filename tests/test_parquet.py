@@ -117,8 +117,11 @@ def test_errors(tmp_path):
         export_augmented(aug, tmp_path / "x.parquet", ["a", "b"])
     aug.synthetic[3] = False  # mislabelled: pair 3 uses synthetic row 6
     aug.synthetic[0] = True
-    with pytest.raises(DataError, match="pair 3 uses a synthetic pool row but is not marked "
-                                        r"synthetic \(field 'synthetic'\)"):
+    with pytest.raises(
+        DataError,
+        match="pair 3 uses a synthetic pool row but is not marked "
+        r"synthetic \(field 'synthetic'\)",
+    ):
         export_augmented(aug, tmp_path / "x.parquet", ["a", "b", "c"])
     assert not (tmp_path / "x.parquet").exists()
     pq.write_table(pa.table({"a": [1]}), tmp_path / "other.parquet")
@@ -150,22 +153,27 @@ def test_cli_export_refuses_other_suffixes_before_reading(tmp_path, capsys):
     save_augmented(tmp_path / "synth", _aug(), ids=["a", "b", "c"])
     for name in ("aug.csv", "aug.jsonl", "aug.parquet.gz"):  # it writes Parquet, whatever the name
         out = tmp_path / name
-        line = _cli_error(capsys, ["export", "--augmented", str(tmp_path / "nope"), "--out",
-                                   str(out)])
+        line = _cli_error(
+            capsys, ["export", "--augmented", str(tmp_path / "nope"), "--out", str(out)]
+        )
         assert line == f"latentrm: error: {out}: unknown output type (use .parquet)"
         assert not out.exists()
     (tmp_path / "dir.parquet").mkdir()
-    line = _cli_error(capsys, ["export", "--augmented", str(tmp_path / "synth"), "--out",
-                               str(tmp_path / "dir.parquet")])
+    line = _cli_error(
+        capsys,
+        ["export", "--augmented", str(tmp_path / "synth"), "--out", str(tmp_path / "dir.parquet")],
+    )
     assert line.endswith("dir.parquet: is a folder; give the output file's name")
 
 
-@pytest.mark.parametrize(("name", "edit", "field"), [
-    ("chosen_idx", lambda a: np.where(np.arange(len(a)) == 4, 10**6, a), "chosen_idx"),
-    ("pool", lambda a: np.where(np.arange(len(a))[:, None] == 7, np.nan, a), "pool"),
-])
-def test_cli_export_names_the_damaged_input_and_writes_nothing(tmp_path, capsys, name, edit,
-                                                               field):
+@pytest.mark.parametrize(
+    ("name", "edit", "field"),
+    [
+        ("chosen_idx", lambda a: np.where(np.arange(len(a)) == 4, 10**6, a), "chosen_idx"),
+        ("pool", lambda a: np.where(np.arange(len(a))[:, None] == 7, np.nan, a), "pool"),
+    ],
+)
+def test_cli_export_names_the_damaged_input_and_writes_nothing(tmp_path, capsys, name, edit, field):
     from safetensors.numpy import load_file, save_file
 
     synth = tmp_path / "synth"

@@ -35,8 +35,9 @@ def length_dir(tmp_path, monkeypatch):
     path = tmp_path / "rm"
     length_model().save(path)
     real = serve.as_scorer
-    monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None, **kw: real(
-        m, LengthEmbedder(), **kw))
+    monkeypatch.setattr(
+        serve, "as_scorer", lambda m, embedder=None, **kw: real(m, LengthEmbedder(), **kw)
+    )
     return path
 
 
@@ -286,13 +287,18 @@ def test_cli_score_real_minilm_matches_model(tmp_path):
 # --- bon: columns, gold, the real line (issue 15 item 6, issue 16 item 4) ------------------------
 def test_cli_bon_error_names_the_input_file_and_the_real_line(tmp_path, length_dir, capsys):
     inp = tmp_path / "c.jsonl"
-    inp.write_text(json.dumps({"prompt": "p", "candidates": ["a", "b"]}) + "\n\n\n\n\n"
-                   + json.dumps({"prompt": "q", "candidates": ["a", 123]}) + "\n")
+    inp.write_text(
+        json.dumps({"prompt": "p", "candidates": ["a", "b"]})
+        + "\n\n\n\n\n"
+        + json.dumps({"prompt": "q", "candidates": ["a", 123]})
+        + "\n"
+    )
     out = tmp_path / "o.jsonl"
     assert main(["bon", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"latentrm: error: {inp}:6: response must be a string or a list of messages, got int "
-        "123 (field 'candidates[1]')")
+        "123 (field 'candidates[1]')"
+    )
     assert not out.exists()
 
 
@@ -317,12 +323,16 @@ def test_cli_refuses_a_model_that_scores_nan_and_writes_nothing(
     tmp_path, monkeypatch, capsys, command
 ):
     real = serve.as_scorer
-    monkeypatch.setattr(serve, "as_scorer", lambda m, embedder=None, **kw: real(
-        m, LengthEmbedder(), **kw))
+    monkeypatch.setattr(
+        serve, "as_scorer", lambda m, embedder=None, **kw: real(m, LengthEmbedder(), **kw)
+    )
     rm = _overflowing(tmp_path / "rm")
     inp = tmp_path / "in.jsonl"
-    row = {"prompt": "p", "response": "abc"} if command == "score" else {
-        "prompt": "p", "candidates": ["a", "bb"]}
+    row = (
+        {"prompt": "p", "response": "abc"}
+        if command == "score"
+        else {"prompt": "p", "candidates": ["a", "bb"]}
+    )
     inp.write_text(json.dumps(row) + "\n")
     out = tmp_path / "o.jsonl"
     assert main([command, "--model", str(rm), "--input", str(inp), "--out", str(out)]) == 2
@@ -344,7 +354,8 @@ def test_cli_refuses_nan_weights_at_load(tmp_path, length_dir, capsys):
     assert main(["score", "--model", str(length_dir), "--input", str(inp), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"latentrm: error: {length_dir}/head.safetensors: tensor 'mlp.0.weight' holds 1 NaN/Inf "
-        "values")
+        "values"
+    )
 
 
 def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
@@ -356,8 +367,10 @@ def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
     from latentrm.recipes.run import run_pipeline
     from latentrm.testing import small_overrides
 
-    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none]",
-                                            "data.max_response_chars=8"))
+    cfg = load_config(
+        None,
+        small_overrides(hh_file, tmp_path / "run", "methods=[none]", "data.max_response_chars=8"),
+    )
     head_dir = run_pipeline(cfg)["results"][0]["head_dir"]
 
     class Recorder:
@@ -372,15 +385,20 @@ def test_a_head_from_latentrm_run_cuts_served_responses_like_its_training_data(
 
     rec = Recorder()
     f = make_trl_reward_func(head_dir, embedder=rec)
-    a, b = f(prompts=["Where is the Louvre?"] * 2,
-             completions=["Paris is where it is.", "Paris is not where it is, try Lyon."])
+    a, b = f(
+        prompts=["Where is the Louvre?"] * 2,
+        completions=["Paris is where it is.", "Paris is not where it is, try Lyon."],
+    )
     assert rec.responses == ["Paris is", "Paris is"] and a == b
 
 
 def test_trl_reward_func_errors_name_the_item():
     f = make_trl_reward_func(length_model())
-    with pytest.raises(DataError, match=r"^response must be a string or a list of messages, got "
-                                        r"NoneType None \(field 'completions\[1\]'\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^response must be a string or a list of messages, got "
+        r"NoneType None \(field 'completions\[1\]'\)$",
+    ):
         f(prompts=["a", "b"], completions=["x", None])
 
 
@@ -388,8 +406,11 @@ def test_trl_reward_func_errors_name_the_item():
 def test_one_string_is_refused_where_a_list_is_expected_never_iterated():
     """rm.score('abc', 'xyz') used to score three one-character prompts."""
     model = length_model()
-    with pytest.raises(DataError, match=r"^prompts must be a list of prompts, got str 'abc' "
-                                        r"\(one item\? pass \[item\]\) \(field 'prompts'\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^prompts must be a list of prompts, got str 'abc' "
+        r"\(one item\? pass \[item\]\) \(field 'prompts'\)$",
+    ):
         model.score("abc", "xyz")
     with pytest.raises(DataError, match=r"^responses must be a list of responses, got str"):
         model.score(["abc"], "x")
@@ -397,15 +418,20 @@ def test_one_string_is_refused_where_a_list_is_expected_never_iterated():
         best_of_n(model, "abc", [["x"], ["y"], ["z"]])
     with pytest.raises(DataError, match=r"^candidates must be a list of candidate lists, got str"):
         best_of_n(model, ["abc"], "xyz")
-    with pytest.raises(DataError, match=r"^candidates\[0\] must be a list of candidates, got str "
-                                        r"'xyz'"):
+    with pytest.raises(
+        DataError,
+        match=r"^candidates\[0\] must be a list of candidates, got str "
+        r"'xyz'",
+    ):
         best_of_n(model, ["abc"], ["xyz"])
     with pytest.raises(DataError, match=r"^completions must be a list of completions, got str"):
         make_trl_reward_func(model)(prompts=["p"], completions="x")
     assert best_of_n(model, ["abc"], [["x", "yy"]])[0].tolist() == [1]
     # arrays are batches too (a column of a DataFrame, numpy): only a lone str is refused
-    assert model.score(np.array(["p", "q"]), np.array(["ab", "abc"])).tolist() == \
-        model.score(["p", "q"], ["ab", "abc"]).tolist()
+    assert (
+        model.score(np.array(["p", "q"]), np.array(["ab", "abc"])).tolist()
+        == model.score(["p", "q"], ["ab", "abc"]).tolist()
+    )
 
 
 def test_a_full_disk_while_writing_scores_names_the_file_and_promises_no_resume(
@@ -422,8 +448,11 @@ def test_a_full_disk_while_writing_scores_names_the_file_and_promises_no_resume(
 
     monkeypatch.setattr(writers, "atomic_write_bytes", full)
     out = tmp_path / "scores.jsonl"
-    with pytest.raises(DataError, match=rf"^{out}: disk full while writing 2 rows \(No space "
-                                        r"left on device\); nothing was written\. Free space and "
-                                        r"run the command again: it scores every row again") as e:
+    with pytest.raises(
+        DataError,
+        match=rf"^{out}: disk full while writing 2 rows \(No space "
+        r"left on device\); nothing was written\. Free space and "
+        r"run the command again: it scores every row again",
+    ) as e:
         write_rows([{"score": 1.0}, {"score": 2.0}], out)
     assert "resume" not in str(e.value) and not out.exists()

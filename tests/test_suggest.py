@@ -37,21 +37,36 @@ from latentrm.errors import ConfigError, DataError
 from tests.scorers import vector_model as toy_model
 
 PROMPT = ({"role": "user", "content": "Which is better?"},)
-PAIRS = [PreferencePair(f"p{i}", PROMPT, a, b) for i, (a, b) in enumerate([
-    ("2 0", "0 2"), ("1 1", "0.5 0.5"), ("3 3", "0 0"), ("1 0", "0 1"), ("4 0", "0 0"),
-    ("0 4", "1 1")])]
-SETS = [CandidateSet("s0", PROMPT, ("2 0", "0 2", "1 1"), ()),
-        CandidateSet("s1", PROMPT, ("4 0", "0 0", "0 4"), ()),
-        CandidateSet("s2", PROMPT, ("3 3", "3 3", "0 0"), ())]
+PAIRS = [
+    PreferencePair(f"p{i}", PROMPT, a, b)
+    for i, (a, b) in enumerate(
+        [
+            ("2 0", "0 2"),
+            ("1 1", "0.5 0.5"),
+            ("3 3", "0 0"),
+            ("1 0", "0 1"),
+            ("4 0", "0 0"),
+            ("0 4", "1 1"),
+        ]
+    )
+]
+SETS = [
+    CandidateSet("s0", PROMPT, ("2 0", "0 2", "1 1"), ()),
+    CandidateSet("s1", PROMPT, ("4 0", "0 0", "0 4"), ()),
+    CandidateSet("s2", PROMPT, ("3 3", "3 3", "0 0"), ()),
+]
 S = math.sqrt(2.6875 - (12.5 / 12) ** 2)
 
 
-@pytest.mark.parametrize(("strategy", "k", "expected"), [
-    ("bald", 3, ["p0", "p5", "p4"]),
-    ("entropy", 3, ["p0", "p3", "p1"]),
-    ("diversity", 3, ["p2", "p0", "p1"]),
-    ("hybrid", 2, ["p0", "p2"]),
-])
+@pytest.mark.parametrize(
+    ("strategy", "k", "expected"),
+    [
+        ("bald", 3, ["p0", "p5", "p4"]),
+        ("entropy", 3, ["p0", "p3", "p1"]),
+        ("diversity", 3, ["p2", "p0", "p1"]),
+        ("hybrid", 2, ["p0", "p2"]),
+    ],
+)
 def test_pair_pool_by_hand(strategy: str, k: int, expected: list[str]) -> None:
     got = toy_model().suggest(PAIRS, k, strategy=strategy, shuffle_sides=False)
     assert [s.id for s in got] == expected
@@ -70,7 +85,8 @@ def test_pair_pool_reasons_by_hand() -> None:
     assert p5.margin == pytest.approx(1.0) and p5.p_a == pytest.approx(0.7311, abs=1e-4)
     div = toy_model().suggest(PAIRS, 3, strategy="diversity", shuffle_sides=False)
     assert [d.score for d in div] == pytest.approx(
-        [math.sqrt(18) / S, math.sqrt(26) / S, math.sqrt(8.5) / S], rel=1e-4)
+        [math.sqrt(18) / S, math.sqrt(26) / S, math.sqrt(8.5) / S], rel=1e-4
+    )
 
 
 def test_shuffled_sides_change_the_order_not_the_choice() -> None:
@@ -95,19 +111,23 @@ def test_labelled_pairs_are_centers() -> None:
     p4 3.162, p5 4.0); then the nearest of (3, 3) and (2, -2): p1 min(3.536, 2.915), p3
     min(4.472, 1.414), p4 min(3.162, 2.828), p5 min(4.0, 1.414) -> p1 (2.915)."""
     labelled = [PreferencePair("l0", PROMPT, "3 3", "0 0")]
-    got = toy_model().suggest(PAIRS[:2] + PAIRS[3:], 2, strategy="diversity", labelled=labelled,
-                              shuffle_sides=False)
+    got = toy_model().suggest(
+        PAIRS[:2] + PAIRS[3:], 2, strategy="diversity", labelled=labelled, shuffle_sides=False
+    )
     assert [s.id for s in got] == ["p0", "p1"]
 
 
-@pytest.mark.parametrize(("strategy", "k", "expected"), [
-    ("bald", 3, ["s1:0-2", "s0:0-1", "s2:0-2"]),
-    ("entropy", 2, ["s0:0-1", "s1:0-2"]),
-    ("diversity", 3, ["s1:0-2", "s2:0-2", "s0:0-2"]),
-    # hybrid: candidates s1:0-2, s0:0-1, s2:0-2 (one per set, top_m 8); s1:0-2 first, then the
-    # farthest from (4, -4): s2:0-2 (7.071) over s0:0-1 (2.828).
-    ("hybrid", 2, ["s1:0-2", "s2:0-2"]),
-])
+@pytest.mark.parametrize(
+    ("strategy", "k", "expected"),
+    [
+        ("bald", 3, ["s1:0-2", "s0:0-1", "s2:0-2"]),
+        ("entropy", 2, ["s0:0-1", "s1:0-2"]),
+        ("diversity", 3, ["s1:0-2", "s2:0-2", "s0:0-2"]),
+        # hybrid: candidates s1:0-2, s0:0-1, s2:0-2 (one per set, top_m 8); s1:0-2 first, then the
+        # farthest from (4, -4): s2:0-2 (7.071) over s0:0-1 (2.828).
+        ("hybrid", 2, ["s1:0-2", "s2:0-2"]),
+    ],
+)
 def test_candidate_pool_by_hand(strategy: str, k: int, expected: list[str]) -> None:
     got = toy_model().suggest(SETS, k, strategy=strategy)
     assert [s.id for s in got] == expected
@@ -129,8 +149,9 @@ def test_random_candidate_pool_one_pair_per_set() -> None:
     got = toy_model().suggest(SETS, 5, strategy="random", seed=1)
     assert sorted(s.set_id for s in got) == ["s0", "s1", "s2"]  # 3 sets: 3 pairs, not 5
     assert all(s.score is None for s in got)
-    assert [s.id for s in toy_model().suggest(SETS, 5, strategy="random", seed=1)] == \
-        [s.id for s in got]
+    assert [s.id for s in toy_model().suggest(SETS, 5, strategy="random", seed=1)] == [
+        s.id for s in got
+    ]
 
 
 def test_single_head() -> None:

@@ -40,7 +40,8 @@ def check_finite(chosen: np.ndarray, rejected: np.ndarray, what: str) -> None:
             rows = np.flatnonzero(bad)
             raise DataError(
                 f"{what}: {len(rows)} {side} embeddings hold NaN/Inf (first: seed pair "
-                f"{int(rows[0])}); recompute them (latentrm embed --verify checks a cache)")
+                f"{int(rows[0])}); recompute them (latentrm embed --verify checks a cache)"
+            )
 
 
 class NoAugmenter(Estimator):
@@ -97,12 +98,18 @@ class _SamplingBaseline(Estimator):
         rows = np.arange(n * ratio, dtype=np.int64)
         out.add_pairs(2 * n + rows, base + rows, rows // ratio)
         out.stats.update({"kept": 2 * n * ratio, "seconds": time.perf_counter() - t0})
-        log.info("%s: %d seeds, %d pairs made in %.2fs", self.method, n, n * ratio,
-                 out.stats["seconds"])
+        log.info(
+            "%s: %d seeds, %d pairs made in %.2fs", self.method, n, n * ratio, out.stats["seconds"]
+        )
         return out
 
     def _draw(
-        self, chosen: np.ndarray, rejected: np.ndarray, s0: int, s1: int, ratio: int,
+        self,
+        chosen: np.ndarray,
+        rejected: np.ndarray,
+        s0: int,
+        s1: int,
+        ratio: int,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -131,7 +138,12 @@ class DirectPerturbation(_SamplingBaseline):
         return self
 
     def _draw(
-        self, chosen: np.ndarray, rejected: np.ndarray, s0: int, s1: int, ratio: int,
+        self,
+        chosen: np.ndarray,
+        rejected: np.ndarray,
+        s0: int,
+        s1: int,
+        ratio: int,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         scale = (self.noise * self.std_).astype(np.float32)  # (d,)
@@ -175,7 +187,12 @@ class GaussianSampling(_SamplingBaseline):
         return self
 
     def _draw(
-        self, chosen: np.ndarray, rejected: np.ndarray, s0: int, s1: int, ratio: int,
+        self,
+        chosen: np.ndarray,
+        rejected: np.ndarray,
+        s0: int,
+        s1: int,
+        ratio: int,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         m, d = (s1 - s0) * ratio, chosen.shape[1]
@@ -211,8 +228,9 @@ class CrossPromptPairs(Estimator):
         check_pairs(chosen, rejected, "augment")
         n = len(chosen)
         if ratio > n - 1:
-            raise ConfigError(f"cross-prompt pairs: ratio {ratio} needs more than {ratio} seed "
-                              f"pairs, got {n}")
+            raise ConfigError(
+                f"cross-prompt pairs: ratio {ratio} needs more than {ratio} seed pairs, got {n}"
+            )
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
         offsets = rng.integers(1, n, size=(n, ratio))  # partner j = (i + offset) % n, never i
@@ -224,6 +242,7 @@ class CrossPromptPairs(Estimator):
         out = AugmentedPairs.originals(chosen, rejected, method=self.method, ratio=ratio)
         out.add_pairs(seeds, n + partners, seeds)
         out.stats.update({"kept": 0, "seconds": time.perf_counter() - t0})
-        log.info("%s: %d seeds, %d pairs made in %.2fs", self.method, n, n * ratio,
-                 out.stats["seconds"])
+        log.info(
+            "%s: %d seeds, %d pairs made in %.2fs", self.method, n, n * ratio, out.stats["seconds"]
+        )
         return out

@@ -49,7 +49,11 @@ class Trained:
 
 
 def fit_augmenter(
-    method: str, cfg: RunConfig, train: Pairs, seed: int, memo: FitMemo | None = None,
+    method: str,
+    cfg: RunConfig,
+    train: Pairs,
+    seed: int,
+    memo: FitMemo | None = None,
     data_key: str | None = None,
 ) -> tuple[Augmenter, float]:
     """`method`'s augmenter (configured from `cfg`) fitted on the `train` pairs, and the seconds
@@ -74,17 +78,23 @@ def augment(
     return aug
 
 
-def fit_head(
-    cfg: RunConfig, aug: AugmentedPairs, val: Pairs | None, seed: int
-) -> RewardHeadFitter:
+def fit_head(cfg: RunConfig, aug: AugmentedPairs, val: Pairs | None, seed: int) -> RewardHeadFitter:
     """`cfg.reward`'s head trained on `aug`, stopping early on `val` (None: on the training
     loss): the second half of :func:`augment_then_fit`, for pairs augmented elsewhere."""
     return RewardHeadFitter(cfg.reward, seed).fit(aug, val)
 
 
 def augment_then_fit(
-    method: str, cfg: RunConfig, train: Pairs, val: Pairs | None, *, ratio: int, seed: int,
-    memo: FitMemo | None = None, data_key: str | None = None, margins: np.ndarray | None = None,
+    method: str,
+    cfg: RunConfig,
+    train: Pairs,
+    val: Pairs | None,
+    *,
+    ratio: int,
+    seed: int,
+    memo: FitMemo | None = None,
+    data_key: str | None = None,
+    margins: np.ndarray | None = None,
     augmenter: Augmenter | None = None,
 ) -> Trained:
     """Fit `method`'s augmenter on `train` (unless a fitted `augmenter` is given), draw `ratio`

@@ -42,5 +42,6 @@ def make_augmenter(method: str, run_cfg: RunConfig, seed: int) -> Augmenter:
         raise ConfigError(f"unknown augmentation method {method!r}; choose one of {METHODS}")
     if synth.teacher == "none":
         return inner
-    return TeacherLabels(inner, run_cfg.reward, synth.teacher, synth.teacher_heads,
-                         synth.teacher_tau, seed)
+    return TeacherLabels(
+        inner, run_cfg.reward, synth.teacher, synth.teacher_heads, synth.teacher_tau, seed
+    )

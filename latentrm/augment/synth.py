@@ -114,13 +114,17 @@ class LensAugmenter(Estimator):
         gen = torch.Generator().manual_seed(seed)
         z_dim = self.vae_.model_.latent_dim
         # Latent noise for both sides, drawn before any chunking: (n, K, z) each.
-        noise = [torch.randn(n, big_k, z_dim, generator=gen) * math.sqrt(cfg.sigma2)
-                 for _ in range(2)]
+        noise = [
+            torch.randn(n, big_k, z_dim, generator=gen) * math.sqrt(cfg.sigma2) for _ in range(2)
+        ]
         if cfg.pairing == "within_seed":
             a, b = sample_grid_pairs(n, k, ratio, gen)  # (n, ratio) slots
         # noise_on=sample: each seed's latent centre is one posterior draw, (n, z) per side.
-        eps = ([torch.randn(n, z_dim, generator=gen) for _ in range(2)]
-               if cfg.noise_on == "sample" else [None, None])
+        eps = (
+            [torch.randn(n, z_dim, generator=gen) for _ in range(2)]
+            if cfg.noise_on == "sample"
+            else [None, None]
+        )
         for side, (emb, eta) in enumerate(zip((chosen, rejected), noise, strict=True)):
             base = 2 * n + side * n * k  # first pool row of this side's synthetic block
             for s0 in range(0, n, cfg.chunk_size):
@@ -136,28 +140,43 @@ class LensAugmenter(Estimator):
             out.add_pairs(c_rows, r_rows, np.broadcast_to(seeds, a.shape))
         else:
             out.add_pairs(*sample_cross_pairs(n, k, ratio, gen))
-        out.stats.update({
-            "candidates_drawn": 2 * n * big_k, "kept": 2 * n * k, "top_k": k,
-            "likelihood": cfg.likelihood, "sigma2": cfg.sigma2, "pairing": cfg.pairing,
-            "noise_on": cfg.noise_on, "decode": cfg.decode,
-            "seconds": time.perf_counter() - t0,
-            "vae_epochs": self.vae_.history_["epochs_run"],
-            "vae_seconds": self.vae_.history_["seconds"],
-        })
+        out.stats.update(
+            {
+                "candidates_drawn": 2 * n * big_k,
+                "kept": 2 * n * k,
+                "top_k": k,
+                "likelihood": cfg.likelihood,
+                "sigma2": cfg.sigma2,
+                "pairing": cfg.pairing,
+                "noise_on": cfg.noise_on,
+                "decode": cfg.decode,
+                "seconds": time.perf_counter() - t0,
+                "vae_epochs": self.vae_.history_["epochs_run"],
+                "vae_seconds": self.vae_.history_["seconds"],
+            }
+        )
         log.info(
             "lens: %d seeds, %d candidates drawn, %d kept, %d pairs made in %.2fs",
-            n, out.stats["candidates_drawn"], out.stats["kept"], out.stats["pairs_made"],
+            n,
+            out.stats["candidates_drawn"],
+            out.stats["kept"],
+            out.stats["pairs_made"],
             out.stats["seconds"],
         )
         return out
 
-    def _sample_chunk(
-        self, emb: np.ndarray, eta: Tensor, k: int, eps: Tensor | None
-    ) -> np.ndarray:
+    def _sample_chunk(self, emb: np.ndarray, eta: Tensor, k: int, eps: Tensor | None) -> np.ndarray:
         """Seed embeddings (B, d) + latent noise (B, K, z) -> kept samples (B, k, d), raw."""
         cfg = self.synth_cfg
-        kept = top_k_samples(self.vae_.model_, self.vae_.standardize(emb), eta, k, cfg.likelihood,
-                             eps=eps, residual=cfg.decode == "residual")
+        kept = top_k_samples(
+            self.vae_.model_,
+            self.vae_.standardize(emb),
+            eta,
+            k,
+            cfg.likelihood,
+            eps=eps,
+            residual=cfg.decode == "residual",
+        )
         return self.vae_.unstandardize(kept)
 
 
@@ -199,8 +218,13 @@ def sample_cross_pairs(
 
 @torch.no_grad()
 def top_k_samples(
-    model: DivergenceVAE, x: Tensor, eta: Tensor, k: int, likelihood: str,
-    eps: Tensor | None = None, residual: bool = False,
+    model: DivergenceVAE,
+    x: Tensor,
+    eta: Tensor,
+    k: int,
+    likelihood: str,
+    eps: Tensor | None = None,
+    residual: bool = False,
 ) -> Tensor:
     """Sample ``z = c + eta`` around each row's latent centre c, keep the k most likely, decode.
 
@@ -235,4 +259,3 @@ def top_k_samples(
     if residual:
         kept = x[:, None, :] + kept - model.decode(centre)[:, None, :]  # (B, k, d)
     return kept
-

@@ -43,7 +43,12 @@ class TeacherLabels(Estimator):
     fit_params = ("inner", "reward_cfg", "heads", "seed")
 
     def __init__(
-        self, inner: Augmenter, reward_cfg: RewardConfig, mode: str, heads: int, tau: float,
+        self,
+        inner: Augmenter,
+        reward_cfg: RewardConfig,
+        mode: str,
+        heads: int,
+        tau: float,
         seed: int,
     ) -> None:
         self.inner, self.reward_cfg, self.mode = inner, reward_cfg, mode
@@ -67,8 +72,9 @@ class TeacherLabels(Estimator):
 
     def fit(self, chosen: np.ndarray, rejected: np.ndarray) -> TeacherLabels:
         if self.mode not in TEACHER_MODES:
-            raise ConfigError(f"synth.teacher must be none or one of {TEACHER_MODES}, "
-                              f"got {self.mode!r}")
+            raise ConfigError(
+                f"synth.teacher must be none or one of {TEACHER_MODES}, got {self.mode!r}"
+            )
         check_value("synth.teacher_tau", self.tau)
         self.inner.fit(chosen, rejected)
         n = len(chosen)
@@ -78,7 +84,8 @@ class TeacherLabels(Estimator):
         for k in range(self.heads):
             held = self.folds_ == k
             fit = RewardHeadFitter(self.reward_cfg, self.seed + 100 + k).fit(
-                originals.select(~held), (chosen[held], rejected[held]))
+                originals.select(~held), (chosen[held], rejected[held])
+            )
             self.teachers_.append(fit.head_)
         return self
 
@@ -91,8 +98,10 @@ class TeacherLabels(Estimator):
         for k, head in enumerate(self.teachers_):
             sel = np.flatnonzero((fold == k) & aug.synthetic)
             if len(sel):
-                delta = (head.score(aug.pool[aug.chosen_idx[sel]])
-                         - head.score(aug.pool[aug.rejected_idx[sel]])).astype(np.float64)
+                delta = (
+                    head.score(aug.pool[aug.chosen_idx[sel]])
+                    - head.score(aug.pool[aug.rejected_idx[sel]])
+                ).astype(np.float64)
                 prob[sel] = 1.0 / (1.0 + np.exp(-delta))
         return prob
 
@@ -109,11 +118,21 @@ class TeacherLabels(Estimator):
         else:
             out = aug.select(np.ones(len(aug), bool))
             out.target = np.where(syn, prob, 1.0).astype(np.float32)
-        out.stats.update({
-            "teacher": self.mode, "teacher_heads": self.heads, "teacher_tau": self.tau,
-            "teacher_agreement": agree, "new_pairs_before_teacher": int(syn.sum()),
-            "teacher_seconds": time.perf_counter() - t0,
-        })
-        log.info("teacher (%s): %d of %d new pairs kept; teacher agrees with %.1f%% of them",
-                 self.mode, int(out.synthetic.sum()), int(syn.sum()), 100 * agree)
+        out.stats.update(
+            {
+                "teacher": self.mode,
+                "teacher_heads": self.heads,
+                "teacher_tau": self.tau,
+                "teacher_agreement": agree,
+                "new_pairs_before_teacher": int(syn.sum()),
+                "teacher_seconds": time.perf_counter() - t0,
+            }
+        )
+        log.info(
+            "teacher (%s): %d of %d new pairs kept; teacher agrees with %.1f%% of them",
+            self.mode,
+            int(out.synthetic.sum()),
+            int(syn.sum()),
+            100 * agree,
+        )
         return out

@@ -59,8 +59,12 @@ class DivergenceVAE(nn.Module):
     """
 
     def __init__(
-        self, d: int, hidden: Sequence[int] = (64,), latent_dim: int = 16,
-        logvar_min: float = LOGVAR_MIN, logvar_max: float = LOGVAR_MAX,
+        self,
+        d: int,
+        hidden: Sequence[int] = (64,),
+        latent_dim: int = 16,
+        logvar_min: float = LOGVAR_MIN,
+        logvar_max: float = LOGVAR_MAX,
     ) -> None:
         super().__init__()
         if d < 1 or latent_dim < 1 or any(h < 1 for h in hidden):
@@ -135,8 +139,12 @@ class _SafeSqrt(torch.autograd.Function):
 
 
 def w2_diag_gaussians(
-    mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor,
-    logvar_min: float = LOGVAR_MIN, logvar_max: float = LOGVAR_MAX,
+    mu1: Tensor,
+    logvar1: Tensor,
+    mu2: Tensor,
+    logvar2: Tensor,
+    logvar_min: float = LOGVAR_MIN,
+    logvar_max: float = LOGVAR_MAX,
 ) -> Tensor:
     """2-Wasserstein distance between diagonal Gaussians N(mu1, diag s1^2) and N(mu2, diag s2^2).
 
@@ -188,8 +196,15 @@ def recon_loss(x_hat: Tensor, x: Tensor, kind: str, reduction: str = "sum") -> T
 
 
 def divergence_vae_loss(
-    model: DivergenceVAE, e_pos: Tensor, e_neg: Tensor, beta: float, gamma: float,
-    recon: str = "mse", sample: bool = True, reduction: str = "sum", divergence: str = "w2",
+    model: DivergenceVAE,
+    e_pos: Tensor,
+    e_neg: Tensor,
+    beta: float,
+    gamma: float,
+    recon: str = "mse",
+    sample: bool = True,
+    reduction: str = "sum",
+    divergence: str = "w2",
 ) -> tuple[Tensor, dict[str, float]]:
     """LENS divergence-VAE loss on a batch of standardised pairs.
 
@@ -215,8 +230,10 @@ def divergence_vae_loss(
     per_pair = rec[:b] + rec[b:] + beta * (kl[:b] + kl[b:]) - gamma * div  # (B,)
     loss = per_pair.mean()
     parts = {
-        "loss": loss.item(), "recon": (rec[:b] + rec[b:]).mean().item(),
-        "kl": (kl[:b] + kl[b:]).mean().item(), "w2": w2.mean().item(),
+        "loss": loss.item(),
+        "recon": (rec[:b] + rec[b:]).mean().item(),
+        "kl": (kl[:b] + kl[b:]).mean().item(),
+        "w2": w2.mean().item(),
         "divergence": gamma * div.mean().item(),
     }
     return loss, parts
@@ -237,7 +254,9 @@ class VAEFitter(Estimator):
         self.cfg, self.seed, self.val_fraction = cfg, seed, val_fraction
 
     def fit(
-        self, chosen: np.ndarray, rejected: np.ndarray,
+        self,
+        chosen: np.ndarray,
+        rejected: np.ndarray,
         val: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> VAEFitter:
         """Train on (N, d) chosen/rejected pairs; `val` for early stopping (else carved)."""
@@ -253,8 +272,12 @@ class VAEFitter(Estimator):
         else:
             check_pairs(*val, "VAE validation")
             val_pos, val_neg = self.standardize(val[0]), self.standardize(val[1])
-        for name, t in (("train", pos), ("train", neg), ("validation", val_pos),
-                        ("validation", val_neg)):
+        for name, t in (
+            ("train", pos),
+            ("train", neg),
+            ("validation", val_pos),
+            ("validation", val_neg),
+        ):
             if not torch.isfinite(t).all():
                 raise TrainingError(f"VAE fit: the {name} embeddings contain NaN/Inf")
 
@@ -263,8 +286,13 @@ class VAEFitter(Estimator):
                 chosen.shape[1], cfg.hidden, cfg.latent_dim, cfg.logvar_min, cfg.logvar_max
             )
 
-        loss_kw = {"beta": cfg.beta, "gamma": cfg.gamma, "recon": cfg.recon,
-                   "reduction": cfg.recon_reduction, "divergence": cfg.divergence}
+        loss_kw = {
+            "beta": cfg.beta,
+            "gamma": cfg.gamma,
+            "recon": cfg.recon,
+            "reduction": cfg.recon_reduction,
+            "divergence": cfg.divergence,
+        }
 
         def step(idx: Tensor) -> Tensor:
             return divergence_vae_loss(model, pos[idx], neg[idx], **loss_kw)[0]
@@ -274,17 +302,25 @@ class VAEFitter(Estimator):
             return divergence_vae_loss(model, val_pos, val_neg, sample=False, **loss_kw)[0].item()
 
         self.history_ = fit_loop(
-            model, model.parameters(), step,
+            model,
+            model.parameters(),
+            step,
             lambda epoch, rng: minibatches(len(pos), cfg.batch_size, rng),
             val_fn if len(val_pos) else None,
-            epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, patience=cfg.patience,
-            seed=self.seed, name="vae",
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            patience=cfg.patience,
+            seed=self.seed,
+            name="vae",
         )
         # Loss parts of the restored model on validation, to see what each term contributes.
         with torch.no_grad():
-            self.history_["val_parts"] = divergence_vae_loss(
-                model, val_pos, val_neg, sample=False, **loss_kw
-            )[1] if len(val_pos) else {}
+            self.history_["val_parts"] = (
+                divergence_vae_loss(model, val_pos, val_neg, sample=False, **loss_kw)[1]
+                if len(val_pos)
+                else {}
+            )
         self.model_ = model
         return self
 
@@ -303,4 +339,3 @@ class VAEFitter(Estimator):
     def encode(self, x: np.ndarray) -> tuple[Tensor, Tensor]:
         """Raw (N, d) embeddings -> posterior (mu, logvar), each (N, z)."""
         return self.model_.encode(self.standardize(x))
-

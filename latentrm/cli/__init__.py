@@ -43,24 +43,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentrm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug-level logging")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="warnings and errors only: no progress bars, no INFO lines "
-                             "(latentrm's, transformers', datasets' and the Hub's)")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="warnings and errors only: no progress bars, no INFO lines "
+        "(latentrm's, transformers', datasets' and the Hub's)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_args, handler) in sorted(_COMMANDS.items()):
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
         # -q also after the command (`latentrm run cfg.yaml -q`); SUPPRESS keeps the top-level one
-        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="warnings and errors only (as before the command)")
+        p.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="warnings and errors only (as before the command)",
+        )
         p.set_defaults(_handler=handler)
     return parser
 
 
 # Environment switches the Hugging Face libraries read when they are imported.
-_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-              "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-              "DATASETS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+_QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "DATASETS_VERBOSITY": "error",
+    "TQDM_DISABLE": "1",
+}
 
 
 @contextlib.contextmanager
@@ -80,8 +94,9 @@ def quiet_libraries() -> Iterator[None]:
         level, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
         tlog.set_verbosity_error()
         tlog.disable_progress_bar()
-        undo.append(lambda: (tlog.set_verbosity(level),
-                             tlog.enable_progress_bar() if bars else None))
+        undo.append(
+            lambda: (tlog.set_verbosity(level), tlog.enable_progress_bar() if bars else None)
+        )
     if "huggingface_hub" in sys.modules:
         from huggingface_hub import utils as hub
 
@@ -95,8 +110,12 @@ def quiet_libraries() -> Iterator[None]:
         ds_level = datasets.logging.get_verbosity()
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
-        undo.append(lambda: (datasets.logging.set_verbosity(ds_level),
-                             datasets.enable_progress_bars() if ds_bars else None))
+        undo.append(
+            lambda: (
+                datasets.logging.set_verbosity(ds_level),
+                datasets.enable_progress_bars() if ds_bars else None,
+            )
+        )
     try:
         yield
     finally:
@@ -118,9 +137,11 @@ def _os_error_line(e: OSError) -> str:
     where = f": {e.filename}" if e.filename else ""
     what = e.strerror or str(e)
     if e.errno in _FULL:
-        return (f"{what}{where}. Every file is written atomically, so what was finished is kept "
-                "(embedding chunks, finished experiment seeds) and nothing half-written is "
-                "left: free some space and rerun the same command to resume")
+        return (
+            f"{what}{where}. Every file is written atomically, so what was finished is kept "
+            "(embedding chunks, finished experiment seeds) and nothing half-written is "
+            "left: free some space and rerun the same command to resume"
+        )
     return f"{what}{where}"
 
 

@@ -60,20 +60,31 @@ def seed_int(text: str) -> int:
     return value
 
 
-def config_args(p: argparse.ArgumentParser, config_required: bool = False,
-                seed: bool = True) -> None:
+def config_args(
+    p: argparse.ArgumentParser, config_required: bool = False, seed: bool = True
+) -> None:
     """Positional CONFIG (YAML) and key=value overrides, shared by run/experiment/synth/train,
     with --threads and --seed as shorthands for the `threads` and `seed` keys."""
     p.add_argument("config", nargs=None if config_required else "?", help="YAML config file")
     p.add_argument(
-        "overrides", nargs="*", metavar="key=value",
+        "overrides",
+        nargs="*",
+        metavar="key=value",
         help="config overrides, e.g. vae.gamma=0.5 ratios=[2,4]; `latentrm config` lists every key",
     )
-    p.add_argument("--threads", type=thread_count, default=None,
-                   help="torch threads (the config key `threads`)")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        help="torch threads (the config key `threads`)",
+    )
     if seed:
-        p.add_argument("--seed", type=seed_int, default=None,
-                       help="seed of every random choice (the config key `seed`)")
+        p.add_argument(
+            "--seed",
+            type=seed_int,
+            default=None,
+            help="seed of every random choice (the config key `seed`)",
+        )
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -98,8 +109,9 @@ def _check_flags_agree(args: argparse.Namespace, overrides: list[str]) -> None:
         for item in overrides:
             if flag is not None and item.split("=", 1)[0].strip() == key:
                 if parse_overrides([item]).get(key) != flag:
-                    raise ConfigError(f"--{key} {flag} and the override {item} disagree; give "
-                                      "one of them")
+                    raise ConfigError(
+                        f"--{key} {flag} and the override {item} disagree; give one of them"
+                    )
 
 
 def load_run_config(args: argparse.Namespace):
@@ -116,7 +128,7 @@ def load_run_config(args: argparse.Namespace):
     cfg = load_config(path, [*overrides, *_flag_overrides(args)])
     cache = Path(cfg.cache_dir).expanduser()
     if cache.exists() and not cache.is_dir():
-        raise ConfigError(f"{cfg.cache_dir}: exists and is not a folder (the cache_dir); choose "
-                          "another path")
+        raise ConfigError(
+            f"{cfg.cache_dir}: exists and is not a folder (the cache_dir); choose another path"
+        )
     return cfg
-

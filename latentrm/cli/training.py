@@ -31,10 +31,15 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 # --- init ----------------------------------------------------------------------------------------
 def _add_init(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", nargs="?", default="latentrm.yaml",
-                   help="config file to write (default: latentrm.yaml)")
-    p.add_argument("--data", default=None,
-                   help="preference data for data.path (default: pairs.jsonl, to edit)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default="latentrm.yaml",
+        help="config file to write (default: latentrm.yaml)",
+    )
+    p.add_argument(
+        "--data", default=None, help="preference data for data.path (default: pairs.jsonl, to edit)"
+    )
     p.add_argument("--embedder", default="minilm", help="embed.model (default: minilm)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
@@ -57,9 +62,11 @@ def _cmd_init(args: argparse.Namespace) -> int:
     text = starter_config(str(path), args.data, args.embedder, n_pairs)
     atomic_write_text(path, text)
     load_config(path)  # what was written loads
-    print(f"wrote {path}: edit data.path"
-          f"{'' if args.data else ' (now pairs.jsonl: point it at your data)'}, "
-          f"then `latentrm run {path}`")
+    print(
+        f"wrote {path}: edit data.path"
+        f"{'' if args.data else ' (now pairs.jsonl: point it at your data)'}, "
+        f"then `latentrm run {path}`"
+    )
     if n_pairs:
         print(f"split sized from {args.data}: {n_pairs} pairs, data.n_seed and data.n_test 80/20")
     elif args.data:
@@ -92,8 +99,11 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
 
     from latentrm.config import EmbedConfig
 
-    p.add_argument("--data", help="preference data: a file, a folder of files, a saved datasets "
-                                  "folder or a Hub id (default: data.path)")
+    p.add_argument(
+        "--data",
+        help="preference data: a file, a folder of files, a saved datasets "
+        "folder or a Hub id (default: data.path)",
+    )
     p.add_argument("--out", help="cache root; the cache is OUT/<key>/ (default: cache_dir)")
     p.add_argument("--limit", type=positive_int, help="embed only the first N pairs")
     p.add_argument("--config", help="YAML run config; its data/embed sections are the defaults")
@@ -106,8 +116,13 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
         flag = "--embedder" if f.name == "model" else "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
         if isinstance(f.default, bool):
-            p.add_argument(flag, dest=f"embed_{f.name}", action=argparse.BooleanOptionalAction,
-                           default=None, help=help_text)
+            p.add_argument(
+                flag,
+                dest=f"embed_{f.name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
         else:
             p.add_argument(flag, dest=f"embed_{f.name}", default=None, metavar="V", help=help_text)
     _add_embed_scale_out(p)
@@ -116,26 +131,52 @@ def _add_embed(p: argparse.ArgumentParser) -> None:
 def _add_embed_scale_out(p: argparse.ArgumentParser) -> None:
     """Scale-out flags (latentrm.embed.scale / ray_engine): Ray, static shards, verification."""
     g = p.add_argument_group("scale-out (see README: embedding on a cluster)")
-    g.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process (or its shard); ray: a pool of Ray actors")
-    g.add_argument("--ray-address", default=None,
-                   help="Ray cluster: auto (the one this node belongs to) or ray://HOST:10001; "
-                        "default: start a local Ray instance")
-    g.add_argument("--num-actors", type=positive_int, default=2,
-                   help="Ray actors (one model copy each)")
-    g.add_argument("--num-gpus-per-actor", type=float, default=None,
-                   help="GPUs per Ray actor (default: 1 if the cluster has GPUs, else 0)")
-    g.add_argument("--ray-write-on", choices=("actors", "driver"), default="actors",
-                   help="who writes chunk files: actors (OUT on storage all nodes share) or driver")
-    g.add_argument("--shard", default=None, metavar="I/N",
-                   help="embed only chunks c with c %% N == I (torchrun/accelerate: from "
-                        "RANK/WORLD_SIZE); shards share OUT, merging is just reading")
-    g.add_argument("--verify", action="store_true",
-                   help="compute nothing: check the cache is complete (all chunks, shapes, no NaN)")
+    g.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (or its shard); ray: a pool of Ray actors",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster: auto (the one this node belongs to) or ray://HOST:10001; "
+        "default: start a local Ray instance",
+    )
+    g.add_argument(
+        "--num-actors", type=positive_int, default=2, help="Ray actors (one model copy each)"
+    )
+    g.add_argument(
+        "--num-gpus-per-actor",
+        type=float,
+        default=None,
+        help="GPUs per Ray actor (default: 1 if the cluster has GPUs, else 0)",
+    )
+    g.add_argument(
+        "--ray-write-on",
+        choices=("actors", "driver"),
+        default="actors",
+        help="who writes chunk files: actors (OUT on storage all nodes share) or driver",
+    )
+    g.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="embed only chunks c with c %% N == I (torchrun/accelerate: from "
+        "RANK/WORLD_SIZE); shards share OUT, merging is just reading",
+    )
+    g.add_argument(
+        "--verify",
+        action="store_true",
+        help="compute nothing: check the cache is complete (all chunks, shapes, no NaN)",
+    )
 
 
-@command("embed", "Embed preference pairs into the on-disk cache (resumable; hits load no model).",
-         _add_embed)
+@command(
+    "embed",
+    "Embed preference pairs into the on-disk cache (resumable; hits load no model).",
+    _add_embed,
+)
 def _cmd_embed(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
@@ -147,7 +188,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     quiet = ["embed.show_progress=false"] if args.quiet else []
     cfg = load_config(args.config, [*args.overrides, *quiet])
-    flags = {k[len("embed_"):]: v for k, v in vars(args).items() if k.startswith("embed_")}
+    flags = {k[len("embed_") :]: v for k, v in vars(args).items() if k.startswith("embed_")}
     embed_cfg = from_dict(
         EmbedConfig,
         {**to_dict(cfg.embed), **{k: v for k, v in flags.items() if v is not None}},
@@ -155,8 +196,15 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     )
     if args.quiet:
         embed_cfg = dataclasses.replace(embed_cfg, show_progress=False)
-    how = ScaleConfig(args.engine, args.ray_address, args.num_actors, args.num_gpus_per_actor,
-                      args.ray_write_on, args.shard, args.verify)
+    how = ScaleConfig(
+        args.engine,
+        args.ray_address,
+        args.num_actors,
+        args.num_gpus_per_actor,
+        args.ray_write_on,
+        args.shard,
+        args.verify,
+    )
     root = Path(args.out or cfg.cache_dir).expanduser()
     if not root.is_dir():  # an existing cache may be read-only: refused once rows must be written
         check_output_dir(root, "cache root")
@@ -171,8 +219,11 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder for augmented.safetensors/.json")
 
 
-@command("synth", "Augment cached seed-pair embeddings (synth.method, ratios=[r]) and save them.",
-         _add_synth)
+@command(
+    "synth",
+    "Augment cached seed-pair embeddings (synth.method, ratios=[r]) and save them.",
+    _add_synth,
+)
 def _cmd_synth(args: argparse.Namespace) -> int:
     from latentrm.io import check_output_dir
     from latentrm.recipes.stepwise import synth_from_cache
@@ -182,12 +233,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     with torch_threads(cfg.threads):
         st = synth_from_cache(args.cache, cfg, args.out)
-    print(f"method {st['method']}, ratio {st['ratio']}: {st['n_train']} seed pairs "
-          f"({st['n_val']} more kept for validation), d={st['d']}")
+    print(
+        f"method {st['method']}, ratio {st['ratio']}: {st['n_train']} seed pairs "
+        f"({st['n_val']} more kept for validation), d={st['d']}"
+    )
     if "candidates_drawn" in st:
         print(f"candidates drawn {st['candidates_drawn']}, kept {st['kept']} (top-k {st['top_k']})")
-    print(f"pairs made {st['pairs_made']}, total {st['pairs']} pairs, {st['seconds']:.1f}s "
-          "(fit + synth)")
+    print(
+        f"pairs made {st['pairs_made']}, total {st['pairs']} pairs, {st['seconds']:.1f}s "
+        "(fit + synth)"
+    )
     print(f"wrote {args.out}/augmented.safetensors, augmented.json")
     return 0
 
@@ -209,10 +264,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with torch_threads(cfg.threads):
         st = train_head(args.input, cfg, args.out)
     h = st["history"]
-    print(f"trained on {st['pairs']} pairs ({st['method']}, ratio {st['ratio']}), d={st['d']}: "
-          f"{h['epochs_run']} epochs in {h['seconds']:.1f}s, best epoch {h['best_epoch']}")
-    print(f"validation: BT loss {h['best_val']:.4f}, accuracy {st['val_accuracy']:.3f} on "
-          f"{st['n_val']} pairs")
+    print(
+        f"trained on {st['pairs']} pairs ({st['method']}, ratio {st['ratio']}), d={st['d']}: "
+        f"{h['epochs_run']} epochs in {h['seconds']:.1f}s, best epoch {h['best_epoch']}"
+    )
+    print(
+        f"validation: BT loss {h['best_val']:.4f}, accuracy {st['val_accuracy']:.3f} on "
+        f"{st['n_val']} pairs"
+    )
     print(f"wrote {args.out}/ (head.safetensors, head.json, embed_config.json)")
     return 0
 
@@ -222,8 +281,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
 
 
-@command("run", "Train and evaluate every method x ratio on one split; artifacts in out_dir.",
-         _add_run)
+@command(
+    "run", "Train and evaluate every method x ratio on one split; artifacts in out_dir.", _add_run
+)
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
@@ -243,14 +303,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # --- experiment ----------------------------------------------------------------------------------
 def _add_experiment(p: argparse.ArgumentParser) -> None:
     config_args(p, config_required=True, seed=False)  # it repeats over `seeds`
-    p.add_argument("--keep-heads", action="store_true",
-                   help="save every head as a reward model folder, out_dir/heads/[SWEEP=VALUE/]"
-                        "seed-S/<method>-r<ratio> (for `latentrm export`, `score`)")
+    p.add_argument(
+        "--keep-heads",
+        action="store_true",
+        help="save every head as a reward model folder, out_dir/heads/[SWEEP=VALUE/]"
+        "seed-S/<method>-r<ratio> (for `latentrm export`, `score`)",
+    )
 
 
-@command("experiment",
-         "Methods x ratios x seeds (x a swept key): results.csv/md and plots in out_dir.",
-         _add_experiment)
+@command(
+    "experiment",
+    "Methods x ratios x seeds (x a swept key): results.csv/md and plots in out_dir.",
+    _add_experiment,
+)
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -259,6 +324,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     cfg = load_run_config(args)
     run_experiment(cfg, keep_heads=args.keep_heads)
     print((Path(cfg.out_dir) / "results.md").read_text(), end="")
-    print(f"results in {cfg.out_dir}/ (results.csv, results.md, plots/"
-          f"{', heads/' if args.keep_heads else ''})")
+    print(
+        f"results in {cfg.out_dir}/ (results.csv, results.md, plots/"
+        f"{', heads/' if args.keep_heads else ''})"
+    )
     return 0

@@ -16,8 +16,9 @@ class ActiveConfig:
         "Acquisition strategies compared (latentrm.head.acquire.STRATEGIES); 'random' is the "
         "baseline every other is paired with.",
     )
-    start: int = opt(50, "Random labels bought before the first round (the same for every "
-                         "strategy of a split).")
+    start: int = opt(
+        50, "Random labels bought before the first round (the same for every strategy of a split)."
+    )
     step: int = opt(50, "Labels bought per round (the batch size K).")
     budget: int = opt(500, "Labels at the last round (start + rounds * step).")
     methods: tuple[str, ...] = opt(
@@ -27,8 +28,12 @@ class ActiveConfig:
         "anything to actively chosen labels? () = none.",
     )
     methods_at: int | None = opt(
-        None, "The label count (one of start + i * step) at which `methods` are trained; None = "
-              "the budget.")
+        None,
+        "The label count (one of start + i * step) at which `methods` are trained; None = "
+        "the budget.",
+    )
     top_m: int | None = opt(
-        None, "Hybrid: candidates (most uncertain pairs) the k-center step chooses among; "
-              "None = 4 * step.")
+        None,
+        "Hybrid: candidates (most uncertain pairs) the k-center step chooses among; "
+        "None = 4 * step.",
+    )

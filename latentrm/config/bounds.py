@@ -48,36 +48,81 @@ def _count(most: int) -> tuple[tuple[str, float], ...]:
 
 _BATCH, _EPOCHS, _TOKENS = _count(1 << 20), _count(100_000), _count(131_072)
 BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
-    "seed": _SEED, "seeds": _SEED, "threads": _THREADS, "select_gamma": _GE0,
-    "select_sigma2": _GT0, "select_direct_noise": _GE0, "ratios": (("<=", 1024),),
-    "select_folds": (("<=", 100),), "select_repeats": (("<=", 100),),
-    "data.n_test": _GE1, "data.split_seed": _SEED, "data.min_gold_gap": _GE0,
-    "data.pairs_per_prompt": _count(100_000), "data.max_response_chars": _count(1 << 26),
-    "embed.max_length": ((">=", 2), ("<=", 131_072)), "embed.batch_size": _BATCH,
-    "embed.max_batch_tokens": _count(1 << 26), "embed.chunk_size": _BATCH,
-    "embed.threads": _THREADS, "embed.layer": _LAYER, "embed.layers": _LAYER,
+    "seed": _SEED,
+    "seeds": _SEED,
+    "threads": _THREADS,
+    "select_gamma": _GE0,
+    "select_sigma2": _GT0,
+    "select_direct_noise": _GE0,
+    "ratios": (("<=", 1024),),
+    "select_folds": (("<=", 100),),
+    "select_repeats": (("<=", 100),),
+    "data.n_test": _GE1,
+    "data.split_seed": _SEED,
+    "data.min_gold_gap": _GE0,
+    "data.pairs_per_prompt": _count(100_000),
+    "data.max_response_chars": _count(1 << 26),
+    "embed.max_length": ((">=", 2), ("<=", 131_072)),
+    "embed.batch_size": _BATCH,
+    "embed.max_batch_tokens": _count(1 << 26),
+    "embed.chunk_size": _BATCH,
+    "embed.threads": _THREADS,
+    "embed.layer": _LAYER,
+    "embed.layers": _LAYER,
     "select_layer": _LAYER,
-    "vae.latent_dim": _count(4096), "vae.hidden": _WIDTH, "vae.beta": _GT0, "vae.gamma": _GE0,
-    "vae.epochs": _EPOCHS, "vae.lr": _GT0, "vae.weight_decay": _GE0, "vae.batch_size": _BATCH,
+    "vae.latent_dim": _count(4096),
+    "vae.hidden": _WIDTH,
+    "vae.beta": _GT0,
+    "vae.gamma": _GE0,
+    "vae.epochs": _EPOCHS,
+    "vae.lr": _GT0,
+    "vae.weight_decay": _GE0,
+    "vae.batch_size": _BATCH,
     "vae.patience": _GE0,
-    "synth.sigma2": _GT0, "synth.n_candidates": _count(4096), "synth.top_k": _GE1,
-    "synth.teacher_heads": ((">=", 2), ("<=", 64)), "synth.teacher_tau": _PROB,
-    "synth.direct_noise": _GE0, "synth.chunk_size": _BATCH,
-    "reward.hidden": _WIDTH, "reward.dropout": _PROB, "reward.lr": _GT0,
-    "reward.weight_decay": _GE0, "reward.epochs": _EPOCHS, "reward.batch_size": _BATCH,
-    "reward.patience": _GE0, "reward.synthetic_weight": _GE0, "reward.ensemble": _count(64),
-    "reward.cross_fit": ((">=", 0), ("<=", 64)), "reward.min_epochs": ((">=", 0), ("<=", 100_000)),
-    "reward.l2": _GE0, "reward.small_data": _GE0,
-    "eval.best_of_n": _count(4096), "eval.bon_draws": _count(1000),
-    "eval.n_bootstrap": _count(100_000), "eval.bon_seed": _SEED, "eval.candidate_pool": _GE1,
-    "eval.max_prompts": _GE1, "eval.heldout_prompts": ((">", 0), ("<", 1)),
-    "text.epochs": _count(1000), "text.max_length": _TOKENS, "text.batch_size": _BATCH,
-    "text.lr": _GT0, "text.weight_decay": _GE0, "text.lora_r": _count(4096),
-    "text.lora_alpha": _GT0, "text.lora_dropout": _PROB, "text.gradient_accumulation": _BATCH,
-    "text.max_train_pairs": _GE1, "text.seed": _SEED,
-    "self_rewarding.max_new_tokens": _TOKENS, "self_rewarding.temperature": _GT0,
-    "self_rewarding.top_p": ((">", 0), ("<=", 1)), "self_rewarding.max_prompt_tokens": _TOKENS,
-    "self_rewarding.max_judge_tokens": _TOKENS, "self_rewarding.batch_size": _BATCH,
+    "synth.sigma2": _GT0,
+    "synth.n_candidates": _count(4096),
+    "synth.top_k": _GE1,
+    "synth.teacher_heads": ((">=", 2), ("<=", 64)),
+    "synth.teacher_tau": _PROB,
+    "synth.direct_noise": _GE0,
+    "synth.chunk_size": _BATCH,
+    "reward.hidden": _WIDTH,
+    "reward.dropout": _PROB,
+    "reward.lr": _GT0,
+    "reward.weight_decay": _GE0,
+    "reward.epochs": _EPOCHS,
+    "reward.batch_size": _BATCH,
+    "reward.patience": _GE0,
+    "reward.synthetic_weight": _GE0,
+    "reward.ensemble": _count(64),
+    "reward.cross_fit": ((">=", 0), ("<=", 64)),
+    "reward.min_epochs": ((">=", 0), ("<=", 100_000)),
+    "reward.l2": _GE0,
+    "reward.small_data": _GE0,
+    "eval.best_of_n": _count(4096),
+    "eval.bon_draws": _count(1000),
+    "eval.n_bootstrap": _count(100_000),
+    "eval.bon_seed": _SEED,
+    "eval.candidate_pool": _GE1,
+    "eval.max_prompts": _GE1,
+    "eval.heldout_prompts": ((">", 0), ("<", 1)),
+    "text.epochs": _count(1000),
+    "text.max_length": _TOKENS,
+    "text.batch_size": _BATCH,
+    "text.lr": _GT0,
+    "text.weight_decay": _GE0,
+    "text.lora_r": _count(4096),
+    "text.lora_alpha": _GT0,
+    "text.lora_dropout": _PROB,
+    "text.gradient_accumulation": _BATCH,
+    "text.max_train_pairs": _GE1,
+    "text.seed": _SEED,
+    "self_rewarding.max_new_tokens": _TOKENS,
+    "self_rewarding.temperature": _GT0,
+    "self_rewarding.top_p": ((">", 0), ("<=", 1)),
+    "self_rewarding.max_prompt_tokens": _TOKENS,
+    "self_rewarding.max_judge_tokens": _TOKENS,
+    "self_rewarding.batch_size": _BATCH,
     "self_rewarding.max_rounds": _count(100),
 }
 
@@ -116,8 +161,10 @@ def check_name(name: Any, where: str = "") -> str:
     """`name` if it is safe as one folder name (:data:`SAFE_NAME`, no '..'); else ConfigError
     ``{where}{name!r} cannot name a folder: ...``."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(f"{where}{name!r} cannot name a folder: use letters, digits and "
-                          ". _ = + - (starting with a letter or digit, at most 64, no '..')")
+        raise ConfigError(
+            f"{where}{name!r} cannot name a folder: use letters, digits and "
+            ". _ = + - (starting with a letter or digit, at most 64, no '..')"
+        )
     return name
 
 
@@ -191,15 +238,18 @@ def check_divergence(divergence: str, beta: float, gamma: float) -> None:
 
 def _vae_rules(cfg: Any) -> None:
     if not cfg.logvar_min < cfg.logvar_max:
-        raise ConfigError(f"vae.logvar_min ({cfg.logvar_min}) must be < vae.logvar_max "
-                          f"({cfg.logvar_max})")
+        raise ConfigError(
+            f"vae.logvar_min ({cfg.logvar_min}) must be < vae.logvar_max ({cfg.logvar_max})"
+        )
     check_divergence(cfg.divergence, cfg.beta, cfg.gamma)
 
 
 def _synth_rules(cfg: Any) -> None:
     if cfg.top_k is not None and cfg.top_k > cfg.n_candidates:
-        raise ConfigError(f"synth.top_k={cfg.top_k} must be <= synth.n_candidates="
-                          f"{cfg.n_candidates} (it keeps top_k of the n_candidates samples)")
+        raise ConfigError(
+            f"synth.top_k={cfg.top_k} must be <= synth.n_candidates="
+            f"{cfg.n_candidates} (it keeps top_k of the n_candidates samples)"
+        )
 
 
 def _embed_rules(cfg: Any) -> None:
@@ -213,13 +263,19 @@ def _reward_rules(cfg: Any) -> None:
     if cfg.cross_fit == 1:
         raise ConfigError("reward.cross_fit must be 0 (off) or >= 2 folds, got 1")
     if cfg.l2 != 0 and cfg.hidden:
-        raise ConfigError(f"reward.l2={cfg.l2} fits a linear head: set reward.hidden=[] "
-                          f"(got {list(cfg.hidden)}), or use reward.weight_decay for an MLP")
+        raise ConfigError(
+            f"reward.l2={cfg.l2} fits a linear head: set reward.hidden=[] "
+            f"(got {list(cfg.hidden)}), or use reward.weight_decay for an MLP"
+        )
 
 
 # Rules between the keys of one section, by the section's prefix.
-RULES = {"vae.": _vae_rules, "synth.": _synth_rules, "embed.": _embed_rules,
-         "reward.": _reward_rules}
+RULES = {
+    "vae.": _vae_rules,
+    "synth.": _synth_rules,
+    "embed.": _embed_rules,
+    "reward.": _reward_rules,
+}
 
 
 def default_top_k(ratio: int) -> int:
@@ -241,12 +297,14 @@ def check_lens_ratio(synth: Any, ratio: int) -> None:
             raise ConfigError(
                 f"ratios={ratio} with lens keeps synth.top_k={k} samples per seed embedding (the "
                 f"smallest k with (1+k)^2 - 1 >= {ratio}), more than synth.n_candidates="
-                f"{synth.n_candidates}: raise synth.n_candidates")
+                f"{synth.n_candidates}: raise synth.n_candidates"
+            )
     elif synth.pairing == "within_seed" and (1 + synth.top_k) ** 2 - 1 < ratio:
         raise ConfigError(
             f"ratios={ratio} with lens needs (1+synth.top_k)^2 - 1 >= {ratio}, but synth.top_k="
             f"{synth.top_k} gives {(1 + synth.top_k) ** 2 - 1} pairs per seed: raise synth.top_k "
-            "or leave it unset")
+            "or leave it unset"
+        )
 
 
 def bounded_keys(cls: type, prefix: str = "") -> list[str]:

@@ -34,6 +34,7 @@ RENAMED = {"synth.ratio": "`ratios` (one key for every method)"}
 # its text (sweep_values: [[64], [64, 64]] sweeps reward.hidden), not refused.
 _YAML_TEXT = {"sweep_values"}
 
+
 def _field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
@@ -119,8 +120,9 @@ def _build(cls: type[C], data: dict[str, Any], prefix: str = "", whole: bool = T
         if f"{prefix}{key}" in RENAMED:
             raise ConfigError(f"{prefix}{key} is now {RENAMED[f'{prefix}{key}']}")
         if key not in names:
-            raise ConfigError(f"unknown config key {quoted(f'{prefix}{key}')}"
-                              f"{_nearest(str(key), names, prefix)}")
+            raise ConfigError(
+                f"unknown config key {quoted(f'{prefix}{key}')}{_nearest(str(key), names, prefix)}"
+            )
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     out = cls(**kwargs)
     check_bounds(out, prefix)
@@ -154,8 +156,9 @@ def check_run_config(cfg: RunConfig, sweeps: bool = True) -> None:
     base = to_dict(cfg)
     for v in cfg.sweep_values:
         try:
-            swept = _build(RunConfig, deep_merge(base, parse_overrides([f"{cfg.sweep}={v}"])),
-                           whole=False)
+            swept = _build(
+                RunConfig, deep_merge(base, parse_overrides([f"{cfg.sweep}={v}"])), whole=False
+            )
             check_run_config(swept, sweeps=False)
         except ConfigError as e:
             raise ConfigError(f"sweep {cfg.sweep}={v}: {e}") from None

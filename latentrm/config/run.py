@@ -118,8 +118,10 @@ class RunConfig:
         for r in self.ratios:
             check_ratio(r, "ratios")
         if not isinstance(self.variants, dict):
-            raise ConfigError("variants: expected a mapping of names to {method: ..., key: value}"
-                              f", got {self.variants!r}")
+            raise ConfigError(
+                "variants: expected a mapping of names to {method: ..., key: value}"
+                f", got {self.variants!r}"
+            )
         for name, spec in self.variants.items():
             check_name(name, "variants: ")  # heads/NAME-rRATIO is a folder
             if name in METHODS or name == "recipe":
@@ -133,8 +135,10 @@ class RunConfig:
         if "recipe" in self.methods and not self.recipe_from:
             raise ConfigError("methods has 'recipe' but recipe_from names no candidates")
         if self.select_folds < 2 or self.select_repeats < 1:
-            raise ConfigError(f"select_folds must be >= 2 and select_repeats >= 1, got "
-                              f"{self.select_folds} and {self.select_repeats}")
+            raise ConfigError(
+                f"select_folds must be >= 2 and select_repeats >= 1, got "
+                f"{self.select_folds} and {self.select_repeats}"
+            )
         for layer in self.select_layer:
             if not (isinstance(layer, int) or layer == "mean"):
                 raise ConfigError(f"select_layer: {layer!r} is not a layer index or 'mean'")

@@ -177,8 +177,9 @@ class VAEConfig:
 @dataclass(frozen=True)
 class SynthConfig:
     method: str = opt(
-        "lens", "none | lens | direct | gaussian: what `latentrm synth` makes (at the one ratio "
-        "of `ratios`); `latentrm run` compares every method of `methods`."
+        "lens",
+        "none | lens | direct | gaussian: what `latentrm synth` makes (at the one ratio "
+        "of `ratios`); `latentrm run` compares every method of `methods`.",
     )
     sigma2: float = opt(0.01, "Variance of latent noise eta ~ N(0, sigma2 I) (paper: 0.01).")
     n_candidates: int = opt(16, "Latent samples K drawn per seed embedding before top-k selection.")
@@ -365,4 +366,3 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "eval.")
-

@@ -33,8 +33,9 @@ def split_sizes(n_pairs: int) -> tuple[int, int]:
     return max(n_pairs - n_test, 0), n_test
 
 
-def starter_config(name: str, data: str | None = None, model: str = "minilm",
-                   n_pairs: int | None = None) -> str:
+def starter_config(
+    name: str, data: str | None = None, model: str = "minilm", n_pairs: int | None = None
+) -> str:
     """The text of a starter config saved as `name`, reading `data` with embedder `model`;
     `n_pairs` (the pairs `data` holds, when known) sizes the split 80/20 (:func:`split_sizes`),
     else it is 1000 / 200."""
@@ -50,6 +51,13 @@ def starter_config(name: str, data: str | None = None, model: str = "minilm",
         seed_note = "          # labelled pairs to train on (at most what n_test leaves)"
         test_note = "           # held-out pairs to evaluate on, set aside first; null = the rest"
     # JSON strings are YAML strings: a path with ':' or '#' stays one value.
-    return STARTER.format(name=name, data=json.dumps(data or "pairs.jsonl"),
-                          model=json.dumps(model), stem=Path(name).stem, n_seed=n_seed,
-                          n_test=n_test, seed_note=seed_note, test_note=test_note)
+    return STARTER.format(
+        name=name,
+        data=json.dumps(data or "pairs.jsonl"),
+        model=json.dumps(model),
+        stem=Path(name).stem,
+        n_seed=n_seed,
+        n_test=n_test,
+        seed_note=seed_note,
+        test_note=test_note,
+    )

@@ -56,8 +56,10 @@ def _check_expansion(root: yaml.Node) -> None:
     def size(node: yaml.Node) -> int:
         if id(node) in sizes:
             if sizes[id(node)] < 0:
-                raise ConfigError(f"line {node.start_mark.line + 1}: a YAML alias refers to the "
-                                  "value it is part of")
+                raise ConfigError(
+                    f"line {node.start_mark.line + 1}: a YAML alias refers to the "
+                    "value it is part of"
+                )
             return sizes[id(node)]
         sizes[id(node)] = -1  # being counted
         n = 1
@@ -66,8 +68,10 @@ def _check_expansion(root: yaml.Node) -> None:
         elif isinstance(node, yaml.SequenceNode):
             n += sum(size(item) for item in node.value)
         if n > MAX_EXPANDED:
-            raise ConfigError(f"line {node.start_mark.line + 1}: YAML aliases expand to more than "
-                              f"{MAX_EXPANDED} values; write the values out")
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}: YAML aliases expand to more than "
+                f"{MAX_EXPANDED} values; write the values out"
+            )
         sizes[id(node)] = n
         return n
 

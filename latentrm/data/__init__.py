@@ -18,7 +18,16 @@ from latentrm.data.types import (
 )
 
 __all__ = [
-    "CandidateSet", "Message", "PreferenceDataset", "PreferencePair", "Prompt",
-    "binarize_candidates", "carve_validation", "load_candidates", "load_pairs", "parse_hh",
-    "render_plain", "split_indices",
+    "CandidateSet",
+    "Message",
+    "PreferenceDataset",
+    "PreferencePair",
+    "Prompt",
+    "binarize_candidates",
+    "carve_validation",
+    "load_candidates",
+    "load_pairs",
+    "parse_hh",
+    "render_plain",
+    "split_indices",
 ]

@@ -96,8 +96,11 @@ def _loads(text: str) -> tuple[Any, bool]:
     Duplicate keys in an object raise _DuplicateKey (json.loads would keep the last silently).
     """
     seen: list[str] = []
-    obj = json.loads(text, parse_constant=lambda c: seen.append(c) or _Literal(c),
-                     object_pairs_hook=_no_duplicates)
+    obj = json.loads(
+        text,
+        parse_constant=lambda c: seen.append(c) or _Literal(c),
+        object_pairs_hook=_no_duplicates,
+    )
     return obj, bool(seen)
 
 
@@ -106,11 +109,16 @@ def _parse_json(text: str, label: str, line: int | None) -> tuple[Any, bool]:
     try:
         obj, odd = _loads(text)
     except _DuplicateKey as e:
-        raise DataError(f"duplicate key {e.key!r} in one JSON object (JSON readers keep the last "
-                        "silently; remove one)", path=label, line=line) from None
+        raise DataError(
+            f"duplicate key {e.key!r} in one JSON object (JSON readers keep the last "
+            "silently; remove one)",
+            path=label,
+            line=line,
+        ) from None
     except json.JSONDecodeError as e:
         raise DataError(
-            f"malformed JSON: {e.msg} (column {e.colno})", path=label,
+            f"malformed JSON: {e.msg} (column {e.colno})",
+            path=label,
             line=e.lineno if line is None else line,
         ) from None
     except RecursionError:
@@ -121,8 +129,12 @@ def _parse_json(text: str, label: str, line: int | None) -> tuple[Any, bool]:
         except RecursionError:
             raise DataError(_TOO_DEEP, path=label, line=line) from None
         if where is not None:
-            raise DataError("lone UTF-16 surrogate (a \\ud800-\\udfff escape without its "
-                            "pair): not text", path=label, line=line, field=where or None)
+            raise DataError(
+                "lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair): not text",
+                path=label,
+                line=line,
+                field=where or None,
+            )
     return obj, odd
 
 
@@ -132,7 +144,8 @@ def _literal_at(obj: Any, where: str) -> tuple[_Literal, str] | None:
         return obj, where
     if isinstance(obj, dict):
         items: Iterable[tuple[str, Any]] = (
-            (f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+            (f"{where}.{k}" if where else str(k), v) for k, v in obj.items()
+        )
     elif isinstance(obj, list):
         items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
     else:
@@ -149,8 +162,12 @@ def _refuse_literals(records: list[tuple[int, Any]], label: str) -> None:
         except RecursionError:
             raise DataError(_TOO_DEEP, path=label, line=line) from None
         if hit is not None:
-            raise DataError(f"{hit[0]} is not valid JSON (write null or a number)", path=label,
-                            line=line, field=hit[1] or None)
+            raise DataError(
+                f"{hit[0]} is not valid JSON (write null or a number)",
+                path=label,
+                line=line,
+                field=hit[1] or None,
+            )
 
 
 def _decode(data: bytes, label: str) -> str:
@@ -253,8 +270,12 @@ def _csv_records(data: bytes, label: str, delimiter: str = ",") -> list[tuple[in
             header = reader.fieldnames or []  # reads the header, so line_num counts it
             dup = next((c for k, c in enumerate(header) if c in header[:k]), None)
             if dup is not None:
-                raise DataError(f"duplicate column {dup!r} (CSV readers keep the last silently; "
-                                "rename or remove one)", path=label, line=reader.line_num)
+                raise DataError(
+                    f"duplicate column {dup!r} (CSV readers keep the last silently; "
+                    "rename or remove one)",
+                    path=label,
+                    line=reader.line_num,
+                )
             start = reader.line_num + 1
             for row in reader:
                 if None in row:
@@ -272,9 +293,13 @@ def _csv_records(data: bytes, label: str, delimiter: str = ",") -> list[tuple[in
                     except RecursionError:
                         raise DataError(_TOO_DEEP, path=label, line=start, field=k) from None
                     except _DuplicateKey as e:
-                        raise DataError(f"duplicate key {e.key!r} in one JSON object (JSON "
-                                        "readers keep the last silently; remove one)",
-                                        path=label, line=start, field=k) from None
+                        raise DataError(
+                            f"duplicate key {e.key!r} in one JSON object (JSON "
+                            "readers keep the last silently; remove one)",
+                            path=label,
+                            line=start,
+                            field=k,
+                        ) from None
                 if isinstance(rec.get("choice"), str) and rec["choice"].strip().isdigit():
                     rec["choice"] = int(rec["choice"])
                 out.append((start, rec))
@@ -305,7 +330,9 @@ def gunzip(data: bytes, label: str) -> bytes:
         raise DataError(
             f"inflates to more than {limit} bytes ({MAX_INFLATE_RATIO} x its compressed size, "
             f"at least {MIN_INFLATE_LIMIT}): a compression bomb? Real data compresses far less; "
-            "decompress it yourself if it is real", path=label)
+            "decompress it yourself if it is real",
+            path=label,
+        )
     return out
 
 
@@ -328,7 +355,8 @@ def _parquet_records(data: bytes, label: str) -> list[tuple[int, Any]]:
                     f"decodes to more than {limit} bytes ({MAX_INFLATE_RATIO} x its size on disk, "
                     f"at least {MIN_INFLATE_LIMIT}; {len(rows)} of {pf.metadata.num_rows} rows "
                     "read): a dictionary-encoding bomb? Split the file if it is real",
-                    path=label)
+                    path=label,
+                )
             rows.extend(batch.to_pylist())
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"not a readable parquet file ({e})", path=label) from None

@@ -53,8 +53,16 @@ from latentrm.data.readers import Source
 from latentrm.data.types import Message, Prompt
 from latentrm.errors import ConfigError, DataError
 
-__all__ = ["PARSERS", "RecordError", "detect_format", "iter_records", "parse_candidates",
-           "parse_hh", "record_id", "render_plain"]
+__all__ = [
+    "PARSERS",
+    "RecordError",
+    "detect_format",
+    "iter_records",
+    "parse_candidates",
+    "parse_hh",
+    "record_id",
+    "render_plain",
+]
 
 # difflib ratio above which an unexpected key counts as a misspelling ("rejeced" 0.93, "promt"
 # 0.91) rather than another format's key ("choice" vs "chosen" 0.67) or an extra column
@@ -178,7 +186,9 @@ def _parse_trl_messages(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str,
     prompt = messages(rec["prompt"], "prompt") if "prompt" in rec else []
     c, r = messages(rec["chosen"], "chosen"), messages(rec["rejected"], "rejected")
     (c_before, c_reply), (r_before, r_reply) = (
-        conversation_reply(c, "chosen"), conversation_reply(r, "rejected"))
+        conversation_reply(c, "chosen"),
+        conversation_reply(r, "rejected"),
+    )
     if c_before != r_before:
         raise RecordError(
             "chosen and rejected differ before their final message (they must share the prompt)",
@@ -222,14 +232,19 @@ def _parse_tldr(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
 def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
     key = "instruction" if "instruction" in rec else "prompt"
     value = rec[key]
-    prompt = (check_prompt(messages(value, key), key) if isinstance(value, list)
-              else text_prompt(value, key))
+    prompt = (
+        check_prompt(messages(value, key), key)
+        if isinstance(value, list)
+        else text_prompt(value, key)
+    )
     cands = rec["candidates"]
     if not isinstance(cands, list) or not cands:
         raise RecordError("expected a non-empty list of candidates", "candidates")
     if len(cands) > MAX_CANDIDATES:
-        raise RecordError(f"{len(cands)} candidates in one set, more than the {MAX_CANDIDATES} "
-                          "allowed", "candidates")
+        raise RecordError(
+            f"{len(cands)} candidates in one set, more than the {MAX_CANDIDATES} allowed",
+            "candidates",
+        )
     outputs, gold = [], []
     for k, c in enumerate(cands):
         where = f"candidates[{k}]"
@@ -250,20 +265,30 @@ def parse_candidates(rec: dict) -> tuple[Prompt, list[str], list[float]]:
 def _parse_labelled(rec: dict, allow_empty: bool) -> tuple[Prompt, str, str, bool]:
     for key in ("prompt", "label"):
         if key not in rec:
-            raise RecordError(f"missing '{key}' (a labelled file has prompt, response_a, "
-                              "response_b and label a or b)", key)
+            raise RecordError(
+                f"missing '{key}' (a labelled file has prompt, response_a, "
+                "response_b and label a or b)",
+                key,
+            )
     label = rec["label"]
     choice = label.strip().lower() if isinstance(label, str) else None
     if choice not in ("a", "b"):
-        raise RecordError(f"label must be a or b (the preferred response), got {label!r}; label "
-                          "the pair or drop the row", "label")
+        raise RecordError(
+            f"label must be a or b (the preferred response), got {label!r}; label "
+            "the pair or drop the row",
+            "label",
+        )
     win, lose = ("response_a", "response_b") if choice == "a" else ("response_b", "response_a")
     if isinstance(rec["prompt"], list):
         prompt = check_prompt(messages(rec["prompt"], "prompt"), "prompt")
     else:
         prompt = text_prompt(rec["prompt"], "prompt")
-    return (prompt, response(rec[win], win, allow_empty), response(rec[lose], lose, allow_empty),
-            False)
+    return (
+        prompt,
+        response(rec[win], win, allow_empty),
+        response(rec[lose], lose, allow_empty),
+        False,
+    )
 
 
 PARSERS = {

@@ -52,7 +52,10 @@ def _detect(sources: list[Source], cfg: DataConfig) -> tuple[str, str]:
         if other != (shape, fmt):
             raise DataError(
                 f"mixed formats: this file holds {other[1]} records but "
-                f"{sources[0].label} holds {fmt}", path=src.label, line=src.records[0][0])
+                f"{sources[0].label} holds {fmt}",
+                path=src.label,
+                line=src.records[0][0],
+            )
     return shape, fmt
 
 
@@ -94,7 +97,9 @@ def _pairs_from_sources(
                 where, at = seen[pid]
                 also = f"line {at}" if where == src.label else f"{where}:{at}"
                 raise DataError(
-                    f"duplicate id {pid!r} (also on {also})", path=src.label, line=line,
+                    f"duplicate id {pid!r} (also on {also})",
+                    path=src.label,
+                    line=line,
                     field="id",
                 )
             seen[pid] = (src.label, line)
@@ -109,9 +114,14 @@ def _pairs_from_sources(
         if repeats:
             stats["exact_duplicates"] += len(repeats)
             shown = ", ".join(f"{a} (= {b})" for a, b in repeats[:10])
-            log.warning("%s: %d records repeat an earlier record exactly (lines %s%s); kept: "
-                        "remove them if they are not meant to weigh twice", src.label,
-                        len(repeats), shown, ", ..." if len(repeats) > 10 else "")
+            log.warning(
+                "%s: %d records repeat an earlier record exactly (lines %s%s); kept: "
+                "remove them if they are not meant to weigh twice",
+                src.label,
+                len(repeats),
+                shown,
+                ", ..." if len(repeats) > 10 else "",
+            )
         if identical:
             stats["dropped_identical"] += len(identical)
             shown = ", ".join(map(str, identical[:10])) + (", ..." if len(identical) > 10 else "")
@@ -171,8 +181,13 @@ def load_pairs(path: str | Path | None, cfg: DataConfig | None = None) -> Prefer
     t0 = time.perf_counter()
     sources = read_sources(path, cfg)
     ds = pairs_from_sources(sources, cfg, _label(sources, path))
-    log.info("%s: %d pairs (%s) in %.2fs", ds.source, len(ds), ds.stats.get("format"),
-             time.perf_counter() - t0)
+    log.info(
+        "%s: %d pairs (%s) in %.2fs",
+        ds.source,
+        len(ds),
+        ds.stats.get("format"),
+        time.perf_counter() - t0,
+    )
     return ds
 
 
@@ -202,14 +217,14 @@ def pairs_from_sources(
             raise DataError(
                 f"no usable pairs: none of the {ds.stats['sets']} candidate sets has two "
                 "different non-empty outputs whose gold differs by >= "
-                f"data.min_gold_gap={cfg.min_gold_gap:g}", path=label)
+                f"data.min_gold_gap={cfg.min_gold_gap:g}",
+                path=label,
+            )
         return ds
     return _pairs_from_sources(sources, label, cfg, shape, fmt)
 
 
-def load_candidates(
-    path: str | Path | None, cfg: DataConfig | None = None
-) -> list[CandidateSet]:
+def load_candidates(path: str | Path | None, cfg: DataConfig | None = None) -> list[CandidateSet]:
     """Load alpaca-eval style candidate sets: one prompt, N responses with gold scores each.
 
     Outputs are stripped and cut to ``cfg.max_response_chars``; empty outputs are kept (they are

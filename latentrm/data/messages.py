@@ -64,12 +64,16 @@ def text(value: Any, field: str | None) -> str:
 def _content(value: Any, field: str) -> str:
     """Message content as text: a string, or the text parts of a content list."""
     if isinstance(value, list) and all(isinstance(p, Mapping) for p in value):
-        parts = [text(p.get("text"), f"{field}[{k}].text") for k, p in enumerate(value)
-                 if p.get("type", "text") == "text"]
+        parts = [
+            text(p.get("text"), f"{field}[{k}].text")
+            for k, p in enumerate(value)
+            if p.get("type", "text") == "text"
+        ]
         return "".join(parts)
     if not isinstance(value, str):
-        raise RecordError("content must be a string or a list of text parts, got "
-                          f"{type(value).__name__}", field)
+        raise RecordError(
+            f"content must be a string or a list of text parts, got {type(value).__name__}", field
+        )
     return text(value, field)
 
 
@@ -87,8 +91,11 @@ def messages(value: Any, field: str, roles: Sequence[str] = ROLES) -> list[Messa
                 f"expected a {{role, content}} message, got {type(m).__name__}", where
             )
         if m.get("role") not in roles:
-            raise RecordError("role must be user, assistant or system (or tool, in served "
-                              f"prompts), got {m.get('role')!r:.40}", where + ".role")
+            raise RecordError(
+                "role must be user, assistant or system (or tool, in served "
+                f"prompts), got {m.get('role')!r:.40}",
+                where + ".role",
+            )
         content = m.get("content")
         if content is None and m["role"] == "assistant" and m.get("tool_calls"):
             content = ""  # an assistant turn that only calls tools (OpenAI / TRL tool format)
@@ -253,9 +260,7 @@ def as_response(value: Any, prompt: Prompt = (), **where: Any) -> tuple[Prompt, 
             return prompt + tuple(before), reply
     except RecordError as e:
         raise _data_error(e, where) from None
-    raise DataError(
-        f"response must be a string or a list of messages, got {short(value)}", **where
-    )
+    raise DataError(f"response must be a string or a list of messages, got {short(value)}", **where)
 
 
 def as_batch(value: Any, name: str, what: str) -> Sequence[Any]:
@@ -264,8 +269,10 @@ def as_batch(value: Any, name: str, what: str) -> Sequence[Any]:
     if isinstance(value, (str, bytes, Mapping)) or not (
         hasattr(value, "__len__") and hasattr(value, "__iter__")  # lists, arrays, Series
     ):
-        raise DataError(f"{name} must be a list of {what}, got {short(value)} (one item? pass "
-                        "[item])", field=name)
+        raise DataError(
+            f"{name} must be a list of {what}, got {short(value)} (one item? pass [item])",
+            field=name,
+        )
     return value
 
 

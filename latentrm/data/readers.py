@@ -31,6 +31,7 @@ from latentrm.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Source:
     label: str  # names the input in errors and PreferenceDataset.source
@@ -64,7 +65,8 @@ def _read_file(p: Path, label: str) -> Source:
 def _is_saved_dataset(p: Path) -> bool:
     """A folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
     return (p / "dataset_dict.json").is_file() or (
-        (p / "state.json").is_file() and (p / "dataset_info.json").is_file())
+        (p / "state.json").is_file() and (p / "dataset_info.json").is_file()
+    )
 
 
 def _read_saved_dataset(path: str, p: Path, cfg: DataConfig) -> Source:
@@ -76,10 +78,14 @@ def _read_saved_dataset(path: str, p: Path, cfg: DataConfig) -> Source:
         raise DataError(f"not a readable datasets folder (load_from_disk: {e})", path=path) from e
     if isinstance(ds, datasets.DatasetDict):
         if cfg.split not in ds:
-            raise DataError(f"no split data.split={cfg.split!r}; the saved DatasetDict has "
-                            f"{', '.join(map(repr, ds))}", path=path)
-        return Source(f"{path}[{cfg.split}]", f"{p.name}/{cfg.split}",
-                      records_from_datasets(ds[cfg.split]))
+            raise DataError(
+                f"no split data.split={cfg.split!r}; the saved DatasetDict has "
+                f"{', '.join(map(repr, ds))}",
+                path=path,
+            )
+        return Source(
+            f"{path}[{cfg.split}]", f"{p.name}/{cfg.split}", records_from_datasets(ds[cfg.split])
+        )
     return Source(path, p.name, records_from_datasets(ds))
 
 
@@ -90,12 +96,18 @@ def _read_folder(path: str, p: Path) -> list[Source]:
     others = [e.name + ("/" if e.is_dir() else "") for e in entries if e not in files]
     if not files:
         hint = f"; it holds {', '.join(others[:5])}" if others else " (it is empty)"
-        raise DataError(f"no data files ({', '.join(SUFFIXES)}, optionally .gz) in this folder"
-                        f"{hint}", path=path)
+        raise DataError(
+            f"no data files ({', '.join(SUFFIXES)}, optionally .gz) in this folder{hint}", path=path
+        )
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-        log.warning("%s: read %d data files; ignored %d entries that are not data files (%s)",
-                    path, len(files), len(others), shown)
+        log.warning(
+            "%s: read %d data files; ignored %d entries that are not data files (%s)",
+            path,
+            len(files),
+            len(others),
+            shown,
+        )
     return [_read_file(f, str(Path(path) / f.name)) for f in files]
 
 
@@ -106,7 +118,8 @@ def read_sources(path: str | Path | None, cfg: DataConfig) -> list[Source]:
         raise ConfigError(
             "data.path is not set: name the preference data, e.g. data.path=pairs.jsonl (a "
             ".jsonl/.json/.csv/.tsv/.parquet file, a folder of them, a Dataset.save_to_disk "
-            "folder or a Hugging Face Hub id)")
+            "folder or a Hugging Face Hub id)"
+        )
     path = str(path)
     p = Path(path).expanduser()
     if p.is_file():
@@ -126,8 +139,9 @@ def read_source(path: str | Path | None, cfg: DataConfig) -> Source:
     if len(sources) > 1:
         names = ", ".join(Path(s.label).name for s in sources[:4])
         more = ", ..." if len(sources) > 4 else ""
-        raise DataError(f"a folder of {len(sources)} data files ({names}{more}): give one file",
-                        path=str(path))
+        raise DataError(
+            f"a folder of {len(sources)} data files ({names}{more}): give one file", path=str(path)
+        )
     return sources[0]
 
 

@@ -32,13 +32,20 @@ def split_indices(
     if room < 1:
         raise ConfigError(f"data.n_test={n_test} leaves no seed pairs of the data's {n} pairs")
     if n_seed > room:
-        log.warning("data.n_seed=%d but the data has %d pairs%s: using all %d as seed pairs",
-                    n_seed, n, f" beside {n_test} held out" if n_test else "", room)
+        log.warning(
+            "data.n_seed=%d but the data has %d pairs%s: using all %d as seed pairs",
+            n_seed,
+            n,
+            f" beside {n_test} held out" if n_test else "",
+            room,
+        )
         n_seed = room
     perm = np.random.default_rng(seed).permutation(n)
     if fixed_test:
-        return (np.sort(perm[:n_seed]).astype(np.int64),
-                np.sort(perm[n - n_test :]).astype(np.int64))
+        return (
+            np.sort(perm[:n_seed]).astype(np.int64),
+            np.sort(perm[n - n_test :]).astype(np.int64),
+        )
     end = n if n_test is None else n_seed + n_test
     return np.sort(perm[:n_seed]).astype(np.int64), np.sort(perm[n_seed:end]).astype(np.int64)
 

@@ -49,10 +49,16 @@ def _json_line(row: Any, path: Path, i: int, **kw: Any) -> str:
     try:
         return json.dumps(row, ensure_ascii=False, allow_nan=False, **kw)
     except (ValueError, TypeError) as e:
-        bad = next((k for k, v in row.items() if not _json_ok(v)), None) if isinstance(
-            row, Mapping) else None
-        raise DataError(f"row {i} cannot be written as JSON ({e}); nothing was written",
-                        path=str(path), field=bad) from None
+        bad = (
+            next((k for k, v in row.items() if not _json_ok(v)), None)
+            if isinstance(row, Mapping)
+            else None
+        )
+        raise DataError(
+            f"row {i} cannot be written as JSON ({e}); nothing was written",
+            path=str(path),
+            field=bad,
+        ) from None
 
 
 def _json_ok(v: Any) -> bool:
@@ -80,9 +86,12 @@ def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     except OSError as e:
         if e.errno not in _FULL:
             raise
-        raise DataError(f"disk full while writing {len(rows)} rows ({e.strerror}); nothing was "
-                        "written. Free space and run the command again: it scores every row "
-                        "again", path=str(path)) from None
+        raise DataError(
+            f"disk full while writing {len(rows)} rows ({e.strerror}); nothing was "
+            "written. Free space and run the command again: it scores every row "
+            "again",
+            path=str(path),
+        ) from None
 
 
 def _write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> None:

@@ -16,6 +16,11 @@ from latentrm.embed.models import resolve_model
 from latentrm.embed.views import PairEmbeddings, load_pair_cache, verify_cache
 
 __all__ = [
-    "Embedder", "PairEmbeddings", "embed_candidates", "embed_pairs", "load_pair_cache",
-    "resolve_model", "verify_cache",
+    "Embedder",
+    "PairEmbeddings",
+    "embed_candidates",
+    "embed_pairs",
+    "load_pair_cache",
+    "resolve_model",
+    "verify_cache",
 ]

@@ -63,18 +63,24 @@ def list_chunks(d: Path) -> list[Chunk]:
     for side in sorted((d / "chunks").glob("*.json")):
         doc = read_json(side, "chunk description")
         try:
-            ch = Chunk(side.stem, doc["file"], str(doc["sha256"]), list(doc["keys"]),
-                       float(doc["created"]))
+            ch = Chunk(
+                side.stem, doc["file"], str(doc["sha256"]), list(doc["keys"]), float(doc["created"])
+            )
         except (KeyError, TypeError, ValueError):
-            raise CacheError(f"{side}: malformed chunk description; delete it (the chunk is "
-                             "recomputed)") from None
-        why = (f"file {ch.file!r:.80} is not a chunk file name"
-               if not isinstance(ch.file, str) or not _CHUNK_FILE.fullmatch(ch.file)
-               else "'keys' must be a list of row keys"
-               if not all(isinstance(k, str) for k in ch.keys) else None)
+            raise CacheError(
+                f"{side}: malformed chunk description; delete it (the chunk is recomputed)"
+            ) from None
+        why = (
+            f"file {ch.file!r:.80} is not a chunk file name"
+            if not isinstance(ch.file, str) or not _CHUNK_FILE.fullmatch(ch.file)
+            else "'keys' must be a list of row keys"
+            if not all(isinstance(k, str) for k in ch.keys)
+            else None
+        )
         if why:
-            raise CacheError(f"{side}: malformed chunk description ({why}); delete it (the "
-                             "chunk is recomputed)")
+            raise CacheError(
+                f"{side}: malformed chunk description ({why}); delete it (the chunk is recomputed)"
+            )
         out.append(ch)
     return sorted(out, key=lambda c: (c.created, c.id))
 
@@ -112,15 +118,19 @@ def read_chunk(d: Path, ch: Chunk, dim: int, n_layers: int) -> np.ndarray:
     try:  # the header first: nothing is allocated for a shape that is not the expected one
         f = io.BytesIO(data)
         version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
         shape, _, dtype = read_header(f)
     except (OSError, ValueError) as e:
         raise CacheError(f"{path}: unreadable chunk ({e})") from None
     if len(shape) == 3 and shape[0] == want[0] and dtype == np.float32 and shape != want:
         raise StoreMismatch(
             f"{path.parent.parent / 'store.json'}: says {n_layers} layers of dim {dim}, but the "
-            f"intact chunk {path.name} (its checksum holds) is {shape}; delete {d} to rebuild it")
+            f"intact chunk {path.name} (its checksum holds) is {shape}; delete {d} to rebuild it"
+        )
     if shape != want or dtype != np.float32:
         raise CacheError(f"{path}: expected float32 {want}, found {dtype} {shape}")
     try:
@@ -141,26 +151,37 @@ def _check_size_alone(
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(f, max_header_size=_NPY_HEADER_MAX)
-            consistent = (len(shape) == 3 and shape[0] == len(ch.keys) and dtype == np.float32
-                          and size == f.tell() + 4 * int(np.prod(shape, dtype=object)))
+            consistent = (
+                len(shape) == 3
+                and shape[0] == len(ch.keys)
+                and dtype == np.float32
+                and size == f.tell() + 4 * int(np.prod(shape, dtype=object))
+            )
     except (OSError, ValueError, TypeError):
         consistent = False
     if consistent and sha256_file(path) == ch.sha256:
         raise StoreMismatch(
             f"{path.parent.parent / 'store.json'}: says {n_layers} layers of dim {dim}, but the "
-            f"intact chunk {path.name} (its checksum holds) is {shape}; delete {d} to rebuild it")
-    raise CacheError(f"{path}: {size} bytes, but {len(ch.keys)} rows of {n_layers} layers x dim "
-                     f"{dim} take {want_bytes} (+ a header of at most {_NPY_HEADER_MAX})")
+            f"intact chunk {path.name} (its checksum holds) is {shape}; delete {d} to rebuild it"
+        )
+    raise CacheError(
+        f"{path}: {size} bytes, but {len(ch.keys)} rows of {n_layers} layers x dim "
+        f"{dim} take {want_bytes} (+ a header of at most {_NPY_HEADER_MAX})"
+    )
 
 
 def set_aside(d: Path, ch: Chunk, why: str) -> None:
     """Move a bad chunk's description out of the way (its rows count as missing again)."""
     side = d / "chunks" / f"{ch.id}.json"
-    log.warning("cache %s: chunk %s is bad (%s); set aside, its rows will be recomputed", d,
-                ch.id, why)
+    log.warning(
+        "cache %s: chunk %s is bad (%s); set aside, its rows will be recomputed", d, ch.id, why
+    )
     try:
         os.replace(side, side.with_name(f"{ch.id}.json.bad"))
     except FileNotFoundError:
@@ -179,7 +200,13 @@ def write_chunk(d: Path, cid: str, keys: Sequence[str], vectors: np.ndarray) -> 
     sha = hashlib.sha256(data).hexdigest()
     name = f"{cid}.{sha[:16]}.npy"
     atomic_write(d / "chunks" / name, lambda p: p.write_bytes(data))
-    atomic_write_json(d / "chunks" / f"{cid}.json", {
-        "file": name, "sha256": sha, "keys": list(keys), "shape": list(vectors.shape),
-        "created": time.time(),
-    })
+    atomic_write_json(
+        d / "chunks" / f"{cid}.json",
+        {
+            "file": name,
+            "sha256": sha,
+            "keys": list(keys),
+            "shape": list(vectors.shape),
+            "created": time.time(),
+        },
+    )

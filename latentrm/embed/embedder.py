@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def stored_layers(cfg: EmbedConfig) -> list[int]:
     """The hidden-state indices an embedder computes and the cache stores, in one forward pass.
 
@@ -57,8 +58,10 @@ def pick_layer(rows: np.ndarray, layers: Sequence[int], layer: int | str) -> np.
     if layer == "mean":
         return rows.mean(axis=1, dtype=np.float32)
     if layer not in layers:
-        raise ConfigError(f"embed.layer={layer!r} is not among the stored layers {list(layers)}; "
-                          "add it to embed.layers")
+        raise ConfigError(
+            f"embed.layer={layer!r} is not among the stored layers {list(layers)}; "
+            "add it to embed.layers"
+        )
     return np.ascontiguousarray(rows[:, list(layers).index(layer)])
 
 
@@ -142,9 +145,11 @@ class Embedder:
                 )
             except TemplateError as e:  # SecurityError: the sandbox stopped it
                 msg = " ".join(str(e).split())[:300]
-                raise ConfigError(f"embedder {self.cfg.model}'s chat template failed on this "
-                                  f"input ({type(e).__name__}: {msg}); use embed.text_format="
-                                  "plain, or a model whose template you trust") from None
+                raise ConfigError(
+                    f"embedder {self.cfg.model}'s chat template failed on this "
+                    f"input ({type(e).__name__}: {msg}); use embed.text_format="
+                    "plain, or a model whose template you trust"
+                ) from None
             try:
                 prefix = tok.apply_chat_template(
                     list(prompt), tokenize=False, add_generation_prompt=True
@@ -339,4 +344,3 @@ class Embedder:
             "device": str(self.device),
             "latentrm_version": __version__,
         }
-

@@ -47,11 +47,16 @@ _SAME_EMBEDDER = ("model", "gguf_file", "revision", "pooling", "max_length", "te
 def _check_embedder(embedder: Embedder, cfg: EmbedConfig) -> None:
     have = {f: getattr(embedder.cfg, f) for f in _SAME_EMBEDDER}
     asked = {f: getattr(cfg, f) for f in _SAME_EMBEDDER}
-    if have != asked or not set(stored_layers(cfg)) <= set(embedder.layers) or (
-            embedder.dtype != resolve_dtype(cfg.dtype, cfg.device)):
-        raise ConfigError(f"embedder was built with {have} (layers {embedder.layers}, "
-                          f"{embedder.dtype}), but the request asks {asked} (layers "
-                          f"{stored_layers(cfg)}, {cfg.dtype})")
+    if (
+        have != asked
+        or not set(stored_layers(cfg)) <= set(embedder.layers)
+        or (embedder.dtype != resolve_dtype(cfg.dtype, cfg.device))
+    ):
+        raise ConfigError(
+            f"embedder was built with {have} (layers {embedder.layers}, "
+            f"{embedder.dtype}), but the request asks {asked} (layers "
+            f"{stored_layers(cfg)}, {cfg.dtype})"
+        )
 
 
 def cached_rows(
@@ -88,14 +93,25 @@ def cached_rows(
         if not bad:
             break
         if attempt:
-            raise CacheError(f"cache at {plan.dir}: chunks fail their checksum right after "
-                             "being written; is the disk failing?")
+            raise CacheError(
+                f"cache at {plan.dir}: chunks fail their checksum right after "
+                "being written; is the disk failing?"
+            )
     view = write_view(plan, cfg)
     secs = time.perf_counter() - t0
-    info = {"dir": str(plan.dir), "view": str(view), "hit": not computed,
-            "chunks_computed": computed, "seconds": secs}
-    log.info("cache %s: %s in %.1fs", plan.dir,
-             "hit" if not computed else f"{computed} chunks computed", secs)
+    info = {
+        "dir": str(plan.dir),
+        "view": str(view),
+        "hit": not computed,
+        "chunks_computed": computed,
+        "seconds": secs,
+    }
+    log.info(
+        "cache %s: %s in %.1fs",
+        plan.dir,
+        "hit" if not computed else f"{computed} chunks computed",
+        secs,
+    )
     return values, {**store, "cache": info}
 
 
@@ -107,22 +123,31 @@ def check_writable(plan: CachePlan, root: Path) -> None:
     for d in (plan.dir, root):
         if d.exists():
             if not os.access(d, os.W_OK | os.X_OK):
-                what = (f"{len(plan.missing)} of {plan.n_chunks} chunks are not stored yet"
-                        if plan.missing else "this dataset's view is not recorded yet")
-                raise ConfigError(f"{root}: no permission to write in this cache ({what}); "
-                                  "embed into a cache you can write to")
+                what = (
+                    f"{len(plan.missing)} of {plan.n_chunks} chunks are not stored yet"
+                    if plan.missing
+                    else "this dataset's view is not recorded yet"
+                )
+                raise ConfigError(
+                    f"{root}: no permission to write in this cache ({what}); "
+                    "embed into a cache you can write to"
+                )
             return
 
 
 def compute_chunks(
-    embedder: Embedder, plan: CachePlan, todo: Sequence[int], show_progress: bool,
+    embedder: Embedder,
+    plan: CachePlan,
+    todo: Sequence[int],
+    show_progress: bool,
     desc: str = "embed",
 ) -> int:
     """Embed and store chunks `todo` of `plan` with `embedder`; returns how many."""
     ensure_store(plan, embedder.metadata())
     n_rows = plan.n_rows(todo)
-    log.info("cache %s: computing %d of %d chunks (%d rows)", plan.dir, len(todo), plan.n_chunks,
-             n_rows)
+    log.info(
+        "cache %s: computing %d of %d chunks (%d rows)", plan.dir, len(todo), plan.n_chunks, n_rows
+    )
     with tqdm(total=n_rows, unit="text", desc=desc, disable=not show_progress) as bar:
         for c in todo:
             plan.write(c, embed_chunk(embedder, plan, c, bar))
@@ -132,12 +157,20 @@ def compute_chunks(
 def embed_chunk(embedder: Embedder, plan: CachePlan, c: int, bar: Any = None) -> np.ndarray:
     """(rows, L, d) vectors of chunk `c` of `plan`; ConfigError if the model made NaN/Inf."""
     rows = plan.chunks[c]
-    return embed_texts(embedder, [plan.rows.prompts[i] for i in rows],
-                       [plan.rows.responses[i] for i in rows], f"chunk {c} of {plan.dir}", bar)
+    return embed_texts(
+        embedder,
+        [plan.rows.prompts[i] for i in rows],
+        [plan.rows.responses[i] for i in rows],
+        f"chunk {c} of {plan.dir}",
+        bar,
+    )
 
 
 def embed_texts(
-    embedder: Embedder, prompts: Sequence[Any], responses: Sequence[str], where: str,
+    embedder: Embedder,
+    prompts: Sequence[Any],
+    responses: Sequence[str],
+    where: str,
     bar: Any = None,
 ) -> np.ndarray:
     """(rows, L, d) vectors of the texts of one chunk; ConfigError if the model made NaN/Inf."""
@@ -161,7 +194,9 @@ def check_identity(plan: CachePlan, embedder: Embedder) -> None:
 
 
 def embed_pairs(
-    ds: PreferenceDataset, cfg: EmbedConfig, cache_root: str | Path,
+    ds: PreferenceDataset,
+    cfg: EmbedConfig,
+    cache_root: str | Path,
     embedder: Embedder | None = None,
 ) -> PairEmbeddings:
     """Chosen and rejected embeddings of every pair, from the cache (computed if missing).
@@ -172,12 +207,15 @@ def embed_pairs(
     rows = pair_rows(ds)
     values, meta = cached_rows(rows, cfg, cache_root, embedder)
     n = len(ds)
-    return PairEmbeddings(ids=rows.ids_doc["ids"], chosen=values[:n], rejected=values[n:],
-                          meta=meta)
+    return PairEmbeddings(
+        ids=rows.ids_doc["ids"], chosen=values[:n], rejected=values[n:], meta=meta
+    )
 
 
 def embed_candidates(
-    sets: list[CandidateSet], cfg: EmbedConfig, cache_root: str | Path,
+    sets: list[CandidateSet],
+    cfg: EmbedConfig,
+    cache_root: str | Path,
     embedder: Embedder | None = None,
 ) -> list[np.ndarray]:
     """One (N_i, d) float32 array per candidate set (row j = responses[j]), cached like pairs."""

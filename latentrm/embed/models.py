@@ -118,8 +118,12 @@ class _HashMemo:
 
     @staticmethod
     def _stamp(st: os.stat_result) -> dict[str, int]:
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-                "inode": st.st_ino}
+        return {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns,
+            "inode": st.st_ino,
+        }
 
     def sha256(self, path: Path) -> str:
         key = str(path.resolve())
@@ -261,15 +265,21 @@ def load_hf_model(
         raise ConfigError(
             f"cannot load model {where}: UnpicklingError: its weights are a pickle that does not "
             "load without running code (torch.load weights_only refused it); nothing of it ran: "
-            "convert the checkpoint to safetensors if you trust it") from None
+            "convert the checkpoint to safetensors if you trust it"
+        ) from None
     except (OSError, ValueError, KeyError, ImportError) as e:
         msg = " ".join(str(e).split())  # one line, whatever transformers wrote
         raise ConfigError(f"cannot load model {where}: {type(e).__name__}: {msg}") from None
     model.to(device).eval()
     not_dense = not_dense_weights(model, dtype)
     if not_dense:
-        log.warning("%s: %d weights are not dense %s tensors (their matmuls cast): %s", where,
-                    len(not_dense), dtype, ", ".join(not_dense[:5]))
+        log.warning(
+            "%s: %d weights are not dense %s tensors (their matmuls cast): %s",
+            where,
+            len(not_dense),
+            dtype,
+            ", ".join(not_dense[:5]),
+        )
     log.info("loaded %s (%s, dense %s weights) on %s", where, type(model).__name__, dtype, device)
     return tokenizer, model
 

@@ -104,8 +104,12 @@ class _ChunkActor:
             doc = json.loads(payload)
             if not err:
                 try:
-                    rows = embed_texts(self.embedder, doc["prompts"], doc["responses"],
-                                       f"chunk {int(c)} of {self.plan.dir}")
+                    rows = embed_texts(
+                        self.embedder,
+                        doc["prompts"],
+                        doc["responses"],
+                        f"chunk {int(c)} of {self.plan.dir}",
+                    )
                     if self.write:
                         write_chunk(self.plan.dir, doc["id"], doc["keys"], rows)
                     else:
@@ -203,8 +207,11 @@ def embed_rows_ray(
         for c in plan.missing:
             idx = plan.chunks[c]
             docs[c] = {"id": plan.chunk_id(c), "keys": plan.chunk_keys(c)}
-            payload = {**docs[c], "prompts": [rows.prompts[i] for i in idx],
-                       "responses": [rows.responses[i] for i in idx]}
+            payload = {
+                **docs[c],
+                "prompts": [rows.prompts[i] for i in idx],
+                "responses": [rows.responses[i] for i in idx],
+            }
             items.append({"chunk": c, "payload": json.dumps(payload)})
         # Actors need the store, not the request's texts (those travel chunk by chunk).
         slim = dataclasses.replace(plan, rows=FlatRows(rows.kind, [], [], {}))
@@ -236,7 +243,8 @@ def embed_rows_ray(
                 if not stats["chunks_computed"]:
                     ensure_store(plan, emb_meta)
                 arr = np.frombuffer(r["data"], dtype=np.float32).reshape(
-                    int(r["rows"]), len(emb_meta["layers"]), int(emb_meta["dim"]))
+                    int(r["rows"]), len(emb_meta["layers"]), int(emb_meta["dim"])
+                )
                 write_chunk(plan.dir, docs[c]["id"], docs[c]["keys"], arr)
             a = stats["per_actor"].setdefault(r["where"], {"chunks": 0, "rows": 0, "seconds": 0.0})
             a["chunks"] += 1
@@ -248,8 +256,9 @@ def embed_rows_ray(
         ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
-    still = [c for c in plan.missing
-             if not (plan.dir / "chunks" / f"{docs[c]['id']}.json").exists()]
+    still = [
+        c for c in plan.missing if not (plan.dir / "chunks" / f"{docs[c]['id']}.json").exists()
+    ]
     if still:
         raise CacheError(
             f"{len(still)} chunks the Ray actors wrote are not visible in {plan.dir}: cache_root "

@@ -127,10 +127,18 @@ def embed_rows_shard(
     if todo:
         embedder = embedder if embedder is not None else Embedder(cfg)
         check_identity(plan, embedder)
-        log.info("shard %d/%d: computing %d of its %d chunks (%d rows) into %s", shard.rank,
-                 shard.world_size, len(todo), len(mine), n_rows, plan.dir)
-        compute_chunks(embedder, plan, todo, cfg.show_progress,
-                       desc=f"embed {shard.rank}/{shard.world_size}")
+        log.info(
+            "shard %d/%d: computing %d of its %d chunks (%d rows) into %s",
+            shard.rank,
+            shard.world_size,
+            len(todo),
+            len(mine),
+            n_rows,
+            plan.dir,
+        )
+        compute_chunks(
+            embedder, plan, todo, cfg.show_progress, desc=f"embed {shard.rank}/{shard.world_size}"
+        )
     view = write_view(plan, cfg) if shard.rank == 0 else plan.view_path
     return {
         "dir": str(plan.dir),

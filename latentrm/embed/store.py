@@ -65,8 +65,16 @@ log = logging.getLogger(__name__)
 
 FORMAT = "latentrm.embedding-store/2"
 # Embedder metadata that every writer of one store must agree on.
-RESOLVED_FIELDS = ("is_decoder", "pooling", "layers", "max_length", "text_format", "dtype", "dim",
-                   "normalize")
+RESOLVED_FIELDS = (
+    "is_decoder",
+    "pooling",
+    "layers",
+    "max_length",
+    "text_format",
+    "dtype",
+    "dim",
+    "normalize",
+)
 
 
 # --- what a request is ----------------------------------------------------------------------------
@@ -141,17 +149,26 @@ def read_store_meta(d: Path) -> dict:
     malformed: the embedder's dim and stored layers are what every read is shaped by)."""
     meta = read_json(d / "store.json", "store description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "embedder" not in meta:
-        raise CacheError(f"{d / 'store.json'}: not a latentrm embedding store of format "
-                         f"{FORMAT}; delete {d} to rebuild it")
+        raise CacheError(
+            f"{d / 'store.json'}: not a latentrm embedding store of format "
+            f"{FORMAT}; delete {d} to rebuild it"
+        )
     emb = meta["embedder"]
-    why = ("'embedder' is not an object" if not isinstance(emb, dict)
-           else "'request' is not an object" if not isinstance(meta.get("request"), dict)
-           else f"embedder dim {emb.get('dim')!r} is not a positive integer"
-           if not (_is_int(emb.get("dim")) and emb["dim"] >= 1)
-           else f"embedder layers {emb.get('layers')!r} is not a list of layer indices"
-           if not (isinstance(emb.get("layers"), list) and emb["layers"]
-                   and all(map(_is_int, emb["layers"])))
-           else None)
+    why = (
+        "'embedder' is not an object"
+        if not isinstance(emb, dict)
+        else "'request' is not an object"
+        if not isinstance(meta.get("request"), dict)
+        else f"embedder dim {emb.get('dim')!r} is not a positive integer"
+        if not (_is_int(emb.get("dim")) and emb["dim"] >= 1)
+        else f"embedder layers {emb.get('layers')!r} is not a list of layer indices"
+        if not (
+            isinstance(emb.get("layers"), list)
+            and emb["layers"]
+            and all(map(_is_int, emb["layers"]))
+        )
+        else None
+    )
     if why:
         raise CacheError(f"{d / 'store.json'}: malformed ({why}); delete {d} to rebuild it")
     return meta
@@ -235,8 +252,12 @@ def ensure_store(plan: CachePlan, emb_meta: dict) -> None:
     """
     path = plan.dir / "store.json"
     if not path.exists():
-        meta = {"format": FORMAT, "request": plan.request, "embedder": emb_meta,
-                "created": time.time()}
+        meta = {
+            "format": FORMAT,
+            "request": plan.request,
+            "embedder": emb_meta,
+            "created": time.time(),
+        }
         plan.dir.mkdir(parents=True, exist_ok=True)
         tmp = plan.dir / f".store.{os.getpid()}.{time.monotonic_ns()}.tmp"
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
@@ -246,12 +267,22 @@ def ensure_store(plan: CachePlan, emb_meta: dict) -> None:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    check_same(plan.dir, read_store_meta(plan.dir)["embedder"], emb_meta, RESOLVED_FIELDS,
-               "this embedder has")
+    check_same(
+        plan.dir,
+        read_store_meta(plan.dir)["embedder"],
+        emb_meta,
+        RESOLVED_FIELDS,
+        "this embedder has",
+    )
 
 
-def check_same(d: Path, made: Mapping[str, Any], asked: Mapping[str, Any], fields: Iterable[str],
-               asked_as: str = "asked") -> None:
+def check_same(
+    d: Path,
+    made: Mapping[str, Any],
+    asked: Mapping[str, Any],
+    fields: Iterable[str],
+    asked_as: str = "asked",
+) -> None:
     """CacheError naming each field of `fields` where the store at `d` was `made` otherwise."""
     bad = [f for f in fields if made.get(f) != asked.get(f)]
     if bad:
@@ -279,8 +310,9 @@ def read_vectors(
     bad: list[Chunk] = []
     for k in keys:
         if k not in index:
-            raise CacheError(f"cache at {d}: a requested row is not stored (an interrupted run?); "
-                             "rerun embed")
+            raise CacheError(
+                f"cache at {d}: a requested row is not stored (an interrupted run?); rerun embed"
+            )
         ci = index[k][0]
         if ci not in cache:
             try:

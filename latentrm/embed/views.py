@@ -39,8 +39,13 @@ class PairEmbeddings:
 
 def write_view(plan: CachePlan, cfg: EmbedConfig) -> Path:
     """Record the request as a view (its rows in order, ids, and the embedder config)."""
-    doc = {"kind": plan.rows.kind, "keys": plan.rows.keys, **plan.rows.ids_doc,
-           "embed": to_dict(cfg), "created": time.time()}
+    doc = {
+        "kind": plan.rows.kind,
+        "keys": plan.rows.keys,
+        **plan.rows.ids_doc,
+        "embed": to_dict(cfg),
+        "created": time.time(),
+    }
     view = plan.view_path
     if not view.exists():
         atomic_write_json(view, doc)
@@ -57,12 +62,15 @@ def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict
         if (p / "store.json").exists():
             views = sorted((p / "views").glob("*.json"))
             if len(views) != 1:
-                raise CacheError(f"{p} holds {len(views)} embedded datasets; pass one of its "
-                                 "views/<id>.json")
+                raise CacheError(
+                    f"{p} holds {len(views)} embedded datasets; pass one of its views/<id>.json"
+                )
             p = views[0]
         else:
-            raise CacheError(f"{p}: not an embedding cache (no store.json); pass the path "
-                             "`latentrm embed` printed")
+            raise CacheError(
+                f"{p}: not an embedding cache (no store.json); pass the path "
+                "`latentrm embed` printed"
+            )
     if not p.is_file():
         raise CacheError(f"{p}: no such embedding cache view")
     view = read_json(p, "embedded dataset description")
@@ -71,14 +79,16 @@ def load_view(path: str | Path, expect: EmbedConfig | None = None) -> tuple[dict
         raise CacheError(f"{p}: not a latentrm embedding view; delete it")
     why = _malformed(view)
     if why:
-        raise CacheError(f"{p}: malformed embedding view ({why}); delete it and rerun "
-                         "`latentrm embed`")
+        raise CacheError(
+            f"{p}: malformed embedding view ({why}); delete it and rerun `latentrm embed`"
+        )
     view["embed_config"] = view_embed_config(view, p)
     if expect is not None:
         meta = read_store_meta(d)
         ident = resolve_identity(expect, d.parent / "file-hashes.json")
-        asked = store_request(expect, ident if ident is not None else
-                              meta["request"]["model_identity"])
+        asked = store_request(
+            expect, ident if ident is not None else meta["request"]["model_identity"]
+        )
         check_same(d, meta["request"], asked, [k for k in asked if k != "latentrm_version"])
     return view, d
 
@@ -95,7 +105,8 @@ def _malformed(view: dict) -> str | None:
     if view.get("embed") is not None and not isinstance(view["embed"], dict):
         return "'embed' must be an object"
     if view["kind"] == "candidates" and not (
-        isinstance(counts, list) and len(counts) == len(ids)
+        isinstance(counts, list)
+        and len(counts) == len(ids)
         and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
         and sum(counts) == len(keys)
     ):
@@ -124,12 +135,15 @@ def load_pair_cache(path: str | Path, expect: EmbedConfig | None = None) -> Pair
     if view["kind"] != "pairs":
         raise CacheError(f"{path} holds {view['kind']}, not pairs")
     ecfg = view["embed_config"]
-    rows, bad, store = read_vectors(d, view["keys"], expect.layer if expect is not None
-                                    else ecfg.layer)
+    rows, bad, store = read_vectors(
+        d, view["keys"], expect.layer if expect is not None else ecfg.layer
+    )
     if bad:
         files = ", ".join(ch.file for ch in bad[:3]) + (", ..." if len(bad) > 3 else "")
-        raise CacheError(f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
-                         f"aside ({files}); rerun `latentrm embed` to recompute them")
+        raise CacheError(
+            f"cache at {d}: {len(bad)} chunks failed their checksum and were set "
+            f"aside ({files}); rerun `latentrm embed` to recompute them"
+        )
     n = len(view["ids"])
     if rows.shape[0] != 2 * n:
         raise CacheError(f"{path}: {rows.shape[0]} rows for {n} pairs")
@@ -171,10 +185,19 @@ def verify_cache(path: str | Path) -> dict:
             problems.append(f"{absent} of the view's {len(keys)} rows are not stored")
     if problems:
         shown = "; ".join(problems[:10]) + (
-            f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise CacheError(f"cache at {d} is not intact: {shown} (bad chunks were set aside: "
-                         "rerun `latentrm embed` to recompute them)")
+            f"; ... {len(problems) - 10} more" if len(problems) > 10 else ""
+        )
+        raise CacheError(
+            f"cache at {d} is not intact: {shown} (bad chunks were set aside: "
+            "rerun `latentrm embed` to recompute them)"
+        )
     stale = sorted(x.name for x in d.rglob(".*.tmp"))
     rows = sum(len(ch.keys) for ch in chunks)
-    return {"dir": str(d), "chunks": len(chunks), "rows": rows if keys is None else len(keys),
-            "dim": dim, "layers": emb["layers"], "stale_tmp": stale}
+    return {
+        "dir": str(d),
+        "chunks": len(chunks),
+        "rows": rows if keys is None else len(keys),
+        "dim": dim,
+        "layers": emb["layers"],
+        "stale_tmp": stale,
+    }

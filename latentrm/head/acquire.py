@@ -77,7 +77,8 @@ def bald(margins: np.ndarray) -> np.ndarray:
     if m.shape[0] < 2:
         raise ConfigError(
             "bald needs an ensemble head (reward.ensemble > 1): with one head the disagreement "
-            "is 0 for every pair; use strategy entropy, or train with reward.ensemble: 5")
+            "is 0 for every pair; use strategy entropy, or train with reward.ensemble: 5"
+        )
     p = _sigmoid(m)  # (K, N)
     return np.clip(binary_entropy(p.mean(0)) - binary_entropy(p).mean(0), 0.0, None)
 
@@ -107,8 +108,12 @@ def pair_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def kcenter_greedy(
-    features: np.ndarray, k: int, *, groups: np.ndarray | None = None,
-    centers: np.ndarray | None = None, first: int | None = None,
+    features: np.ndarray,
+    k: int,
+    *,
+    groups: np.ndarray | None = None,
+    centers: np.ndarray | None = None,
+    first: int | None = None,
     candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-center greedy: (picked indices (k',), each pick's distance to its nearest center (k',)).
@@ -178,8 +183,14 @@ class Acquisition:
 
 
 def select(
-    strategy: str, margins: np.ndarray, k: int, *, features: np.ndarray | None = None,
-    groups: np.ndarray | None = None, labelled: np.ndarray | None = None, seed: int = 0,
+    strategy: str,
+    margins: np.ndarray,
+    k: int,
+    *,
+    features: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    labelled: np.ndarray | None = None,
+    seed: int = 0,
     top_m: int | None = None,
 ) -> Acquisition:
     """Choose k pairs of the pool by `strategy` (module docstring), at most one per group.
@@ -217,13 +228,23 @@ def select(
     else:
         value = dis if m.shape[0] >= 2 else ent
         cand = top_by_group(value, top_m or HYBRID_POOL * k, g)
-        idx, _ = kcenter_greedy(features, k, groups=g, centers=labelled, first=int(cand[0]),
-                                candidates=cand)
+        idx, _ = kcenter_greedy(
+            features, k, groups=g, centers=labelled, first=int(cand[0]), candidates=cand
+        )
         score = value[idx]
     return Acquisition(strategy, idx, np.asarray(score, np.float64), m.mean(0), dis, ent)
 
 
 __all__ = [
-    "STRATEGIES", "Acquisition", "bald", "binary_entropy", "kcenter_greedy", "pair_distances",
-    "pair_features", "predictive_entropy", "response_scale", "select", "top_by_group",
+    "STRATEGIES",
+    "Acquisition",
+    "bald",
+    "binary_entropy",
+    "kcenter_greedy",
+    "pair_distances",
+    "pair_features",
+    "predictive_entropy",
+    "response_scale",
+    "select",
+    "top_by_group",
 ]

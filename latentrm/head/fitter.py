@@ -45,8 +45,13 @@ L2_FOLDS = 5
 def is_plain(cfg: RewardConfig) -> bool:
     """Whether `cfg` asks for none of the heads beyond the plain one (ensemble, cross-fitting,
     a minimum of epochs, weight averaging, an exact L2 fit): small_data may replace it."""
-    return (cfg.ensemble == 1 and cfg.cross_fit < 2 and cfg.min_epochs == 0
-            and not cfg.average and cfg.l2 == 0)
+    return (
+        cfg.ensemble == 1
+        and cfg.cross_fit < 2
+        and cfg.min_epochs == 0
+        and not cfg.average
+        and cfg.l2 == 0
+    )
 
 
 def effective_reward(cfg: RewardConfig, n_seed: int) -> RewardConfig:
@@ -128,22 +133,25 @@ class RewardHeadFitter(Estimator):
         for f in range(k):
             held = np.flatnonzero(orig & (fold_of_pair == f))
             hc, hr = train.pair_embeddings(held)
-            head, hist = self._fit_one(cfg, train.select(fold_of_pair != f), (hc, hr),
-                                       self.seed + f)
+            head, hist = self._fit_one(
+                cfg, train.select(fold_of_pair != f), (hc, hr), self.seed + f
+            )
             sc[held], sr[held] = head.score(hc), head.score(hr)
             members.append(head)
             histories.append(hist)
         self.head_ = EnsembleHead(members).eval()
         self.history_ = _ensemble_history(histories)
         rc, rr = torch.from_numpy(sc[orig]), torch.from_numpy(sr[orig])
-        self.history_["oof_accuracy"] = float(((rc > rr).float() + 0.5 * (rc == rr).float())
-                                              .mean())
+        self.history_["oof_accuracy"] = float(((rc > rr).float() + 0.5 * (rc == rr).float()).mean())
         self.history_["oof_bt_loss"] = float(bradley_terry_loss(rc, rr))
         return self
 
     def _fit_one(
-        self, cfg: RewardConfig, train: AugmentedPairs,
-        val: tuple[np.ndarray, np.ndarray] | None, seed: int,
+        self,
+        cfg: RewardConfig,
+        train: AugmentedPairs,
+        val: tuple[np.ndarray, np.ndarray] | None,
+        seed: int,
     ) -> tuple[RewardHead, dict[str, Any]]:
         if cfg.l2 != 0:
             return fit_linear_l2(train, cfg, seed, val)
@@ -161,7 +169,9 @@ class RewardHeadFitter(Estimator):
             rows = torch.cat([c_idx[batch], r_idx[batch]])  # one pass for both sides: (2B,)
             r = head(pool.index_select(0, rows))  # (2B,)
             return bradley_terry_loss(
-                r[:b], r[b:], None if target is None else target[batch],
+                r[:b],
+                r[b:],
+                None if target is None else target[batch],
                 None if margin is None else margin[batch],
                 None if weight is None else weight[batch],
             )
@@ -172,12 +182,20 @@ class RewardHeadFitter(Estimator):
             return bradley_terry_loss(rc, rr).item()
 
         history = fit_loop(
-            head, head.parameters(), step,
+            head,
+            head.parameters(),
+            step,
             lambda epoch, rng: minibatches(len(train), cfg.batch_size, rng),
             val_fn if val is not None else None,
-            epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, patience=cfg.patience,
-            seed=seed, name="reward", early_stopping=cfg.early_stopping,
-            min_epochs=cfg.min_epochs, average=cfg.average,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            patience=cfg.patience,
+            seed=seed,
+            name="reward",
+            early_stopping=cfg.early_stopping,
+            min_epochs=cfg.min_epochs,
+            average=cfg.average,
         )
         return head, history
 
@@ -201,8 +219,13 @@ def epoch0_heads(history: dict[str, Any]) -> tuple[int, int]:
 
 # --- the linear Bradley-Terry head with L2, fitted exactly ---------------------------------------
 def _newton_bt(
-    x: Tensor, target: Tensor, margin: Tensor, weight: Tensor, l2: float,
-    max_iter: int = 100, tol: float = 1e-9,
+    x: Tensor,
+    target: Tensor,
+    margin: Tensor,
+    weight: Tensor,
+    l2: float,
+    max_iter: int = 100,
+    tol: float = 1e-9,
 ) -> tuple[Tensor, int]:
     """argmin_w ``sum_b w_b l_b(x_b . w - m_b) / sum_b w_b + l2/2 |w|^2`` by Newton's method.
 
@@ -248,7 +271,9 @@ def _newton_bt(
 
 
 def fit_linear_l2(
-    train: AugmentedPairs, cfg: RewardConfig, seed: int,
+    train: AugmentedPairs,
+    cfg: RewardConfig,
+    seed: int,
     val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[RewardHead, dict[str, Any]]:
     """A linear :class:`RewardHead` (``cfg.hidden`` empty) minimising the mean Bradley-Terry loss
@@ -284,8 +309,12 @@ def fit_linear_l2(
         for f in range(k):
             tr, ho = fold != f, orig & (fold == f)
             sd = torch.from_numpy(stats(train.select(fold_np != f))[1]).to(one)
-            parts.append(((diff[tr] / sd, tgt[tr], mrg[tr], wgt[tr]),
-                          (diff[ho] / sd, tgt[ho], mrg[ho], wgt[ho])))
+            parts.append(
+                (
+                    (diff[tr] / sd, tgt[tr], mrg[tr], wgt[tr]),
+                    (diff[ho] / sd, tgt[ho], mrg[ho], wgt[ho]),
+                )
+            )
         best: tuple[float, float, float] | None = None  # (held loss, l2, held accuracy)
         for lam in sorted(L2_GRID, reverse=True):  # ties go to the stronger l2
             held_loss, held_w, correct, count = 0.0, 0.0, 0.0, 0
@@ -317,13 +346,30 @@ def fit_linear_l2(
     train_loss = float(bradley_terry_loss(rc, rr, tgt.float(), mrg.float(), wgt.float()))
     val_loss = train_loss
     if val is not None:
-        val_loss = float(bradley_terry_loss(torch.from_numpy(head.score(val[0])),
-                                            torch.from_numpy(head.score(val[1]))))
-    history = {"train_loss": [train_loss], "val_loss": [val_loss], "best_epoch": -1,
-               "best_val": val_loss, "epochs_run": 0, "steps": iters,
-               "seconds": time.perf_counter() - t0, "l2": lam, "l2_cv_loss": scores, **oof}
-    log.info("reward: linear head, l2 %g (%s), %d Newton steps, train BT loss %.4f", lam,
-             "chosen by cv" if scores else "given", iters, train_loss)
+        val_loss = float(
+            bradley_terry_loss(
+                torch.from_numpy(head.score(val[0])), torch.from_numpy(head.score(val[1]))
+            )
+        )
+    history = {
+        "train_loss": [train_loss],
+        "val_loss": [val_loss],
+        "best_epoch": -1,
+        "best_val": val_loss,
+        "epochs_run": 0,
+        "steps": iters,
+        "seconds": time.perf_counter() - t0,
+        "l2": lam,
+        "l2_cv_loss": scores,
+        **oof,
+    }
+    log.info(
+        "reward: linear head, l2 %g (%s), %d Newton steps, train BT loss %.4f",
+        lam,
+        "chosen by cv" if scores else "given",
+        iters,
+        train_loss,
+    )
     return head, history
 
 

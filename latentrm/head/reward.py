@@ -77,13 +77,20 @@ class RewardHead(nn.Module):
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     def config(self) -> dict[str, Any]:
-        return {"format": HEAD_FORMAT, "d": self.d, "hidden": list(self.hidden),
-                "dropout": self.dropout}
+        return {
+            "format": HEAD_FORMAT,
+            "d": self.d,
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+        }
 
 
 def bradley_terry_loss(
-    r_chosen: Tensor, r_rejected: Tensor, target: Tensor | None = None,
-    margin: Tensor | None = None, weight: Tensor | None = None,
+    r_chosen: Tensor,
+    r_rejected: Tensor,
+    target: Tensor | None = None,
+    margin: Tensor | None = None,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Bradley-Terry negative log-likelihood of the preferences.
 
@@ -146,8 +153,11 @@ class EnsembleHead(nn.Module):
         return self.score_and_spread(e, batch_size)[1]
 
     def config(self) -> dict[str, Any]:
-        return {"format": ENSEMBLE_FORMAT, "d": self.d,
-                "members": [m.config() for m in self.members]}
+        return {
+            "format": ENSEMBLE_FORMAT,
+            "d": self.d,
+            "members": [m.config() for m in self.members],
+        }
 
 
 def check_scores(scores: np.ndarray, where: str = "reward model") -> np.ndarray:

@@ -66,8 +66,13 @@ class AdamW:
     """
 
     def __init__(
-        self, params: Iterable[nn.Parameter], lr: float, weight_decay: float,
-        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, foreach: bool = True,
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        weight_decay: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        foreach: bool = True,
     ) -> None:
         self.params = list(params)
         self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
@@ -95,12 +100,26 @@ class AdamW:
                 }
         st = [self.state[p] for p in ps]
         adamw(
-            ps, [p.grad for p in ps], [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
-            [], [s["step"] for s in st], foreach=self.foreach, capturable=False,
-            differentiable=False, fused=None, grad_scale=None, found_inf=None,
-            has_complex=any(torch.is_complex(p) for p in ps), amsgrad=False,
-            beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
-            weight_decay=self.weight_decay, eps=self.eps, maximize=False,
+            ps,
+            [p.grad for p in ps],
+            [s["exp_avg"] for s in st],
+            [s["exp_avg_sq"] for s in st],
+            [],
+            [s["step"] for s in st],
+            foreach=self.foreach,
+            capturable=False,
+            differentiable=False,
+            fused=None,
+            grad_scale=None,
+            found_inf=None,
+            has_complex=any(torch.is_complex(p) for p in ps),
+            amsgrad=False,
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            maximize=False,
         )
 
 
@@ -158,8 +177,13 @@ def fit_loop(
         raise TrainingError(f"{name}: min_epochs={min_epochs} exceeds epochs={epochs}")
     params = list(params)
     history: dict[str, Any] = {
-        "train_loss": [], "val_loss": [], "best_epoch": -1, "best_val": math.inf,
-        "epochs_run": 0, "steps": 0, "seconds": 0.0,
+        "train_loss": [],
+        "val_loss": [],
+        "best_epoch": -1,
+        "best_val": math.inf,
+        "epochs_run": 0,
+        "steps": 0,
+        "seconds": 0.0,
     }
     t0 = time.perf_counter()
     best_state: dict[str, torch.Tensor] | None = None
@@ -168,9 +192,14 @@ def fit_loop(
     threads = training_threads(n_params)
     if threads != torch.get_num_threads() and (threads, torch.get_num_threads()) not in _NOTED:
         _NOTED.add((threads, torch.get_num_threads()))  # once per process, not once per head
-        log.info("%s: %d parameters, trained with %d torch thread(s) instead of %d (small "
-                 "models lose more to thread synchronisation than they gain)", name, n_params,
-                 threads, torch.get_num_threads())
+        log.info(
+            "%s: %d parameters, trained with %d torch thread(s) instead of %d (small "
+            "models lose more to thread synchronisation than they gain)",
+            name,
+            n_params,
+            threads,
+            torch.get_num_threads(),
+        )
     with seeded(seed), torch_threads(threads):
         rng = torch.Generator().manual_seed(seed)
         # foreach: multi-tensor updates instead of a Python loop over parameters (torch's CPU
@@ -226,16 +255,21 @@ def fit_loop(
                 history["best_val"], history["best_epoch"] = val, epoch
                 best_state = kept if average else copy.deepcopy(model.state_dict())
             elif epoch - history["best_epoch"] >= patience:
-                log.debug("%s: early stop at epoch %d (best %d)", name, epoch,
-                          history["best_epoch"])
+                log.debug(
+                    "%s: early stop at epoch %d (best %d)", name, epoch, history["best_epoch"]
+                )
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     history["seconds"] = time.perf_counter() - t0
     log.info(
-        "%s: %d epochs, best val loss %.4f at epoch %d, %.1fs", name, history["epochs_run"],
-        history["best_val"], history["best_epoch"], history["seconds"],
+        "%s: %d epochs, best val loss %.4f at epoch %d, %.1fs",
+        name,
+        history["epochs_run"],
+        history["best_val"],
+        history["best_epoch"],
+        history["seconds"],
     )
     return history
 
@@ -247,8 +281,10 @@ def _running_mean(
     (`state` itself when `avg` is None); buffers that are not floats are taken from `state`."""
     if avg is None:
         return {k: v.clone() for k, v in state.items()}
-    return {k: avg[k] + (v - avg[k]) / (count + 1) if v.is_floating_point() else v.clone()
-            for k, v in state.items()}
+    return {
+        k: avg[k] + (v - avg[k]) / (count + 1) if v.is_floating_point() else v.clone()
+        for k, v in state.items()
+    }
 
 
 def standardization_stats(

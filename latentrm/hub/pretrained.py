@@ -36,7 +36,11 @@ class HubMixin(ModelHubMixin):
     _save_options: dict[str, Any]
 
     def save_pretrained(  # type: ignore[override]
-        self, save_directory: str | Path, *, export: str | None = None, dtype: str | None = None,
+        self,
+        save_directory: str | Path,
+        *,
+        export: str | None = None,
+        dtype: str | None = None,
         **kwargs: Any,
     ) -> str | None:
         """Write the whole model folder (module docstring), loading the embedder if needed.
@@ -61,7 +65,12 @@ class HubMixin(ModelHubMixin):
             raise
 
     def push_to_hub(  # type: ignore[override]
-        self, repo_id: str, *, export: str | None = None, dtype: str | None = None, **kwargs: Any,
+        self,
+        repo_id: str,
+        *,
+        export: str | None = None,
+        dtype: str | None = None,
+        **kwargs: Any,
     ) -> str:
         """Upload the :meth:`save_pretrained` folder to the Hub repo `repo_id` (one commit).
 
@@ -76,16 +85,23 @@ class HubMixin(ModelHubMixin):
             return super().push_to_hub(repo_id, **kwargs)
 
     @contextlib.contextmanager
-    def _saving(self, export: str | None, dtype: str | None, *, card: dict | None = None,
-                repo_id: str | None = None) -> Iterator[None]:
+    def _saving(
+        self,
+        export: str | None,
+        dtype: str | None,
+        *,
+        card: dict | None = None,
+        repo_id: str | None = None,
+    ) -> Iterator[None]:
         """`export`/`dtype` (None: as set), the card's settings and the repo id the card's usage
         code loads, for the huggingface_hub save calls inside, restored after: the mixin's
         save_pretrained/push_to_hub take no such options of their own."""
         if export is not None and export not in EXPORTS:
             raise ConfigError(f"export must be one of {', '.join(EXPORTS)}, got {export!r}")
         if unknown := sorted(set(card or {}) - set(CARD_KEYS)):
-            raise ConfigError(f"model_card_kwargs: unknown {', '.join(unknown)}; known: "
-                              f"{', '.join(CARD_KEYS)}")
+            raise ConfigError(
+                f"model_card_kwargs: unknown {', '.join(unknown)}; known: {', '.join(CARD_KEYS)}"
+            )
         old = dict(self._save_options)
         if export is not None:
             self._save_options["export"] = export
@@ -105,8 +121,10 @@ class HubMixin(ModelHubMixin):
         export = self._save_options["export"]
         emb = self.embedder  # loaded: the record holds the resolved pooling, dtype, ...
         if export != "none" and not isinstance(emb, Embedder):
-            raise ConfigError(f"a transformers export needs latentrm's Embedder, not "
-                              f"{type(emb).__name__}; use export='none'")
+            raise ConfigError(
+                f"a transformers export needs latentrm's Embedder, not "
+                f"{type(emb).__name__}; use export='none'"
+            )
         if export == "native" and (why := native_reason(self)) is not None:
             raise ConfigError(f"cannot export natively: {why}; use export='transformers'")
         record = self.embedder_record()
@@ -120,17 +138,29 @@ class HubMixin(ModelHubMixin):
         else:
             for stale in ("config.json", "modeling_latentrm.py"):
                 (out / stale).unlink(missing_ok=True)  # a folder of another save
-        card = render_card(record, self.head.config(), self.training, self.max_response_chars,
-                           export, offset=offset, card=self._save_options.get("card"),
-                           repo_id=self._save_options.get("repo_id")
-                           or self.training.get("repo_id"))
+        card = render_card(
+            record,
+            self.head.config(),
+            self.training,
+            self.max_response_chars,
+            export,
+            offset=offset,
+            card=self._save_options.get("card"),
+            repo_id=self._save_options.get("repo_id") or self.training.get("repo_id"),
+        )
         atomic_write_text(out / "README.md", card)  # the mixin keeps an existing README.md
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
-        cls: type[M], pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
-        token: str | bool | None = None, cache_dir: str | Path | None = None,
-        local_files_only: bool = False, revision: str | None = None, **model_kwargs: Any,
+        cls: type[M],
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **model_kwargs: Any,
     ) -> M:
         """A RewardModel from a model folder or a Hub repo id (:meth:`save_pretrained`'s).
 
@@ -141,17 +171,29 @@ class HubMixin(ModelHubMixin):
         """
         # The mixin's from_pretrained would read config.json, which is the transformers export's.
         return cls._from_pretrained(
-            model_id=str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
-            force_download=force_download, local_files_only=local_files_only, token=token,
+            model_id=str(pretrained_model_name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
             **model_kwargs,
         )
 
     @classmethod
     def _from_pretrained(
-        cls: type[M], *, model_id: str, revision: str | None, cache_dir: str | Path | None,
-        force_download: bool, local_files_only: bool, token: str | bool | None,
-        embedder: Any | None = None, trust_remote_code: bool = False,
-        check_identity: bool = True, embed_overrides: dict[str, Any] | None = None,
+        cls: type[M],
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        embedder: Any | None = None,
+        trust_remote_code: bool = False,
+        check_identity: bool = True,
+        embed_overrides: dict[str, Any] | None = None,
     ) -> M:
         p = Path(model_id).expanduser()
         root = None
@@ -161,16 +203,29 @@ class HubMixin(ModelHubMixin):
             raise DataError("not a reward model folder or Hub repo id", path=model_id)
         else:
             try:
-                folder = Path(snapshot_download(
-                    repo_id=model_id, revision=revision, cache_dir=cache_dir,
-                    force_download=force_download, local_files_only=local_files_only,
-                    token=token, allow_patterns=list(LATENTRM_FILES),
-                ))
+                folder = Path(
+                    snapshot_download(
+                        repo_id=model_id,
+                        revision=revision,
+                        cache_dir=cache_dir,
+                        force_download=force_download,
+                        local_files_only=local_files_only,
+                        token=token,
+                        allow_patterns=list(LATENTRM_FILES),
+                    )
+                )
             except Exception as e:  # noqa: BLE001 - offline, gated, missing: one line for all
                 msg = " ".join(str(e).split())[:300]
-                raise ModelError(f"{model_id}: cannot fetch from the Hub ({type(e).__name__}: "
-                                 f"{msg})") from None
+                raise ModelError(
+                    f"{model_id}: cannot fetch from the Hub ({type(e).__name__}: {msg})"
+                ) from None
             if folder.parent.name == "snapshots":  # <repo>/snapshots/<commit>/f -> <repo>/blobs
                 root = folder.parent.parent
-        return cls.load(folder, embedder, trust_remote_code=trust_remote_code,
-                        check_identity=check_identity, embed_overrides=embed_overrides, root=root)
+        return cls.load(
+            folder,
+            embedder,
+            trust_remote_code=trust_remote_code,
+            check_identity=check_identity,
+            embed_overrides=embed_overrides,
+            root=root,
+        )

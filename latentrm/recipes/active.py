@@ -56,8 +56,10 @@ def sizes(cfg: RunConfig) -> list[int]:
     """Label counts at which heads are fitted and measured: start, start + step, ..., budget."""
     a = cfg.active
     if a.start < 2 or a.step < 1 or a.budget < a.start:
-        raise ConfigError(f"active: need start >= 2, step >= 1, budget >= start; got start="
-                          f"{a.start}, step={a.step}, budget={a.budget}")
+        raise ConfigError(
+            f"active: need start >= 2, step >= 1, budget >= start; got start="
+            f"{a.start}, step={a.step}, budget={a.budget}"
+        )
     return list(range(a.start, a.budget + 1, a.step))
 
 
@@ -65,8 +67,9 @@ def check_active(cfg: RunConfig) -> None:
     """ConfigError for a study that cannot run (before any data is read)."""
     bad = [s for s in cfg.active.strategies if s not in STRATEGIES]
     if bad or not cfg.active.strategies:
-        raise ConfigError(f"active.strategies: {bad or 'none'}; choose from "
-                          f"{', '.join(STRATEGIES)}")
+        raise ConfigError(
+            f"active.strategies: {bad or 'none'}; choose from {', '.join(STRATEGIES)}"
+        )
     if "random" not in cfg.active.strategies:
         raise ConfigError("active.strategies must include random (the baseline)")
     known = [*METHODS, *cfg.variants]
@@ -74,8 +77,10 @@ def check_active(cfg: RunConfig) -> None:
     if bad:
         raise ConfigError(f"active.methods: {bad} are not methods or variants ({known})")
     if {"bald"} & set(cfg.active.strategies) and cfg.reward.ensemble < 2:
-        raise ConfigError("active.strategies has bald: set reward.ensemble >= 2 (its members' "
-                          "disagreement is the acquisition)")
+        raise ConfigError(
+            "active.strategies has bald: set reward.ensemble >= 2 (its members' "
+            "disagreement is the acquisition)"
+        )
     steps = sizes(cfg)
     if cfg.active.methods and (cfg.active.methods_at or steps[-1]) not in steps:
         raise ConfigError(f"active.methods_at must be one of the label counts {steps}")
@@ -87,12 +92,14 @@ def member_margins(head: Any, chosen: np.ndarray, rejected: np.ndarray) -> np.nd
     return np.stack([m.score(chosen) - m.score(rejected) for m in members]).astype(np.float64)
 
 
-def _fit(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int,
-         fit_seed: int) -> Any:
+def _fit(
+    cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int, fit_seed: int
+) -> Any:
     train, val = carve_validation(labelled, cfg.data.val_fraction, split_seed)
     val_emb = (data.chosen[val], data.rejected[val]) if len(val) else None
-    return augment_then_fit("none", cfg, (data.chosen[train], data.rejected[train]), val_emb,
-                            ratio=0, seed=fit_seed).fitter
+    return augment_then_fit(
+        "none", cfg, (data.chosen[train], data.rejected[train]), val_emb, ratio=0, seed=fit_seed
+    ).fitter
 
 
 def run_strategy(
@@ -116,24 +123,37 @@ def run_strategy(
         labelled_now = labelled
         fitter = _fit(cfg, data, labelled, split_seed, cfg.seed + 1000 * split_seed + r)
         head = fitter.head_
-        acc = pairwise_accuracy(head.score(data.chosen[split.test]),
-                                head.score(data.rejected[split.test]))
-        rec: dict[str, Any] = {"seed": split_seed, "strategy": strategy, "n_labels": n,
-                               "head": "round", "accuracy": acc,
-                               "epochs": fitter.history_["epochs_run"]}
+        acc = pairwise_accuracy(
+            head.score(data.chosen[split.test]), head.score(data.rejected[split.test])
+        )
+        rec: dict[str, Any] = {
+            "seed": split_seed,
+            "strategy": strategy,
+            "n_labels": n,
+            "head": "round",
+            "accuracy": acc,
+            "epochs": fitter.history_["epochs_run"],
+        }
         if r + 1 < len(steps):
             free = np.setdiff1d(pool, labelled)
             margins = member_margins(head, data.chosen[free], data.rejected[free])
             need = strategy in ("diversity", "hybrid")
-            acq = select(strategy, margins, steps[r + 1] - n,
-                         features=feats(free) if need else None,
-                         labelled=feats(labelled) if need else None,
-                         seed=int(rng.integers(2**31)), top_m=cfg.active.top_m)
+            acq = select(
+                strategy,
+                margins,
+                steps[r + 1] - n,
+                features=feats(free) if need else None,
+                labelled=feats(labelled) if need else None,
+                seed=int(rng.integers(2**31)),
+                top_m=cfg.active.top_m,
+            )
             labelled = np.sort(np.concatenate([labelled, free[acq.index]]))
-            rec.update(next_score=float(np.nanmean(acq.score)) if strategy != "random" else None,
-                       next_bald=float(np.nanmean(acq.disagreement[acq.index])),
-                       pool_bald=float(np.nanmean(acq.disagreement)),
-                       next_abs_margin=float(np.mean(np.abs(acq.margin[acq.index]))))
+            rec.update(
+                next_score=float(np.nanmean(acq.score)) if strategy != "random" else None,
+                next_bald=float(np.nanmean(acq.disagreement[acq.index])),
+                pool_bald=float(np.nanmean(acq.disagreement)),
+                next_abs_margin=float(np.mean(np.abs(acq.margin[acq.index]))),
+            )
         rec["seconds"] = time.perf_counter() - t0
         rows.append(rec)
         if n == (cfg.active.methods_at or steps[-1]):
@@ -141,8 +161,9 @@ def run_strategy(
     return rows + extra
 
 
-def _methods_rows(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int,
-                  strategy: str) -> list[dict[str, Any]]:
+def _methods_rows(
+    cfg: RunConfig, data: PreparedData, labelled: np.ndarray, split_seed: int, strategy: str
+) -> list[dict[str, Any]]:
     """Each of active.methods trained on `labelled` (the labels at methods_at); a row a ratio."""
     from latentrm.recipes.run import fit_method
 
@@ -158,11 +179,19 @@ def _methods_rows(cfg: RunConfig, data: PreparedData, labelled: np.ndarray, spli
         fitted, _ = fit_method(mcfg, name, data, split)
         for ratio, f in fitted.items():
             head = f.fitter.head_
-            rows.append({"seed": split_seed, "strategy": strategy, "n_labels": len(labelled),
-                         "head": name, "ratio": ratio,
-                         "accuracy": pairwise_accuracy(head.score(data.chosen[test]),
-                                                       head.score(data.rejected[test])),
-                         "seconds": time.perf_counter() - t0})
+            rows.append(
+                {
+                    "seed": split_seed,
+                    "strategy": strategy,
+                    "n_labels": len(labelled),
+                    "head": name,
+                    "ratio": ratio,
+                    "accuracy": pairwise_accuracy(
+                        head.score(data.chosen[test]), head.score(data.rejected[test])
+                    ),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     return rows
 
 
@@ -195,8 +224,14 @@ def run_active(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
                 df = pd.DataFrame(rows)
                 atomic_write(csv, lambda p, df=df: df.to_csv(p, index=False))
                 last = [r for r in new if r["head"] == "round"][-1]
-                log.info("split %d %s: accuracy %.3f at %d labels (%.0fs so far)", s, strategy,
-                         last["accuracy"], last["n_labels"], time.perf_counter() - t0)
+                log.info(
+                    "split %d %s: accuracy %.3f at %d labels (%.0fs so far)",
+                    s,
+                    strategy,
+                    last["accuracy"],
+                    last["n_labels"],
+                    time.perf_counter() - t0,
+                )
     df = pd.DataFrame(rows)
     save_config(cfg, out / "config.yaml")
     atomic_write_text(out / "results.md", active_markdown(df))
@@ -206,8 +241,13 @@ def run_active(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
 # --- the report -----------------------------------------------------------------------------------
 def _curve(df: pd.DataFrame, strategy: str) -> pd.DataFrame:
     g = df[df.strategy == strategy].groupby("n_labels")["accuracy"]
-    return pd.DataFrame({"n_seed": g.mean().index.astype(int), "mean": g.mean().to_numpy(),
-                         "seeds": g.count().to_numpy()})
+    return pd.DataFrame(
+        {
+            "n_seed": g.mean().index.astype(int),
+            "mean": g.mean().to_numpy(),
+            "seeds": g.count().to_numpy(),
+        }
+    )
 
 
 def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
@@ -224,11 +264,16 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
     strategies = [s for s in STRATEGIES if s in acc.columns]
     ns = sorted(int(n) for n in acc.index.get_level_values(1).unique())
     n_splits = df.seed.nunique()
-    lines = [f"Accuracy on the held-out pairs (mean ± 95% CI over {n_splits} splits) and each "
-             "strategy minus random on the same split:\n",
-             "| labels | " + " | ".join(strategies) + " | "
-             + " | ".join(f"{s} − random" for s in strategies if s != "random") + " |",
-             "|" + "---|" * (1 + 2 * len(strategies) - 1)]
+    lines = [
+        f"Accuracy on the held-out pairs (mean ± 95% CI over {n_splits} splits) and each "
+        "strategy minus random on the same split:\n",
+        "| labels | "
+        + " | ".join(strategies)
+        + " | "
+        + " | ".join(f"{s} − random" for s in strategies if s != "random")
+        + " |",
+        "|" + "---|" * (1 + 2 * len(strategies) - 1),
+    ]
     for n in ns:
         sub = acc.xs(n, level="n_labels")
         cells = []
@@ -252,30 +297,39 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
                 cells.append(points(*mean_ci_over_seeds(d.to_numpy(np.float64))))
         lines.append(f"| mean {after[0]:,}-{after[-1]:,} | " + " | ".join(cells) + " |")
     if "next_abs_margin" in df.columns:
-        lines += ["", "What each strategy bought (means over rounds and splits, at purchase "
-                  "time): the batch's mean BALD against the unlabelled pool's, and the batch's "
-                  "mean |margin| (the round head's mean r(a) - r(b); small = the head is "
-                  "unsure which side wins):\n",
-                  "| strategy | batch BALD | pool BALD | batch mean abs margin |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "What each strategy bought (means over rounds and splits, at purchase "
+            "time): the batch's mean BALD against the unlabelled pool's, and the batch's "
+            "mean |margin| (the round head's mean r(a) - r(b); small = the head is "
+            "unsure which side wins):\n",
+            "| strategy | batch BALD | pool BALD | batch mean abs margin |",
+            "|---|---|---|---|",
+        ]
         bought = df.dropna(subset=["next_abs_margin"]).groupby("strategy")
         for s in strategies:
             if s in bought.groups:
                 g = bought.get_group(s)
-                lines.append(f"| {s} | {g.next_bald.mean():.4f} | {g.pool_bald.mean():.4f} | "
-                             f"{g.next_abs_margin.mean():.3f} |")
+                lines.append(
+                    f"| {s} | {g.next_bald.mean():.4f} | {g.pool_bald.mean():.4f} | "
+                    f"{g.next_abs_margin.mean():.3f} |"
+                )
     random_curve = _curve(df, "random")
     top = ns[-1]
     target = float(random_curve.set_index("n_seed").loc[top, "mean"])
-    lines += ["", f"Effective labels: the random labels that give a strategy's mean accuracy "
-              f"(random's mean curve made non-decreasing, interpolated in log labels; '>' = "
-              f"beyond the curve's {top:,}), and the {factor}x goal: a strategy at n labels minus "
-              f"random at {factor}n, paired by split (met when its 95% CI excludes 0 above). "
-              "Random's own rows calibrate both: its effective labels show how far a flat, "
-              f"noisy curve moves the measure, and its minus random at {factor}n is what "
-              f"{factor}x the labels buys:\n",
-              "| labels n | strategy | effective labels | ratio | minus random at "
-              f"{factor}n | wins | goal |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Effective labels: the random labels that give a strategy's mean accuracy "
+        f"(random's mean curve made non-decreasing, interpolated in log labels; '>' = "
+        f"beyond the curve's {top:,}), and the {factor}x goal: a strategy at n labels minus "
+        f"random at {factor}n, paired by split (met when its 95% CI excludes 0 above). "
+        "Random's own rows calibrate both: its effective labels show how far a flat, "
+        f"noisy curve moves the measure, and its minus random at {factor}n is what "
+        f"{factor}x the labels buys:\n",
+        "| labels n | strategy | effective labels | ratio | minus random at "
+        f"{factor}n | wins | goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in strategies:
         for n in ns:
             m_acc = float(acc.xs(n, level="n_labels")[s].mean())
@@ -283,27 +337,33 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
             ratio = f"{bound}{eff / n:.2f}x"
             more = factor * n
             if more in ns:
-                d = (acc.xs(n, level="n_labels")[s] - acc.xs(more, level="n_labels")["random"])
+                d = acc.xs(n, level="n_labels")[s] - acc.xs(more, level="n_labels")["random"]
                 m, h = mean_ci_over_seeds(d.to_numpy(np.float64))
                 vs, wins = points(m, h), f"{int((d > 0).sum())}/{len(d)}"
-                goal = ("-" if s == "random" else
-                        "met" if np.isfinite(h) and m - h > 0 else "not met")
+                goal = (
+                    "-" if s == "random" else "met" if np.isfinite(h) and m - h > 0 else "not met"
+                )
             else:
                 vs, wins, goal = "-", "-", "-"
-            lines.append(f"| {n:,} | {s} | {bound}{eff:,.0f} | {ratio} | {vs} | {wins} | "
-                         f"{goal} |")
-    lines += ["", f"Labels each strategy needs to match random at {top:,} (random's mean "
-              f"{target:.3f}; the strategy's own mean curve made non-decreasing, interpolated "
-              "in log labels; 95% interval: the same computed on 1,000 resamples of the splits, "
-              "with replacement, '>' where a resample's curve never gets there):\n",
-              "| strategy | labels | 95% interval | saving |", "|---|---|---|---|"]
+            lines.append(f"| {n:,} | {s} | {bound}{eff:,.0f} | {ratio} | {vs} | {wins} | {goal} |")
+    lines += [
+        "",
+        f"Labels each strategy needs to match random at {top:,} (random's mean "
+        f"{target:.3f}; the strategy's own mean curve made non-decreasing, interpolated "
+        "in log labels; 95% interval: the same computed on 1,000 resamples of the splits, "
+        "with replacement, '>' where a resample's curve never gets there):\n",
+        "| strategy | labels | 95% interval | saving |",
+        "|---|---|---|---|",
+    ]
     for s in strategies:
         if s == "random":
             continue
         need, bound = labels_to_match(acc, s, top)
         # Never reached counts as a huge finite number, so the quantiles stay defined.
-        lo, hi = bootstrap_ci(np.arange(n_splits), stat=lambda i, s=s: min(labels_to_match(
-            acc, s, top, np.asarray(i))[0], 1e12))
+        lo, hi = bootstrap_ci(
+            np.arange(n_splits),
+            stat=lambda i, s=s: min(labels_to_match(acc, s, top, np.asarray(i))[0], 1e12),
+        )
         interval = " to ".join(f">{top:,}" if x > top else f"{x:,.0f}" for x in (lo, hi))
         saving = f"{100 * (1 - need / top):.0f}%" if bound != ">" else "none"
         lines.append(f"| {s} | {bound}{need:,.0f} | {interval} | {saving} |")
@@ -319,10 +379,13 @@ def methods_markdown(rounds: pd.DataFrame, extra: pd.DataFrame) -> str:
     base = rounds[rounds.n_labels == top].set_index(["seed", "strategy"])["accuracy"]
     extra = extra.assign(ratio=extra["ratio"].fillna(0).astype(int))
     by = extra.set_index(["seed", "strategy", "head", "ratio"])["accuracy"]
-    lines = [f"Other heads on the same {top:,} labels (`active.methods`; paired differences, "
-             "95% CI over splits):\n",
-             "| strategy | method | ratio | accuracy | minus the round's head | minus the same "
-             "method on random's labels |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Other heads on the same {top:,} labels (`active.methods`; paired differences, "
+        "95% CI over splits):\n",
+        "| strategy | method | ratio | accuracy | minus the round's head | minus the same "
+        "method on random's labels |",
+        "|---|---|---|---|---|---|",
+    ]
     for (strategy, head, ratio), g in extra.groupby(["strategy", "head", "ratio"], sort=False):
         seeds = g.seed.to_numpy()
         vals = g.accuracy.to_numpy(np.float64)
@@ -346,13 +409,25 @@ def labels_to_match(
     (labels, "" | "<" | ">"); inf for ">" when `splits` is given (a bootstrap resample)."""
     table = acc[strategy].unstack("n_labels")  # (splits, label counts)
     rows = slice(None) if splits is None else np.asarray(splits).astype(np.int64)
-    curve = pd.DataFrame({"n_seed": table.columns.astype(int),
-                          "mean": table.to_numpy(np.float64)[rows].mean(0),
-                          "seeds": len(table.to_numpy()[rows])})
+    curve = pd.DataFrame(
+        {
+            "n_seed": table.columns.astype(int),
+            "mean": table.to_numpy(np.float64)[rows].mean(0),
+            "seeds": len(table.to_numpy()[rows]),
+        }
+    )
     target = float(acc["random"].unstack("n_labels")[top].to_numpy(np.float64)[rows].mean())
     need, bound = effective_labels(curve, target)
     return (np.inf if bound == ">" and splits is not None else need), bound
 
 
-__all__ = ["active_markdown", "check_active", "labels_to_match", "member_margins",
-           "methods_markdown", "run_active", "run_strategy", "sizes"]
+__all__ = [
+    "active_markdown",
+    "check_active",
+    "labels_to_match",
+    "member_margins",
+    "methods_markdown",
+    "run_active",
+    "run_strategy",
+    "sizes",
+]

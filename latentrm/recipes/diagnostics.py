@@ -23,8 +23,11 @@ def warn_small_validation(n_val: int, where: str) -> bool:
         return False
     log.warning(
         "%s: the validation split has %d pairs (< %d): early stopping and the choices made on "
-        "validation are noisy; raise data.n_seed or data.val_fraction", where, n_val,
-        MIN_VALIDATION_PAIRS)
+        "validation are noisy; raise data.n_seed or data.val_fraction",
+        where,
+        n_val,
+        MIN_VALIDATION_PAIRS,
+    )
     return True
 
 
@@ -42,15 +45,19 @@ def warn_head_history(history: Mapping[str, Any], name: str, cfg: RewardConfig) 
         return []
     said = []
     if int(history.get("best_epoch", -1)) == 0:
-        said.append(f"{name}: best validation loss at epoch 0 of "
-                    f"{int(history.get('epochs_run', 0))}: the head kept is nearly untrained "
-                    "(too few or too noisy training pairs, or reward.lr too high)")
+        said.append(
+            f"{name}: best validation loss at epoch 0 of "
+            f"{int(history.get('epochs_run', 0))}: the head kept is nearly untrained "
+            "(too few or too noisy training pairs, or reward.lr too high)"
+        )
     run, best = int(history.get("epochs_run", 0)), int(history.get("best_epoch", -1))
     # fit_loop stops at epoch best + patience; ending at the cap before that means it was cut.
     if run >= cfg.epochs and run - 1 - best < cfg.patience:
-        said.append(f"{name}: hit its epoch cap reward.epochs={cfg.epochs} before early stopping "
-                    f"ended it (best epoch {best}): the validation loss was still improving; "
-                    "raise reward.epochs")
+        said.append(
+            f"{name}: hit its epoch cap reward.epochs={cfg.epochs} before early stopping "
+            f"ended it (best epoch {best}): the validation loss was still improving; "
+            "raise reward.epochs"
+        )
     for line in said:
         log.warning("%s", line)
     return said

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def embed_data(
-    cfg: RunConfig, embed_cfg: EmbedConfig, data: str | None, out: str | None,
-    limit: int | None, how: scale.ScaleConfig,
+    cfg: RunConfig,
+    embed_cfg: EmbedConfig,
+    data: str | None,
+    out: str | None,
+    limit: int | None,
+    how: scale.ScaleConfig,
 ) -> list[str]:
     """Embed `data` (default: cfg.data.path) into the cache root `out` (default: cfg.cache_dir).
 
@@ -43,10 +47,16 @@ def embed_data(
         plan = plan_cache(pair_rows(ds), embed_cfg, root)
         target = plan.view_path if plan.view_path.exists() else plan.dir
         info = verify_cache(target)
-        stale = (f"; {len(info['stale_tmp'])} stale temp files (killed writers, safe to delete)"
-                 if info["stale_tmp"] else "")
-        return [f"cache: {target}", f"verified: {info['chunks']} chunks, {info['rows']} rows x "
-                f"{len(info['layers'])} layers x {info['dim']}, checksums, float32, finite{stale}"]
+        stale = (
+            f"; {len(info['stale_tmp'])} stale temp files (killed writers, safe to delete)"
+            if info["stale_tmp"]
+            else ""
+        )
+        return [
+            f"cache: {target}",
+            f"verified: {info['chunks']} chunks, {info['rows']} rows x "
+            f"{len(info['layers'])} layers x {info['dim']}, checksums, float32, finite{stale}",
+        ]
     if how.engine == "ray":
         if shard is not None:
             raise ConfigError("--engine ray shards by itself; drop --shard / RANK/WORLD_SIZE")
@@ -54,32 +64,44 @@ def embed_data(
 
         pe = embed_pairs_ray(ds, embed_cfg, root, how)
         ray = pe.meta["ray"]
-        return [f"cache: {pe.meta['cache']['view']}",
-                f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, float32",
-                f"ray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
-                f"{ray['seconds']:.1f}s (Ray start {ray['ray_init_s']:.1f}s, "
-                f"{len(ray['per_actor'])} actors)"]
+        return [
+            f"cache: {pe.meta['cache']['view']}",
+            f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, float32",
+            f"ray: {ray['chunks_computed']} of {ray['chunks_total']} chunks in "
+            f"{ray['seconds']:.1f}s (Ray start {ray['ray_init_s']:.1f}s, "
+            f"{len(ray['per_actor'])} actors)",
+        ]
     if shard is not None:
-        st = scale.embed_rows_shard(pair_rows(ds), scale.shard_config(embed_cfg, shard), root,
-                                    shard)
-        lines = [f"shard {shard.rank}/{shard.world_size}: computed {st['chunks_computed']} of its "
-                 f"{st['chunks_mine']} chunks ({st['chunks_total']} in all) in "
-                 f"{st['seconds']:.1f}s"]
+        st = scale.embed_rows_shard(
+            pair_rows(ds), scale.shard_config(embed_cfg, shard), root, shard
+        )
+        lines = [
+            f"shard {shard.rank}/{shard.world_size}: computed {st['chunks_computed']} of its "
+            f"{st['chunks_mine']} chunks ({st['chunks_total']} in all) in "
+            f"{st['seconds']:.1f}s"
+        ]
         if scale.barrier_if_launched():  # torchrun / accelerate: all shards done, rank 0 checks
             if shard.rank == 0:
                 info = verify_cache(st["view"])
-                lines += [f"cache: {st['view']}", f"merged and verified: {info['chunks']} "
-                          f"chunks, {info['rows']} rows x {info['dim']}"]
+                lines += [
+                    f"cache: {st['view']}",
+                    f"merged and verified: {info['chunks']} "
+                    f"chunks, {info['rows']} rows x {info['dim']}",
+                ]
         else:
-            lines += [f"cache: {st['view']}",
-                      "when every shard is done: the same command with --verify"]
+            lines += [
+                f"cache: {st['view']}",
+                "when every shard is done: the same command with --verify",
+            ]
         return lines
     pe = embed_pairs(ds, embed_cfg, root)
     info = pe.meta["cache"]
     state = "hit" if info["hit"] else f"miss ({info['chunks_computed']} chunks computed)"
-    return [f"cache: {info['view']}", f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, "
-            f"float32", f"{state} in {time.perf_counter() - t0:.1f}s (embedding step "
-            f"{info['seconds']:.1f}s)"]
+    return [
+        f"cache: {info['view']}",
+        f"chosen {pe.chosen.shape}, rejected {pe.rejected.shape}, float32",
+        f"{state} in {time.perf_counter() - t0:.1f}s (embedding step {info['seconds']:.1f}s)",
+    ]
 
 
 def fill_caches(configs: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[str]:
@@ -94,7 +116,9 @@ def fill_caches(configs: Sequence[str | Path], overrides: Sequence[str] = ()) ->
         t0 = time.perf_counter()
         prep = prepare_data(cfg, split_seeds=list(cfg.seeds), embed_all=True)
         texts = prep.meta.get("candidates_embedded", 2 * len(prep.chosen))
-        lines.append(f"{path}: {len(prep.chosen)} pairs, {texts} texts embedded or read in "
-                     f"{time.perf_counter() - t0:.1f}s")
+        lines.append(
+            f"{path}: {len(prep.chosen)} pairs, {texts} texts embedded or read in "
+            f"{time.perf_counter() - t0:.1f}s"
+        )
         log.info(lines[-1])
     return lines

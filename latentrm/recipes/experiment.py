@@ -42,10 +42,8 @@ from latentrm.config import (
 )
 from latentrm.errors import ConfigError
 from latentrm.evaluate import (
-    bon_gold,
     bootstrap_ci,
     pair_correctness,
-    spearman_with_gold,
 )
 from latentrm.io import atomic_write, atomic_write_text, current_umask, sha256_json
 from latentrm.recipes.outdir import check_run_dir, partial_dir, remove_leftovers, swap_in
@@ -53,11 +51,12 @@ from latentrm.recipes.plots import write_plots
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import fit_reference
 from latentrm.recipes.report import summary_markdown
-from latentrm.recipes.run import evaluate_seed
+from latentrm.recipes.run import bon_metrics, evaluate_seed
 from latentrm.runtime import torch_threads
 from latentrm.text.lm import text_baselines_available
 
 log = logging.getLogger(__name__)
+
 
 def sweep_configs(cfg: RunConfig) -> list[tuple[str | None, RunConfig]]:
     """(value label, config) per value of cfg.sweep; [(None, cfg)] without a sweep.
@@ -111,28 +110,45 @@ def _text_baseline_rows(cfg: RunConfig, data: PreparedData, split: Split) -> lis
         model = tb.text_reward_model(cfg, mode, train, val, cfg.seed, ratio)
         t_total = time.perf_counter() - t0
         synthesis = getattr(model, "synthesis_", None)
-        t_synth = (float(synthesis.stats.get("generate_seconds", 0.0))
-                   + float(synthesis.stats.get("judge_seconds", 0.0))) if synthesis else 0.0
+        t_synth = (
+            (
+                float(synthesis.stats.get("generate_seconds", 0.0))
+                + float(synthesis.stats.get("judge_seconds", 0.0))
+            )
+            if synthesis
+            else 0.0
+        )
         rc = np.asarray(model.score(test.prompts, test.chosen), np.float64)
         rr = np.asarray(model.score(test.prompts, test.rejected), np.float64)
         correct = pair_correctness(rc, rr)
         lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, cfg.seed)
         row: dict[str, Any] = {
-            "method": f"text-{mode}", "ratio": int(getattr(model, "ratio_", 0)), "seed": cfg.seed,
-            "split_seed": split.split_seed, "n_train": len(split.train), "n_val": len(split.val),
-            "n_test": len(split.test), "accuracy": float(correct.mean()), "accuracy_lo": lo,
-            "accuracy_hi": hi, "time_fit_s": 0.0, "time_synth_s": t_synth,
+            "method": f"text-{mode}",
+            "ratio": int(getattr(model, "ratio_", 0)),
+            "seed": cfg.seed,
+            "split_seed": split.split_seed,
+            "n_train": len(split.train),
+            "n_val": len(split.val),
+            "n_test": len(split.test),
+            "accuracy": float(correct.mean()),
+            "accuracy_lo": lo,
+            "accuracy_hi": hi,
+            "time_fit_s": 0.0,
+            "time_synth_s": t_synth,
             "time_head_s": float(getattr(model, "train_seconds_", t_total - t_synth)),
-            "params_augmenter": 0, "params_head": int(getattr(model, "n_trainable_", 0)),
+            "params_augmenter": 0,
+            "params_head": int(getattr(model, "n_trainable_", 0)),
             "n_synthetic": len(synthesis.pairs) if synthesis else 0,
         }
         if len(split.bon_sets):
             sets = [data.sets[i] for i in split.bon_sets]
-            scores = [np.asarray(model.score([s.prompt] * len(s.responses), list(s.responses)),
-                                 np.float64) for s in sets]
-            row.update(bon_gold(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
-                                 cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
-            row.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
+            scores = [
+                np.asarray(
+                    model.score([s.prompt] * len(s.responses), list(s.responses)), np.float64
+                )
+                for s in sets
+            ]
+            row.update(bon_metrics(scores, sets, cfg))
         rows.append(row)
         del model  # free the fine-tuned LLM before the next one
     return rows
@@ -164,8 +180,9 @@ def results_current(cfg: RunConfig, done: str = "results.md") -> bool:
     return results_key(saved) == results_key(cfg)
 
 
-def run_experiment(cfg: RunConfig, embedder: Any | None = None,
-                   keep_heads: bool = False) -> pd.DataFrame:
+def run_experiment(
+    cfg: RunConfig, embedder: Any | None = None, keep_heads: bool = False
+) -> pd.DataFrame:
     """Every (sweep value,) method, ratio and seed of `cfg`; writes results.csv/md and plots.
 
     LENS's gamma/sigma2 (select_gamma, select_sigma2) and direct's noise (select_direct_noise) are
@@ -182,8 +199,9 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None,
     head; `latentrm export` turns one into a Hub folder); kilobytes each.
     """
     if len(cfg.seeds) < 5:
-        log.warning("%d seeds: the 95%% intervals across seeds will be wide (use >= 5)",
-                    len(cfg.seeds))
+        log.warning(
+            "%d seeds: the 95%% intervals across seeds will be wide (use >= 5)", len(cfg.seeds)
+        )
     out = check_run_dir(cfg.out_dir, keep=[cfg.cache_dir])
     remove_leftovers(out)
     key = results_key(cfg)
@@ -200,23 +218,42 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None,
                 todo = [s for s in vcfg.seeds if (value, s) not in done]
                 if not todo:
                     continue
-                mkey = json.dumps([to_dict(vcfg.data), to_dict(vcfg.embed), to_dict(vcfg.eval),
-                                   vcfg.cache_dir, list(vcfg.seeds), list(vcfg.select_layer),
-                                   to_dict(vcfg.reward)], sort_keys=True)
+                mkey = json.dumps(
+                    [
+                        to_dict(vcfg.data),
+                        to_dict(vcfg.embed),
+                        to_dict(vcfg.eval),
+                        vcfg.cache_dir,
+                        list(vcfg.seeds),
+                        list(vcfg.select_layer),
+                        to_dict(vcfg.reward),
+                    ],
+                    sort_keys=True,
+                )
                 if memo is None or memo[0] != mkey:
                     datas = prepare_layers(vcfg, vcfg.seeds, embed_all=None, embedder=embedder)
-                    refs = {layer: fit_reference(d, vcfg, vcfg.seed) if vcfg.eval.fidelity
-                            else None for layer, d in datas.items()}
+                    refs = {
+                        layer: fit_reference(d, vcfg, vcfg.seed) if vcfg.eval.fidelity else None
+                        for layer, d in datas.items()
+                    }
                     memo = (mkey, datas, refs)
                 datas, refs = memo[1], memo[2]
                 for s in todo:
                     heads = None
                     if keep_heads:
-                        heads = stage / "heads" / (f"{cfg.sweep}={value}" if cfg.sweep
-                                                   is not None else "") / f"seed-{s}"
+                        heads = (
+                            stage
+                            / "heads"
+                            / (f"{cfg.sweep}={value}" if cfg.sweep is not None else "")
+                            / f"seed-{s}"
+                        )
                     new, scfg = evaluate_seed(
-                        apply_changes(vcfg, {"seed": s, "data.split_seed": s}), datas, refs, s,
-                        heads)
+                        apply_changes(vcfg, {"seed": s, "data.split_seed": s}),
+                        datas,
+                        refs,
+                        s,
+                        heads,
+                    )
                     data, split = datas[scfg.embed.layer], datas[scfg.embed.layer].splits[s]
                     with torch_threads(scfg.embed.threads):  # LLM passes, like embedding
                         new += _text_baseline_rows(scfg, data, split)
@@ -226,17 +263,25 @@ def run_experiment(cfg: RunConfig, embedder: Any | None = None,
                         r["config_key"] = key
                     rows.extend(new)
                     _write_csv(rows, stage / "results.csv")
-                    log.info("seed %d%s done (%d rows, %.0fs so far)", s,
-                             f" ({cfg.sweep}={value})" if value is not None else "", len(rows),
-                             time.perf_counter() - t0)
+                    log.info(
+                        "seed %d%s done (%d rows, %.0fs so far)",
+                        s,
+                        f" ({cfg.sweep}={value})" if value is not None else "",
+                        len(rows),
+                        time.perf_counter() - t0,
+                    )
         df = pd.DataFrame(rows)
         _write_csv(rows, stage / "results.csv")
         save_config(cfg, stage / "config.yaml")
         atomic_write_text(stage / "results.md", summary_markdown(df, cfg))
         shutil.rmtree(stage / "plots", ignore_errors=True)
         # A swept dataset or embedder is named by the sweep values instead.
-        write_plots(df, stage / "plots", None if cfg.sweep == "data.path" else cfg.data.path,
-                    None if cfg.sweep == "embed.model" else cfg.embed.model)
+        write_plots(
+            df,
+            stage / "plots",
+            None if cfg.sweep == "data.path" else cfg.data.path,
+            None if cfg.sweep == "embed.model" else cfg.embed.model,
+        )
     except BaseException:
         if not (stage / "results.csv").exists():
             shutil.rmtree(stage, ignore_errors=True)  # nothing finished: nothing to resume
@@ -251,13 +296,17 @@ def _read_rows(csv: Path, key: str) -> list[dict[str, Any]] | None:
     """Rows of `csv` computed under `key` (None if the file is absent or holds none of them)."""
     if not csv.exists():
         return None
-    df = pd.read_csv(csv, dtype={"sweep_value": str, "sweep": str, "layer": str, "chosen": str,
-                                 "config_key": str})
+    df = pd.read_csv(
+        csv,
+        dtype={"sweep_value": str, "sweep": str, "layer": str, "chosen": str, "config_key": str},
+    )
     if "config_key" not in df.columns or not (df["config_key"] == key).any():
         return None
     df = df[df["config_key"] == key]
-    return [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
-            for r in df.to_dict("records")]
+    return [
+        {k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+        for r in df.to_dict("records")
+    ]
 
 
 def _finished_rows(key: str, stage: Path, out: Path) -> list[dict[str, Any]]:
@@ -273,14 +322,20 @@ def _finished_rows(key: str, stage: Path, out: Path) -> list[dict[str, Any]]:
     if rows is None:
         rows = _read_rows(out / "results.csv", key)
         if rows is None and (out / "results.csv").exists():
-            log.info("%s holds results of another config: they are replaced when this "
-                     "experiment finishes", out / "results.csv")
+            log.info(
+                "%s holds results of another config: they are replaced when this "
+                "experiment finishes",
+                out / "results.csv",
+            )
     stage.mkdir(parents=True, exist_ok=True)
     os.chmod(stage, 0o777 & ~current_umask())
     rows = rows or []
     if rows:
-        log.info("resuming: %d rows of %d (sweep value, seed) runs already done", len(rows),
-                 len({(r.get("sweep_value"), r["seed"]) for r in rows}))
+        log.info(
+            "resuming: %d rows of %d (sweep value, seed) runs already done",
+            len(rows),
+            len({(r.get("sweep_value"), r["seed"]) for r in rows}),
+        )
     return rows
 
 

@@ -58,13 +58,16 @@ log = logging.getLogger(__name__)
 
 
 def _config(
-    config: RunConfig | str | Path | None, overrides: Sequence[str] | Mapping[str, Any] | None,
+    config: RunConfig | str | Path | None,
+    overrides: Sequence[str] | Mapping[str, Any] | None,
     changes: dict[str, Any],
 ) -> RunConfig:
     """The run config: `config` (a RunConfig or a YAML path), `overrides`, then fit's keywords."""
     if isinstance(overrides, str):  # a str is a Sequence: it would be split into characters
-        raise ConfigError("overrides must be a list of 'key=value' strings or a dict, got one "
-                          f"string {overrides!r:.80} (write [{overrides!r:.80}])")
+        raise ConfigError(
+            "overrides must be a list of 'key=value' strings or a dict, got one "
+            f"string {overrides!r:.80} (write [{overrides!r:.80}])"
+        )
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     if isinstance(overrides, Mapping):
         cfg = apply_changes(cfg, dict(overrides))
@@ -111,18 +114,30 @@ def margins_of(src: Source, ds: PreferenceDataset) -> np.ndarray | None:
             missing.append(line)
             m = 0.0
         elif isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
-            raise DataError(f"margin must be a finite number, got {m!r}", path=src.label,
-                            line=line, field="margin")
+            raise DataError(
+                f"margin must be a finite number, got {m!r}",
+                path=src.label,
+                line=line,
+                field="margin",
+            )
         by_id[record_id(rec, src.stem, line)] = float(m)
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-        log.warning("%s: %d of %d records have no margin (lines %s): margin 0 for them",
-                    src.label, len(missing), len(recs), shown)
+        log.warning(
+            "%s: %d of %d records have no margin (lines %s): margin 0 for them",
+            src.label,
+            len(missing),
+            len(recs),
+            shown,
+        )
     try:
         return np.array([by_id[p.id] for p in ds], np.float32)
     except KeyError:  # candidate sets are binarised into new pairs: no per-record margin
-        raise DataError("a margin column needs pair records (chosen/rejected), not candidate "
-                        "sets", path=src.label, field="margin") from None
+        raise DataError(
+            "a margin column needs pair records (chosen/rejected), not candidate sets",
+            path=src.label,
+            field="margin",
+        ) from None
 
 
 def fit(
@@ -151,11 +166,16 @@ def fit(
         {"reward.epochs": 50}; `seed`, `cache_dir`: the config keys of the same names.
     """
     emb_obj = embedder if isinstance(embedder, Embedder) else None
-    cfg = _config(config, overrides, {
-        "embed.model": embedder if isinstance(embedder, str) else None,
-        "seed": seed, "cache_dir": str(cache_dir) if cache_dir is not None else None,
-        "ratios": [ratio] if ratio is not None else None,
-    })
+    cfg = _config(
+        config,
+        overrides,
+        {
+            "embed.model": embedder if isinstance(embedder, str) else None,
+            "seed": seed,
+            "cache_dir": str(cache_dir) if cache_dir is not None else None,
+            "ratios": [ratio] if ratio is not None else None,
+        },
+    )
     if emb_obj is not None:
         cfg = from_dict(RunConfig, {**to_dict(cfg), "embed": to_dict(emb_obj.cfg)})
     name = method or "none"
@@ -168,8 +188,10 @@ def fit(
         margins = margins_of(src, ds)
     train, val = carve_validation(np.arange(len(ds)), cfg.data.val_fraction, cfg.data.split_seed)
     if len(val) == 0 or len(train) < 2:
-        raise ConfigError(f"{label}: {len(ds)} pairs are too few to train and validate on; "
-                          "raise data.val_fraction or give more pairs")
+        raise ConfigError(
+            f"{label}: {len(ds)} pairs are too few to train and validate on; "
+            "raise data.val_fraction or give more pairs"
+        )
     emb = emb_obj
     if emb is None and plan_cache(pair_rows(ds), cfg.embed, cfg.cache_dir).missing:
         emb = Embedder(cfg.embed)  # something must be embedded: load once, keep it for scoring
@@ -185,18 +207,44 @@ def fit(
     mcfg = dataclasses.replace(mcfg, reward=effective_reward(mcfg.reward, len(ds)))
     ratio = 0 if base == "none" else int(mcfg.ratios[0])
     trained = augment_then_fit(
-        base, mcfg, pairs, fit_val, ratio=ratio, seed=cfg.seed, augmenter=augmenter,
-        margins=None if margins is None else margins[train])
+        base,
+        mcfg,
+        pairs,
+        fit_val,
+        ratio=ratio,
+        seed=cfg.seed,
+        augmenter=augmenter,
+        margins=None if margins is None else margins[train],
+    )
     fitter, aug = trained.fitter, trained.aug
     training = training_record(
-        data=label, n_pairs=len(ds), n_val=0 if fit_val is None else len(val), method=name,
-        ratio=ratio, aug=aug, margin=margins is not None, cfg=mcfg,
-        metrics=validation_metrics(fitter, (chosen[val], rejected[val])))
-    log.info("fit %s on %s: %d pairs (%d synthetic), validation accuracy %.4f on %d pairs",
-             name, label, len(aug), training["n_synthetic"],
-             training["metrics"]["val_accuracy"], len(val))
-    return RewardModel(cfg.embed, fitter.head_, embedder=emb, history=fitter.history_,
-                       max_response_chars=cfg.data.max_response_chars, training=training)
+        data=label,
+        n_pairs=len(ds),
+        n_val=0 if fit_val is None else len(val),
+        method=name,
+        ratio=ratio,
+        aug=aug,
+        margin=margins is not None,
+        cfg=mcfg,
+        metrics=validation_metrics(fitter, (chosen[val], rejected[val])),
+    )
+    log.info(
+        "fit %s on %s: %d pairs (%d synthetic), validation accuracy %.4f on %d pairs",
+        name,
+        label,
+        len(aug),
+        training["n_synthetic"],
+        training["metrics"]["val_accuracy"],
+        len(val),
+    )
+    return RewardModel(
+        cfg.embed,
+        fitter.head_,
+        embedder=emb,
+        history=fitter.history_,
+        max_response_chars=cfg.data.max_response_chars,
+        training=training,
+    )
 
 
 def validation_metrics(
@@ -212,8 +260,11 @@ def validation_metrics(
         sc, sr = fitter.head_.score(val[0]), fitter.head_.score(val[1])
         acc = pairwise_accuracy(sc, sr)
         loss = float(bradley_terry_loss(torch.from_numpy(sc), torch.from_numpy(sr)))
-    return {"val_accuracy": _rounded(acc), "val_bt_loss": _rounded(loss),
-            "best_epoch": int(hist["best_epoch"])}
+    return {
+        "val_accuracy": _rounded(acc),
+        "val_bt_loss": _rounded(loss),
+        "best_epoch": int(hist["best_epoch"]),
+    }
 
 
 def _rounded(x: float) -> float | None:
@@ -221,8 +272,17 @@ def _rounded(x: float) -> float | None:
 
 
 def training_record(
-    *, data: str, n_pairs: int, n_val: int, method: str, ratio: int, aug: AugmentedPairs,
-    margin: bool, cfg: RunConfig, metrics: dict[str, Any], **extra: Any,
+    *,
+    data: str,
+    n_pairs: int,
+    n_val: int,
+    method: str,
+    ratio: int,
+    aug: AugmentedPairs,
+    margin: bool,
+    cfg: RunConfig,
+    metrics: dict[str, Any],
+    **extra: Any,
 ) -> dict[str, Any]:
     """What a reward model records about its training (latentrm.json's "training", the card).
 
@@ -235,7 +295,17 @@ def training_record(
     config = to_dict(cfg)
     if ratio:
         config["ratios"] = [int(ratio)]  # the ratio of this head, not every ratio of a run
-    return {"data": data, "n_pairs": int(n_pairs), "n_val": int(n_val), "method": method,
-            "ratio": int(ratio), "pairs_trained": len(aug),
-            "n_synthetic": int(np.sum(aug.synthetic)), "margin": bool(margin), "seed": cfg.seed,
-            **extra, "metrics": metrics, "config": config}
+    return {
+        "data": data,
+        "n_pairs": int(n_pairs),
+        "n_val": int(n_val),
+        "method": method,
+        "ratio": int(ratio),
+        "pairs_trained": len(aug),
+        "n_synthetic": int(np.sum(aug.synthetic)),
+        "margin": bool(margin),
+        "seed": cfg.seed,
+        **extra,
+        "metrics": metrics,
+        "config": config,
+    }

@@ -46,8 +46,9 @@ from latentrm.io import check_output_dir, make_temp_dir
 log = logging.getLogger(__name__)
 
 # Everything `latentrm run` / `experiment` write into out_dir.
-ARTIFACTS = frozenset({"config.yaml", "metrics.json", "results.md", "heads", "results.csv",
-                       "plots"})
+ARTIFACTS = frozenset(
+    {"config.yaml", "metrics.json", "results.md", "heads", "results.csv", "plots"}
+)
 # Files that show a folder holds an earlier run (it may then be replaced).
 MARKERS = frozenset({"config.yaml", "metrics.json", "results.csv"})
 
@@ -72,19 +73,25 @@ def check_run_dir(out: str | Path, keep: Iterable[str | Path] = ()) -> Path:
     if p.is_symlink():  # runs/latest -> runs/2026-12-05: the run replaces what it points to
         p = Path(os.path.realpath(p))
         if not p.exists():
-            raise ConfigError(f"out_dir={out} is a symbolic link to {p}, which does not exist; "
-                              "create it or give another out_dir")
+            raise ConfigError(
+                f"out_dir={out} is a symbolic link to {p}, which does not exist; "
+                "create it or give another out_dir"
+            )
     p = check_output_dir(p, "out_dir")
     if _inside(Path.cwd(), p):
-        raise ConfigError(f"out_dir={out} is the working directory or holds it; a run replaces "
-                          "its out_dir as a whole: give a folder of its own, e.g. runs/NAME")
+        raise ConfigError(
+            f"out_dir={out} is the working directory or holds it; a run replaces "
+            "its out_dir as a whole: give a folder of its own, e.g. runs/NAME"
+        )
     if p.is_dir():
         kept = {Path(k).resolve() for k in keep}
         names = {e.name for e in p.iterdir() if e.resolve() not in kept}
         if names and not names & MARKERS:
             shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-            raise ConfigError(f"out_dir={out} holds files but no latentrm run ({shown}); give a "
-                              "new or empty folder")
+            raise ConfigError(
+                f"out_dir={out} holds files but no latentrm run ({shown}); give a "
+                "new or empty folder"
+            )
     return p
 
 
@@ -136,19 +143,26 @@ def remove_leftovers(out: str | Path) -> list[Path]:
         return []
     prefix, host, removed = f".{out.name}.", _owner().split("@", 1)[1], []
     for entry in sorted(out.parent.iterdir()):
-        rest = entry.name[len(prefix):] if entry.name.startswith(prefix) else ""
+        rest = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
         if not rest.startswith(("tmp-", "old-")) or entry.is_symlink() or not entry.is_dir():
             continue
         m = _LEFTOVER.fullmatch(rest)
         if m is None or m.group(2) != host:
-            log.warning("%s: left by an earlier run of %s %s; remove it if no run is using "
-                        "it", entry, out.name,
-                        "on another machine" if m else "(owner not recorded)")
+            log.warning(
+                "%s: left by an earlier run of %s %s; remove it if no run is using it",
+                entry,
+                out.name,
+                "on another machine" if m else "(owner not recorded)",
+            )
         elif _process_gone(int(m.group(1))):
             shutil.rmtree(entry, ignore_errors=True)  # a run starting alongside may race us
             if not entry.exists():
-                log.info("%s: removed, left by a killed run of %s (process %s gone)", entry,
-                         out.name, m.group(1))
+                log.info(
+                    "%s: removed, left by a killed run of %s (process %s gone)",
+                    entry,
+                    out.name,
+                    m.group(1),
+                )
                 removed.append(entry)
     return removed
 
@@ -168,8 +182,13 @@ def exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                          ctypes.c_uint]
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     renameat2.restype = ctypes.c_int
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True

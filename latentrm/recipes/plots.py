@@ -44,8 +44,9 @@ def context_line(df: pd.DataFrame, data: str | None, embedder: str | None) -> st
     return ", ".join([*parts, f"{n} split{'s' if n != 1 else ''}"])
 
 
-def write_plots(df: pd.DataFrame, out_dir: Path, data: str | None = None,
-                embedder: str | None = None) -> list[Path]:
+def write_plots(
+    df: pd.DataFrame, out_dir: Path, data: str | None = None, embedder: str | None = None
+) -> list[Path]:
     """PNG plots (matplotlib's Agg canvas, no pyplot state), mean ± 95% CI across seeds.
 
     Without a sweep: metric vs ratio per method (CI bands; 'none' as a dashed reference), or with
@@ -55,21 +56,33 @@ def write_plots(df: pd.DataFrame, out_dir: Path, data: str | None = None,
     """
     context = context_line(df, data, embedder)
     summ = summarize(df)
-    metrics = [m for m in ("accuracy", "bon_gap_closed", "bon_picked", "fidelity")
-               if m in summ.columns and summ[m].notna().any()]
+    metrics = [
+        m
+        for m in ("accuracy", "bon_gap_closed", "bon_picked", "fidelity")
+        if m in summ.columns and summ[m].notna().any()
+    ]
     sweep = df["sweep"].iloc[0] if "sweep" in df.columns else None
     several = summ["ratio"][summ["ratio"] > 0].nunique() > 1
     written: list[Path] = []
     for metric in metrics:
         if sweep is None:
-            written.append(_ratio_plot(summ, metric, f"{metric}\n{context}",
-                                       out_dir / f"{metric}_vs_ratio.png"))
+            written.append(
+                _ratio_plot(
+                    summ, metric, f"{metric}\n{context}", out_dir / f"{metric}_vs_ratio.png"
+                )
+            )
             continue
         written.append(_sweep_plot(summ, sweep, metric, out_dir, context))
         if several:
             for sv, part in summ.groupby("sweep_value", sort=False):
-                written.append(_ratio_plot(part, metric, f"{metric}, {sweep}={sv}\n{context}",
-                                           out_dir / _file_name(f"{metric}_vs_ratio_{sweep}={sv}")))
+                written.append(
+                    _ratio_plot(
+                        part,
+                        metric,
+                        f"{metric}, {sweep}={sv}\n{context}",
+                        out_dir / _file_name(f"{metric}_vs_ratio_{sweep}={sv}"),
+                    )
+                )
     return written
 
 
@@ -87,10 +100,20 @@ def _ratio_plot(summ: pd.DataFrame, metric: str, title: str, path: Path) -> Path
     ratios = sorted(r for r in summ["ratio"].unique() if r > 0)
     if len(ratios) < 2:  # one point per method
         x = np.arange(len(summ))
-        ax.errorbar(x, summ[metric].to_numpy(float),
-                    yerr=np.nan_to_num(summ[f"{metric}_ci"].to_numpy(float)), fmt="o", capsize=4)
-        ax.set_xticks(x, [f"{m}" + (f" r{r}" if r else "")
-                          for m, r in zip(summ["method"], summ["ratio"], strict=True)])
+        ax.errorbar(
+            x,
+            summ[metric].to_numpy(float),
+            yerr=np.nan_to_num(summ[f"{metric}_ci"].to_numpy(float)),
+            fmt="o",
+            capsize=4,
+        )
+        ax.set_xticks(
+            x,
+            [
+                f"{m}" + (f" r{r}" if r else "")
+                for m, r in zip(summ["method"], summ["ratio"], strict=True)
+            ],
+        )
         ax.set_xlabel("method (augmentation ratio)")
     else:
         for method, g in summ.groupby("method", sort=False):
@@ -114,8 +137,9 @@ def _ratio_plot(summ: pd.DataFrame, metric: str, title: str, path: Path) -> Path
     return _save(fig, path)
 
 
-def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path,
-                context: str = "") -> Path:
+def _sweep_plot(
+    summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path, context: str = ""
+) -> Path:
     """Ablation curve: metric vs the swept value, one line per method (and ratio)."""
     fig, ax = _figure()
     values = list(dict.fromkeys(summ["sweep_value"]))
@@ -134,8 +158,7 @@ def _sweep_plot(summ: pd.DataFrame, sweep: str, metric: str, out_dir: Path,
         ax.set_xscale("log")
     ax.set_xlabel(sweep)
     ax.set_ylabel(metric + " (mean ± 95% CI over seeds)")
-    ax.set_title(f"ablation: {sweep}\n{context}" if context else f"ablation: {sweep}",
-                 fontsize=10)
+    ax.set_title(f"ablation: {sweep}\n{context}" if context else f"ablation: {sweep}", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, out_dir / _file_name(f"{metric}_vs_{sweep}"))

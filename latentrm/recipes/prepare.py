@@ -154,7 +154,9 @@ def _seed_val(idx: np.ndarray, cfg: RunConfig, split_seed: int) -> tuple[np.ndar
 
 
 def prepare_data(
-    cfg: RunConfig, split_seeds: Sequence[int] | None = None, embed_all: bool | None = False,
+    cfg: RunConfig,
+    split_seeds: Sequence[int] | None = None,
+    embed_all: bool | None = False,
     embedder: Any | None = None,
 ) -> PreparedData:
     """Load `cfg.data`, fix the splits of `split_seeds` (default: data.split_seed), embed (cached).
@@ -182,8 +184,10 @@ def prepare_data(
                 f"eval.candidates={cfg.eval.candidates!r} must be null or the same file"
             )
         sets = pool_candidates(
-            load_candidates(cfg.data.path, cfg.data), cfg.eval.candidate_pool,
-            cfg.eval.max_prompts, cfg.eval.bon_seed,
+            load_candidates(cfg.data.path, cfg.data),
+            cfg.eval.candidate_pool,
+            cfg.eval.max_prompts,
+            cfg.eval.bon_seed,
         )
         if not 0 < cfg.eval.heldout_prompts < 1:
             raise ConfigError(
@@ -202,15 +206,23 @@ def prepare_data(
             test = np.flatnonzero(np.isin(group, te_sets))
             rng = np.random.default_rng([s, 4])
             if len(pool) < cfg.data.n_seed:
-                log.warning("only %d training pairs from %d instructions (data.n_seed=%d)",
-                            len(pool), len(tr_sets), cfg.data.n_seed)
+                log.warning(
+                    "only %d training pairs from %d instructions (data.n_seed=%d)",
+                    len(pool),
+                    len(tr_sets),
+                    cfg.data.n_seed,
+                )
             seed_idx = np.sort(rng.permutation(pool)[: cfg.data.n_seed])
             if cfg.data.n_test is not None and len(test) > cfg.data.n_test:
                 test = np.sort(rng.permutation(test)[: cfg.data.n_test])
             train, val = _seed_val(seed_idx, cfg, s)
             splits[s] = Split(s, train, val, test, te_sets)
-        meta.update(instructions=len(sets), pairs=len(ds), binarize=ds.stats,
-                    candidates_embedded=int(sum(len(e) for e in set_emb)))
+        meta.update(
+            instructions=len(sets),
+            pairs=len(ds),
+            binarize=ds.stats,
+            candidates_embedded=int(sum(len(e) for e in set_emb)),
+        )
     else:
         mode = "pairs"
         full = load_pairs(cfg.data.path, cfg.data)
@@ -219,38 +231,54 @@ def prepare_data(
             raise ConfigError(
                 f"{cfg.data.path}: {full.stats['margin_records']} records have a 'margin' "
                 "(TRL's column), which latentrm run and experiment do not use; train with "
-                "latentrm.fit(...), which puts it in the loss, or drop the column")
-        parts = {s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s,
-                                  cfg.data.fixed_test) for s in seeds}
+                "latentrm.fit(...), which puts it in the loss, or drop the column"
+            )
+        parts = {
+            s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s, cfg.data.fixed_test)
+            for s in seeds
+        }
         rows = np.unique(np.concatenate([np.r_[a, b] for a, b in parts.values()]))
         if embed_all or (embed_all is None and 4 * len(rows) >= len(full)):
             rows = np.arange(len(full))
         ds = full.subset(rows)
         pe = emb_mod.embed_pairs(ds, cfg.embed, cfg.cache_dir, embedder=embedder)
         chosen, rejected = np.asarray(pe.chosen, np.float32), np.asarray(pe.rejected, np.float32)
-        meta.update(pairs_total=len(full), pairs_embedded=len(ds), load_stats=full.stats,
-                    embed=getattr(pe, "meta", {}))
+        meta.update(
+            pairs_total=len(full),
+            pairs_embedded=len(ds),
+            load_stats=full.stats,
+            embed=getattr(pe, "meta", {}),
+        )
         for s, (seed_idx, test) in parts.items():
             pos_seed, pos_test = np.searchsorted(rows, seed_idx), np.searchsorted(rows, test)
             train, val = _seed_val(pos_seed, cfg, s)
             splits[s] = Split(s, train, val, pos_test, np.zeros(0, np.int64))
         if cfg.eval.candidates:
             sets = pool_candidates(
-                load_candidates(cfg.eval.candidates, cfg.data), cfg.eval.candidate_pool,
-                cfg.eval.max_prompts, cfg.eval.bon_seed,
+                load_candidates(cfg.eval.candidates, cfg.data),
+                cfg.eval.candidate_pool,
+                cfg.eval.max_prompts,
+                cfg.eval.bon_seed,
             )
             set_emb = emb_mod.embed_candidates(sets, cfg.embed, cfg.cache_dir, embedder=embedder)
             for sp in splits.values():  # the candidates file shares no prompt with the pairs
                 sp.bon_sets = np.arange(len(sets), dtype=np.int64)
     meta["prepare_seconds"] = time.perf_counter() - t0
-    log.info("prepared %s data: %d pairs embedded, %d candidate sets, %.1fs",
-             mode, len(ds), len(sets), meta["prepare_seconds"])
+    log.info(
+        "prepared %s data: %d pairs embedded, %d candidate sets, %.1fs",
+        mode,
+        len(ds),
+        len(sets),
+        meta["prepare_seconds"],
+    )
     groups = group if mode == "candidates" else np.arange(len(chosen), dtype=np.int64)
     return PreparedData(mode, ds, chosen, rejected, sets, set_emb, splits, meta, groups)
 
 
 def prepare_layers(
-    cfg: RunConfig, split_seeds: Sequence[int] | None = None, embed_all: bool | None = False,
+    cfg: RunConfig,
+    split_seeds: Sequence[int] | None = None,
+    embed_all: bool | None = False,
     embedder: Any | None = None,
 ) -> dict[Any, PreparedData]:
     """:func:`prepare_data` at each embed.layer candidate (select_layer, else embed.layer).
@@ -262,8 +290,9 @@ def prepare_layers(
 
     layers = list(cfg.select_layer) or [cfg.embed.layer]
     if len(layers) > 1:
-        missing = [x for x in layers if x != "mean" and x not in cfg.embed.layers
-                   and x != cfg.embed.layer]
+        missing = [
+            x for x in layers if x != "mean" and x not in cfg.embed.layers and x != cfg.embed.layer
+        ]
         if missing:
             raise ConfigError(f"select_layer {missing} are not cached: add them to embed.layers")
     out = {}

@@ -19,9 +19,15 @@ log = logging.getLogger(__name__)
 
 
 def export_head(
-    head_dir: str | Path, out: str | Path, *, export: str = "transformers",
-    dtype: str | None = None, push: str | None = None, private: bool | None = None,
-    card: dict[str, Any] | None = None, trust_remote_code: bool = False,
+    head_dir: str | Path,
+    out: str | Path,
+    *,
+    export: str = "transformers",
+    dtype: str | None = None,
+    push: str | None = None,
+    private: bool | None = None,
+    card: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Write the save_pretrained folder of the reward model in `head_dir` to `out`; with `push`
     (a Hub repo id) also upload that folder there, its card loading `push`.
@@ -38,8 +44,9 @@ def export_head(
     if push is not None and push.count("/") != 1:
         raise ConfigError(f"--push {push!r}: give the Hub repo as owner/name")
     rm = RewardModel.load(head, trust_remote_code=trust_remote_code)
-    rm.save_pretrained(out_dir, export=export, dtype=dtype, repo_id=push,
-                       model_card_kwargs=card or None)
+    rm.save_pretrained(
+        out_dir, export=export, dtype=dtype, repo_id=push, model_card_kwargs=card or None
+    )
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     url = None
     if push is not None:
@@ -47,7 +54,12 @@ def export_head(
 
         api = HfApi()
         api.create_repo(push, private=private, exist_ok=True)
-        url = str(api.upload_folder(repo_id=push, folder_path=str(out_dir),
-                                    commit_message=f"latentrm export of {head.name}"))
+        url = str(
+            api.upload_folder(
+                repo_id=push,
+                folder_path=str(out_dir),
+                commit_message=f"latentrm export of {head.name}",
+            )
+        )
         log.info("pushed %s to %s", out_dir, push)
     return {"out": str(out_dir), "files": files, "url": url}

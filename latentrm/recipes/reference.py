@@ -74,7 +74,13 @@ def fit_reference(data: PreparedData, cfg: RunConfig, seed: int, k: int = 5) -> 
     heads = []
     for f in range(k):
         tr, va = carve_validation(np.flatnonzero(folds != f), cfg.data.val_fraction, seed + f)
-        fit = augment_then_fit("none", cfg, (data.chosen[tr], data.rejected[tr]),
-                               (data.chosen[va], data.rejected[va]), ratio=0, seed=seed + f)
+        fit = augment_then_fit(
+            "none",
+            cfg,
+            (data.chosen[tr], data.rejected[tr]),
+            (data.chosen[va], data.rejected[va]),
+            ratio=0,
+            seed=seed + f,
+        )
         heads.append(fit.fitter.head_)
     return FoldedReference(folds, heads)

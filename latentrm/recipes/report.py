@@ -49,15 +49,25 @@ def metrics_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     f = fmt_number
     for r in rows:
-        cells = [r["method"], str(r["ratio"]),
-                 f"{f(r['accuracy'])} [{f(r['accuracy_lo'])}, {f(r['accuracy_hi'])}]",
-                 f(r.get("val_accuracy"))]
+        cells = [
+            r["method"],
+            str(r["ratio"]),
+            f"{f(r['accuracy'])} [{f(r['accuracy_lo'])}, {f(r['accuracy_hi'])}]",
+            f(r.get("val_accuracy")),
+        ]
         if bon:
-            cells += [f"{f(r.get('bon_picked'))} ({f(r.get('bon_floor'))}/"
-                      f"{f(r.get('bon_ceiling'))})", f(r.get("bon_gap_closed")),
-                      f(r.get("spearman_prompt"))]
-        cells += [f(r.get("fidelity")), f(r["time_fit_s"], ".1f"), f(r["time_synth_s"], ".1f"),
-                  f(r["time_head_s"], ".1f"), f"{r['params_augmenter']:,}/{r['params_head']:,}"]
+            cells += [
+                f"{f(r.get('bon_picked'))} ({f(r.get('bon_floor'))}/{f(r.get('bon_ceiling'))})",
+                f(r.get("bon_gap_closed")),
+                f(r.get("spearman_prompt")),
+            ]
+        cells += [
+            f(r.get("fidelity")),
+            f(r["time_fit_s"], ".1f"),
+            f(r["time_synth_s"], ".1f"),
+            f(r["time_head_s"], ".1f"),
+            f"{r['params_augmenter']:,}/{r['params_head']:,}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -66,8 +76,16 @@ def metrics_table(rows: Sequence[dict[str, Any]]) -> str:
 # fidelity is printed next to the out-of-fold reference's own agreement with the human labels of
 # the seed pairs and of the held-out pairs: a synthetic pair's label is judged against that bar.
 SUMMARY_METRICS = (
-    "accuracy", "bon_picked", "bon_gap_closed", "spearman_prompt", "fidelity",
-    "ref_seed_accuracy", "ref_heldout_accuracy", "time_fit_s", "time_synth_s", "time_head_s",
+    "accuracy",
+    "bon_picked",
+    "bon_gap_closed",
+    "spearman_prompt",
+    "fidelity",
+    "ref_seed_accuracy",
+    "ref_heldout_accuracy",
+    "time_fit_s",
+    "time_synth_s",
+    "time_head_s",
 )
 
 
@@ -102,14 +120,20 @@ def summary_markdown(df: pd.DataFrame, cfg: RunConfig | None = None) -> str:
     head = [*group_columns(df), "seeds", *metrics]
     lines = []
     if cfg is not None:
-        lines.append(f"Data: `{cfg.data.path}`, embedder `{cfg.embed.model}`, seeds "
-                     f"{list(cfg.seeds)}; mean ± 95% CI (Student t across seeds).\n")
+        lines.append(
+            f"Data: `{cfg.data.path}`, embedder `{cfg.embed.model}`, seeds "
+            f"{list(cfg.seeds)}; mean ± 95% CI (Student t across seeds).\n"
+        )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summ.iterrows():
         cells = [str(r[g]) for g in group_columns(df)] + [str(r["seeds"])]
         # times: the mean only (their spread is the machine's, not the method's)
-        cells += [fmt_number(r[m], ".1f") if m.startswith("time")
-                  else plus_minus(r[m], r[f"{m}_ci"], ".3f") for m in metrics]
+        cells += [
+            fmt_number(r[m], ".1f")
+            if m.startswith("time")
+            else plus_minus(r[m], r[f"{m}_ci"], ".3f")
+            for m in metrics
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     chosen = [c for c in ("gamma", "sigma2", "direct_noise") if c in df.columns]
     if chosen and "select_grid" in df.columns:
@@ -118,9 +142,10 @@ def summary_markdown(df: pd.DataFrame, cfg: RunConfig | None = None) -> str:
             lines += ["", "Hyperparameters selected on the validation split, per seed:", ""]
             for keys, g in sel.groupby(group_columns(df), sort=False):
                 vals = "; ".join(
-                    f"seed {int(r['seed'])}: " + ", ".join(
-                        f"{c}={r[c]:g}" for c in chosen if pd.notna(r.get(c)))
-                    for _, r in g.iterrows())
+                    f"seed {int(r['seed'])}: "
+                    + ", ".join(f"{c}={r[c]:g}" for c in chosen if pd.notna(r.get(c)))
+                    for _, r in g.iterrows()
+                )
                 label = " ".join(map(str, keys if isinstance(keys, tuple) else (keys,)))
                 lines.append(f"- {label}: {vals}")
     return "\n".join(lines) + "\n"
@@ -137,8 +162,9 @@ def effective_labels(curve: pd.DataFrame, value: float) -> tuple[float, str]:
     On a plateau the first size that reaches it counts. Returns (pairs, "" | "<" | ">").
     """
     n = curve["n_seed"].to_numpy(dtype=np.float64)
-    weights = (curve["seeds"].to_numpy(dtype=np.float64) if "seeds" in curve.columns
-               else np.ones(len(n)))
+    weights = (
+        curve["seeds"].to_numpy(dtype=np.float64) if "seeds" in curve.columns else np.ones(len(n))
+    )
     m = isotonic_means(curve["mean"].to_numpy(dtype=np.float64), weights)
     if len(n) == 0 or not np.isfinite(value):
         return float("nan"), ""
@@ -166,5 +192,3 @@ def isotonic_means(means: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def points(mean: float, half: float) -> str:
     """A difference in points, with its 95% half width when there is one (>= 2 splits)."""
     return f"{100 * mean:+.1f}" + (f" ± {100 * half:.1f}" if np.isfinite(half) else "") + " pts"
-
-

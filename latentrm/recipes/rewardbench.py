@@ -33,23 +33,54 @@ log = logging.getLogger(__name__)
 # rewardbench/constants.py (v1): subset sizes used as section weights (math-prm is up-weighted
 # to the size of the code subsets, as RewardBench does).
 EXAMPLE_COUNTS = {
-    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95,
-    "mt-bench-easy": 28, "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984,
-    "refusals-dangerous": 100, "refusals-offensive": 100, "llmbar-natural": 100,
-    "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92, "llmbar-adver-GPTOut": 47,
-    "llmbar-adver-manual": 46, "xstest-should-refuse": 250, "xstest-should-respond": 154,
-    "donotanswer": 136, "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164,
-    "hep-python": 164, "hep-rust": 164,
+    "alpacaeval-easy": 100,
+    "alpacaeval-length": 95,
+    "alpacaeval-hard": 95,
+    "mt-bench-easy": 28,
+    "mt-bench-med": 40,
+    "mt-bench-hard": 37,
+    "math-prm": 984,
+    "refusals-dangerous": 100,
+    "refusals-offensive": 100,
+    "llmbar-natural": 100,
+    "llmbar-adver-neighbor": 134,
+    "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47,
+    "llmbar-adver-manual": 46,
+    "xstest-should-refuse": 250,
+    "xstest-should-respond": 154,
+    "donotanswer": 136,
+    "hep-cpp": 164,
+    "hep-go": 164,
+    "hep-java": 164,
+    "hep-js": 164,
+    "hep-python": 164,
+    "hep-rust": 164,
 }
 SUBSET_MAPPING = {
-    "Chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy",
-             "mt-bench-med"],
-    "Chat Hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor",
-                  "llmbar-adver-GPTInst", "llmbar-adver-GPTOut", "llmbar-adver-manual"],
-    "Safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse",
-               "xstest-should-respond", "donotanswer"],
-    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python",
-                  "hep-rust"],
+    "Chat": [
+        "alpacaeval-easy",
+        "alpacaeval-length",
+        "alpacaeval-hard",
+        "mt-bench-easy",
+        "mt-bench-med",
+    ],
+    "Chat Hard": [
+        "mt-bench-hard",
+        "llmbar-natural",
+        "llmbar-adver-neighbor",
+        "llmbar-adver-GPTInst",
+        "llmbar-adver-GPTOut",
+        "llmbar-adver-manual",
+    ],
+    "Safety": [
+        "refusals-dangerous",
+        "refusals-offensive",
+        "xstest-should-refuse",
+        "xstest-should-respond",
+        "donotanswer",
+    ],
+    "Reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
 }
 
 
@@ -69,8 +100,10 @@ def section_scores(accuracy: Mapping[str, float]) -> dict[str, float]:
 
 
 def _alternating(prompt: Sequence[Mapping[str, Any]]) -> tuple[dict[str, str], ...]:
-    return tuple({"role": "user" if i % 2 == 0 else "assistant", "content": m["content"]}
-                 for i, m in enumerate(prompt))
+    return tuple(
+        {"role": "user" if i % 2 == 0 else "assistant", "content": m["content"]}
+        for i, m in enumerate(prompt)
+    )
 
 
 def parse_row(row: Mapping[str, Any], **where: Any) -> tuple[Any, str, str, str]:
@@ -83,8 +116,11 @@ def parse_row(row: Mapping[str, Any], **where: Any) -> tuple[Any, str, str, str]
         ctx, c = as_response(chosen, (), field="chosen", **where)
         ctx_r, r = as_response(row["rejected"], (), field="rejected", **where)
         if list(ctx) != list(ctx_r):
-            raise DataError("chosen and rejected conversations differ before the last answer",
-                            field="rejected", **where)
+            raise DataError(
+                "chosen and rejected conversations differ before the last answer",
+                field="rejected",
+                **where,
+            )
         prompt = ctx
     else:
         if row.get("prompt") is None:
@@ -94,13 +130,16 @@ def parse_row(row: Mapping[str, Any], **where: Any) -> tuple[Any, str, str, str]
         _, r = as_response(row["rejected"], prompt, field="rejected", **where)
     subset = row.get("subset", "all")
     if not isinstance(subset, str) or not subset:
-        raise DataError(f"subset must be a non-empty string, got {subset!r}", field="subset",
-                        **where)
+        raise DataError(
+            f"subset must be a non-empty string, got {subset!r}", field="subset", **where
+        )
     return _alternating(prompt), c, r, subset
 
 
 def rewardbench_rows(
-    model: Scorer, rows: Sequence[tuple[int, Mapping[str, Any]]], path: str = "<rows>",
+    model: Scorer,
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    path: str = "<rows>",
     batch_size: int | None = 1024,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """RewardBench's evaluation of `model` on `rows` ((line, row) pairs): per row the scores and
@@ -117,7 +156,8 @@ def rewardbench_rows(
     subsets = np.array([s for _, _, _, s in parsed], dtype=object)
     per_subset = {str(s): float(np.mean(correct[subsets == s])) for s in sorted(set(subsets))}
     summary: dict[str, Any] = {
-        "pairs": len(rows), "accuracy": float(np.mean(correct)),
+        "pairs": len(rows),
+        "accuracy": float(np.mean(correct)),
         "subsets": per_subset,
         "subset_pairs": {s: int(np.sum(subsets == s)) for s in per_subset},
     }
@@ -126,8 +166,9 @@ def rewardbench_rows(
         summary["sections"] = sections
     unknown = sorted(set(per_subset) - set(EXAMPLE_COUNTS))
     if sections and unknown:
-        log.warning("subsets not in RewardBench's sections (accuracy only): %s",
-                    ", ".join(unknown))
-    out = [{**row, "score_chosen": float(a), "score_rejected": float(b), "correct": bool(k)}
-           for (_, row), a, b, k in zip(rows, sc, sr, correct, strict=True)]
+        log.warning("subsets not in RewardBench's sections (accuracy only): %s", ", ".join(unknown))
+    out = [
+        {**row, "score_chosen": float(a), "score_rejected": float(b), "correct": bool(k)}
+        for (_, row), a, b, k in zip(rows, sc, sr, correct, strict=True)
+    ]
     return out, summary

@@ -64,8 +64,9 @@ def read_prompts(path: str | Path) -> list[Prompt]:
     return list(seen.values())
 
 
-def read_candidates(path: str | Path, field: str | None = None
-                    ) -> tuple[list[Prompt], list[list[str]]]:
+def read_candidates(
+    path: str | Path, field: str | None = None
+) -> tuple[list[Prompt], list[list[str]]]:
     """Prompts and their candidate responses from a candidates file (the `bon` input).
 
     Rows: `prompt`/`instruction` + a list in `field` (default: candidates, completions or
@@ -90,8 +91,11 @@ def read_candidates(path: str | Path, field: str | None = None
             if isinstance(c, Mapping) and "role" not in c:
                 tk = next((k for k in _TEXT_KEYS if c.get(k) is not None), None)
                 if tk is None:
-                    raise DataError(f"candidate needs one of {', '.join(_TEXT_KEYS)}",
-                                    field=f"{key}[{j}]", **where)
+                    raise DataError(
+                        f"candidate needs one of {', '.join(_TEXT_KEYS)}",
+                        field=f"{key}[{j}]",
+                        **where,
+                    )
                 c = c[tk]
             texts.append(as_response(c, prompt, field=f"{key}[{j}]", **where)[1])
         prompts.append(prompt)
@@ -114,7 +118,7 @@ class RandomScorer:
 
 
 def load_scorer(model: str | Path, seed: int = 0, trust_remote_code: bool = False) -> Any:
-    """"random" (RandomScorer), a latentrm reward-model folder, or a sequence classifier."""
+    """ "random" (RandomScorer), a latentrm reward-model folder, or a sequence classifier."""
     if str(model) == "random":
         return RandomScorer(seed)
     return load_judge(model, trust_remote_code=trust_remote_code)
@@ -162,38 +166,59 @@ def rs_sft(
     else:
         ps = read_prompts(prompts)  # type: ignore[arg-type]
         cands, gen_stats = generate_responses(policy, ps, sampling, cache_dir, gguf_file, sampler)
-    scorer = (reward_model if hasattr(reward_model, "score")
-              else load_scorer(reward_model, sampling.seed))
+    scorer = (
+        reward_model if hasattr(reward_model, "score") else load_scorer(reward_model, sampling.seed)
+    )
     flat_p = [p for p, c in zip(ps, cands, strict=True) for _ in c]
     flat_r = [t for c in cands for t in c]
     flat = score_in_batches(scorer, flat_p, flat_r, batch_size)
     scores = np.split(flat, np.cumsum([len(c) for c in cands])[:-1])
     picks = pick_best(scores, threshold)
-    rows = [{"id": prompt_key(p)[:16], "prompt": _messages(p),
-             "completion": [{"role": "assistant", "content": c[j]}], "score": float(s[j]),
-             "scores": [float(x) for x in s], "index": int(j)}
-            for p, c, s, j in zip(ps, cands, scores, picks, strict=True) if j >= 0]
+    rows = [
+        {
+            "id": prompt_key(p)[:16],
+            "prompt": _messages(p),
+            "completion": [{"role": "assistant", "content": c[j]}],
+            "score": float(s[j]),
+            "scores": [float(x) for x in s],
+            "index": int(j),
+        }
+        for p, c, s, j in zip(ps, cands, scores, picks, strict=True)
+        if j >= 0
+    ]
     kept = [(p, c[j]) for p, c, j in zip(ps, cands, picks, strict=True) if j >= 0]
     summary: dict[str, Any] = {
-        "prompts": len(ps), "responses": len(flat_r), "kept": len(kept),
-        "threshold": threshold, "score_mean_all": float(flat.mean()),
+        "prompts": len(ps),
+        "responses": len(flat_r),
+        "kept": len(kept),
+        "threshold": threshold,
+        "score_mean_all": float(flat.mean()),
         "score_mean_picked": float(np.mean([r["score"] for r in rows])) if rows else float("nan"),
         "chars_mean_all": float(np.mean([len(t) for t in flat_r])),
         "chars_mean_picked": float(np.mean([len(t) for _, t in kept])) if kept else float("nan"),
         "generation": gen_stats,
     }
-    log.info("rs-sft: kept %d of %d prompts (picked mean score %.4f, all %.4f)", len(kept),
-             len(ps), summary["score_mean_picked"], summary["score_mean_all"])
+    log.info(
+        "rs-sft: kept %d of %d prompts (picked mean score %.4f, all %.4f)",
+        len(kept),
+        len(ps),
+        summary["score_mean_picked"],
+        summary["score_mean_all"],
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_rows(rows, out / "picks.jsonl")  # the picks survive a failed fine-tuning
     tuner = PolicyTuner(policy, sft, gguf_file).fit([p for p, _ in kept], [t for _, t in kept])
-    summary.update(train_seconds=tuner.train_seconds_, n_trainable=tuner.n_trainable_,
-                   final_loss=next((h["loss"] for h in reversed(tuner.history_) if "loss" in h),
-                                   None))
+    summary.update(
+        train_seconds=tuner.train_seconds_,
+        n_trainable=tuner.n_trainable_,
+        final_loss=next((h["loss"] for h in reversed(tuner.history_) if "loss" in h), None),
+    )
     reward_name = getattr(scorer, "source", None) or (
-        str(reward_model) if not hasattr(reward_model, "score") else type(scorer).__name__)
-    tuner.save_pretrained(out, {"reward_model": reward_name, "sampling": sampling.__dict__,
-                                "summary": summary})
+        str(reward_model) if not hasattr(reward_model, "score") else type(scorer).__name__
+    )
+    tuner.save_pretrained(
+        out, {"reward_model": reward_name, "sampling": sampling.__dict__, "summary": summary}
+    )
     return summary
 
 
@@ -226,15 +251,29 @@ def judge_policies(
     scorer = judge if hasattr(judge, "score") else load_judge(judge)
     k = sampling.n
     flat_p = [p for p in ps for _ in range(k)]
-    sa, sb = (score_in_batches(scorer, flat_p, [t for x in ans for t in x], batch_size)
-              .reshape(len(ps), k) for ans in answers)
+    sa, sb = (
+        score_in_batches(scorer, flat_p, [t for x in ans for t in x], batch_size).reshape(
+            len(ps), k
+        )
+        for ans in answers
+    )
     summary = compare(sa, sb, answers[0], answers[1], n_bootstrap, sampling.seed)
-    summary.update(policy_a=str(policy_a), policy_b=str(policy_b),
-                   judge=str(getattr(scorer, "source", None) or getattr(scorer, "path", judge)))
+    summary.update(
+        policy_a=str(policy_a),
+        policy_b=str(policy_b),
+        judge=str(getattr(scorer, "source", None) or getattr(scorer, "path", judge)),
+    )
     if out is not None:
-        rows = [{"prompt": _messages(p), "answers_a": a, "answers_b": b,
-                 "reward_a": [float(x) for x in ra], "reward_b": [float(x) for x in rb]}
-                for p, a, b, ra, rb in zip(ps, answers[0], answers[1], sa, sb, strict=True)]
+        rows = [
+            {
+                "prompt": _messages(p),
+                "answers_a": a,
+                "answers_b": b,
+                "reward_a": [float(x) for x in ra],
+                "reward_b": [float(x) for x in rb],
+            }
+            for p, a, b, ra, rb in zip(ps, answers[0], answers[1], sa, sb, strict=True)
+        ]
         write_rows(rows, out)
     return summary
 
@@ -243,5 +282,11 @@ def write_summary(path: str | Path, summary: Mapping[str, Any]) -> None:
     atomic_write_json(Path(path), json.loads(json.dumps(summary, default=str)))
 
 
-__all__ = ["RandomScorer", "judge_policies", "load_scorer", "read_candidates", "read_prompts",
-           "rs_sft"]
+__all__ = [
+    "RandomScorer",
+    "judge_policies",
+    "load_scorer",
+    "read_candidates",
+    "read_prompts",
+    "rs_sft",
+]

@@ -72,6 +72,17 @@ def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[A
     return keys, list(itertools.product(*vals))
 
 
+def bon_metrics(scores: list[np.ndarray], sets: list[Any], cfg: RunConfig) -> dict[str, Any]:
+    """Best-of-N gold metrics (`evaluate.bon_gold` at cfg.eval's settings) and the Spearman
+    correlation with gold of a model's `scores` of candidate `sets` (one array per set)."""
+    ev = cfg.eval
+    out = bon_gold(
+        scores, sets, ev.best_of_n, ev.bon_draws, ev.bon_seed, ev.skip_short, ev.n_bootstrap
+    )
+    out.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
+    return out
+
+
 def _score_metrics(
     score_fn: ScoreFn, data: PreparedData, split: Split, cfg: RunConfig, seed: int
 ) -> dict[str, Any]:
@@ -80,14 +91,16 @@ def _score_metrics(
     correct = pair_correctness(rc, rr)
     lo, hi = bootstrap_ci(correct, cfg.eval.n_bootstrap, seed)
     vc = pair_correctness(score_fn(data.chosen[split.val]), score_fn(data.rejected[split.val]))
-    out: dict[str, Any] = {"accuracy": float(correct.mean()) if len(correct) else float("nan"),
-                           "accuracy_lo": lo, "accuracy_hi": hi, "val_accuracy": float(vc.mean())}
+    out: dict[str, Any] = {
+        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "accuracy_lo": lo,
+        "accuracy_hi": hi,
+        "val_accuracy": float(vc.mean()),
+    }
     if len(split.bon_sets):
         sets = [data.sets[i] for i in split.bon_sets]
         scores = [score_fn(data.set_emb[i]) for i in split.bon_sets]
-        out.update(bon_gold(scores, sets, cfg.eval.best_of_n, cfg.eval.bon_draws,
-                             cfg.eval.bon_seed, cfg.eval.skip_short, cfg.eval.n_bootstrap))
-        out.update(spearman_with_gold(scores, [np.asarray(s.gold) for s in sets]))
+        out.update(bon_metrics(scores, sets, cfg))
     return out
 
 
@@ -142,24 +155,35 @@ def fit_method(
         hcfg = replace(mcfg, reward=effective_reward(mcfg.reward, n_labelled))
         augmenter, t_fit = fit_augmenter(base, mcfg, train, cfg.seed, memo, data_key)
         for ratio in ratios:
-            t = augment_then_fit(base, hcfg, train, fit_val, ratio=ratio, seed=cfg.seed,
-                                 augmenter=augmenter)
+            t = augment_then_fit(
+                base, hcfg, train, fit_val, ratio=ratio, seed=cfg.seed, augmenter=augmenter
+            )
             head = t.fitter.head_
-            val_acc = (pairwise_accuracy(head.score(val[0]), head.score(val[1]))
-                       if fit_val is not None
-                       else t.fitter.history_.get("oof_accuracy", math.nan))
+            val_acc = (
+                pairwise_accuracy(head.score(val[0]), head.score(val[1]))
+                if fit_val is not None
+                else t.fitter.history_.get("oof_accuracy", math.nan)
+            )
             info = {
                 "time_fit_s": t_fit if base != "none" else 0.0,
-                "time_synth_s": t.seconds.synth, "time_head_s": t.seconds.head,
-                "params_augmenter": t.augmenter_params, "params_head": n_parameters(head),
-                "n_pairs_trained": len(t.aug), "n_synthetic": int(np.sum(t.aug.synthetic)),
+                "time_synth_s": t.seconds.synth,
+                "time_head_s": t.seconds.head,
+                "params_augmenter": t.augmenter_params,
+                "params_head": n_parameters(head),
+                "n_pairs_trained": len(t.aug),
+                "n_synthetic": int(np.sum(t.aug.synthetic)),
                 **{k.split(".")[-1]: v for k, v in zip(keys, point, strict=True)},
             }
             if "teacher_agreement" in t.aug.stats:
                 info["teacher_agreement"] = t.aug.stats["teacher_agreement"]
             if len(grid) > 1:
-                log.info("%s ratio %d %s: validation accuracy %.4f", name, ratio,
-                         dict(zip(keys, point, strict=True)), val_acc)
+                log.info(
+                    "%s ratio %d %s: validation accuracy %.4f",
+                    name,
+                    ratio,
+                    dict(zip(keys, point, strict=True)),
+                    val_acc,
+                )
             # Validation accuracy moves in steps of 1/n_val, so ties are common: the lower
             # validation BT loss breaks them, then the grid order (strict '>').
             score = (val_acc, -float(t.fitter.history_["best_val"]))
@@ -169,33 +193,58 @@ def fit_method(
 
 
 # What a saved head's card reports of its held-out evaluation (renamed from the row's keys).
-HELDOUT_METRICS = {"accuracy": "heldout_accuracy", "accuracy_lo": "heldout_accuracy_lo",
-                   "accuracy_hi": "heldout_accuracy_hi", "bon_picked": "bon_picked",
-                   "bon_gap_closed": "bon_gap_closed"}
+HELDOUT_METRICS = {
+    "accuracy": "heldout_accuracy",
+    "accuracy_lo": "heldout_accuracy_lo",
+    "accuracy_hi": "heldout_accuracy_hi",
+    "bon_picked": "bon_picked",
+    "bon_gap_closed": "bon_gap_closed",
+}
 
 
 def _training(
-    cfg: RunConfig, method: str, ratio: int, fit: Fitted, data: PreparedData, split: Split,
-    row: dict[str, Any], **extra: Any,
+    cfg: RunConfig,
+    method: str,
+    ratio: int,
+    fit: Fitted,
+    data: PreparedData,
+    split: Split,
+    row: dict[str, Any],
+    **extra: Any,
 ) -> dict[str, Any]:
     """The training record of a run's head (`fit.training_record`, as `latentrm.fit` writes
     it) with the held-out numbers of its result `row`."""
     val = (data.chosen[split.val], data.rejected[split.val])
     metrics = validation_metrics(fit.fitter, val)
-    metrics.update({new: round(float(row[k]), 4) if np.isfinite(row[k]) else None
-                    for k, new in HELDOUT_METRICS.items() if k in row})
+    metrics.update(
+        {
+            new: round(float(row[k]), 4) if np.isfinite(row[k]) else None
+            for k, new in HELDOUT_METRICS.items()
+            if k in row
+        }
+    )
     extra.update(n_test=len(split.test), split_seed=split.split_seed)
     if len(split.bon_sets):
         extra["bon_prompts"] = len(split.bon_sets)
     return training_record(
-        data=cfg.data.path, n_pairs=len(split.train) + len(split.val),
+        data=cfg.data.path,
+        n_pairs=len(split.train) + len(split.val),
         n_val=len(split.val) if len(fit.rows) == len(split.train) else 0,  # 0: trained on all
-        method=method, ratio=ratio, aug=fit.aug, margin=False, cfg=fit.cfg, metrics=metrics,
-        **extra)
+        method=method,
+        ratio=ratio,
+        aug=fit.aug,
+        margin=False,
+        cfg=fit.cfg,
+        metrics=metrics,
+        **extra,
+    )
 
 
 def evaluate_split(
-    cfg: RunConfig, data: PreparedData, split: Split, reference: FoldedReference | None = None,
+    cfg: RunConfig,
+    data: PreparedData,
+    split: Split,
+    reference: FoldedReference | None = None,
     heads_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every method (x ratio) of `cfg` on `split`; one result row each.
@@ -207,23 +256,32 @@ def evaluate_split(
     """
     rows: list[dict[str, Any]] = []
     memo = FitMemo()  # one VAE per split for every LENS variant that shares its settings
-    common: dict[str, Any] = {"seed": cfg.seed, "split_seed": split.split_seed,
-                              "n_train": len(split.train), "n_val": len(split.val),
-                              "n_test": len(split.test), "layer": str(cfg.embed.layer)}
+    common: dict[str, Any] = {
+        "seed": cfg.seed,
+        "split_seed": split.split_seed,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "layer": str(cfg.embed.layer),
+    }
     warn_small_validation(len(split.val), f"split {split.split_seed}")
     if reference is not None:
         common["ref_seed_accuracy"] = reference.agreement(
-            data, np.concatenate([split.train, split.val]))
+            data, np.concatenate([split.train, split.val])
+        )
         common["ref_heldout_accuracy"] = reference.agreement(data, split.test)
     for name in cfg.methods:
         t_select = time.perf_counter()
         extra: dict[str, Any] = {}
         if name == "recipe":
             chosen, ratio, scores = choose_recipe(cfg, data, split, cfg.seed)
-            fits, grid = fit_method(apply_changes(cfg, {"ratios": [max(ratio, 1)]}), chosen,
-                                    data, split, memo)
-            extra = {"chosen": chosen if ratio == 0 else f"{chosen}-r{ratio}",
-                     "recipe_scores": json.dumps(scores, sort_keys=True)}
+            fits, grid = fit_method(
+                apply_changes(cfg, {"ratios": [max(ratio, 1)]}), chosen, data, split, memo
+            )
+            extra = {
+                "chosen": chosen if ratio == 0 else f"{chosen}-r{ratio}",
+                "recipe_scores": json.dumps(scores, sort_keys=True),
+            }
         else:
             fits, grid = fit_method(cfg, name, data, split, memo)
         t_select = time.perf_counter() - t_select
@@ -231,11 +289,17 @@ def evaluate_split(
         by_recipe = {"chosen_by": "recipe"} if name == "recipe" else {}
         trained = method_config(cfg, method)[1].reward
         for ratio, fit in fits.items():
-            warn_head_history(fit.fitter.history_,
-                              f"{name} ratio {ratio} (split {split.split_seed})", trained)
+            warn_head_history(
+                fit.fitter.history_, f"{name} ratio {ratio} (split {split.split_seed})", trained
+            )
             # The recipe's rows form one group whatever it chose (the choice is a column).
-            row: dict[str, Any] = {"method": name, "ratio": 0 if name == "recipe" else ratio,
-                                   **common, **fit.info, **extra}
+            row: dict[str, Any] = {
+                "method": name,
+                "ratio": 0 if name == "recipe" else ratio,
+                **common,
+                **fit.info,
+                **extra,
+            }
             if grid > 1 or name == "recipe":
                 row["select_seconds"] = t_select
                 row["select_grid"] = grid
@@ -249,20 +313,32 @@ def evaluate_split(
             if heads_dir is not None:
                 # A whole RewardModel (head + embed config): `RewardModel.load(d)` scores text.
                 d = child_dir(heads_dir, f"{name}-r{ratio}")  # a name cannot climb out
-                RewardModel(cfg.embed, fit.fitter.head_, history=fit.fitter.history_,
-                            max_response_chars=cfg.data.max_response_chars,
-                            training=_training(cfg, method, ratio, fit, data, split, row,
-                                               **by_recipe)).save(d)
+                RewardModel(
+                    cfg.embed,
+                    fit.fitter.head_,
+                    history=fit.fitter.history_,
+                    max_response_chars=cfg.data.max_response_chars,
+                    training=_training(cfg, method, ratio, fit, data, split, row, **by_recipe),
+                ).save(d)
                 row["head_dir"] = str(d)
             rows.append(row)
-            log.info("%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]", name, ratio,
-                     row["accuracy"], row["accuracy_lo"], row["accuracy_hi"])
+            log.info(
+                "%s ratio %d: held-out accuracy %.4f [%.4f, %.4f]",
+                name,
+                ratio,
+                row["accuracy"],
+                row["accuracy_lo"],
+                row["accuracy_hi"],
+            )
     return rows
 
 
 def evaluate_seed(
-    cfg: RunConfig, datas: dict[Any, PreparedData], references: dict[Any, FoldedReference | None],
-    split_seed: int, heads_dir: Path | None = None,
+    cfg: RunConfig,
+    datas: dict[Any, PreparedData],
+    references: dict[Any, FoldedReference | None],
+    split_seed: int,
+    heads_dir: Path | None = None,
 ) -> tuple[list[dict[str, Any]], RunConfig]:
     """Every method on the split of `split_seed`, at the layer chosen for it.
 
@@ -298,8 +374,10 @@ def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
             t0 = time.perf_counter()
             datas = prepare_layers(cfg, embedder=embedder)
             t_ref = time.perf_counter()
-            references = {layer: fit_reference(d, cfg, cfg.seed) if cfg.eval.fidelity else None
-                          for layer, d in datas.items()}
+            references = {
+                layer: fit_reference(d, cfg, cfg.seed) if cfg.eval.fidelity else None
+                for layer, d in datas.items()
+            }
             t_ref = time.perf_counter() - t_ref
             rows, used = evaluate_seed(cfg, datas, references, cfg.data.split_seed, tmp / "heads")
             data = datas[used.embed.layer]
@@ -309,13 +387,20 @@ def run_pipeline(cfg: RunConfig, embedder: Any | None = None) -> dict[str, Any]:
                 r["head_dir"] = str(out / Path(r["head_dir"]).relative_to(tmp))
         table = metrics_table(rows)
         metrics = {
-            "config": to_dict(cfg), "mode": data.mode, "data": data.meta,
-            "split": {"split_seed": split.split_seed, "n_train": len(split.train),
-                      "n_val": len(split.val), "n_test": len(split.test),
-                      "bon_prompts": len(split.bon_sets)},
+            "config": to_dict(cfg),
+            "mode": data.mode,
+            "data": data.meta,
+            "split": {
+                "split_seed": split.split_seed,
+                "n_train": len(split.train),
+                "n_val": len(split.val),
+                "n_test": len(split.test),
+                "bon_prompts": len(split.bon_sets),
+            },
             "reference_seconds": t_ref if cfg.eval.fidelity else None,
             "total_seconds": time.perf_counter() - t0,
-            "results": rows, "table": table,
+            "results": rows,
+            "table": table,
         }
         atomic_write_json(tmp / "metrics.json", json_safe(metrics))
         atomic_write_text(tmp / "results.md", table)

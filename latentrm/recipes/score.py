@@ -125,8 +125,14 @@ def score_rows(
                     "score_chosen": float(c),
                     "score_rejected": float(r),
                     "correct": bool(c > r),
-                    **({} if sd is None else {"spread_chosen": float(sd[2 * i]),
-                                              "spread_rejected": float(sd[2 * i + 1])}),
+                    **(
+                        {}
+                        if sd is None
+                        else {
+                            "spread_chosen": float(sd[2 * i]),
+                            "spread_rejected": float(sd[2 * i + 1]),
+                        }
+                    ),
                 }
             )
         summary.update(
@@ -137,8 +143,9 @@ def score_rows(
         )
     else:
         for i, ((_, row), s) in enumerate(zip(rows, scores, strict=True)):
-            out.append({**row, "score": float(s),
-                        **({} if sd is None else {"score_spread": float(sd[i])})})
+            out.append(
+                {**row, "score": float(s), **({} if sd is None else {"score_spread": float(sd[i])})}
+            )
         summary.update(_stats(scores))
     return out, summary
 
@@ -226,8 +233,9 @@ def bon_rows(
     spreads: list[np.ndarray] | None = None
     if has_spread(model):  # an ensemble: its members' disagreement on each candidate, as score's
         flat = [item for group in parsed for item in group]
-        sc, sd = score_in_batches(model, [c for c, _ in flat], [t for _, t in flat], batch_size,
-                                  spread=True)
+        sc, sd = score_in_batches(
+            model, [c for c, _ in flat], [t for _, t in flat], batch_size, spread=True
+        )
         cuts = np.cumsum([len(g) for g in parsed])[:-1]
         scores, spreads = np.split(sc, cuts), np.split(sd, cuts)
         indices = np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
@@ -235,7 +243,8 @@ def bon_rows(
         indices, scores = pick_best(model, parsed, batch_size)
     out = []
     for k, ((_, row), i, s, raw, cands) in enumerate(
-            zip(rows, indices, scores, raws, parsed, strict=True)):
+        zip(rows, indices, scores, raws, parsed, strict=True)
+    ):
         best = raw[int(i)]
         out.append(
             {
@@ -244,8 +253,14 @@ def bon_rows(
                 "best_response": best if isinstance(best, str) else cands[int(i)][1],
                 "best_score": float(s[i]),
                 "scores": [float(x) for x in s],
-                **({} if spreads is None else {"best_spread": float(spreads[k][i]),
-                                               "spreads": [float(x) for x in spreads[k]]}),
+                **(
+                    {}
+                    if spreads is None
+                    else {
+                        "best_spread": float(spreads[k][i]),
+                        "spreads": [float(x) for x in spreads[k]],
+                    }
+                ),
             }
         )
     summary: dict[str, Any] = {
@@ -254,8 +269,9 @@ def bon_rows(
         "best_score_mean": float(np.mean([s[i] for i, s in zip(indices, scores, strict=True)])),
     }
     if spreads is not None:
-        summary["best_spread_mean"] = float(np.mean(
-            [sd[i] for i, sd in zip(indices, spreads, strict=True)]))
+        summary["best_spread_mean"] = float(
+            np.mean([sd[i] for i, sd in zip(indices, spreads, strict=True)])
+        )
     if all(g is not None for g in golds):
         picked = [g[int(i)] for g, i in zip(golds, indices, strict=True)]  # type: ignore[index]
         for r, p in zip(out, picked, strict=True):

@@ -39,14 +39,26 @@ def head_grid(cfg: RunConfig, settings: Sequence[dict[str, Any]]) -> list[dict[s
         accs, losses, epochs = [], [], []
         for s, sp in prep.splits.items():
             fitter = augment_then_fit(
-                "none", dataclasses.replace(cfg, reward=rc), (c[sp.train], r[sp.train]),
-                (c[sp.val], r[sp.val]), ratio=0, seed=s).fitter
-            accs.append(pairwise_accuracy(fitter.head_.score(c[sp.val]),
-                                          fitter.head_.score(r[sp.val])))
+                "none",
+                dataclasses.replace(cfg, reward=rc),
+                (c[sp.train], r[sp.train]),
+                (c[sp.val], r[sp.val]),
+                ratio=0,
+                seed=s,
+            ).fitter
+            accs.append(
+                pairwise_accuracy(fitter.head_.score(c[sp.val]), fitter.head_.score(r[sp.val]))
+            )
             losses.append(fitter.history_["best_val"])
             epochs.append(fitter.history_["best_epoch"])
-        out.append({**changes, "val_accuracy": float(np.mean(accs)),
-                    "val_loss": float(np.mean(losses)), "best_epochs": epochs})
+        out.append(
+            {
+                **changes,
+                "val_accuracy": float(np.mean(accs)),
+                "val_loss": float(np.mean(losses)),
+                "best_epochs": epochs,
+            }
+        )
     return out
 
 
@@ -55,7 +67,12 @@ def _base(cfg: RunConfig, name: str) -> str:
 
 
 def kfold_accuracy(
-    cfg: RunConfig, name: str, ratio: int, data: PreparedData, rows: np.ndarray, seed: int,
+    cfg: RunConfig,
+    name: str,
+    ratio: int,
+    data: PreparedData,
+    rows: np.ndarray,
+    seed: int,
     memo: FitMemo | None = None,
 ) -> float:
     """Mean accuracy of method `name` at `ratio` over select_repeats x select_folds folds of `rows`.
@@ -73,11 +90,18 @@ def kfold_accuracy(
         for f in range(cfg.select_folds):
             tr, va = rows[folds != f], rows[folds == f]
             head = augment_then_fit(
-                base, mcfg, (data.chosen[tr], data.rejected[tr]),
-                (data.chosen[va], data.rejected[va]), ratio=ratio, seed=seed, memo=memo,
-                data_key=f"rows {hash(rows.tobytes())} repeat {rep} fold {f}").fitter.head_
-            accs.append(pairwise_accuracy(head.score(data.chosen[va]),
-                                          head.score(data.rejected[va])))
+                base,
+                mcfg,
+                (data.chosen[tr], data.rejected[tr]),
+                (data.chosen[va], data.rejected[va]),
+                ratio=ratio,
+                seed=seed,
+                memo=memo,
+                data_key=f"rows {hash(rows.tobytes())} repeat {rep} fold {f}",
+            ).fitter.head_
+            accs.append(
+                pairwise_accuracy(head.score(data.chosen[va]), head.score(data.rejected[va]))
+            )
     return float(np.mean(accs))
 
 
@@ -94,7 +118,7 @@ def choose_recipe(
     best: tuple[float, str, int] | None = None
     memo = FitMemo()  # each fold's VAE is trained once for all candidates that share it
     for name in cfg.recipe_from:
-        for ratio in ((0,) if _base(cfg, name) == "none" else cfg.ratios):
+        for ratio in (0,) if _base(cfg, name) == "none" else cfg.ratios:
             label = name if ratio == 0 else f"{name}-r{ratio}"
             acc = kfold_accuracy(cfg, name, ratio, data, rows, seed, memo)
             scores[label] = acc

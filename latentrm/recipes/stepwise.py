@@ -43,8 +43,10 @@ def synth_from_cache(cache: str | Path, cfg: RunConfig, out: str | Path) -> dict
     Returns the saved set's stats plus sizes and seconds (fit + synthesis).
     """
     if len(cfg.ratios) != 1:
-        raise ConfigError(f"latentrm synth makes one set: give one ratio, e.g. ratios=[4] "
-                          f"(got ratios={list(cfg.ratios)})")
+        raise ConfigError(
+            f"latentrm synth makes one set: give one ratio, e.g. ratios=[4] "
+            f"(got ratios={list(cfg.ratios)})"
+        )
     pairs = load_pair_cache(cache)  # the embedder comes from the cache, not from cfg.embed
     embed_cfg: EmbedConfig = pairs.meta["embed"]
     train, val = seed_split(pairs, cfg)
@@ -53,12 +55,30 @@ def synth_from_cache(cache: str | Path, cfg: RunConfig, out: str | Path) -> dict
     augmenter, _ = fit_augmenter(cfg.synth.method, cfg, (c, r), cfg.seed)
     aug = augment(augmenter, (c, r), cfg.ratios[0], cfg.seed)
     seconds = time.perf_counter() - t0
-    meta = {"cache": str(cache), "embed": to_dict(embed_cfg), "config": to_dict(cfg),
-            "val_ids": [pairs.ids[i] for i in val], "seconds": seconds}
-    save_augmented(out, aug, val=(pairs.chosen[val], pairs.rejected[val]),
-                   ids=[pairs.ids[i] for i in train], meta=meta)
-    return {**aug.stats, "method": aug.method, "ratio": aug.ratio, "n_train": len(train),
-            "n_val": len(val), "d": c.shape[1], "pairs": len(aug), "seconds": seconds}
+    meta = {
+        "cache": str(cache),
+        "embed": to_dict(embed_cfg),
+        "config": to_dict(cfg),
+        "val_ids": [pairs.ids[i] for i in val],
+        "seconds": seconds,
+    }
+    save_augmented(
+        out,
+        aug,
+        val=(pairs.chosen[val], pairs.rejected[val]),
+        ids=[pairs.ids[i] for i in train],
+        meta=meta,
+    )
+    return {
+        **aug.stats,
+        "method": aug.method,
+        "ratio": aug.ratio,
+        "n_train": len(train),
+        "n_val": len(val),
+        "d": c.shape[1],
+        "pairs": len(aug),
+        "seconds": seconds,
+    }
 
 
 def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str, Any]:
@@ -81,8 +101,15 @@ def train_head(source: str | Path, cfg: RunConfig, out: str | Path) -> dict[str,
     fitter = fit_head(cfg, aug, val, cfg.seed)  # the pairs were augmented by `latentrm synth`
     head, history = fitter.head_, fitter.history_
     warn_head_history(history, f"{aug.method} ratio {aug.ratio} head", cfg.reward)
-    RewardModel(embed_cfg, head, history=history,
-                max_response_chars=cfg.data.max_response_chars).save(out)
-    return {"pairs": len(aug), "method": aug.method, "ratio": aug.ratio, "d": aug.pool.shape[1],
-            "history": history, "n_val": len(val[0]),
-            "val_accuracy": pairwise_accuracy(head.score(val[0]), head.score(val[1]))}
+    RewardModel(
+        embed_cfg, head, history=history, max_response_chars=cfg.data.max_response_chars
+    ).save(out)
+    return {
+        "pairs": len(aug),
+        "method": aug.method,
+        "ratio": aug.ratio,
+        "d": aug.pool.shape[1],
+        "history": history,
+        "n_val": len(val[0]),
+        "val_accuracy": pairwise_accuracy(head.score(val[0]), head.score(val[1])),
+    }

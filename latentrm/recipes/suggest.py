@@ -41,8 +41,20 @@ from latentrm.recipes.score import CANDIDATE_COLUMNS, _candidate, candidates_col
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("id", "prompt", "response_a", "response_b", "label", "strategy", "rank",
-           "acquisition", "predicted_margin", "predicted_p_a", "disagreement", "entropy")
+COLUMNS = (
+    "id",
+    "prompt",
+    "response_a",
+    "response_b",
+    "label",
+    "strategy",
+    "rank",
+    "acquisition",
+    "predicted_margin",
+    "predicted_p_a",
+    "disagreement",
+    "entropy",
+)
 _PROMPT_KEYS = ("prompt", "instruction")
 
 
@@ -62,8 +74,11 @@ def read_pool(path: str | Path, cfg: DataConfig | None = None) -> tuple[str, lis
         raise DataError("no records (empty file)", path=src.label)
     first = src.records[0][1]
     if not isinstance(first, dict):
-        raise DataError(f"expected an object, got {type(first).__name__}", path=src.label,
-                        line=src.records[0][0])
+        raise DataError(
+            f"expected an object, got {type(first).__name__}",
+            path=src.label,
+            line=src.records[0][0],
+        )
     if "response_a" in first and "response_b" in first:
         pairs = []
         for line, row in src.records:
@@ -104,10 +119,20 @@ def suggestion_rows(suggestions: Sequence[Any], candidates: bool) -> list[dict[s
     """Rows of :data:`COLUMNS` (+ set_id, index_a, index_b for candidate pools)."""
     rows = []
     for s in suggestions:
-        row = {"id": s.id, "prompt": prompt_text(s.prompt), "response_a": s.response_a,
-               "response_b": s.response_b, "label": "", "strategy": s.strategy, "rank": s.rank,
-               "acquisition": s.score, "predicted_margin": s.margin, "predicted_p_a": s.p_a,
-               "disagreement": s.disagreement, "entropy": s.entropy}
+        row = {
+            "id": s.id,
+            "prompt": prompt_text(s.prompt),
+            "response_a": s.response_a,
+            "response_b": s.response_b,
+            "label": "",
+            "strategy": s.strategy,
+            "rank": s.rank,
+            "acquisition": s.score,
+            "predicted_margin": s.margin,
+            "predicted_p_a": s.p_a,
+            "disagreement": s.disagreement,
+            "entropy": s.entropy,
+        }
         if candidates:
             row.update(set_id=s.set_id, index_a=s.index_a, index_b=s.index_b)
         rows.append(row)
@@ -115,20 +140,31 @@ def suggestion_rows(suggestions: Sequence[Any], candidates: bool) -> list[dict[s
 
 
 def run_suggest(
-    model: Any, pool_path: str | Path, k: int, out: str | Path, *, strategy: str = "hybrid",
-    seed: int = 0, labelled_path: str | Path | None = None,
+    model: Any,
+    pool_path: str | Path,
+    k: int,
+    out: str | Path,
+    *,
+    strategy: str = "hybrid",
+    seed: int = 0,
+    labelled_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read the pool, suggest `k` pairs with `model` (a RewardModel), write them to `out`;
     returns a summary. The output path is checked before anything is read or embedded."""
     check_output_path(out, (".jsonl", ".json", ".csv", ".tsv", ".parquet"))
     kind, pool = read_pool(pool_path)
     labelled = list(load_pairs(labelled_path)) if labelled_path is not None else None
-    sug = model.suggest(pool, k, strategy=strategy, seed=seed, labelled=labelled,
-                        shuffle_sides=kind == "pairs")
+    sug = model.suggest(
+        pool, k, strategy=strategy, seed=seed, labelled=labelled, shuffle_sides=kind == "pairs"
+    )
     rows = suggestion_rows(sug, kind == "candidates")
     write_rows(rows, out)
-    summary: dict[str, Any] = {"pool": kind, "pool_size": len(pool), "suggested": len(rows),
-                               "strategy": strategy}
+    summary: dict[str, Any] = {
+        "pool": kind,
+        "pool_size": len(pool),
+        "suggested": len(rows),
+        "strategy": strategy,
+    }
     if rows and strategy != "random":
         summary["acquisition_mean"] = float(sum(r["acquisition"] for r in rows) / len(rows))
     return summary

@@ -63,8 +63,10 @@ class SamplingConfig:
         if self.n < 1 or self.batch_size < 1 or self.chunk_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("n, batch_size, chunk_size and max_new_tokens must be >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1], got "
-                              f"{self.temperature}, {self.top_p}")
+            raise ConfigError(
+                f"temperature must be >= 0 and top_p in (0, 1], got "
+                f"{self.temperature}, {self.top_p}"
+            )
         if self.temperature == 0 and self.n > 1:
             raise ConfigError("temperature 0 (greedy) gives one response per prompt: use n=1")
         if self.max_prompt_tokens < 1:
@@ -74,8 +76,9 @@ class SamplingConfig:
 def prompt_key(prompt: Prompt) -> str:
     """Content key of a prompt (its messages in order)."""
     doc = [[m["role"], m["content"]] for m in prompt]
-    return hashlib.sha256(json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-                          .encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
 
 
 def policy_identity(policy: str, gguf_file: str | None, memo: Path | None) -> dict[str, Any]:
@@ -83,8 +86,10 @@ def policy_identity(policy: str, gguf_file: str | None, memo: Path | None) -> di
     folder, alias_gguf = resolve_model(policy)
     found = model_identity(folder, gguf_file or alias_gguf, None, memo)
     if found is None:
-        raise ConfigError(f"policy {policy!r}: not a local model and not in the Hugging Face "
-                          "cache; download it first (the cache key needs its exact weights)")
+        raise ConfigError(
+            f"policy {policy!r}: not a local model and not in the Hugging Face "
+            "cache; download it first (the cache key needs its exact weights)"
+        )
     return found
 
 
@@ -112,17 +117,30 @@ class Sampler:
         with torch.random.fork_rng(devices=[] if self.device_.type == "cpu" else None):
             torch.manual_seed(seed)
             for s in range(0, len(prompts), cfg.batch_size):
-                ids = [prompt_ids(tok, p, self.chat_, cfg.max_prompt_tokens)
-                       for p in prompts[s : s + cfg.batch_size]]
+                ids = [
+                    prompt_ids(tok, p, self.chat_, cfg.max_prompt_tokens)
+                    for p in prompts[s : s + cfg.batch_size]
+                ]
                 x, mask = pad_batch(ids, tok.pad_token_id, True, self.device_)
-                kw: dict[str, Any] = ({"do_sample": False} if greedy else {
-                    "do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                    "top_k": 0})
+                kw: dict[str, Any] = (
+                    {"do_sample": False}
+                    if greedy
+                    else {
+                        "do_sample": True,
+                        "temperature": cfg.temperature,
+                        "top_p": cfg.top_p,
+                        "top_k": 0,
+                    }
+                )
                 with torch.inference_mode():
                     gen = self.model_.generate(
-                        input_ids=x, attention_mask=mask, max_new_tokens=cfg.max_new_tokens,
-                        num_return_sequences=cfg.n, pad_token_id=tok.pad_token_id,
-                        eos_token_id=tok.eos_token_id, **kw,
+                        input_ids=x,
+                        attention_mask=mask,
+                        max_new_tokens=cfg.max_new_tokens,
+                        num_return_sequences=cfg.n,
+                        pad_token_id=tok.pad_token_id,
+                        eos_token_id=tok.eos_token_id,
+                        **kw,
                     )  # (B * n, T + new)
                 texts = tok.batch_decode(gen[:, x.shape[1] :], skip_special_tokens=True)
                 n = cfg.n
@@ -137,10 +155,15 @@ def chunk_seed(seed: int, chunk_id: str) -> int:
 
 def setting_key(identity: dict[str, Any], cfg: SamplingConfig) -> dict[str, Any]:
     """What decides the samples (text_format "auto" is fixed by the tokenizer, in the identity)."""
-    keep = {k: v for k, v in dataclasses.asdict(cfg).items()
-            if k not in ("device", "show_progress")}
-    return {"format": FORMAT, "policy": identity,
-            "device_type": resolve_device(cfg.device).type, **keep}
+    keep = {
+        k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "show_progress")
+    }
+    return {
+        "format": FORMAT,
+        "policy": identity,
+        "device_type": resolve_device(cfg.device).type,
+        **keep,
+    }
 
 
 def _read_chunk(path: Path, keys: Sequence[str], n: int) -> list[list[str]] | None:
@@ -148,8 +171,11 @@ def _read_chunk(path: Path, keys: Sequence[str], n: int) -> list[list[str]] | No
     try:
         doc = json.loads(path.read_text("utf-8"))
         resp = doc["responses"]
-        ok = (doc.get("prompt_keys") == list(keys) and len(resp) == len(keys)
-              and all(len(r) == n and all(isinstance(t, str) for t in r) for r in resp))
+        ok = (
+            doc.get("prompt_keys") == list(keys)
+            and len(resp) == len(keys)
+            and all(len(r) == n and all(isinstance(t, str) for t in r) for r in resp)
+        )
     except (OSError, ValueError, KeyError, TypeError) as e:
         ok, why = False, f"{type(e).__name__}: {e}"
     else:
@@ -204,8 +230,14 @@ def generate_responses(
         out.extend(resp)
         bar.update(len(ck))
     bar.close()
-    log.info("generated %d x %d responses (%d chunks cached, %d sampled) in %s", len(prompts),
-             cfg.n, stats["chunks_cached"], stats["chunks_sampled"], folder)
+    log.info(
+        "generated %d x %d responses (%d chunks cached, %d sampled) in %s",
+        len(prompts),
+        cfg.n,
+        stats["chunks_cached"],
+        stats["chunks_sampled"],
+        folder,
+    )
     return out, stats
 
 

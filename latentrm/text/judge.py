@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 
 
 def compare(
-    scores_a: np.ndarray, scores_b: np.ndarray, answers_a: Sequence[Sequence[str]],
-    answers_b: Sequence[Sequence[str]], n_bootstrap: int = 2000, seed: int = 0,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    answers_a: Sequence[Sequence[str]],
+    answers_b: Sequence[Sequence[str]],
+    n_bootstrap: int = 2000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Judge statistics of A against B on P prompts with K answers each.
 
@@ -49,13 +53,21 @@ def compare(
         return float(np.mean([len(t.split()) if words else len(t) for x in ans for t in x]))
 
     return {
-        "prompts": int(a.shape[0]), "answers_per_prompt": int(a.shape[1]),
-        "win_rate": float(credit.mean()), "win_rate_lo": lo, "win_rate_hi": hi,
-        "wins": int(np.sum(a > b)), "ties": int(np.sum(a == b)), "losses": int(np.sum(a < b)),
-        "reward_a": float(a.mean()), "reward_b": float(b.mean()),
+        "prompts": int(a.shape[0]),
+        "answers_per_prompt": int(a.shape[1]),
+        "win_rate": float(credit.mean()),
+        "win_rate_lo": lo,
+        "win_rate_hi": hi,
+        "wins": int(np.sum(a > b)),
+        "ties": int(np.sum(a == b)),
+        "losses": int(np.sum(a < b)),
+        "reward_a": float(a.mean()),
+        "reward_b": float(b.mean()),
         "reward_diff": float((a - b).mean()),
-        "chars_a": length(answers_a, False), "chars_b": length(answers_b, False),
-        "words_a": length(answers_a, True), "words_b": length(answers_b, True),
+        "chars_a": length(answers_a, False),
+        "chars_b": length(answers_b, False),
+        "words_a": length(answers_a, True),
+        "words_b": length(answers_b, True),
     }
 
 
@@ -68,8 +80,14 @@ class SeqClsJudge:
     remote code.
     """
 
-    def __init__(self, path: str, max_length: int = 512, batch_size: int = 16,
-                 text_format: str = "auto", device: str = "cpu") -> None:
+    def __init__(
+        self,
+        path: str,
+        max_length: int = 512,
+        batch_size: int = 16,
+        text_format: str = "auto",
+        device: str = "cpu",
+    ) -> None:
         import torch
 
         from latentrm.embed.models import load_hf_model, resolve_model
@@ -79,11 +97,19 @@ class SeqClsJudge:
         folder, gguf = resolve_model(path)
         self.device_ = resolve_device(device)
         self.tokenizer_, self.model_ = load_hf_model(
-            folder, gguf, None, False, torch.float32, self.device_,
-            "AutoModelForSequenceClassification")
+            folder,
+            gguf,
+            None,
+            False,
+            torch.float32,
+            self.device_,
+            "AutoModelForSequenceClassification",
+        )
         if int(self.model_.config.num_labels) != 1:
-            raise ConfigError(f"judge {path}: a reward model has one output, this one has "
-                              f"{self.model_.config.num_labels} labels")
+            raise ConfigError(
+                f"judge {path}: a reward model has one output, this one has "
+                f"{self.model_.config.num_labels} labels"
+            )
         if self.tokenizer_.pad_token is None:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token
         self.model_.config.pad_token_id = self.tokenizer_.pad_token_id
@@ -101,15 +127,18 @@ class SeqClsJudge:
         with torch.inference_mode():
             for s in range(0, len(ids), self.batch_size):
                 rows = order[s : s + self.batch_size]
-                x, mask = pad_batch([ids[i] for i in rows], self.tokenizer_.pad_token_id, False,
-                                    self.device_)
-                out[rows] = self.model_(input_ids=x, attention_mask=mask).logits[:, 0].float()\
-                    .cpu().numpy()
+                x, mask = pad_batch(
+                    [ids[i] for i in rows], self.tokenizer_.pad_token_id, False, self.device_
+                )
+                out[rows] = (
+                    self.model_(input_ids=x, attention_mask=mask).logits[:, 0].float().cpu().numpy()
+                )
         return out
 
 
-def load_judge(path: str | Path, *, max_length: int = 512, device: str = "cpu",
-               trust_remote_code: bool = False) -> Any:
+def load_judge(
+    path: str | Path, *, max_length: int = 512, device: str = "cpu", trust_remote_code: bool = False
+) -> Any:
     """A latentrm reward-model folder (it has head.json) or any sequence classifier."""
     p = Path(path)
     if (p / "head.json").is_file():

@@ -10,7 +10,10 @@ module needs only the core dependencies; check ``text_baselines_available()``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +23,8 @@ from latentrm.embed.models import load_hf_model, resolve_model
 from latentrm.errors import ConfigError
 
 Prompt = Sequence[Message]
+
+log = logging.getLogger(__name__)
 
 
 def text_baselines_available() -> bool:
@@ -35,7 +40,6 @@ def require_text_extra() -> None:
         )
 
 
-
 def load_text_model(base_model: str, gguf_file: str | None, causal: bool) -> tuple[Any, Any]:
     """(float32 model, tokenizer with a pad token); causal=False: a 1-label sequence classifier.
 
@@ -47,16 +51,25 @@ def load_text_model(base_model: str, gguf_file: str | None, causal: bool) -> tup
     folder, alias_gguf = resolve_model(base_model)
     gguf = gguf_file or alias_gguf
     if causal:
-        tok, model = load_hf_model(folder, gguf, None, False, torch.float32, "cpu",
-                                   "AutoModelForCausalLM")
+        tok, model = load_hf_model(
+            folder, gguf, None, False, torch.float32, "cpu", "AutoModelForCausalLM"
+        )
     else:
         try:  # silences the expected "score.weight newly initialised" load report
             from trl.trainer.reward_trainer import suppress_seqcls_warning
         except ImportError:  # pragma: no cover - older/newer trl
             suppress_seqcls_warning = contextlib.nullcontext
         with suppress_seqcls_warning():
-            tok, model = load_hf_model(folder, gguf, None, False, torch.float32, "cpu",
-                                       "AutoModelForSequenceClassification", num_labels=1)
+            tok, model = load_hf_model(
+                folder,
+                gguf,
+                None,
+                False,
+                torch.float32,
+                "cpu",
+                "AutoModelForSequenceClassification",
+                num_labels=1,
+            )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if getattr(model, "hf_quantizer", None) is not None and gguf:
@@ -142,3 +155,42 @@ def pad_batch(
         mask[i, sl] = 1
     return ids.to(device), mask.to(device)
 
+
+@dataclasses.dataclass
+class TrainerRun:
+    """What a finished TRL trainer run leaves: the trained model, its log and its size."""
+
+    model: Any
+    history: list[dict[str, Any]]
+    seconds: float
+    n_params: int
+    n_trainable: int
+
+
+def run_trainer(trainer: Any, what: str, n_examples: int, mode: str, lr: float) -> TrainerRun:
+    """Train a TRL trainer quietly (its print()ed log dicts go to the returned history instead)
+    and log what it trains: `what` (e.g. "rs-sft"), `n_examples` of them, `mode` (lora | full)."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # without tqdm the Trainer print()s every log dict
+    params = list(trainer.model.parameters())
+    n_params = sum(p.numel() for p in params)
+    n_trainable = sum(p.numel() for p in params if p.requires_grad)
+    log.info(
+        "%s (%s): %d examples, %d/%d trainable params, lr %g",
+        what,
+        mode,
+        n_examples,
+        n_trainable,
+        n_params,
+        lr,
+    )
+    t0 = time.perf_counter()
+    trainer.train()
+    return TrainerRun(
+        trainer.model,
+        list(trainer.state.log_history),
+        time.perf_counter() - t0,
+        n_params,
+        n_trainable,
+    )

@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import math
 import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +38,7 @@ from latentrm.text.lm import (
     load_text_model,
     pad_batch,
     require_text_extra,
+    run_trainer,
     use_chat,
 )
 from latentrm.text.self_rewarding import SelfRewardingSynthesizer
@@ -87,7 +87,7 @@ class TextRewardModel:
     ) -> TextRewardModel:
         require_text_extra()
         import trl
-        from transformers import PrinterCallback, set_seed
+        from transformers import set_seed
 
         cfg = self.cfg
         if len(train) == 0:
@@ -151,24 +151,10 @@ class TextRewardModel:
                 processing_class=self.tokenizer_,
                 peft_config=peft_config,
             )
-            # Without tqdm the Trainer print()s every log dict; history_ keeps them instead.
-            trainer.remove_callback(PrinterCallback)
-            params = list(trainer.model.parameters())
-            self.n_params_ = sum(p.numel() for p in params)
-            self.n_trainable_ = sum(p.numel() for p in params if p.requires_grad)
-            log.info(
-                "text RM (%s): %d pairs, %d/%d trainable params, lr %g",
-                self.mode,
-                len(train_ds),
-                self.n_trainable_,
-                self.n_params_,
-                lr,
-            )
-            t0 = time.perf_counter()
-            trainer.train()
-            self.train_seconds_ = time.perf_counter() - t0
-            self.history_ = list(trainer.state.log_history)
-            self.model_ = trainer.model.eval()
+            run = run_trainer(trainer, "text RM", len(train_ds), self.mode, lr)
+            self.n_params_, self.n_trainable_ = run.n_params, run.n_trainable
+            self.train_seconds_, self.history_ = run.seconds, run.history
+            self.model_ = run.model.eval()
             del trainer
         losses = [h["loss"] for h in self.history_ if "loss" in h]
         if not losses or not all(math.isfinite(x) for x in losses):
@@ -209,8 +195,13 @@ def _on_embed_device(section: Any, cfg: RunConfig) -> Any:
 
 
 def text_reward_model(
-    cfg: RunConfig, mode: str, train: PreferenceDataset, val: PreferenceDataset | None, seed: int,
-    ratio: int | None = None, text_cfg: TextRewardConfig | None = None,
+    cfg: RunConfig,
+    mode: str,
+    train: PreferenceDataset,
+    val: PreferenceDataset | None,
+    seed: int,
+    ratio: int | None = None,
+    text_cfg: TextRewardConfig | None = None,
     synth_cfg: SelfRewardConfig | None = None,
 ) -> TextRewardModel:
     """A fitted text baseline for `latentrm experiment` (mode: full | lora | self-rewarding).

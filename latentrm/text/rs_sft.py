@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,14 @@ import numpy as np
 from latentrm.errors import ConfigError, TrainingError
 from latentrm.io import atomic_write_text
 from latentrm.runtime import resolve_device
-from latentrm.text.lm import Prompt, load_text_model, prompt_ids, require_text_extra, use_chat
+from latentrm.text.lm import (
+    Prompt,
+    load_text_model,
+    prompt_ids,
+    require_text_extra,
+    run_trainer,
+    use_chat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +85,12 @@ def pick_best(scores: Sequence[np.ndarray], threshold: float | None = None) -> n
 
 
 def sft_examples(
-    tok: Any, prompts: Sequence[Prompt], responses: Sequence[str], chat: bool,
-    max_prompt_tokens: int, max_length: int,
+    tok: Any,
+    prompts: Sequence[Prompt],
+    responses: Sequence[str],
+    chat: bool,
+    max_prompt_tokens: int,
+    max_length: int,
 ) -> dict[str, list[list[int]]]:
     """{"input_ids", "labels"}: prompt ids (as generation saw them) + response ids + eos; labels
     are -100 on the prompt. Cut to max_length from the response's end (the prompt is kept)."""
@@ -102,8 +112,9 @@ class PolicyTuner:
     log), train_seconds_, n_trainable_, n_params_, n_examples_.
     """
 
-    def __init__(self, policy: str, cfg: SFTConfig | None = None,
-                 gguf_file: str | None = None) -> None:
+    def __init__(
+        self, policy: str, cfg: SFTConfig | None = None, gguf_file: str | None = None
+    ) -> None:
         self.policy, self.gguf_file = policy, gguf_file
         self.cfg = cfg or SFTConfig()
 
@@ -111,50 +122,72 @@ class PolicyTuner:
         require_text_extra()
         import trl
         from datasets import Dataset
-        from transformers import PrinterCallback, set_seed
+        from transformers import set_seed
 
         cfg = self.cfg
         cfg.check()
         if len(prompts) == 0:
-            raise TrainingError("no examples to fine-tune on (every prompt was below the "
-                                "threshold?)")
+            raise TrainingError(
+                "no examples to fine-tune on (every prompt was below the threshold?)"
+            )
         set_seed(cfg.seed)
         model, self.tokenizer_ = load_text_model(self.policy, self.gguf_file, causal=True)
         self.chat_ = use_chat(self.tokenizer_, cfg.text_format)
-        data = Dataset.from_dict(sft_examples(self.tokenizer_, prompts, responses, self.chat_,
-                                              cfg.max_prompt_tokens, cfg.max_length))
+        data = Dataset.from_dict(
+            sft_examples(
+                self.tokenizer_,
+                prompts,
+                responses,
+                self.chat_,
+                cfg.max_prompt_tokens,
+                cfg.max_length,
+            )
+        )
         peft_config = None
         if cfg.mode == "lora":
             from peft import LoraConfig
 
-            peft_config = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r,
-                                     lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                     target_modules=list(cfg.lora_target_modules) or None)
+            peft_config = LoraConfig(
+                task_type="CAUSAL_LM",
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_target_modules) or None,
+            )
         lr = cfg.lr if cfg.lr is not None else (1e-5 if cfg.mode == "full" else 1e-4)
         device = resolve_device(cfg.device)
         with tempfile.TemporaryDirectory(prefix="latentrm-sft-") as out:
             args = trl.SFTConfig(
-                output_dir=out, num_train_epochs=cfg.epochs, learning_rate=lr,
-                weight_decay=cfg.weight_decay, per_device_train_batch_size=cfg.batch_size,
-                gradient_accumulation_steps=cfg.gradient_accumulation, seed=cfg.seed,
-                data_seed=cfg.seed, logging_steps=1, report_to="none", save_strategy="no",
-                max_length=cfg.max_length, packing=False, bf16=False, fp16=False,
+                output_dir=out,
+                num_train_epochs=cfg.epochs,
+                learning_rate=lr,
+                weight_decay=cfg.weight_decay,
+                per_device_train_batch_size=cfg.batch_size,
+                gradient_accumulation_steps=cfg.gradient_accumulation,
+                seed=cfg.seed,
+                data_seed=cfg.seed,
+                logging_steps=1,
+                report_to="none",
+                save_strategy="no",
+                max_length=cfg.max_length,
+                packing=False,
+                bf16=False,
+                fp16=False,
                 use_cpu=device.type == "cpu",
-                disable_tqdm=not cfg.show_progress, dataloader_num_workers=0,
+                disable_tqdm=not cfg.show_progress,
+                dataloader_num_workers=0,
             )
-            trainer = trl.SFTTrainer(model=model, args=args, train_dataset=data,
-                                     processing_class=self.tokenizer_, peft_config=peft_config)
-            trainer.remove_callback(PrinterCallback)  # history_ keeps the log dicts
-            params = list(trainer.model.parameters())
-            self.n_params_ = sum(p.numel() for p in params)
-            self.n_trainable_ = sum(p.numel() for p in params if p.requires_grad)
-            log.info("rs-sft (%s): %d examples, %d/%d trainable params, lr %g", cfg.mode,
-                     len(data), self.n_trainable_, self.n_params_, lr)
-            t0 = time.perf_counter()
-            trainer.train()
-            self.train_seconds_ = time.perf_counter() - t0
-            self.history_ = list(trainer.state.log_history)
-            model = trainer.model
+            trainer = trl.SFTTrainer(
+                model=model,
+                args=args,
+                train_dataset=data,
+                processing_class=self.tokenizer_,
+                peft_config=peft_config,
+            )
+            run = run_trainer(trainer, "rs-sft", len(data), cfg.mode, lr)
+            self.n_params_, self.n_trainable_ = run.n_params, run.n_trainable
+            self.train_seconds_, self.history_ = run.seconds, run.history
+            model = run.model
             del trainer
         losses = [h["loss"] for h in self.history_ if "loss" in h]
         if not losses or not all(math.isfinite(x) for x in losses):
@@ -173,9 +206,16 @@ class PolicyTuner:
         out.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(out)
         self.tokenizer_.save_pretrained(out)
-        doc = {"policy": self.policy, "gguf_file": self.gguf_file, "sft": asdict(self.cfg),
-               "n_examples": self.n_examples_, "n_trainable": self.n_trainable_,
-               "train_seconds": self.train_seconds_, "history": self.history_, **(record or {})}
+        doc = {
+            "policy": self.policy,
+            "gguf_file": self.gguf_file,
+            "sft": asdict(self.cfg),
+            "n_examples": self.n_examples_,
+            "n_trainable": self.n_trainable_,
+            "train_seconds": self.train_seconds_,
+            "history": self.history_,
+            **(record or {}),
+        }
         atomic_write_text(out / "rs_sft.json", json.dumps(doc, indent=2, default=str) + "\n")
 
 

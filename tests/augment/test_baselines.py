@@ -129,8 +129,14 @@ def test_cross_prompt_pairs_originals_across_seeds(data):
         CrossPromptPairs().augment(c, r, 40, seed=0)
 
 
-@pytest.mark.parametrize("make", [lambda: DirectPerturbation(0.1), lambda: GaussianSampling("diag"),
-                                  lambda: GaussianSampling("full")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DirectPerturbation(0.1),
+        lambda: GaussianSampling("diag"),
+        lambda: GaussianSampling("full"),
+    ],
+)
 def test_sampling_baselines_refuse_nan_embeddings(data, make):
     """A NaN in one seed embedding would reach new embeddings silently (direct: that seed's;
     gaussian: every one, through the mean)."""
@@ -138,12 +144,18 @@ def test_sampling_baselines_refuse_nan_embeddings(data, make):
 
     c, r = data[0].copy(), data[1].copy()
     c[3, 2] = np.nan
-    with pytest.raises(DataError, match=r"fit: 1 chosen embeddings hold NaN/Inf \(first: seed "
-                                        r"pair 3\)"):
+    with pytest.raises(
+        DataError,
+        match=r"fit: 1 chosen embeddings hold NaN/Inf \(first: seed "
+        r"pair 3\)",
+    ):
         make().fit(c, r)
     fitted = make().fit(data[0], data[1])
     r = data[1].copy()
     r[[5, 7], 0] = np.inf
-    with pytest.raises(DataError, match=r"augment: 2 rejected embeddings hold NaN/Inf \(first: "
-                                        r"seed pair 5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"augment: 2 rejected embeddings hold NaN/Inf \(first: "
+        r"seed pair 5\)",
+    ):
         fitted.augment(data[0], r, 2, 0)

@@ -188,7 +188,6 @@ def test_lens_top_k_config_checks(lens_data, lens):
         aug.augment(*lens_data, 4, seed=0)
 
 
-
 def test_cross_pairing_is_the_papers_cross_product(lens_data, lens):
     c, r = lens_data
     aug = copy.copy(lens).set_params(synth_cfg=SynthConfig(pairing="cross"))
@@ -197,7 +196,7 @@ def test_cross_pairing_is_the_papers_cross_product(lens_data, lens):
     assert len(out) == N * 5 and out.synthetic[N:].all() and not out.synthetic[:N].any()
     new_c, new_r = out.chosen_idx[N:], out.rejected_idx[N:]
     # chosen side: an original chosen row or a kept chosen sample; rejected side likewise
-    assert (((new_c < N) | ((new_c >= 2 * N) & (new_c < 2 * N + N * k))).all())
+    assert ((new_c < N) | ((new_c >= 2 * N) & (new_c < 2 * N + N * k))).all()
     assert (((new_r >= N) & (new_r < 2 * N)) | (new_r >= 2 * N + N * k)).all()
     assert not ((new_c < N) & (new_r == new_c + N)).any()  # never a seed pair itself
     assert len(set(zip(new_c.tolist(), new_r.tolist(), strict=True))) == N * 4  # distinct

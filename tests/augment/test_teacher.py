@@ -30,9 +30,13 @@ def test_filter_keeps_originals_and_the_pairs_the_out_of_fold_teacher_agrees_wit
     assert (prob[:120] == 1.0).all()  # originals are not judged
     assert out.n_seed == 120 and int(out.synthetic.sum()) == int((prob[120:] > 0.5).sum())
     kept = set(zip(out.chosen_idx[120:].tolist(), out.rejected_idx[120:].tolist(), strict=True))
-    want = {(a, b) for a, b, p in zip(raw.chosen_idx[120:].tolist(),
-                                       raw.rejected_idx[120:].tolist(), prob[120:], strict=True)
-            if p > 0.5}
+    want = {
+        (a, b)
+        for a, b, p in zip(
+            raw.chosen_idx[120:].tolist(), raw.rejected_idx[120:].tolist(), prob[120:], strict=True
+        )
+        if p > 0.5
+    }
     assert kept == want
     assert 0 < out.stats["teacher_agreement"] < 1
 
@@ -44,8 +48,9 @@ def test_each_pair_is_judged_by_the_head_that_never_saw_its_seed(data):
     prob = t.teacher_probability(raw)
     for p in np.flatnonzero(raw.synthetic)[:20]:
         head = t.teachers_[t.folds_[raw.seed_idx[p]]]
-        delta = (head.score(raw.pool[[raw.chosen_idx[p]]])
-                 - head.score(raw.pool[[raw.rejected_idx[p]]]))[0]
+        delta = (
+            head.score(raw.pool[[raw.chosen_idx[p]]]) - head.score(raw.pool[[raw.rejected_idx[p]]])
+        )[0]
         assert prob[p] == pytest.approx(1 / (1 + np.exp(-delta)), rel=1e-6)
     out = t.augment(c, r, 2, seed=0)
     assert len(out) == len(raw) and np.allclose(out.target, np.where(raw.synthetic, prob, 1.0))

@@ -125,7 +125,8 @@ def test_divergence_loss_matches_formula():
 @given(
     st.lists(st.floats(-30, 30), min_size=4, max_size=4),
     st.lists(st.floats(-12, 12), min_size=4, max_size=4),
-    st.floats(0.05, 2.0), st.floats(0.0, 2.0),
+    st.floats(0.05, 2.0),
+    st.floats(0.0, 2.0),
 )
 def test_kl_anchor_bounds_divergence_term(mus, lvs, beta, gamma):
     # beta*(KL+ + KL-) - gamma*W2 >= -gamma^2/beta: both KLs >= |(dmu, ds)|^2 / 4, W2 = |(dmu, ds)|.
@@ -195,7 +196,11 @@ def test_fitter_uses_given_validation(toy):
     c, r = toy
     fit = VAEFitter(FAST, seed=0, val_fraction=0.1).fit(c[:150], r[:150], val=(c[150:], r[150:]))
     expected = divergence_vae_loss(
-        fit.model_, fit.standardize(c[150:]), fit.standardize(r[150:]), FAST.beta, FAST.gamma,
+        fit.model_,
+        fit.standardize(c[150:]),
+        fit.standardize(r[150:]),
+        FAST.beta,
+        FAST.gamma,
         sample=False,
     )[0].item()
     assert fit.history_["best_val"] == pytest.approx(expected, rel=1e-5)
@@ -223,8 +228,9 @@ def test_w2_squared_divergence_and_its_bound():
     e_neg = torch.tensor([[0.0, 4.0, 0.0, 0.0]])
     # mu+ = (3, 0), mu- = (0, 4), equal variances: W2 = 5, W2^2 = 25
     _, w2 = divergence_vae_loss(model, e_pos, e_neg, 1.0, 0.1, sample=False)
-    _, sq = divergence_vae_loss(model, e_pos, e_neg, 1.0, 0.1, sample=False,
-                                divergence="w2_squared")
+    _, sq = divergence_vae_loss(
+        model, e_pos, e_neg, 1.0, 0.1, sample=False, divergence="w2_squared"
+    )
     assert w2["w2"] == pytest.approx(5.0) and w2["divergence"] == pytest.approx(0.5)
     assert sq["w2"] == pytest.approx(5.0) and sq["divergence"] == pytest.approx(2.5)
     assert sq["loss"] == pytest.approx(w2["loss"] - 2.0)
@@ -241,5 +247,6 @@ def test_w2_squared_with_too_large_gamma_is_refused_before_training():
     # refused when the config is built (issue 23 item 4), so a fitter never gets to train with it
     with pytest.raises(ConfigError, match="unbounded below"):
         dataclasses.replace(FAST, divergence="w2_squared", gamma=0.5)
-    VAEFitter(dataclasses.replace(FAST, divergence="w2_squared", gamma=0.2), seed=0,
-              val_fraction=0.1)
+    VAEFitter(
+        dataclasses.replace(FAST, divergence="w2_squared", gamma=0.2), seed=0, val_fraction=0.1
+    )

@@ -34,20 +34,25 @@ CHOICE_CASES = [
 
 
 @pytest.mark.parametrize(("key", "bad", "allowed"), CHOICE_CASES, ids=[c[0] for c in CHOICE_CASES])
-def test_every_choice_is_checked_when_the_config_is_built(key: str, bad: str,
-                                                          allowed: str) -> None:
+def test_every_choice_is_checked_when_the_config_is_built(key: str, bad: str, allowed: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"{key}={bad}"])
     assert str(e.value) == f"{key} must be one of {allowed}, got '{bad}'"
 
 
 def test_choices_of_a_tuple_key_and_of_a_device() -> None:
-    with pytest.raises(ConfigError, match=r"^text_baselines must be one of full \| lora \| "
-                                          r"self-rewarding, got 'qlora' in \['full', 'qlora'\]$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^text_baselines must be one of full \| lora \| "
+        r"self-rewarding, got 'qlora' in \['full', 'qlora'\]$",
+    ):
         load_config(None, ["text_baselines=[full, qlora]"])
     for key in ("embed.device", "text.device", "self_rewarding.device"):
-        with pytest.raises(ConfigError, match=rf"^{re.escape(key)} must be auto, cpu, mps, cuda "
-                                              r"or cuda:N, got 'gpu'$"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"^{re.escape(key)} must be auto, cpu, mps, cuda "
+            r"or cuda:N, got 'gpu'$",
+        ):
             load_config(None, [f"{key}=gpu"])
     cfg = load_config(None, ["embed.device=cuda:1", "text.device=cpu", "self_rewarding.device=mps"])
     assert (cfg.embed.device, cfg.text.device) == ("cuda:1", "cpu")
@@ -74,32 +79,48 @@ def test_the_table_is_the_one_source_of_the_methods_choices() -> None:
     assert vae.DIVERGENCES == CHOICES["vae.divergence"]
     assert synth.LIKELIHOODS == CHOICES["synth.likelihood"]
     assert (synth.PAIRINGS, synth.NOISE_ON, synth.DECODES) == (
-        CHOICES["synth.pairing"], CHOICES["synth.noise_on"], CHOICES["synth.decode"])
+        CHOICES["synth.pairing"],
+        CHOICES["synth.noise_on"],
+        CHOICES["synth.decode"],
+    )
     assert ("none", *teacher.TEACHER_MODES) == CHOICES["synth.teacher"]
     assert DTYPES == CHOICES["embed.dtype"]
 
 
 RELATIONS = [
-    (["vae.logvar_min=5", "vae.logvar_max=1"],
-     "vae.logvar_min (5.0) must be < vae.logvar_max (1.0)"),
-    (["vae.logvar_min=2", "vae.logvar_max=2"],
-     "vae.logvar_min (2.0) must be < vae.logvar_max (2.0)"),
+    (
+        ["vae.logvar_min=5", "vae.logvar_max=1"],
+        "vae.logvar_min (5.0) must be < vae.logvar_max (1.0)",
+    ),
+    (
+        ["vae.logvar_min=2", "vae.logvar_max=2"],
+        "vae.logvar_min (2.0) must be < vae.logvar_max (2.0)",
+    ),
     (["synth.top_k=17"], "synth.top_k=17 must be <= synth.n_candidates=16"),
-    (["vae.divergence=w2_squared", "vae.gamma=0.25"],
-     "vae.divergence=w2_squared needs vae.gamma < vae.beta/4 (got gamma=0.25, beta=1.0)"),
-    (["vae.divergence=w2_squared", "vae.beta=2", "vae.gamma=0.6"],
-     "vae.divergence=w2_squared needs vae.gamma < vae.beta/4 (got gamma=0.6, beta=2.0)"),
+    (
+        ["vae.divergence=w2_squared", "vae.gamma=0.25"],
+        "vae.divergence=w2_squared needs vae.gamma < vae.beta/4 (got gamma=0.25, beta=1.0)",
+    ),
+    (
+        ["vae.divergence=w2_squared", "vae.beta=2", "vae.gamma=0.6"],
+        "vae.divergence=w2_squared needs vae.gamma < vae.beta/4 (got gamma=0.6, beta=2.0)",
+    ),
     # the smallest k with (1+k)^2 - 1 >= 400 is 20, more than the 16 candidates drawn
-    (["ratios=[4, 400]", "methods=[none, lens]"],
-     "ratios=400 with lens keeps synth.top_k=20 samples per seed embedding (the smallest k with "
-     "(1+k)^2 - 1 >= 400), more than synth.n_candidates=16"),
-    (["ratios=[9]", "synth.top_k=2", "methods=[lens]"],
-     "ratios=9 with lens needs (1+synth.top_k)^2 - 1 >= 9, but synth.top_k=2 gives 8"),
+    (
+        ["ratios=[4, 400]", "methods=[none, lens]"],
+        "ratios=400 with lens keeps synth.top_k=20 samples per seed embedding (the smallest k with "
+        "(1+k)^2 - 1 >= 400), more than synth.n_candidates=16",
+    ),
+    (
+        ["ratios=[9]", "synth.top_k=2", "methods=[lens]"],
+        "ratios=9 with lens needs (1+synth.top_k)^2 - 1 >= 9, but synth.top_k=2 gives 8",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "message"), RELATIONS,
-                         ids=[" ".join(r[0]) for r in RELATIONS])
+@pytest.mark.parametrize(
+    ("overrides", "message"), RELATIONS, ids=[" ".join(r[0]) for r in RELATIONS]
+)
 def test_rules_between_keys_are_checked_at_load(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)

@@ -146,21 +146,35 @@ def test_non_finite_floats_name_the_key(key: str, is_tuple: bool, value: str) ->
 
 def test_float_keys_cover_every_section() -> None:
     keys = {k for k, _ in FLOAT_KEYS}
-    assert {"reward.lr", "vae.gamma", "synth.sigma2", "data.val_fraction", "text.lr",
-            "self_rewarding.top_p", "select_gamma", "eval.heldout_prompts"} <= keys
+    assert {
+        "reward.lr",
+        "vae.gamma",
+        "synth.sigma2",
+        "data.val_fraction",
+        "text.lr",
+        "self_rewarding.top_p",
+        "select_gamma",
+        "eval.heldout_prompts",
+    } <= keys
 
 
 def test_duplicate_yaml_keys_are_an_error(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("seed: 1\nreward:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
-    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}: line 5: duplicate key 'lr' "
-                                          r"\(first on line 3\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{re.escape(str(p))}: line 5: duplicate key 'lr' "
+        r"\(first on line 3\)$",
+    ):
         load_config(p)
     p.write_text("seed: 1\nratios: [2]\nseed: 2\n")
     with pytest.raises(ConfigError, match=r"line 3: duplicate key 'seed' \(first on line 1\)"):
         load_config(p)
-    with pytest.raises(ConfigError, match=r"override 'variants=\{a: 1, a: 2\}': line 1: "
-                                          "duplicate key 'a'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"override 'variants=\{a: 1, a: 2\}': line 1: "
+        "duplicate key 'a'",
+    ):
         load_config(None, ["variants={a: 1, a: 2}"])
 
 
@@ -172,8 +186,10 @@ def test_yaml_python_tags_are_refused_in_one_line_naming_the_line(tmp_path: Path
     p.write_text(f'seed: 1\nreward: !!python/object/apply:os.system ["touch {marker}"]\n')
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert str(e.value) == (f"{p}: line 2: invalid YAML: could not determine a constructor for the "
-                            "tag 'tag:yaml.org,2002:python/object/apply:os.system'")
+    assert str(e.value) == (
+        f"{p}: line 2: invalid YAML: could not determine a constructor for the "
+        "tag 'tag:yaml.org,2002:python/object/apply:os.system'"
+    )
     assert not marker.exists()
     p.write_text("seed: 1\nreward: {lr: 0.1\n")  # a syntax error: PyYAML's message spans 6 lines
     with pytest.raises(ConfigError) as e:
@@ -195,11 +211,14 @@ def _levels(first: str, line: str) -> str:
 # Valid keys only, so that nothing refuses them before they expand: the string key's elements
 # are turned into text (str() of a 43-million-value list), the variants copied by to_dict.
 BOMBS = {
-    "lists": "text:\n  lora_target_modules: [" + _levels(
-        "&a [x,x,x,x,x,x,x,x,x]", ", &{c} [{refs}]") + "]\n",
-    "mappings": "variants:\n" + _levels(
+    "lists": "text:\n  lora_target_modules: ["
+    + _levels("&a [x,x,x,x,x,x,x,x,x]", ", &{c} [{refs}]")
+    + "]\n",
+    "mappings": "variants:\n"
+    + _levels(
         "  a: &a {method: none, k: [x,x,x,x,x,x,x,x,x]}\n",
-        "  {c}: &{c} {{method: none, k: [{refs}]}}\n"),
+        "  {c}: &{c} {{method: none, k: [{refs}]}}\n",
+    ),
 }
 
 
@@ -216,8 +235,9 @@ def test_yaml_alias_bombs_are_refused_before_they_expand(tmp_path: Path, name: s
 
 def test_a_few_yaml_aliases_are_fine(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
-    p.write_text("variants:\n  a: &lens {method: lens, synth.pairing: cross}\n  b: *lens\n"
-                 "methods: [a, b]\n")
+    p.write_text(
+        "variants:\n  a: &lens {method: lens, synth.pairing: cross}\n  b: *lens\nmethods: [a, b]\n"
+    )
     cfg = load_config(p)
     assert cfg.variants["a"] == cfg.variants["b"] == {"method": "lens", "synth.pairing": "cross"}
 
@@ -250,15 +270,20 @@ def test_unreadable_config_files_are_one_line(tmp_path: Path) -> None:
         load_config("/dev/zero")
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("ratios=[2,4", "override 'ratios=[2,4': line 1: invalid YAML: "),
-    ("variants={a: {method: none}", "override 'variants={a: {method: none}': line 1: invalid "
-                                    "YAML: "),
-    ("data.path=[a,b]", "data.path: expected a string, got ['a', 'b']"),
-    ("embed.model={x: 1}", "embed.model: expected a string, got {'x': 1}"),
-    ("cache_dir=[]", "cache_dir: expected a string, got []"),
-    ("data.path=!!binary aGk=", "data.path: expected a string, got b'hi'"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ratios=[2,4", "override 'ratios=[2,4': line 1: invalid YAML: "),
+        (
+            "variants={a: {method: none}",
+            "override 'variants={a: {method: none}': line 1: invalid YAML: ",
+        ),
+        ("data.path=[a,b]", "data.path: expected a string, got ['a', 'b']"),
+        ("embed.model={x: 1}", "embed.model: expected a string, got {'x': 1}"),
+        ("cache_dir=[]", "cache_dir: expected a string, got []"),
+        ("data.path=!!binary aGk=", "data.path: expected a string, got b'hi'"),
+    ],
+)
 def test_overrides_that_were_sent_on_mangled_are_refused(override: str, message: str) -> None:
     """An unclosed list was read as the string '[2,4' (and then as [2, 4]); a list given for a
     string key became the string "['a', 'b']" and was sent to the Hub as a dataset id."""
@@ -268,8 +293,15 @@ def test_overrides_that_were_sent_on_mangled_are_refused(override: str, message:
 
 
 def test_scalars_still_become_strings_and_sweep_values_may_be_lists() -> None:
-    cfg = load_config(None, ["embed.model=123", "data.path=@odd",
-                             "sweep=reward.hidden", "sweep_values=[[64], [64, 64]]"])
+    cfg = load_config(
+        None,
+        [
+            "embed.model=123",
+            "data.path=@odd",
+            "sweep=reward.hidden",
+            "sweep_values=[[64], [64, 64]]",
+        ],
+    )
     assert (cfg.embed.model, cfg.data.path) == ("123", "@odd")
     assert cfg.sweep_values == ("[64]", "[64, 64]")
 

@@ -225,7 +225,7 @@ def test_conversational_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(
         DataError,
         match=r"c\.jsonl:1: role must be user, assistant or system .* got 'bot' "
-              r"\(field 'chosen\[0\]\.role'\)",
+        r"\(field 'chosen\[0\]\.role'\)",
     ):
         load_pairs(write_jsonl(tmp_path / "c.jsonl", [rec]))
     rec = {"prompt": [u("q")], "chosen": [a("a"), u("more?")], "rejected": [a("b")]}

@@ -21,16 +21,39 @@ from latentrm.errors import LatentrmError
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KINDS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".jsonl.gz", ".csv.gz")
 # Keys the formats look for, so random records reach the parsers, not only the format check.
-KEYS = ("prompt", "chosen", "rejected", "instruction", "candidates", "output", "gold", "role",
-        "content", "info", "summaries", "choice", "text", "id", "response", "post", "type")
+KEYS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "instruction",
+    "candidates",
+    "output",
+    "gold",
+    "role",
+    "content",
+    "info",
+    "summaries",
+    "choice",
+    "text",
+    "id",
+    "response",
+    "post",
+    "type",
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                    st.text(max_size=12), st.sampled_from(["\n\nHuman: q\n\nAssistant: a",
-                                                           "user", "assistant", "tool", " "]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["\n\nHuman: q\n\nAssistant: a", "user", "assistant", "tool", " "]),
+)
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 records = st.dictionaries(st.sampled_from(KEYS), values, min_size=1, max_size=5)
@@ -70,8 +93,12 @@ def test_random_json_records(recs: list[dict[str, Any]], kind: str) -> None:
                 w = csv.DictWriter(f, fieldnames=cols)
                 w.writeheader()
                 for r in recs:
-                    w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                                for k, v in r.items()})
+                    w.writerow(
+                        {
+                            k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                            for k, v in r.items()
+                        }
+                    )
         for read in (read_rows, load_pairs, load_candidates):
             _one_line_or_result(read, path)
 

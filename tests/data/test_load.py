@@ -135,10 +135,15 @@ def test_too_many_candidates_in_one_set_are_refused_before_binarising(
 
     monkeypatch.setattr(formats, "MAX_CANDIDATES", 1000, raising=False)
     cands = [{"output": f"o{k}", "gold": k} for k in range(2000)]
-    path = write_jsonl(tmp_path / "many.jsonl", [
-        {"instruction": "q", "candidates": cands[:3]}, {"instruction": "q2", "candidates": cands}])
-    with pytest.raises(DataError, match=r"many\.jsonl:2: 2000 candidates in one set, more than "
-                                        r"the 1000 allowed \(field 'candidates'\)$"):
+    path = write_jsonl(
+        tmp_path / "many.jsonl",
+        [{"instruction": "q", "candidates": cands[:3]}, {"instruction": "q2", "candidates": cands}],
+    )
+    with pytest.raises(
+        DataError,
+        match=r"many\.jsonl:2: 2000 candidates in one set, more than "
+        r"the 1000 allowed \(field 'candidates'\)$",
+    ):
         load_pairs(path)
     with pytest.raises(DataError, match=r"many\.jsonl:2: 2000 candidates"):
         load_candidates(path)
@@ -147,9 +152,12 @@ def test_too_many_candidates_in_one_set_are_refused_before_binarising(
 def test_a_candidates_file_that_yields_no_pairs_is_an_error(tmp_path: Path) -> None:
     same_gold = [{"output": "a", "gold": 1.0}, {"output": "b", "gold": 1.0}]
     path = write_jsonl(tmp_path / "flat.jsonl", [{"instruction": "q", "candidates": same_gold}] * 2)
-    with pytest.raises(DataError, match=r"^\S*flat\.jsonl: no usable pairs: none of the 2 "
-                                        r"candidate sets has two different non-empty outputs "
-                                        r"whose gold differs by >= data.min_gold_gap=0"):
+    with pytest.raises(
+        DataError,
+        match=r"^\S*flat\.jsonl: no usable pairs: none of the 2 "
+        r"candidate sets has two different non-empty outputs "
+        r"whose gold differs by >= data.min_gold_gap=0",
+    ):
         load_pairs(path)
 
 

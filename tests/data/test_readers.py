@@ -133,8 +133,10 @@ def test_csv_error_names_the_line_its_record_starts_on(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(readers, "_csv_field_limit", lambda text: 20)
     path = tmp_path / "in.csv"
-    path.write_text('prompt,chosen,rejected\nq,a,b\n"two\nlines",c,d\n'
-                    'q3,"a cell of more\nthan twenty\ncharacters",e\n')
+    path.write_text(
+        'prompt,chosen,rejected\nq,a,b\n"two\nlines",c,d\n'
+        'q3,"a cell of more\nthan twenty\ncharacters",e\n'
+    )
     with pytest.raises(DataError, match=r"in\.csv:5: malformed CSV: field larger than field limit"):
         load_pairs(path)
 
@@ -143,8 +145,10 @@ def test_csv_error_names_the_line_its_record_starts_on(tmp_path: Path, monkeypat
 def _mixed_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "mixed"
     folder.mkdir()
-    write_jsonl(folder / "a.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}
-                                     for i in range(3)])
+    write_jsonl(
+        folder / "a.jsonl",
+        [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(3)],
+    )
     (folder / "b.csv").write_text("prompt,chosen,rejected\nq3,yes,no\nq4,fine,awful\n")
     (folder / "README.md").write_text("# my pairs\n")
     (folder / ".gitattributes").write_text("*.csv text\n")
@@ -198,14 +202,19 @@ def test_save_to_disk_folders_dataset_and_dataset_dict(tmp_path: Path, fixtures_
     want = load_pairs(fixtures_dir / "trl_standard.jsonl")
     assert got.ids == ["saved:1", "saved:2"] and got.source == str(tmp_path / "saved")
     assert [(p.prompt, p.chosen, p.rejected) for p in got] == [
-        (p.prompt, p.chosen, p.rejected) for p in want]
+        (p.prompt, p.chosen, p.rejected) for p in want
+    ]
     datasets.DatasetDict({"train": ds.select([0]), "test": ds.select([1])}).save_to_disk(
-        str(tmp_path / "dict"))
+        str(tmp_path / "dict")
+    )
     test = load_pairs(tmp_path / "dict", DataConfig(split="test"))
     assert test.ids == ["dict/test:1"] and test.source == f"{tmp_path / 'dict'}[test]"
     assert test[0].chosen == want[1].chosen
-    with pytest.raises(DataError, match=r"dict: no split data\.split='validation'; the saved "
-                                        r"DatasetDict has 'train', 'test'"):
+    with pytest.raises(
+        DataError,
+        match=r"dict: no split data\.split='validation'; the saved "
+        r"DatasetDict has 'train', 'test'",
+    ):
         load_pairs(tmp_path / "dict", DataConfig(split="validation"))
     rows = read_rows(tmp_path / "saved")  # score / bon read the same folders
     assert rows[1] == (2, records[1])
@@ -312,13 +321,30 @@ def test_unicode_survives_every_file_format(rows: list[dict[str, str]], fmt: str
 @pytest.mark.parametrize(
     ("name", "text", "where", "literal", "field"),
     [
-        ("in.jsonl", '{"prompt": "q", "response": "a"}\n{"prompt": "q", "response": "b", '
-         '"meta": {"score": NaN}}\n', "in.jsonl:2", "NaN", "meta.score"),
-        ("c.jsonl", '{"prompt": "q", "candidates": [{"output": "a", "gold": 1}, '
-         '{"output": "b", "gold": Infinity}]}\n', "c.jsonl:1", "Infinity", "candidates[1].gold"),
-        ("in.json", '{"data": [{"prompt": "q", "chosen": "a", "rejected": "b"}, '
-         '{"prompt": "q", "chosen": "a", "rejected": "b", "margin": -Infinity}]}',
-         "in.json:2", "-Infinity", "margin"),
+        (
+            "in.jsonl",
+            '{"prompt": "q", "response": "a"}\n{"prompt": "q", "response": "b", '
+            '"meta": {"score": NaN}}\n',
+            "in.jsonl:2",
+            "NaN",
+            "meta.score",
+        ),
+        (
+            "c.jsonl",
+            '{"prompt": "q", "candidates": [{"output": "a", "gold": 1}, '
+            '{"output": "b", "gold": Infinity}]}\n',
+            "c.jsonl:1",
+            "Infinity",
+            "candidates[1].gold",
+        ),
+        (
+            "in.json",
+            '{"data": [{"prompt": "q", "chosen": "a", "rejected": "b"}, '
+            '{"prompt": "q", "chosen": "a", "rejected": "b", "margin": -Infinity}]}',
+            "in.json:2",
+            "-Infinity",
+            "margin",
+        ),
     ],
     ids=["jsonl-nested", "jsonl-in-a-list", "json-record"],
 )
@@ -331,8 +357,10 @@ def test_non_standard_json_literals_are_refused_naming_line_and_field(
     path.write_text(text)
     with pytest.raises(DataError) as e:
         read_rows(path, DataConfig())
-    assert str(e.value) == (f"{tmp_path / where}: {literal} is not valid JSON (write null or a "
-                            f"number) (field '{field}')")
+    assert str(e.value) == (
+        f"{tmp_path / where}: {literal} is not valid JSON (write null or a "
+        f"number) (field '{field}')"
+    )
 
 
 # --- bounded cost of small inputs (issue 23 item 2) ---------------------------------------------
@@ -347,8 +375,11 @@ def test_a_gzip_bomb_is_refused_naming_the_file(tmp_path: Path, monkeypatch) -> 
     bomb = tmp_path / "bomb.jsonl.gz"
     bomb.write_bytes(gzip.compress(b"\n" * (64 << 20), compresslevel=9))
     assert bomb.stat().st_size < 100_000  # 64 MiB of newlines in ~64 kB
-    with pytest.raises(DataError, match=r"^\S*bomb\.jsonl\.gz: inflates to more than \d+ bytes "
-                                        r"\(\d+ x its compressed size"):
+    with pytest.raises(
+        DataError,
+        match=r"^\S*bomb\.jsonl\.gz: inflates to more than \d+ bytes "
+        r"\(\d+ x its compressed size",
+    ):
         read_rows(bomb)
     ok = tmp_path / "ok.jsonl.gz"  # real data compresses 3-10x: far inside the bound
     ok.write_bytes(gzip.compress((json.dumps(HH_RECORD) + "\n").encode() * 2000))
@@ -387,23 +418,30 @@ def test_a_dictionary_encoded_parquet_bomb_is_refused_before_it_is_materialised(
     monkeypatch.setattr(readers, "MIN_INFLATE_LIMIT", 1 << 20)
     path = tmp_path / "bomb.parquet"
     big = "x" * 100_000
-    table = pa.table({"prompt": pa.array([big] * 20_000).dictionary_encode(),
-                      "response": pa.array(["a"] * 20_000)})
+    table = pa.table(
+        {
+            "prompt": pa.array([big] * 20_000).dictionary_encode(),
+            "response": pa.array(["a"] * 20_000),
+        }
+    )
     pq.write_table(table, path, use_dictionary=True, compression="zstd")
     assert path.stat().st_size < 500_000
     with pytest.raises(DataError, match=r"bomb\.parquet: decodes to more than \d+ bytes"):
         read_rows(path)
     small = tmp_path / "small.parquet"
     pq.write_table(pa.table({"prompt": ["q1", "q2"], "response": ["a", "b"]}), small)
-    assert read_rows(small) == [(1, {"prompt": "q1", "response": "a"}),
-                                (2, {"prompt": "q2", "response": "b"})]
+    assert read_rows(small) == [
+        (1, {"prompt": "q1", "response": "a"}),
+        (2, {"prompt": "q2", "response": "b"}),
+    ]
 
 
 # --- the same record rules everywhere (issue 23 items 5, 6) ---------------------------------------
 def test_duplicate_json_keys_are_refused_not_last_wins(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
-    path.write_text('{"prompt": "q", "response": "a"}\n'
-                    '{"prompt": "q", "response": "a", "response": "b"}\n')
+    path.write_text(
+        '{"prompt": "q", "response": "a"}\n{"prompt": "q", "response": "a", "response": "b"}\n'
+    )
     with pytest.raises(DataError, match=r"dup\.jsonl:2: duplicate key 'response' "):
         read_rows(path)
     listed = tmp_path / "dup.json"
@@ -411,8 +449,9 @@ def test_duplicate_json_keys_are_refused_not_last_wins(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"dup\.json: duplicate key 'role' "):
         read_rows(listed)
     cell = tmp_path / "dup.csv"  # a CSV cell holding a JSON message list
-    cell.write_text('prompt,response\n"[{""role"": ""user"", ""role"": ""system"", '
-                    '""content"": ""q""}]",a\n')
+    cell.write_text(
+        'prompt,response\n"[{""role"": ""user"", ""role"": ""system"", ""content"": ""q""}]",a\n'
+    )
     with pytest.raises(DataError, match=r"dup\.csv:2: duplicate key 'role' .*\(field 'prompt'\)$"):
         read_rows(cell)
 
@@ -428,8 +467,10 @@ def test_a_lone_surrogate_is_one_line_naming_line_and_field(tmp_path: Path) -> N
     """JSON can spell a lone UTF-16 surrogate (\\ud800), which no UTF-8 file, tokenizer or
     output can hold."""
     path = tmp_path / "sur.jsonl"
-    path.write_text('{"prompt": "q", "response": "ok \\ud83d\\ude00"}\n'  # a valid pair
-                    '{"prompt": "q", "response": "bad \\ud800 here"}\n')
+    path.write_text(
+        '{"prompt": "q", "response": "ok \\ud83d\\ude00"}\n'  # a valid pair
+        '{"prompt": "q", "response": "bad \\ud800 here"}\n'
+    )
     with pytest.raises(DataError, match=r"sur\.jsonl:2: lone UTF-16 surrogate .*'response'"):
         read_rows(path)
     path.write_text('{"prompt": "q", "response": "ok \\ud83d\\ude00"}\n')

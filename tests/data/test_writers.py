@@ -37,9 +37,9 @@ def test_output_path_is_checked_before_work(tmp_path):
     cases = {
         tmp_path / "scores.jsonl": "is a folder; give the output file's name",
         tmp_path / "afile" / "o.jsonl": f"cannot create the output file: {tmp_path / 'afile'} is "
-                                        "a file, not a folder",
+        "a file, not a folder",
         tmp_path / "o.xlsx": "unknown output type (use .jsonl, .ndjson, .json, .csv, .tsv or "
-                             ".parquet, optionally .gz)",
+        ".parquet, optionally .gz)",
     }
     for path, msg in cases.items():
         with pytest.raises(LatentrmError) as e:
@@ -56,8 +56,11 @@ def test_json_output_is_strict_and_names_the_row(tmp_path, suffix):
 
     out = tmp_path / f"o{suffix}"
     rows = [{"id": "a", "score": 1.0}, {"id": "b", "score": float("nan")}]
-    with pytest.raises(DataError, match=rf"o\{suffix}: row 2 cannot be written as JSON .*; "
-                                        r"nothing was written \(field 'score'\)$"):
+    with pytest.raises(
+        DataError,
+        match=rf"o\{suffix}: row 2 cannot be written as JSON .*; "
+        r"nothing was written \(field 'score'\)$",
+    ):
         write_rows(rows, out)
     with pytest.raises(DataError, match=r"row 1 cannot be written as JSON .*bytes.* \(field 'b'\)"):
         write_rows([{"a": "x", "b": b"\x00"}], out)

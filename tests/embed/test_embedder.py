@@ -108,8 +108,10 @@ def test_layer_selection(tiny_llama):
 def test_several_layers_in_one_pass_equal_one_layer_at_a_time(tiny_llama):
     pairs = make_pairs(4)
     prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
-    one = {layer: Embedder(cfg_for(tiny_llama, layer=layer)).embed(prompts, responses)
-           for layer in (0, 1, -1)}
+    one = {
+        layer: Embedder(cfg_for(tiny_llama, layer=layer)).embed(prompts, responses)
+        for layer in (0, 1, -1)
+    }
     emb = Embedder(cfg_for(tiny_llama, layer=1, layers=(-1, 0)))
     assert emb.layers == [0, 1, -1]  # sorted, the last layer last
     stacked = emb.embed_layers(prompts, responses)
@@ -253,8 +255,11 @@ def test_bad_config_values_are_config_errors(tiny_llama):
 def test_minilm_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
     folder, _ = resolve_model("minilm")
-    emb = Embedder(EmbedConfig(model="minilm", show_progress=False, max_length=128, device="cpu",
-                               dtype="float32"))
+    emb = Embedder(
+        EmbedConfig(
+            model="minilm", show_progress=False, max_length=128, device="cpu", dtype="float32"
+        )
+    )
     assert (emb.is_decoder, emb.pooling, emb.dim, emb.normalize) == (False, "mean", 384, True)
     pairs = make_pairs(5)
     texts = [render_plain(p.prompt, p.chosen) for p in pairs]
@@ -328,7 +333,10 @@ def test_a_pickled_embedder_checkpoint_is_one_line_and_never_unpickled(tmp_path,
 def test_a_chat_template_escaping_its_sandbox_is_one_line(tmp_path):
     tok = build_tokenizer(chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
     emb = Embedder(cfg_for(save_tiny_llama(tmp_path / "evil", tok)))
-    with pytest.raises(ConfigError, match=r"evil's chat template failed on this input \("
-                                          r"SecurityError: access to attribute '__class__'") as e:
+    with pytest.raises(
+        ConfigError,
+        match=r"evil's chat template failed on this input \("
+        r"SecurityError: access to attribute '__class__'",
+    ) as e:
         emb.embed([({"role": "user", "content": "hi"},)], ["x"])
     assert "\n" not in str(e.value)

@@ -96,8 +96,9 @@ def test_store_key_follows_what_changes_the_vectors(tmp_path, tiny_bert, five_pa
     subset = E.embed_pairs(five_pairs.subset([3, 1]), cfg, tmp_path)
     assert subset.meta["cache"]["hit"] is True
     np.testing.assert_array_equal(subset.chosen, hit.chosen[[3, 1]])
-    renamed = type(five_pairs)([dataclasses.replace(p, id=f"other-{i}")
-                                for i, p in enumerate(five_pairs.pairs)])
+    renamed = type(five_pairs)(
+        [dataclasses.replace(p, id=f"other-{i}") for i, p in enumerate(five_pairs.pairs)]
+    )
     again = E.embed_pairs(renamed, cfg, tmp_path)
     assert again.meta["cache"]["hit"] is True and again.ids[0] == "other-0"
     # a stored layer set serves every layer of it, and their mean, without embedding again

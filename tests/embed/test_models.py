@@ -84,12 +84,14 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> np.ndarray:
     shapes = {"token_embd.weight": (len(tokens), n_embd), "output_norm.weight": (n_embd,)}
     for b in range(n_layer):
         shapes |= {
-            f"blk.{b}.attn_norm.weight": (n_embd,), f"blk.{b}.ffn_norm.weight": (n_embd,),
+            f"blk.{b}.attn_norm.weight": (n_embd,),
+            f"blk.{b}.ffn_norm.weight": (n_embd,),
             f"blk.{b}.attn_q.weight": (n_embd, n_embd),
             f"blk.{b}.attn_k.weight": (n_kv * hd, n_embd),
             f"blk.{b}.attn_v.weight": (n_kv * hd, n_embd),
             f"blk.{b}.attn_output.weight": (n_embd, n_embd),
-            f"blk.{b}.ffn_gate.weight": (n_ff, n_embd), f"blk.{b}.ffn_up.weight": (n_ff, n_embd),
+            f"blk.{b}.ffn_gate.weight": (n_ff, n_embd),
+            f"blk.{b}.ffn_up.weight": (n_ff, n_embd),
             f"blk.{b}.ffn_down.weight": (n_embd, n_ff),
         }
     for name, shape in shapes.items():
@@ -147,16 +149,20 @@ def test_not_dense_weights_names_casting_and_packed_weights():
     lin = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     assert not_dense_weights(lin, torch.float32) == []
     lin[1].to(torch.bfloat16)  # a norm kept in another dtype casts at every call
-    assert not_dense_weights(lin, torch.float32) == ["1.weight (Tensor torch.bfloat16)",
-                                                     "1.bias (Tensor torch.bfloat16)"]
+    assert not_dense_weights(lin, torch.float32) == [
+        "1.weight (Tensor torch.bfloat16)",
+        "1.bias (Tensor torch.bfloat16)",
+    ]
 
     class GgufLinear(torch.nn.Module):  # transformers' packed GGUF blocks
         pass
 
     lin.append(GgufLinear())
-    assert not_dense_weights(lin, torch.bfloat16) == ["2 (GgufLinear)",
-                                                      "0.weight (Tensor torch.float32)",
-                                                      "0.bias (Tensor torch.float32)"]
+    assert not_dense_weights(lin, torch.bfloat16) == [
+        "2 (GgufLinear)",
+        "0.weight (Tensor torch.float32)",
+        "0.bias (Tensor torch.float32)",
+    ]
 
 
 def test_model_hashes_follow_rewrites_that_keep_size_and_mtime(tmp_path):

@@ -36,8 +36,12 @@ def test_threads_per_actor_by_hand() -> None:
     # tenth of a GPU: 1.0 // 0.1 == 9.0 in floating point, but 10 actors fit
     assert threads_per_actor([{"CPU": 10, "GPU": 1}], 10, 0.1) == 1
     assert threads_per_actor([{"CPU": 4}], 2, want=2) == 2
-    for nodes, n, gpa, want in [([{"CPU": 2}], 3, 0, None), ([{"CPU": 8}], 1, 1, None),
-                                ([{"CPU": 2}], 1, 0, 3), ([{"CPU": 2}], 0, 0, None)]:
+    for nodes, n, gpa, want in [
+        ([{"CPU": 2}], 3, 0, None),
+        ([{"CPU": 8}], 1, 1, None),
+        ([{"CPU": 2}], 1, 0, 3),
+        ([{"CPU": 2}], 0, 0, None),
+    ]:
         with pytest.raises(ConfigError):
             threads_per_actor(nodes, n, gpa, want)
 
@@ -64,12 +68,24 @@ def test_ray_equals_local_resumes_and_the_ordinary_reader_reads_it(
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         got = embed_pairs_ray(
-            embed_setup["ds"], embed_setup["cfg"], tmp_path / "killed",
-            ScaleConfig(engine="ray", num_actors=2)
+            embed_setup["ds"],
+            embed_setup["cfg"],
+            tmp_path / "killed",
+            ScaleConfig(engine="ray", num_actors=2),
         )
         assert ray.is_initialized()  # not ours to shut down
-        code = main(["embed", *embed_argv(tmp_path / "fresh"), "--engine", "ray",
-                     "--num-actors", "2", "--ray-write-on", "driver"])
+        code = main(
+            [
+                "embed",
+                *embed_argv(tmp_path / "fresh"),
+                "--engine",
+                "ray",
+                "--num-actors",
+                "2",
+                "--ray-write-on",
+                "driver",
+            ]
+        )
         assert ray.is_initialized()
     finally:
         ray.shutdown()

@@ -54,16 +54,18 @@ def test_shards_from_flags_and_launcher_env() -> None:
     assert shard_config(cfg, Shard(0, 2)).threads is None
 
 
-def test_candidate_shards_fill_the_cache_embed_candidates_reads(
-    embed_setup: dict, tmp_path: Path
-):
+def test_candidate_shards_fill_the_cache_embed_candidates_reads(embed_setup: dict, tmp_path: Path):
     """Candidate sets (3, 1 and 4 responses = 8 rows, chunks of 3): the two shards' chunks are
     read back by embed_candidates as a hit, bit-equal to a single-process run."""
     from latentrm.data import CandidateSet
 
     sets = [
-        CandidateSet(f"s{i}", ({"role": "user", "content": q},),
-                     tuple(f"reply {j} " * (j + 1) for j in range(k)), tuple(0.0 for _ in range(k)))
+        CandidateSet(
+            f"s{i}",
+            ({"role": "user", "content": q},),
+            tuple(f"reply {j} " * (j + 1) for j in range(k)),
+            tuple(0.0 for _ in range(k)),
+        )
         for i, (q, k) in enumerate(zip(embed_setup["questions"], (3, 1, 4), strict=False))
     ]
     ref = embed_candidates(sets, embed_setup["cfg"], tmp_path / "one")
@@ -80,7 +82,11 @@ def test_candidate_shards_fill_the_cache_embed_candidates_reads(
 
 
 def test_two_shard_processes_equal_one_process(
-    embed_setup: dict, embed_argv, repo_root: Path, tmp_path: Path, capsys,
+    embed_setup: dict,
+    embed_argv,
+    repo_root: Path,
+    tmp_path: Path,
+    capsys,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Shard 1 in a subprocess, shard 0 in this process at the same time (RANK/WORLD_SIZE as
@@ -90,7 +96,11 @@ def test_two_shard_processes_equal_one_process(
     env.pop("MASTER_ADDR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "latentrm", "-q", "embed", *embed_argv(root)],
-        env=env, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     for k, v in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
@@ -112,7 +122,8 @@ def test_two_shard_processes_equal_one_process(
     monkeypatch.delenv("WORLD_SIZE")
     assert main(["embed", *embed_argv(root), "--verify"]) == 0
     assert "verified: 7 chunks, 20 rows x 1 layers x 32, checksums, float32, finite" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
 
 
 def test_a_shard_refuses_a_cache_made_differently(embed_setup: dict, tmp_path: Path) -> None:
@@ -131,8 +142,10 @@ def test_a_shard_refuses_a_cache_made_differently(embed_setup: dict, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun not installed next to this python")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+    reason="torchrun not installed next to this python",
+)
 def test_torchrun_shards_wait_for_each_other_then_rank0_verifies(
     embed_setup: dict, embed_argv, repo_root: Path, tmp_path: Path
 ):
@@ -140,9 +153,11 @@ def test_torchrun_shards_wait_for_each_other_then_rank0_verifies(
     the merged cache."""
     torchrun = str(Path(sys.executable).parent / "torchrun")
     res = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "-m", "latentrm", "-q", "embed",
-         *embed_argv(tmp_path)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=repo_root, capture_output=True, text=True,
+        [torchrun, "--nproc_per_node", "2", "-m", "latentrm", "-q", "embed", *embed_argv(tmp_path)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert res.returncode == 0, res.stderr

@@ -50,8 +50,9 @@ def test_writers_with_other_chunk_sizes_share_a_store_safely(tmp_path, tiny_bert
     np.testing.assert_array_equal(big.chosen, small.chosen[:3])
     np.testing.assert_array_equal(big.rejected, small.rejected[:3])
     ref = E.Embedder(cfg_for(tiny_bert))
-    np.testing.assert_allclose(small.rejected, ref.embed(five_pairs.prompts, five_pairs.rejected),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        small.rejected, ref.embed(five_pairs.prompts, five_pairs.rejected), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("what", ["store.json", "view", "chunk description"])
@@ -62,8 +63,11 @@ def test_corrupt_descriptions_are_one_line_errors_saying_delete(
     cfg = cfg_for(tiny_bert, chunk_size=4)
     out = E.embed_pairs(five_pairs, cfg, tmp_path)
     d, view = Path(out.meta["cache"]["dir"]), Path(out.meta["cache"]["view"])
-    target = {"store.json": d / "store.json", "view": view,
-              "chunk description": d / "chunks" / f"{list_chunks(d)[0].id}.json"}[what]
+    target = {
+        "store.json": d / "store.json",
+        "view": view,
+        "chunk description": d / "chunks" / f"{list_chunks(d)[0].id}.json",
+    }[what]
     target.write_text(content)
     with pytest.raises(CacheError) as e:
         load_pair_cache(view)
@@ -143,8 +147,11 @@ def test_a_chunk_description_may_only_name_a_file_beside_it(tmp_path, tiny_bert,
     doc = json.loads(side.read_text())
     (tmp_path / "outside.npy").write_bytes((d / "chunks" / doc["file"]).read_bytes())
     side.write_text(json.dumps({**doc, "file": name}))
-    with pytest.raises(CacheError, match=rf"^{side}: malformed chunk description \(file "
-                                         rf"{name!r} is not a chunk file name\); delete it"):
+    with pytest.raises(
+        CacheError,
+        match=rf"^{side}: malformed chunk description \(file "
+        rf"{name!r} is not a chunk file name\); delete it",
+    ):
         load_pair_cache(view)
 
 
@@ -162,8 +169,11 @@ def test_a_huge_sparse_chunk_is_refused_by_its_size_before_it_is_read(
         load_pair_cache(view)
     assert "\n" not in str(e.value)
     assert (d / "chunks" / f"{ch.id}.json.bad").exists()
-    with pytest.raises(CacheError, match=rf"{ch.file}: 32212254720 bytes, but 4 rows of 1 "
-                                         r"layers x dim 32 take \d+"):
+    with pytest.raises(
+        CacheError,
+        match=rf"{ch.file}: 32212254720 bytes, but 4 rows of 1 "
+        r"layers x dim 32 take \d+",
+    ):
         from latentrm.embed.chunks import read_chunk
 
         read_chunk(d, ch, 32, 1)
@@ -171,14 +181,18 @@ def test_a_huge_sparse_chunk_is_refused_by_its_size_before_it_is_read(
 
 VIEW_DAMAGE = {
     "keys-not-a-list": (lambda v: v.update(keys="abc"), "'keys' must be a list of row keys"),
-    "a-key-not-a-string": (lambda v: v["keys"].__setitem__(0, 5),
-                           "'keys' must be a list of row keys"),
+    "a-key-not-a-string": (
+        lambda v: v["keys"].__setitem__(0, 5),
+        "'keys' must be a list of row keys",
+    ),
     "kind-unknown": (lambda v: v.update(kind="other"), "'kind' must be pairs or candidates"),
     "ids-missing": (lambda v: v.pop("ids"), "'ids' must be a list"),
     "ids-too-few": (lambda v: v["ids"].pop(), r"10 rows for 4 pairs"),
     "embed-not-an-object": (lambda v: v.update(embed=[1]), "'embed' must be an object"),
-    "bad-pooling": (lambda v: v["embed"].update(pooling="max"),
-                    r"bad embedder config \(embed\.pooling must be"),
+    "bad-pooling": (
+        lambda v: v["embed"].update(pooling="max"),
+        r"bad embedder config \(embed\.pooling must be",
+    ),
 }
 
 

@@ -59,7 +59,8 @@ def test_binary_entropy_by_hand() -> None:
 def test_bald_and_entropy_by_hand() -> None:
     assert bald(MARGINS) == pytest.approx([0.3278, 0, 0, 0.1109, 0.1804, 0.2818], abs=1e-4)
     assert predictive_entropy(MARGINS) == pytest.approx(
-        [0.6931, 0.6628, 0.1909, 0.6931, 0.3653, 0.5822], abs=1e-4)
+        [0.6931, 0.6628, 0.1909, 0.6931, 0.3653, 0.5822], abs=1e-4
+    )
 
 
 def test_bald_needs_two_members() -> None:
@@ -79,8 +80,9 @@ def test_pair_distance_ignores_the_order_of_a_pair() -> None:
 def test_kcenter_greedy_by_hand() -> None:
     idx, dist = kcenter_greedy(U, 4)
     assert idx.tolist() == [2, 0, 1, 4]
-    assert dist == pytest.approx([math.sqrt(18), math.sqrt(26), math.sqrt(8.5), math.sqrt(8)],
-                                 abs=1e-6)
+    assert dist == pytest.approx(
+        [math.sqrt(18), math.sqrt(26), math.sqrt(8.5), math.sqrt(8)], abs=1e-6
+    )
 
 
 def test_kcenter_starts_from_the_labelled_pairs() -> None:
@@ -92,19 +94,24 @@ def test_kcenter_starts_from_the_labelled_pairs() -> None:
 def test_top_by_group_keeps_one_per_group() -> None:
     """Scores 5, 9, 7, 9 in groups a, a, b, b: best of a is index 1 (9), best of b index 3 (9);
     the tie goes to the lower index."""
-    assert top_by_group(np.array([5.0, 9, 7, 9]), 2, np.array(["a", "a", "b", "b"])).tolist() \
-        == [1, 3]
+    assert top_by_group(np.array([5.0, 9, 7, 9]), 2, np.array(["a", "a", "b", "b"])).tolist() == [
+        1,
+        3,
+    ]
     assert top_by_group(np.array([5.0, 9, 7, 9]), 3).tolist() == [1, 3, 2]
 
 
-@pytest.mark.parametrize(("strategy", "k", "expected"), [
-    ("bald", 3, [0, 5, 4]),
-    ("entropy", 3, [0, 3, 1]),
-    ("diversity", 3, [2, 0, 1]),
-    # hybrid, top_m 8 >= 6: every pair is a candidate; P0 (most BALD) first, then the farthest
-    # from P0: P2 (5.099).
-    ("hybrid", 2, [0, 2]),
-])
+@pytest.mark.parametrize(
+    ("strategy", "k", "expected"),
+    [
+        ("bald", 3, [0, 5, 4]),
+        ("entropy", 3, [0, 3, 1]),
+        ("diversity", 3, [2, 0, 1]),
+        # hybrid, top_m 8 >= 6: every pair is a candidate; P0 (most BALD) first, then the farthest
+        # from P0: P2 (5.099).
+        ("hybrid", 2, [0, 2]),
+    ],
+)
 def test_select_by_hand(strategy: str, k: int, expected: list[int]) -> None:
     acq = select(strategy, MARGINS, k, features=U)
     assert acq.index.tolist() == expected

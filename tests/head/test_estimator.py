@@ -17,8 +17,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_params_round_trip_and_unknown_names_are_refused():
     lens = LensAugmenter(VAEConfig(), SynthConfig(), seed=3, val_fraction=0.1)
-    assert lens.get_params() == {"vae_cfg": VAEConfig(), "synth_cfg": SynthConfig(), "seed": 3,
-                                 "val_fraction": 0.1}
+    assert lens.get_params() == {
+        "vae_cfg": VAEConfig(),
+        "synth_cfg": SynthConfig(),
+        "seed": 3,
+        "val_fraction": 0.1,
+    }
     assert lens.set_params(seed=4) is lens and lens.seed == 4
     with pytest.raises(ConfigError, match="has no hyperparameter 'sigma2'"):
         lens.set_params(sigma2=0.1)

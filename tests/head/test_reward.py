@@ -21,8 +21,6 @@ FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 def test_bt_loss_known_values():
     # softplus(-(r+ - r-)) = log(1 + exp(-(r+ - r-)))
     assert bradley_terry_loss(torch.tensor([1.0]), torch.tensor([0.0])).item() == pytest.approx(
@@ -117,7 +115,8 @@ def test_bradley_terry_loss_with_targets_margins_and_weights():
     plain = bradley_terry_loss(rc, rr)
     # margins 1 and 0: deltas 0 and 0 -> log 2 each
     assert bradley_terry_loss(rc, rr, margin=torch.tensor([1.0, 0.0])).item() == pytest.approx(
-        math.log(2))
+        math.log(2)
+    )
     # a soft target t: t*softplus(-d) + (1-t)*softplus(d); d = 1, t = 0.5 -> (0.3133 + 1.3133) / 2
     t = torch.tensor([0.5, 1.0])
     want = ((math.log1p(math.exp(-1)) + math.log1p(math.e)) / 2 + math.log(2)) / 2
@@ -183,8 +182,7 @@ def test_newton_solves_the_l2_bradley_terry_problem_by_hand():
     ones, zeros = torch.ones(1, dtype=one), torch.zeros(1, dtype=one)
     # One pair, one dimension: min softplus(-w) + l2/2 w^2 has l2 w = sigmoid(-w); at w = ln 3,
     # sigmoid(-ln 3) = 1/4, so l2 = 1 / (4 ln 3).
-    w, _ = _newton_bt(torch.tensor([[1.0]], dtype=one), ones, zeros, ones,
-                      1 / (4 * math.log(3)))
+    w, _ = _newton_bt(torch.tensor([[1.0]], dtype=one), ones, zeros, ones, 1 / (4 * math.log(3)))
     assert w.tolist() == pytest.approx([math.log(3)], rel=1e-9)
     # One pair in 2-D, x = (3, 4) (n < d: solved in the span of x): w = a (0.6, 0.8), z = 5a,
     # the optimum has 5 sigmoid(-5a) = l2 a; for z = ln 3 (a = ln 3 / 5): l2 = 1.25 / a.
@@ -206,15 +204,22 @@ def test_linear_l2_head_scores_the_newton_solution(head_pairs):
     std = head.std.double()
     x = (torch.from_numpy(train[0]).double() - torch.from_numpy(train[1]).double()) / std
     n = len(x)
-    w, _ = _newton_bt(x, torch.ones(n, dtype=x.dtype), torch.zeros(n, dtype=x.dtype),
-                      torch.ones(n, dtype=x.dtype), 0.1)
-    np.testing.assert_allclose(head.mlp[0].weight[0].detach().numpy(), w.float().numpy(),
-                               rtol=1e-5, atol=1e-7)
+    w, _ = _newton_bt(
+        x,
+        torch.ones(n, dtype=x.dtype),
+        torch.zeros(n, dtype=x.dtype),
+        torch.ones(n, dtype=x.dtype),
+        0.1,
+    )
+    np.testing.assert_allclose(
+        head.mlp[0].weight[0].detach().numpy(), w.float().numpy(), rtol=1e-5, atol=1e-7
+    )
     assert head.mlp[0].bias.item() == 0.0 and fit.history_["l2"] == 0.1
     assert accuracy(head, test) > 0.7
     # cv: the grid value with the lowest out-of-fold loss (ties: the stronger), and its accuracy
     fit = RewardHeadFitter(dataclasses.replace(cfg, l2="cv"), seed=0).fit(
-        AugmentedPairs.originals(*train), val)
+        AugmentedPairs.originals(*train), val
+    )
     losses = fit.history_["l2_cv_loss"]
     assert sorted(float(k) for k in losses) == sorted(L2_GRID)
     assert fit.history_["l2"] == min(L2_GRID, key=lambda lam: (losses[f"{lam:g}"], -lam))
@@ -224,9 +229,11 @@ def test_linear_l2_head_scores_the_newton_solution(head_pairs):
 def test_head_settings_that_do_not_go_together_are_refused(head_pairs):
     train, val, _, _ = head_pairs
     aug = AugmentedPairs.originals(*train)
-    bad = [({"l2": 0.1}, "reward.hidden=\\[\\]"),
-           ({"cross_fit": 3, "ensemble": 2}, "two ensembles"),
-           ({"cross_fit": 1}, "0 \\(off\\) or >= 2")]
+    bad = [
+        ({"l2": 0.1}, "reward.hidden=\\[\\]"),
+        ({"cross_fit": 3, "ensemble": 2}, "two ensembles"),
+        ({"cross_fit": 1}, "0 \\(off\\) or >= 2"),
+    ]
     for changes, match in bad:
         with pytest.raises(ConfigError, match=match):
             RewardHeadFitter(dataclasses.replace(FAST, **changes), seed=0).fit(aug, val)
@@ -284,5 +291,7 @@ def test_small_data_replaces_only_a_plain_head_below_the_threshold():
     assert ignores_validation(RewardConfig(hidden=(), l2="cv"), 10_000)
     assert not ignores_validation(RewardConfig(small_data=0), 10)
     assert epoch0_heads({"best_epoch": 0}) == (1, 1)
-    assert epoch0_heads({"members": [{"best_epoch": 0}, {"best_epoch": 3},
-                                     {"best_epoch": 0}]}) == (2, 3)
+    assert epoch0_heads({"members": [{"best_epoch": 0}, {"best_epoch": 3}, {"best_epoch": 0}]}) == (
+        2,
+        3,
+    )

@@ -41,8 +41,16 @@ def test_early_stopping_restores_best_weights():
         return curve[len(seen) - 1]
 
     hist = fit_loop(
-        model, model.parameters(), step, lambda e, rng: [torch.zeros(1)], val_fn,
-        epochs=7, lr=0.1, weight_decay=0.0, patience=2, seed=0,
+        model,
+        model.parameters(),
+        step,
+        lambda e, rng: [torch.zeros(1)],
+        val_fn,
+        epochs=7,
+        lr=0.1,
+        weight_decay=0.0,
+        patience=2,
+        seed=0,
     )
     assert hist["epochs_run"] == 5 and hist["best_epoch"] == 2 and hist["best_val"] == 1.0
     assert hist["val_loss"] == curve[:5]
@@ -54,8 +62,16 @@ def test_early_stopping_restores_best_weights():
 def test_loss_decreases_towards_optimum():
     model, step = _quadratic_problem(target=3.0)
     hist = fit_loop(
-        model, model.parameters(), step, lambda e, rng: [torch.zeros(1)] * 5, None,
-        epochs=100, lr=0.1, weight_decay=0.0, patience=100, seed=0,
+        model,
+        model.parameters(),
+        step,
+        lambda e, rng: [torch.zeros(1)] * 5,
+        None,
+        epochs=100,
+        lr=0.1,
+        weight_decay=0.0,
+        patience=100,
+        seed=0,
     )
     # Adam moves w by ~lr per step: the first epoch's 5 steps average (3 - 0.1 t)^2, t = 0..4.
     first = sum((3 - 0.1 * t) ** 2 for t in range(5)) / 5
@@ -75,8 +91,16 @@ def test_nan_loss_raises_with_epoch_and_step():
 
     with pytest.raises(TrainingError, match="epoch 1 step 1"):
         fit_loop(
-            model, model.parameters(), step, lambda e, rng: [0, 1, 2], None,
-            epochs=3, lr=0.1, weight_decay=0.0, patience=5, seed=0,
+            model,
+            model.parameters(),
+            step,
+            lambda e, rng: [0, 1, 2],
+            None,
+            epochs=3,
+            lr=0.1,
+            weight_decay=0.0,
+            patience=5,
+            seed=0,
         )
 
 
@@ -84,8 +108,16 @@ def test_nan_validation_raises():
     model, step = _quadratic_problem()
     with pytest.raises(TrainingError, match="validation loss is nan at epoch 0"):
         fit_loop(
-            model, model.parameters(), step, lambda e, rng: [0], lambda: float("nan"),
-            epochs=3, lr=0.1, weight_decay=0.0, patience=5, seed=0,
+            model,
+            model.parameters(),
+            step,
+            lambda e, rng: [0],
+            lambda: float("nan"),
+            epochs=3,
+            lr=0.1,
+            weight_decay=0.0,
+            patience=5,
+            seed=0,
         )
 
 
@@ -98,8 +130,16 @@ def _train_dropout_net(seed: int) -> torch.Tensor:
         return net(x[idx]).pow(2).mean()
 
     fit_loop(
-        net, net.parameters(), step, lambda e, rng: minibatches(10, 3, rng), None,
-        epochs=5, lr=0.01, weight_decay=0.0, patience=5, seed=seed,
+        net,
+        net.parameters(),
+        step,
+        lambda e, rng: minibatches(10, 3, rng),
+        None,
+        epochs=5,
+        lr=0.01,
+        weight_decay=0.0,
+        patience=5,
+        seed=seed,
     )
     return torch.cat([p.detach().flatten() for p in net.parameters()])
 
@@ -165,12 +205,23 @@ def test_small_models_train_on_one_thread_and_the_count_is_restored():
         def fn(batch: torch.Tensor) -> torch.Tensor:
             seen.append(torch.get_num_threads())
             return model.weight.sum() * 0 + model.weight.pow(2).mean()
+
         return fn
 
     with torch_threads(2):
         for model in (small, big):
-            fit_loop(model, model.parameters(), step(model), lambda e, rng: [0], None,
-                     epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
+            fit_loop(
+                model,
+                model.parameters(),
+                step(model),
+                lambda e, rng: [0],
+                None,
+                epochs=1,
+                lr=0.1,
+                weight_decay=0.0,
+                patience=1,
+                seed=0,
+            )
         assert torch.get_num_threads() == 2
     assert seen == [1, 2]
 
@@ -186,8 +237,18 @@ def test_the_small_model_thread_note_is_logged_once_not_per_head(caplog, monkeyp
     with torch_threads(2):
         for _ in range(10):
             model, step = _quadratic_problem()
-            fit_loop(model, model.parameters(), step, lambda e, rng: [torch.zeros(1)], None,
-                     epochs=1, lr=0.1, weight_decay=0.0, patience=1, seed=0)
+            fit_loop(
+                model,
+                model.parameters(),
+                step,
+                lambda e, rng: [torch.zeros(1)],
+                None,
+                epochs=1,
+                lr=0.1,
+                weight_decay=0.0,
+                patience=1,
+                seed=0,
+            )
     assert caplog.text.count("torch thread(s) instead of 2") == 1
     assert caplog.text.count("best val loss") == 10
 
@@ -205,8 +266,19 @@ def _scripted(vals: list[float], epochs: int, **kw) -> tuple[dict, nn.Module]:
             model.weight.add_(1.0)
         return (model.weight * 0).sum()
 
-    hist = fit_loop(model, model.parameters(), step, lambda e, rng: [0], lambda: next(it),
-                    epochs=epochs, lr=0.1, weight_decay=0.0, patience=2, seed=0, **kw)
+    hist = fit_loop(
+        model,
+        model.parameters(),
+        step,
+        lambda e, rng: [0],
+        lambda: next(it),
+        epochs=epochs,
+        lr=0.1,
+        weight_decay=0.0,
+        patience=2,
+        seed=0,
+        **kw,
+    )
     return hist, model
 
 
@@ -242,8 +314,19 @@ def test_weight_averaging_validates_and_keeps_the_running_mean():
             model.weight.add_(1.0)
         return (model.weight * 0).sum()
 
-    hist = fit_loop(model, model.parameters(), step, lambda e, rng: [0], val, epochs=4,
-                    lr=0.1, weight_decay=0.0, patience=2, seed=0, average=True)
+    hist = fit_loop(
+        model,
+        model.parameters(),
+        step,
+        lambda e, rng: [0],
+        val,
+        epochs=4,
+        lr=0.1,
+        weight_decay=0.0,
+        patience=2,
+        seed=0,
+        average=True,
+    )
     assert seen == [1.0, 1.5, 2.0, 2.5]
     assert hist["best_epoch"] == 3 and model.weight.item() == 2.5
     # Without early stopping the last mean is kept too.

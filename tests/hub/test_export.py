@@ -32,8 +32,10 @@ def random_head(d: int, hidden: tuple[int, ...], seed: int = 0) -> RewardHead:
     torch.manual_seed(seed)
     head = RewardHead(d, hidden, 0.1)
     g = torch.Generator().manual_seed(seed + 1)
-    head.set_standardization((torch.randn(d, generator=g) * 0.05).numpy(),
-                             (torch.rand(d, generator=g) * 0.1 + 0.02).numpy())
+    head.set_standardization(
+        (torch.randn(d, generator=g) * 0.05).numpy(),
+        (torch.rand(d, generator=g) * 0.1 + 0.02).numpy(),
+    )
     return head.eval()
 
 
@@ -46,8 +48,10 @@ def auto_load(path):
 
 
 def chat_texts(tok, prompts, responses) -> list[str]:
-    return [tok.apply_chat_template([*p, {"role": "assistant", "content": r}], tokenize=False)
-            for p, r in zip(prompts, responses, strict=True)]
+    return [
+        tok.apply_chat_template([*p, {"role": "assistant", "content": r}], tokenize=False)
+        for p, r in zip(prompts, responses, strict=True)
+    ]
 
 
 @torch.no_grad()
@@ -55,8 +59,7 @@ def logits(model, tok, texts, side: str = "right", special: bool = True) -> np.n
     tok.padding_side = side
     out = []
     for i in range(0, len(texts), 8):
-        enc = tok(texts[i : i + 8], return_tensors="pt", padding=True,
-                  add_special_tokens=special)
+        enc = tok(texts[i : i + 8], return_tensors="pt", padding=True, add_special_tokens=special)
         out.append(model(**enc).logits[:, 0].float())
     return torch.cat(out).numpy()
 
@@ -72,15 +75,23 @@ def minilm_export(tmp_path_factory, shared_data):
     prompts = [list(p.prompt) for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     with torch_threads(1):
-        emb = Embedder(EmbedConfig(model="minilm", dtype="float32", max_length=64,
-                                   show_progress=False))
+        emb = Embedder(
+            EmbedConfig(model="minilm", dtype="float32", max_length=64, show_progress=False)
+        )
         rm = RewardModel(emb.cfg, random_head(emb.dim, (64,)), embedder=emb)
         ref = rm.score(prompts, responses)
         out = tmp_path_factory.mktemp("minilm") / "export"
         rm.save_pretrained(out)
     n_cut = sum(len(x) == 64 for x in emb.tokenize(prompts, responses))
-    return {"out": out, "ref": ref, "prompts": prompts, "responses": responses, "n_cut": n_cut,
-            "emb": emb, "rm": rm}
+    return {
+        "out": out,
+        "ref": ref,
+        "prompts": prompts,
+        "responses": responses,
+        "n_cut": n_cut,
+        "emb": emb,
+        "rm": rm,
+    }
 
 
 def test_the_hh_template_renders_exactly_like_latentrm(minilm_export):
@@ -89,22 +100,31 @@ def test_the_hh_template_renders_exactly_like_latentrm(minilm_export):
     tok = AutoTokenizer.from_pretrained(minilm_export["out"], trust_remote_code=True)
     assert tok.chat_template == HH_CHAT_TEMPLATE
     texts = chat_texts(tok, minilm_export["prompts"], minilm_export["responses"])
-    assert texts == [render_plain(p, r) for p, r in
-                     zip(minilm_export["prompts"], minilm_export["responses"], strict=True)]
+    assert texts == [
+        render_plain(p, r)
+        for p, r in zip(minilm_export["prompts"], minilm_export["responses"], strict=True)
+    ]
     system = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}]
     assert tok.apply_chat_template(system, tokenize=False, add_generation_prompt=True) == (
-        render_plain(system, None))  # "Be kind.\n\nHuman: hi\n\nAssistant:"
+        render_plain(system, None)
+    )  # "Be kind.\n\nHuman: hi\n\nAssistant:"
 
 
-@pytest.mark.parametrize(("side", "special"), [("right", True), ("right", False),
-                                               ("left", True), ("left", False)])
+@pytest.mark.parametrize(
+    ("side", "special"), [("right", True), ("right", False), ("left", True), ("left", False)]
+)
 def test_automodel_reproduces_latentrm_on_real_hh_texts(minilm_export, side, special):
     """Whatever the caller's padding side and special-token setting (RewardBench: left + True;
     TRL: right + False), and although 16 of the 20 texts are longer than max_length 64 (the
     export cuts prompt tokens from the left, as latentrm does)."""
     tok, model = auto_load(minilm_export["out"])
-    got = logits(model, tok, chat_texts(tok, minilm_export["prompts"],
-                                        minilm_export["responses"]), side, special)
+    got = logits(
+        model,
+        tok,
+        chat_texts(tok, minilm_export["prompts"], minilm_export["responses"]),
+        side,
+        special,
+    )
     assert minilm_export["n_cut"] >= 10
     assert np.abs(got - minilm_export["ref"]).max() < 1e-4
     assert np.ptp(minilm_export["ref"]) > 0.1  # scores that differ, so agreement means something
@@ -113,10 +133,14 @@ def test_automodel_reproduces_latentrm_on_real_hh_texts(minilm_export, side, spe
 def test_the_text_classification_pipeline_gives_the_raw_reward(minilm_export):
     from transformers import pipeline
 
-    pipe = pipeline("text-classification", model=str(minilm_export["out"]),
-                    trust_remote_code=True, function_to_apply="none", device="cpu")
-    texts = chat_texts(pipe.tokenizer, minilm_export["prompts"][:6],
-                       minilm_export["responses"][:6])
+    pipe = pipeline(
+        "text-classification",
+        model=str(minilm_export["out"]),
+        trust_remote_code=True,
+        function_to_apply="none",
+        device="cpu",
+    )
+    texts = chat_texts(pipe.tokenizer, minilm_export["prompts"][:6], minilm_export["responses"][:6])
     got = np.array([r["score"] for r in pipe(texts, batch_size=3)])
     assert np.abs(got - minilm_export["ref"][:6]).max() < 1e-4
     assert pipe.model.config.id2label == {0: "reward"}
@@ -125,12 +149,17 @@ def test_the_text_classification_pipeline_gives_the_raw_reward(minilm_export):
 def test_the_export_records_what_it_is(minilm_export):
     cfg = json.loads((minilm_export["out"] / "config.json").read_text())
     assert cfg["auto_map"]["AutoModelForSequenceClassification"] == (
-        "modeling_latentrm.LatentRMForSequenceClassification")
+        "modeling_latentrm.LatentRMForSequenceClassification"
+    )
     assert cfg["pooling"] == "mean" and cfg["normalize"] is True and cfg["truncate_length"] == 64
     assert cfg["prefix_ids"] == [101] and cfg["suffix_ids"] == [102]  # [CLS] ... [SEP]
     assert cfg["n_prefix"] == 1 and cfg["n_suffix"] == 1
-    assert cfg["head_config"] == {"format": "latentrm.reward_head/1", "d": 384, "hidden": [64],
-                                  "dropout": 0.1}
+    assert cfg["head_config"] == {
+        "format": "latentrm.reward_head/1",
+        "d": 384,
+        "hidden": [64],
+        "dropout": 0.1,
+    }
     ident = cfg["latentrm"]["embedder"]["model_identity"]["files"]
     assert set(ident) >= {"model.safetensors", "tokenizer.json"}
     assert cfg["dtype"] == cfg["torch_dtype"] == "float32"
@@ -142,8 +171,10 @@ def test_layer_mean_and_ensembles_export_exactly(tmp_path, tiny_bert):
     emb = Embedder(cfg_for(tiny_bert, layer="mean", layers=(1, 2), max_length=24))
     head = EnsembleHead([random_head(32, (8,), seed=1), random_head(32, (), seed=2)])
     rm = RewardModel(emb.cfg, head, embedder=emb)
-    prompts = [[{"role": "user", "content": "how do I bake bread at home?"}],
-               [{"role": "system", "content": "be kind"}, {"role": "user", "content": "list"}]]
+    prompts = [
+        [{"role": "user", "content": "how do I bake bread at home?"}],
+        [{"role": "system", "content": "be kind"}, {"role": "user", "content": "list"}],
+    ]
     responses = ["mix flour water salt and yeast then wait for a long time", "pens paper ink"]
     ref = rm.score(prompts, responses)
     rm.save_pretrained(tmp_path / "rm")
@@ -157,8 +188,9 @@ def test_layer_mean_and_ensembles_export_exactly(tmp_path, tiny_bert):
 @pytest.fixture(scope="module")
 def llama_pad_eos(tmp_path_factory):
     """Tiny Llama whose pad token IS its eos (<|im_end|>, which ends every chat turn)."""
-    return save_tiny_llama(tmp_path_factory.mktemp("llama-pad-eos"),
-                           build_tokenizer(pad_token="<|im_end|>"))
+    return save_tiny_llama(
+        tmp_path_factory.mktemp("llama-pad-eos"), build_tokenizer(pad_token="<|im_end|>")
+    )
 
 
 def test_native_export_of_a_linear_head_loads_without_custom_code(tmp_path, llama_pad_eos):
@@ -171,9 +203,14 @@ def test_native_export_of_a_linear_head_loads_without_custom_code(tmp_path, llam
     head = random_head(32, ())
     rm = RewardModel(emb.cfg, head, embedder=emb)
     assert native_reason(rm) is None
-    prompts = [[{"role": "user", "content": "the quick brown fox"}],
-               [{"role": "user", "content": "how do I bake bread"},
-                {"role": "assistant", "content": "mix flour"}, {"role": "user", "content": "ok"}]]
+    prompts = [
+        [{"role": "user", "content": "the quick brown fox"}],
+        [
+            {"role": "user", "content": "how do I bake bread"},
+            {"role": "assistant", "content": "mix flour"},
+            {"role": "user", "content": "ok"},
+        ],
+    ]
     responses = ["jumps over the lazy dog", "then wait"]
     ref = rm.score(prompts, responses)
     rm.save_pretrained(tmp_path / "rm", export="native")
@@ -217,7 +254,8 @@ def test_native_export_is_refused_with_the_reason(tmp_path, tiny_bert, tiny_llam
     assert not (tmp_path / "rm").exists()  # refused: no file, and no empty folder either
     bert = RewardModel(cfg_for(tiny_bert), random_head(32, ()))
     assert native_reason(bert) == (
-        "pooling='mean'; sequence-classification models pool the last token")
+        "pooling='mean'; sequence-classification models pool the last token"
+    )
 
 
 def test_export_pad_token_avoids_eos(llama_pad_eos, tiny_llama, tiny_bert):
@@ -237,8 +275,9 @@ def test_smollm2_custom_export_reproduces_latentrm(tmp_path, shared_data):
     pairs = load_pairs(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz").pairs[:6]
     prompts = [list(p.prompt) for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    emb = Embedder(EmbedConfig(model="smollm2", dtype="float32", max_length=128,
-                               show_progress=False))
+    emb = Embedder(
+        EmbedConfig(model="smollm2", dtype="float32", max_length=128, show_progress=False)
+    )
     rm = RewardModel(emb.cfg, random_head(emb.dim, (64,)), embedder=emb)
     ref = rm.score(prompts, responses)
     rm.save_pretrained(tmp_path / "rm")
@@ -264,11 +303,15 @@ def test_smollm2_native_export_on_over_long_hh_texts(tmp_path, shared_data):
         pytest.skip("offline SmolLM2 not installed")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    emb = Embedder(EmbedConfig(model="smollm2", dtype="float32", max_length=128,
-                               show_progress=False))
+    emb = Embedder(
+        EmbedConfig(model="smollm2", dtype="float32", max_length=128, show_progress=False)
+    )
     prompts, responses = hh_texts(shared_data, 12)
-    keep = [i for i, r in enumerate(responses)
-            if len(emb.tokenizer(r, add_special_tokens=False)["input_ids"]) < 64]
+    keep = [
+        i
+        for i, r in enumerate(responses)
+        if len(emb.tokenizer(r, add_special_tokens=False)["input_ids"]) < 64
+    ]
     prompts, responses = [prompts[i] for i in keep], [responses[i] for i in keep]
     assert len(keep) >= 6 and sum(len(x) == 128 for x in emb.tokenize(prompts, responses)) >= 4
     rm = RewardModel(emb.cfg, random_head(emb.dim, ()), embedder=emb)
@@ -283,8 +326,9 @@ def test_smollm2_native_export_on_over_long_hh_texts(tmp_path, shared_data):
 # --- over-long inputs: latentrm cuts prompt tokens from the left ------------------------------
 def hh_texts(shared_data, n: int) -> tuple[list, list]:
     pairs = load_pairs(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz").pairs[:n]
-    return [list(p.prompt) for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected
-                                                                             for p in pairs]
+    return [list(p.prompt) for p in pairs] * 2, [p.chosen for p in pairs] + [
+        p.rejected for p in pairs
+    ]
 
 
 @pytest.mark.parametrize("max_length", [None, 2048])
@@ -299,8 +343,7 @@ def test_custom_export_under_truncation_true_still_reproduces_latentrm(
     texts = chat_texts(tok, minilm_export["prompts"], minilm_export["responses"])
     caplog.set_level("WARNING")
     with torch.no_grad():
-        enc = tok(texts, return_tensors="pt", padding=True, truncation=True,
-                  max_length=max_length)
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
         got = model(**enc).logits[:, 0].numpy()
     assert "indexing errors" not in caplog.text
     assert np.abs(got - minilm_export["ref"]).max() < 1e-4
@@ -314,8 +357,15 @@ def test_custom_export_cut_by_the_caller_is_not_latentrm(minilm_export, max_leng
     tok, model = auto_load(minilm_export["out"])
     texts = chat_texts(tok, minilm_export["prompts"], minilm_export["responses"])
     with torch.no_grad():
-        got = model(**tok(texts, return_tensors="pt", padding=True, truncation=True,
-                          max_length=max_length)).logits[:, 0].numpy()
+        got = (
+            model(
+                **tok(
+                    texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
+                )
+            )
+            .logits[:, 0]
+            .numpy()
+        )
     assert np.abs(got - minilm_export["ref"]).max() > 1e-2
 
 
@@ -355,8 +405,11 @@ def test_native_export_on_over_long_real_hh_texts(tmp_path, llama_pad_eos, share
     emb = Embedder(cfg_for(llama_pad_eos, max_length=192))
     rm = RewardModel(emb.cfg, random_head(32, ()), embedder=emb)
     prompts, responses = hh_texts(shared_data, 30)
-    keep = [i for i, r in enumerate(responses)
-            if len(emb.tokenizer(r, add_special_tokens=False)["input_ids"]) < 96]
+    keep = [
+        i
+        for i, r in enumerate(responses)
+        if len(emb.tokenizer(r, add_special_tokens=False)["input_ids"]) < 96
+    ]
     prompts, responses = [prompts[i] for i in keep], [responses[i] for i in keep]
     lengths = [len(emb.tokenizer(t)["input_ids"]) for t, _ in map(emb.render, prompts, responses)]
     assert len(keep) >= 10 and sum(n > 192 for n in lengths) >= 10
@@ -413,22 +466,30 @@ def test_rewardbench_loading_path_on_the_export_equals_latentrm_rewardbench(mini
     from latentrm.recipes.rewardbench import rewardbench_rows
 
     n = len(minilm_export["prompts"]) // 2
-    rows = [(i + 1, {"prompt": minilm_export["prompts"][i],
-                     "chosen": minilm_export["responses"][i],
-                     "rejected": minilm_export["responses"][n + i], "subset": "hh"})
-            for i in range(n)]
+    rows = [
+        (
+            i + 1,
+            {
+                "prompt": minilm_export["prompts"][i],
+                "chosen": minilm_export["responses"][i],
+                "rejected": minilm_export["responses"][n + i],
+                "subset": "hh",
+            },
+        )
+        for i in range(n)
+    ]
     tok, model = auto_load(minilm_export["out"])
     tok.padding_side = "left"
 
     def rewardbench_pipe(samples):
-        inputs = tok(samples, truncation=False, max_length=2048, padding=True,
-                     return_tensors="pt")
+        inputs = tok(samples, truncation=False, max_length=2048, padding=True, return_tensors="pt")
         with torch.no_grad():
             return model(**inputs).logits
 
     def text(prompt, answer):
-        return tok.apply_chat_template([*prompt, {"role": "assistant", "content": answer}],
-                                       tokenize=False)
+        return tok.apply_chat_template(
+            [*prompt, {"role": "assistant", "content": answer}], tokenize=False
+        )
 
     chosen = rewardbench_pipe([text(r["prompt"], r["chosen"]) for _, r in rows])[:, 0].numpy()
     rejected = rewardbench_pipe([text(r["prompt"], r["rejected"]) for _, r in rows])[:, 0].numpy()
@@ -442,8 +503,13 @@ def test_rewardbench_loading_path_on_the_export_equals_latentrm_rewardbench(mini
 def trl_plain_string_rewards(tok, model, prompts, completions) -> np.ndarray:
     """What GRPOTrainer does with a model reward_funcs and plain-string prompts (trl
     grpo_trainer.py, `texts = [p + c ...]`): no chat template, no special tokens, right padding."""
-    enc = tok([p + c for p, c in zip(prompts, completions, strict=True)], return_tensors="pt",
-              padding=True, padding_side="right", add_special_tokens=False)
+    enc = tok(
+        [p + c for p, c in zip(prompts, completions, strict=True)],
+        return_tensors="pt",
+        padding=True,
+        padding_side="right",
+        add_special_tokens=False,
+    )
     with torch.no_grad():
         return model(**enc).logits[:, 0].numpy()
 
@@ -474,8 +540,10 @@ def test_reward_hidden_empty_is_the_linear_head_the_native_export_takes(tiny_lla
     """README: a linear head is `reward.hidden=[]` (the default is an MLP d -> 64 -> 1)."""
     from latentrm.config import load_config
 
-    for overrides, reason in (([], "the head is an MLP; only a linear head folds into `score`"),
-                              (["reward.hidden=[]"], None)):
+    for overrides, reason in (
+        ([], "the head is an MLP; only a linear head folds into `score`"),
+        (["reward.hidden=[]"], None),
+    ):
         cfg = load_config(None, overrides)
         head = RewardHead(32, cfg.reward.hidden, cfg.reward.dropout)
         assert native_reason(RewardModel(cfg_for(tiny_llama), head)) == reason
@@ -497,7 +565,8 @@ def test_every_exported_file_honours_the_umask(tmp_path, tiny_bert):
         want = 0o666 & ~current_umask()
     finally:
         os.umask(old)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "rm").iterdir()
-             if p.is_file()}
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "rm").iterdir() if p.is_file()
+    }
     assert "model.safetensors" in modes and want == 0o640
     assert {n: oct(m) for n, m in modes.items() if m != want} == {}

@@ -44,6 +44,7 @@ def _saved(folder: Path, **cfg) -> Path:
 @pytest.fixture
 def alarm() -> Iterator[None]:
     """Fail instead of hanging: a read of a FIFO blocks until a writer opens it."""
+
     def timeout(*_):
         raise TimeoutError("blocked reading the model folder")
 
@@ -60,6 +61,7 @@ def _link(target: str | Path):
     def apply(path: Path) -> None:
         path.unlink()
         path.symlink_to(target)
+
     return apply
 
 
@@ -80,10 +82,16 @@ FOLDER_ATTACKS = {
     "embed-config-fifo": ("embed_config.json", _fifo, "not a regular file"),
     "head-json-fifo": ("head.json", _fifo, "not a regular file"),
     "weights-dev-zero": ("head.safetensors", _link("/dev/zero"), "not a regular file"),
-    "weights-out-of-the-folder": ("head.safetensors", _outside,
-                                  r"a link to .*elsewhere-head\.safetensors, outside the folder"),
-    "info-out-of-the-folder": ("latentrm.json", _outside,
-                               r"a link to .*elsewhere-latentrm\.json, outside the folder"),
+    "weights-out-of-the-folder": (
+        "head.safetensors",
+        _outside,
+        r"a link to .*elsewhere-head\.safetensors, outside the folder",
+    ),
+    "info-out-of-the-folder": (
+        "latentrm.json",
+        _outside,
+        r"a link to .*elsewhere-latentrm\.json, outside the folder",
+    ),
 }
 
 
@@ -144,12 +152,19 @@ def test_an_edited_embed_config_is_refused_when_latentrm_json_records_training(t
     folder = _saved(tmp_path / "rm", layer=-1, pooling="mean", max_length=128, text_format="chat")
     rec = json.loads((folder / "latentrm.json").read_text())["embedder"]
     assert (rec["layer"], rec["pooling"], rec["max_length"], rec["text_format"]) == (
-        -1, "mean", 128, "chat")
+        -1,
+        "mean",
+        128,
+        "chat",
+    )
     cfg = json.loads((folder / "embed_config.json").read_text())
     (folder / "embed_config.json").write_text(json.dumps({**cfg, key: EDITS[key]}))
-    with pytest.raises(ModelError, match=rf"^{folder / 'embed_config.json'}: {key}="
-                                         rf"{EDITS[key]!r} but the head was trained with "
-                                         rf"{key}={rec[key]!r} \(latentrm\.json\)") as info:
+    with pytest.raises(
+        ModelError,
+        match=rf"^{folder / 'embed_config.json'}: {key}="
+        rf"{EDITS[key]!r} but the head was trained with "
+        rf"{key}={rec[key]!r} \(latentrm\.json\)",
+    ) as info:
         RewardModel.load(folder, embedder=TwoDim())
     assert "\n" not in str(info.value)
     (folder / "embed_config.json").write_text(json.dumps(cfg))  # as written: loads
@@ -161,10 +176,16 @@ def test_an_edited_embed_config_is_refused_when_latentrm_json_records_training(t
 
 IDENTITY_DAMAGE = {
     "not-an-object": ("model_identity", ["x"], r"'embedder\.model_identity' must be an object"),
-    "files-not-an-object": ("model_identity", {"files": "abc"},
-                            r"'embedder\.model_identity\.files' must be an object of file "),
-    "commit-not-a-string": ("model_identity", {"commit": 5},
-                            r"'embedder\.model_identity\.commit' must be a string"),
+    "files-not-an-object": (
+        "model_identity",
+        {"files": "abc"},
+        r"'embedder\.model_identity\.files' must be an object of file ",
+    ),
+    "commit-not-a-string": (
+        "model_identity",
+        {"commit": 5},
+        r"'embedder\.model_identity\.commit' must be a string",
+    ),
     "layer-a-list": ("layer", [1, 2], r"'embedder\.layer' must be an integer or 'mean'"),
     "pooling-a-number": ("pooling", 3, r"'embedder\.pooling' must be a string"),
 }
@@ -183,6 +204,9 @@ def test_a_malformed_identity_record_is_one_line(tmp_path, case):
 
 def test_embed_overrides_must_be_a_mapping(tmp_path):
     folder = _saved(tmp_path / "rm")
-    with pytest.raises(ConfigError, match=r"embed_overrides must be a dict of embed config "
-                                         r"fields, got str"):
+    with pytest.raises(
+        ConfigError,
+        match=r"embed_overrides must be a dict of embed config "
+        r"fields, got str",
+    ):
         RewardModel.load(folder, embedder=TwoDim(), embed_overrides="device=cpu")

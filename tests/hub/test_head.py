@@ -20,8 +20,6 @@ FAST = RewardConfig(epochs=30, patience=5, batch_size=64, hidden=(32,))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 def test_save_load_round_trip(tmp_path, head_pairs):
     train, val, test, _ = head_pairs
     fitter = RewardHeadFitter(FAST, seed=0).fit(AugmentedPairs.originals(*train), val)
@@ -89,34 +87,59 @@ def _truncate(folder):
 
 CORRUPT_HEADS = {
     # case: (mutation, regex the error must match)
-    "bad-header": (lambda f: (f / "head.safetensors").write_bytes(b"\x16" + bytes(7) + b"{" * 30),
-                   r"head\.safetensors: not a valid safetensors file \(the header is not JSON\)"),
+    "bad-header": (
+        lambda f: (f / "head.safetensors").write_bytes(b"\x16" + bytes(7) + b"{" * 30),
+        r"head\.safetensors: not a valid safetensors file \(the header is not JSON\)",
+    ),
     # 180 data bytes (24 + 4 + 4 + 1 + 6 + 6 float32) cut by 40
-    "truncated": (_truncate, r"head\.safetensors: .* does not fit the file's 140 data bytes "
-                             r"\(truncated\?\)"),
-    "empty": (lambda f: (f / "head.safetensors").write_bytes(b""),
-              r"head\.safetensors: .*0 bytes, too short"),
+    "truncated": (
+        _truncate,
+        r"head\.safetensors: .* does not fit the file's 140 data bytes "
+        r"\(truncated\?\)",
+    ),
+    "empty": (
+        lambda f: (f / "head.safetensors").write_bytes(b""),
+        r"head\.safetensors: .*0 bytes, too short",
+    ),
     "pickle": (_pickle, r"head\.safetensors: .*a pickle or torch checkpoint is not accepted"),
-    "json-broken": (lambda f: (f / "head.json").write_text('{"format": '),
-                    r"head\.json: not valid JSON"),
-    "json-list": (lambda f: (f / "head.json").write_text("[]"),
-                  r"head\.json: expected a JSON object, got list"),
+    "json-broken": (
+        lambda f: (f / "head.json").write_text('{"format": '),
+        r"head\.json: not valid JSON",
+    ),
+    "json-list": (
+        lambda f: (f / "head.json").write_text("[]"),
+        r"head\.json: expected a JSON object, got list",
+    ),
     "missing-d": (_edit_json("head.json", lambda o: o.pop("d")), r"head\.json: missing 'd'"),
-    "hidden-not-ints": (_edit_json("head.json", lambda o: o.update(hidden=["a"])),
-                        r"head\.json: 'hidden' must be a list of integers"),
-    "dropout-not-a-number": (_edit_json("head.json", lambda o: o.update(dropout="x")),
-                             r"head\.json: 'dropout' must be a number in \[0, 1\)"),
-    "d-is-bool": (_edit_json("head.json", lambda o: o.update(d=True)),
-                  r"head\.json: 'd' must be an integer >= 1, got True"),
-    "hidden-mismatch": (_edit_json("head.json", lambda o: o.update(hidden=[16])),
-                        r"head\.json: 'hidden' = \[16\] but head\.safetensors holds layers of "
-                        r"widths \[4, 1\]"),
-    "d-mismatch": (_edit_json("head.json", lambda o: o.update(d=7)),
-                   r"head\.json: 'd' = 7 but head\.safetensors holds 'mean' of shape \[6\]"),
-    "unknown-format": (_edit_json("head.json", lambda o: o.update(format="x/9")),
-                       r"head\.json: unknown format 'x/9'"),
-    "int-tensor": (_int_tensor,
-                   r"head\.safetensors: .*tensor 'mean' has dtype 'I64'; a head holds floats"),
+    "hidden-not-ints": (
+        _edit_json("head.json", lambda o: o.update(hidden=["a"])),
+        r"head\.json: 'hidden' must be a list of integers",
+    ),
+    "dropout-not-a-number": (
+        _edit_json("head.json", lambda o: o.update(dropout="x")),
+        r"head\.json: 'dropout' must be a number in \[0, 1\)",
+    ),
+    "d-is-bool": (
+        _edit_json("head.json", lambda o: o.update(d=True)),
+        r"head\.json: 'd' must be an integer >= 1, got True",
+    ),
+    "hidden-mismatch": (
+        _edit_json("head.json", lambda o: o.update(hidden=[16])),
+        r"head\.json: 'hidden' = \[16\] but head\.safetensors holds layers of "
+        r"widths \[4, 1\]",
+    ),
+    "d-mismatch": (
+        _edit_json("head.json", lambda o: o.update(d=7)),
+        r"head\.json: 'd' = 7 but head\.safetensors holds 'mean' of shape \[6\]",
+    ),
+    "unknown-format": (
+        _edit_json("head.json", lambda o: o.update(format="x/9")),
+        r"head\.json: unknown format 'x/9'",
+    ),
+    "int-tensor": (
+        _int_tensor,
+        r"head\.safetensors: .*tensor 'mean' has dtype 'I64'; a head holds floats",
+    ),
 }
 
 
@@ -134,6 +157,7 @@ def test_corrupt_head_is_one_model_error_naming_the_file(tmp_path, case):
 
 def test_ensemble_member_sizes_are_checked_against_the_file(tmp_path):
     from latentrm.errors import ModelError
+
     torch.manual_seed(0)
     save_head(EnsembleHead([RewardHead(6, (4,), 0.0), RewardHead(6, (3,), 0.0)]), tmp_path)
     _edit_json("head.json", lambda o: o["members"][1].update(hidden=[4]))(tmp_path)
@@ -164,8 +188,9 @@ for field, value in (("d", 2 ** 40), ("hidden", [2 ** 40])):
     except ModelError as e:
         print(field, "ModelError", str(e).split(": ", 1)[1])
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, cwd=repo_root)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=repo_root
+    )
     assert out.stdout.splitlines() == [
         "d ModelError 'd' = 1099511627776 but head.safetensors holds 'mean' of shape [384]",
         "hidden ModelError 'hidden' = [1099511627776] but head.safetensors holds layers of "
@@ -176,12 +201,21 @@ for field, value in (("d", 2 ** 40), ("hidden", [2 ** 40])):
 @pytest.mark.parametrize(
     ("tensor", "change", "pattern"),
     [
-        ("mlp.0.weight", lambda t: t.index_fill_(1, torch.tensor([2]), float("nan")),
-         r"head\.safetensors: tensor 'mlp\.0\.weight' holds 4 NaN/Inf values"),
-        ("mlp.3.bias", lambda t: t.fill_(float("inf")),
-         r"tensor 'mlp\.3\.bias' holds 1 NaN/Inf values"),
-        ("std", lambda t: t.index_fill_(0, torch.tensor([1, 5]), 0.0),
-         r"head\.safetensors: standardisation 'std' is <= 0 at 2 dimensions \(first: 1\)"),
+        (
+            "mlp.0.weight",
+            lambda t: t.index_fill_(1, torch.tensor([2]), float("nan")),
+            r"head\.safetensors: tensor 'mlp\.0\.weight' holds 4 NaN/Inf values",
+        ),
+        (
+            "mlp.3.bias",
+            lambda t: t.fill_(float("inf")),
+            r"tensor 'mlp\.3\.bias' holds 1 NaN/Inf values",
+        ),
+        (
+            "std",
+            lambda t: t.index_fill_(0, torch.tensor([1, 5]), 0.0),
+            r"head\.safetensors: standardisation 'std' is <= 0 at 2 dimensions \(first: 1\)",
+        ),
         ("std", lambda t: t.fill_(-1.0), r"'std' is <= 0 at 6 dimensions \(first: 0\)"),
     ],
     ids=["nan-weight", "inf-bias", "zero-std", "negative-std"],

@@ -26,9 +26,20 @@ def planted(n: int = 140, d: int = 4, n_test: int = 40) -> PreparedData:
 
 
 def small_cfg(*extra: str):
-    return load_config(None, ["active.start=10", "active.step=10", "active.budget=30",
-                              "reward.ensemble=2", "reward.epochs=5", "reward.hidden=[4]",
-                              "data.val_fraction=0.2", "seeds=[0]", *extra])
+    return load_config(
+        None,
+        [
+            "active.start=10",
+            "active.step=10",
+            "active.budget=30",
+            "reward.ensemble=2",
+            "reward.epochs=5",
+            "reward.hidden=[4]",
+            "data.val_fraction=0.2",
+            "seeds=[0]",
+            *extra,
+        ],
+    )
 
 
 def test_sizes_and_checks() -> None:
@@ -47,8 +58,10 @@ def test_rounds_share_the_start_and_differ_after() -> None:
     """Every strategy starts from the same 10 random labels and fit seed, so the first head (and
     its held-out accuracy) is the same for all; then each buys its own batches."""
     data, cfg = planted(), small_cfg()
-    runs = {s: run_strategy(cfg, data, 0, s)
-            for s in ("random", "bald", "entropy", "diversity", "hybrid")}
+    runs = {
+        s: run_strategy(cfg, data, 0, s)
+        for s in ("random", "bald", "entropy", "diversity", "hybrid")
+    }
     for rows in runs.values():
         assert [r["n_labels"] for r in rows] == [10, 20, 30]
         assert 0.0 <= rows[-1]["accuracy"] <= 1.0
@@ -61,11 +74,19 @@ def test_rounds_share_the_start_and_differ_after() -> None:
 
 
 def _df() -> pd.DataFrame:
-    acc = {("random", 0): (0.50, 0.60), ("random", 1): (0.54, 0.62),
-           ("bald", 0): (0.50, 0.66), ("bald", 1): (0.54, 0.66)}
-    return pd.DataFrame([{"seed": s, "strategy": st, "n_labels": n, "accuracy": a}
-                         for (st, s), pair in acc.items() for n, a in zip((50, 100), pair,
-                                                                          strict=True)])
+    acc = {
+        ("random", 0): (0.50, 0.60),
+        ("random", 1): (0.54, 0.62),
+        ("bald", 0): (0.50, 0.66),
+        ("bald", 1): (0.54, 0.66),
+    }
+    return pd.DataFrame(
+        [
+            {"seed": s, "strategy": st, "n_labels": n, "accuracy": a}
+            for (st, s), pair in acc.items()
+            for n, a in zip((50, 100), pair, strict=True)
+        ]
+    )
 
 
 def test_report_by_hand() -> None:
@@ -94,7 +115,11 @@ def test_methods_train_on_the_labels_bought_by_methods_at() -> None:
     data = planted()
     rows = run_strategy(cfg, data, 0, "bald")
     assert [(r["head"], r["n_labels"]) for r in rows] == [
-        ("round", 10), ("round", 20), ("round", 30), ("none", 20)]
+        ("round", 10),
+        ("round", 20),
+        ("round", 30),
+        ("none", 20),
+    ]
     assert rows[3]["ratio"] == 0
     with pytest.raises(ConfigError, match="methods_at must be one of"):
         check_active(small_cfg("active.methods=[none]", "active.methods_at=25"))
@@ -102,17 +127,28 @@ def test_methods_train_on_the_labels_bought_by_methods_at() -> None:
         check_active(small_cfg("active.methods=[lense]"))
 
 
-def test_latentrm_active_end_to_end_and_resume(hh_file, tmp_path, fake_embed, monkeypatch,
-                                               capsys) -> None:
+def test_latentrm_active_end_to_end_and_resume(
+    hh_file, tmp_path, fake_embed, monkeypatch, capsys
+) -> None:
     """`latentrm active` on 120 planted HH pairs (80 in the pool, 40 held out), 2 splits x 2
     strategies x 3 label counts; a rerun of the same config recomputes nothing."""
     import latentrm.recipes.active as active
     from latentrm.cli import main
     from latentrm.testing import small_overrides
 
-    argv = ["active", *small_overrides(hh_file, tmp_path / "a", "active.start=10",
-                                       "active.step=10", "active.budget=30", "reward.ensemble=2",
-                                       "seeds=[0,1]", "active.strategies=[random,bald]")]
+    argv = [
+        "active",
+        *small_overrides(
+            hh_file,
+            tmp_path / "a",
+            "active.start=10",
+            "active.step=10",
+            "active.budget=30",
+            "reward.ensemble=2",
+            "seeds=[0,1]",
+            "active.strategies=[random,bald]",
+        ),
+    ]
     assert main(argv) == 0
     df = pd.read_csv(tmp_path / "a" / "results.csv")
     assert len(df) == 2 * 2 * 3 and set(df.n_labels) == {10, 20, 30}

@@ -17,19 +17,30 @@ def test_small_validation_split(caplog: pytest.LogCaptureFixture) -> None:
         assert warn_small_validation(49, "split 3") and not warn_small_validation(50, "split 4")
     assert caplog.messages == [
         "split 3: the validation split has 49 pairs (< 50): early stopping and the choices made "
-        "on validation are noisy; raise data.n_seed or data.val_fraction"]
+        "on validation are noisy; raise data.n_seed or data.val_fraction"
+    ]
 
 
-@pytest.mark.parametrize(("best", "run", "expect"), [
-    (0, 6, ["lens ratio 4: best validation loss at epoch 0 of 6"]),  # stopped at 0 + patience
-    (12, 18, []),  # stopped by patience at epoch 17
-    (19, 25, []),  # stopped by patience at epoch 24, which is also the last one
-    (20, 25, ["lens ratio 4: hit its epoch cap reward.epochs=25 before early stopping ended it "
-              "(best epoch 20)"]),
-    (24, 25, ["lens ratio 4: hit its epoch cap"]),
-])
-def test_head_history(caplog: pytest.LogCaptureFixture, best: int, run: int,
-                      expect: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("best", "run", "expect"),
+    [
+        (0, 6, ["lens ratio 4: best validation loss at epoch 0 of 6"]),  # stopped at 0 + patience
+        (12, 18, []),  # stopped by patience at epoch 17
+        (19, 25, []),  # stopped by patience at epoch 24, which is also the last one
+        (
+            20,
+            25,
+            [
+                "lens ratio 4: hit its epoch cap reward.epochs=25 before early stopping ended it "
+                "(best epoch 20)"
+            ],
+        ),
+        (24, 25, ["lens ratio 4: hit its epoch cap"]),
+    ],
+)
+def test_head_history(
+    caplog: pytest.LogCaptureFixture, best: int, run: int, expect: list[str]
+) -> None:
     with caplog.at_level(logging.WARNING):
         said = warn_head_history({"best_epoch": best, "epochs_run": run}, "lens ratio 4", CFG)
     assert len(said) == len(expect) and caplog.messages == said

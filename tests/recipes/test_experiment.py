@@ -23,11 +23,21 @@ from latentrm.recipes.report import summarize
 from latentrm.testing import small_overrides
 
 
-def test_experiment_two_seeds_with_selection(hh_file: Path, tmp_path: Path,
-                                             fake_embed: dict) -> None:
+def test_experiment_two_seeds_with_selection(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     out = tmp_path / "exp"
-    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none,lens]", "seeds=[0,1]",
-                                            "select_sigma2=[0.001,0.1]", "data.n_test=null"))
+    cfg = load_config(
+        None,
+        small_overrides(
+            hh_file,
+            out,
+            "methods=[none,lens]",
+            "seeds=[0,1]",
+            "select_sigma2=[0.001,0.1]",
+            "data.n_test=null",
+        ),
+    )
     df = run_experiment(cfg)
     # embedded once for both seeds, the whole dataset
     assert fake_embed["pairs"] == 1 and fake_embed["texts"] == 240
@@ -57,11 +67,19 @@ def test_experiment_two_seeds_with_selection(hh_file: Path, tmp_path: Path,
     pd.testing.assert_frame_equal(resumed[same], df[same], check_dtype=False)  # deterministic
 
 
-def test_experiment_sweep_rows_and_ablation_plot(hh_file: Path, tmp_path: Path, fake_embed: dict,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_experiment_sweep_rows_and_ablation_plot(
+    hh_file: Path, tmp_path: Path, fake_embed: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "abl"
-    args = small_overrides(hh_file, out, "methods=[lens]", "seeds=[0,1]", "sweep=vae.gamma",
-                           "sweep_values=[0,0.5]", "eval.fidelity=false")
+    args = small_overrides(
+        hh_file,
+        out,
+        "methods=[lens]",
+        "seeds=[0,1]",
+        "sweep=vae.gamma",
+        "sweep_values=[0,0.5]",
+        "eval.fidelity=false",
+    )
     assert [c.vae.gamma for _, c in sweep_configs(load_config(None, args))] == [0.0, 0.5]
     yaml_path = tmp_path / "abl.yaml"
     yaml_path.write_text("ratios: [2]\n")
@@ -84,8 +102,9 @@ def test_sweep_value_errors_name_the_key() -> None:
         sweep_configs(load_config(None, ["sweep=vae.gamma"]))
 
 
-def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_embed: dict,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_text_baseline_rows_use_the_split(
+    cand_file: Path, tmp_path: Path, fake_embed: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import latentrm.recipes.experiment as ex
     import latentrm.text.reward_model as tb
     from latentrm.recipes.experiment import _text_baseline_rows
@@ -105,9 +124,19 @@ def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_
 
     monkeypatch.setattr(tb, "text_reward_model", fake_fit)
     monkeypatch.setattr(ex, "text_baselines_available", lambda: True)
-    cfg = load_config(None, small_overrides(
-        cand_file, tmp_path / "t", "text_baselines=[full,lora]", "data.n_seed=50",
-        "data.n_test=null", "eval.candidate_pool=6", "eval.best_of_n=6", "seed=3"))
+    cfg = load_config(
+        None,
+        small_overrides(
+            cand_file,
+            tmp_path / "t",
+            "text_baselines=[full,lora]",
+            "data.n_seed=50",
+            "data.n_test=null",
+            "eval.candidate_pool=6",
+            "eval.best_of_n=6",
+            "seed=3",
+        ),
+    )
     data = prepare_data(cfg)
     split = data.splits[0]
     rows = _text_baseline_rows(cfg, data, split)
@@ -124,8 +153,16 @@ def test_text_baseline_rows_use_the_split(cand_file: Path, tmp_path: Path, fake_
 def test_every_config_loads_and_sweeps(repo_root: Path) -> None:
     root = repo_root / "configs"
     names = sorted(p.stem for p in root.glob("*.yaml"))
-    assert {"demo", "hh", "alpaca", "ablate_gamma", "ablate_sigma2", "ablate_seed_size",
-            "ablate_latent", "ablate_embedder"} <= set(names)
+    assert {
+        "demo",
+        "hh",
+        "alpaca",
+        "ablate_gamma",
+        "ablate_sigma2",
+        "ablate_seed_size",
+        "ablate_latent",
+        "ablate_embedder",
+    } <= set(names)
     for name in names:
         cfg = load_config(root / f"{name}.yaml")
         values = sweep_configs(cfg)
@@ -140,33 +177,44 @@ def test_every_config_loads_and_sweeps(repo_root: Path) -> None:
 
 # --- the experiment folder: all-or-nothing, resumes only its own config (issue 16 item 3) ---------
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and "cache" not in p.parts}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "cache" not in p.parts
+    }
 
 
 def _exp(hh_file: Path, out: Path, *extra: str):
-    return load_config(None, small_overrides(hh_file, out, "methods=[none]", "seeds=[0,1]",
-                                             "eval.fidelity=false", *extra))
+    return load_config(
+        None,
+        small_overrides(
+            hh_file, out, "methods=[none]", "seeds=[0,1]", "eval.fidelity=false", *extra
+        ),
+    )
 
 
-def test_failed_experiment_leaves_the_earlier_one_untouched(hh_file: Path, tmp_path: Path,
-                                                            fake_embed: dict) -> None:
+def test_failed_experiment_leaves_the_earlier_one_untouched(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     from latentrm.errors import DataError
 
     out = tmp_path / "exp"
     run_experiment(_exp(hh_file, out))
     before = _snapshot(out)
     assert {"config.yaml", "results.csv", "results.md", "plots/accuracy_vs_ratio.png"} <= set(
-        before)
+        before
+    )
     with pytest.raises(DataError, match="file not found"):
-        run_experiment(_exp(hh_file, out, "methods=[none,direct]",
-                            f"data.path={tmp_path / 'later.jsonl'}"))
+        run_experiment(
+            _exp(hh_file, out, "methods=[none,direct]", f"data.path={tmp_path / 'later.jsonl'}")
+        )
     assert _snapshot(out) == before
     assert not (tmp_path / ".exp.partial").exists()  # nothing finished: nothing kept
 
 
-def test_experiment_never_resumes_another_configs_rows(hh_file: Path, tmp_path: Path,
-                                                       fake_embed: dict) -> None:
+def test_experiment_never_resumes_another_configs_rows(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     """A (method none) finishes; B (none + direct) fails once, its data not there yet, then
     succeeds: B's results hold both methods, computed under B's config."""
     import shutil
@@ -188,14 +236,24 @@ def test_experiment_never_resumes_another_configs_rows(hh_file: Path, tmp_path: 
     assert set(csv["config_key"]) == {results_key(b)} != {results_key(a)}
     assert load_config(out / "config.yaml") == b
     # where results are written does not change what they are
-    assert results_key(a) == results_key(load_config(None, small_overrides(
-        hh_file, tmp_path / "elsewhere", "methods=[none]", "seeds=[0,1]", "eval.fidelity=false",
-        "embed.show_progress=false")))
+    assert results_key(a) == results_key(
+        load_config(
+            None,
+            small_overrides(
+                hh_file,
+                tmp_path / "elsewhere",
+                "methods=[none]",
+                "seeds=[0,1]",
+                "eval.fidelity=false",
+                "embed.show_progress=false",
+            ),
+        )
+    )
 
 
-def test_killed_experiment_resumes_its_finished_seeds(hh_file: Path, tmp_path: Path,
-                                                      fake_embed: dict,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_experiment_resumes_its_finished_seeds(
+    hh_file: Path, tmp_path: Path, fake_embed: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import latentrm.recipes.experiment as ex
 
     out = tmp_path / "exp"
@@ -225,8 +283,9 @@ def test_killed_experiment_resumes_its_finished_seeds(hh_file: Path, tmp_path: P
     assert not (tmp_path / ".exp.partial").exists()
 
 
-def test_experiment_clears_what_a_kill_inside_the_swap_left(hh_file: Path, tmp_path: Path,
-                                                           fake_embed: dict) -> None:
+def test_experiment_clears_what_a_kill_inside_the_swap_left(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     """Killed between swapping in the new folder and moving the earlier out_dir aside: the earlier
     out_dir (a `latentrm run`'s, with heads) sits in .exp.partial, and a displaced folder of a dead
     process next to it. The next experiment keeps none of that run's artifacts (.exp.partial holds
@@ -245,8 +304,12 @@ def test_experiment_clears_what_a_kill_inside_the_swap_left(hh_file: Path, tmp_p
     left = tmp_path / f".exp.old-{dead.pid}@{_owner().split('@')[1]}-0a1b2c3d"
     left.mkdir()
     run_experiment(_exp(hh_file, out))
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "plots", "results.csv",
-                                                    "results.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.yaml",
+        "plots",
+        "results.csv",
+        "results.md",
+    ]
     assert load_config(out / "config.yaml") == _exp(hh_file, out)
     assert not left.exists() and not stage.exists()
 
@@ -262,8 +325,10 @@ def test_results_are_current_when_the_saved_config_computes_the_same(tmp_path: P
     out.mkdir()
     cfg = load_config(None, [f"out_dir={out}", "seeds=[0,1]"])
     assert not results_current(cfg)  # nothing saved
-    save_config(load_config(None, [f"out_dir={out}/", "seeds=[0,1]",
-                                   "embed.show_progress=false"]), out / "config.yaml")
+    save_config(
+        load_config(None, [f"out_dir={out}/", "seeds=[0,1]", "embed.show_progress=false"]),
+        out / "config.yaml",
+    )
     assert not results_current(cfg)  # config saved, no results.md yet
     (out / "results.md").write_text("table\n")
     assert results_current(cfg)
@@ -272,14 +337,16 @@ def test_results_are_current_when_the_saved_config_computes_the_same(tmp_path: P
     assert not results_current(cfg)
 
 
-def test_experiment_keeps_its_heads_when_asked(hh_file: Path, tmp_path: Path,
-                                               fake_embed: dict) -> None:
+def test_experiment_keeps_its_heads_when_asked(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     """keep_heads: one reward model folder per seed x method x ratio, kept across a resume."""
     from latentrm.hub.folder import read_info
 
     out = tmp_path / "exp"
-    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none]", "seeds=[0,1]",
-                                            "data.n_test=null"))
+    cfg = load_config(
+        None, small_overrides(hh_file, out, "methods=[none]", "seeds=[0,1]", "data.n_test=null")
+    )
     df = run_experiment(cfg, keep_heads=True)
     heads = sorted(str(p.relative_to(out)) for p in (out / "heads").glob("*/*"))
     assert heads == ["heads/seed-0/none-r0", "heads/seed-1/none-r0"]
@@ -291,6 +358,9 @@ def test_experiment_keeps_its_heads_when_asked(hh_file: Path, tmp_path: Path,
     run_experiment(cfg, keep_heads=True)
     assert (out / "heads" / "seed-0" / "none-r0" / "head.safetensors").exists()
     assert not (tmp_path / "plain").exists()
-    run_experiment(load_config(None, small_overrides(hh_file, tmp_path / "plain",
-                                                     "methods=[none]", "seeds=[0]")))
+    run_experiment(
+        load_config(
+            None, small_overrides(hh_file, tmp_path / "plain", "methods=[none]", "seeds=[0]")
+        )
+    )
     assert not (tmp_path / "plain" / "heads").exists()  # the default keeps none

@@ -47,7 +47,8 @@ def _earlier_run(out: Path) -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="kill -9")
 def test_kill_9_leaves_a_temporary_folder_that_the_next_run_removes(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "run"
     _earlier_run(out)
     killed = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(out)], cwd=ROOT)
@@ -64,20 +65,21 @@ def test_kill_9_leaves_a_temporary_folder_that_the_next_run_removes(
 
 
 def test_only_leftovers_of_dead_processes_of_this_out_dir_on_this_machine_go(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out, host, dead = tmp_path / "run", _host(), _dead_pid()
     _earlier_run(out)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         names = {
-            f".run.tmp-{dead}@{host}-abc_12": True,    # killed run
+            f".run.tmp-{dead}@{host}-abc_12": True,  # killed run
             f".run.old-{dead}@{host}-0a1b2c3d": True,  # killed while removing the earlier run
             f".run.tmp-{live.pid}@{host}-xyz": False,  # a run going on now
             f".run.tmp-{os.getpid()}@{host}-own": False,
-            f".run.tmp-{dead}@elsewhere-abc": False,   # the process may run on that machine
-            ".run.tmp-k2j4h5g6": False,                # no owner recorded (earlier latentrm)
-            f".run2.tmp-{dead}@{host}-abc": False,      # another out_dir's
-            ".run.partial": False,                     # a resumable experiment
+            f".run.tmp-{dead}@elsewhere-abc": False,  # the process may run on that machine
+            ".run.tmp-k2j4h5g6": False,  # no owner recorded (earlier latentrm)
+            f".run2.tmp-{dead}@{host}-abc": False,  # another out_dir's
+            ".run.partial": False,  # a resumable experiment
         }
         for name in names:
             (tmp_path / name).mkdir()
@@ -87,13 +89,16 @@ def test_only_leftovers_of_dead_processes_of_this_out_dir_on_this_machine_go(
             removed = remove_leftovers(out)
         assert sorted(p.name for p in removed) == sorted(n for n, gone in names.items() if gone)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            [n for n, gone in names.items() if not gone]
-            + ["run", f".run.tmp-{dead}@{host}-file"])
+            [n for n, gone in names.items() if not gone] + ["run", f".run.tmp-{dead}@{host}-file"]
+        )
         assert caplog.text.count("removed, left by a killed run") == 2
-        assert f".run.tmp-{dead}@elsewhere-abc: left by an earlier run of run on another " \
-               "machine" in caplog.text
-        assert ".run.tmp-k2j4h5g6: left by an earlier run of run (owner not recorded)" \
-               in caplog.text
+        assert (
+            f".run.tmp-{dead}@elsewhere-abc: left by an earlier run of run on another "
+            "machine" in caplog.text
+        )
+        assert (
+            ".run.tmp-k2j4h5g6: left by an earlier run of run (owner not recorded)" in caplog.text
+        )
     finally:
         live.kill()
         live.wait()
@@ -138,7 +143,8 @@ def _staged(tmp_path: Path, out: Path) -> Path:
 
 
 def test_swap_never_leaves_out_dir_absent_where_it_can_exchange(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "p1").mkdir(), (tmp_path / "p2").mkdir()
     if not exchange(tmp_path / "p1", tmp_path / "p2"):
         pytest.skip("no renameat2(RENAME_EXCHANGE) here")
@@ -151,8 +157,7 @@ def test_swap_never_leaves_out_dir_absent_where_it_can_exchange(
     assert _siblings(out) == []
 
 
-def test_swap_falls_back_to_two_renames(tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_swap_falls_back_to_two_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without an exchange (macOS, a file system without it): out_dir is absent for the instant
     between the two renames (documented), and the result is the same."""
     out = tmp_path / "run"
@@ -193,7 +198,10 @@ def test_a_symlinked_out_dir_is_written_where_it_points(tmp_path: Path) -> None:
     assert os.listdir(target.parent) == ["run-1"]
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "gone", target_is_directory=True)
-    with pytest.raises(ConfigError, match=rf"^out_dir={dangling} is a symbolic link to "
-                                          rf"{tmp_path / 'gone'}, which does not exist"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^out_dir={dangling} is a symbolic link to "
+        rf"{tmp_path / 'gone'}, which does not exist",
+    ):
         with staged_run_dir(dangling):
             pass

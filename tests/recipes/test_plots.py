@@ -14,11 +14,16 @@ from latentrm.recipes import plots
 
 def _df(sweep: bool = False) -> pd.DataFrame:
     rows = []
-    for sv in (["0.1", "x/../../y"] if sweep else [None]):
+    for sv in ["0.1", "x/../../y"] if sweep else [None]:
         for s in (0, 1, 2):
             for method, ratio in (("none", 0), ("lens", 2), ("lens", 4)):
-                r: dict[str, Any] = {"method": method, "ratio": ratio, "seed": s,
-                                     "split_seed": s, "accuracy": 0.6 + 0.01 * s + 0.001 * ratio}
+                r: dict[str, Any] = {
+                    "method": method,
+                    "ratio": ratio,
+                    "seed": s,
+                    "split_seed": s,
+                    "accuracy": 0.6 + 0.01 * s + 0.001 * ratio,
+                }
                 if sweep:
                     r.update(sweep="vae.gamma", sweep_value=sv)
                 rows.append(r)
@@ -43,8 +48,9 @@ def test_titles_name_data_embedder_and_splits(tmp_path: Path, titles: dict[str, 
     data = tmp_path / "pairs.jsonl"
     data.write_text("")
     plots.write_plots(_df(), tmp_path / "plots", str(data), "minilm")
-    assert titles == {"accuracy_vs_ratio.png": "accuracy\ndata pairs.jsonl, embedder minilm, "
-                                               "3 splits"}
+    assert titles == {
+        "accuracy_vs_ratio.png": "accuracy\ndata pairs.jsonl, embedder minilm, 3 splits"
+    }
     titles.clear()
     plots.write_plots(_df(True), tmp_path / "plots", "Anthropic/hh-rlhf", None)
     context = "data Anthropic/hh-rlhf, 3 splits"

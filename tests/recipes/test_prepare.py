@@ -14,9 +14,15 @@ from latentrm.testing import small_overrides
 def test_pool_candidates_fixed_subsets() -> None:
     from latentrm.data import CandidateSet
 
-    sets = [CandidateSet(f"s{i}", ({"role": "user", "content": "q"},),
-                         tuple(f"r{j}" for j in range(9)), tuple(float(j) for j in range(9)))
-            for i in range(10)]
+    sets = [
+        CandidateSet(
+            f"s{i}",
+            ({"role": "user", "content": "q"},),
+            tuple(f"r{j}" for j in range(9)),
+            tuple(float(j) for j in range(9)),
+        )
+        for i in range(10)
+    ]
     a = pool_candidates(sets, pool=4, max_prompts=6, seed=1)
     b = pool_candidates(sets, pool=4, max_prompts=6, seed=1)
     assert a == b and len(a) == 6 and all(len(s.responses) == 4 for s in a)
@@ -25,8 +31,9 @@ def test_pool_candidates_fixed_subsets() -> None:
     assert pool_candidates(sets, None, None, 0) == sets
 
 
-def test_candidates_data_with_another_bon_file_is_refused(cand_file: Path, tmp_path: Path,
-                                                          fake_embed: dict) -> None:
+def test_candidates_data_with_another_bon_file_is_refused(
+    cand_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     from latentrm.errors import ConfigError
 
     args = small_overrides(cand_file, tmp_path / "x", "eval.candidates=other.jsonl")

@@ -23,8 +23,11 @@ def head_folder(tmp_path: Path, model: Path, hidden: tuple[int, ...] = ()) -> Pa
     torch.manual_seed(0)
     head = RewardHead(32, hidden, 0.0).eval()
     d = tmp_path / "runs" / "x" / "heads" / "none-r0"
-    RewardModel(cfg_for(model), head, training={"data": "/home/me/pairs.jsonl",
-                                                "metrics": {"heldout_accuracy": 0.7}}).save(d)
+    RewardModel(
+        cfg_for(model),
+        head,
+        training={"data": "/home/me/pairs.jsonl", "metrics": {"heldout_accuracy": 0.7}},
+    ).save(d)
     return d
 
 
@@ -42,8 +45,9 @@ def test_export_a_run_head_natively(tmp_path, tiny_llama, capsys):
 
     model = AutoModelForSequenceClassification.from_pretrained(out)
     rm = RewardModel.load(head)
-    ids = rm.embedder.tokenize([[{"role": "user", "content": "the quick brown fox"}]],
-                               ["jumps over the lazy dog"])[0]
+    ids = rm.embedder.tokenize(
+        [[{"role": "user", "content": "the quick brown fox"}]], ["jumps over the lazy dog"]
+    )[0]
     with torch.no_grad():
         logit = float(model(input_ids=torch.tensor([ids])).logits[0, 0])
     want = rm.score(["the quick brown fox"], ["jumps over the lazy dog"])[0]
@@ -63,13 +67,15 @@ def test_export_needs_head_and_out(tmp_path, capsys):
     assert "give HEAD_DIR OUT" in capsys.readouterr().err
 
 
-def test_export_push_uploads_the_folder_whose_card_loads_the_repo(tmp_path, tiny_llama,
-                                                                   monkeypatch):
+def test_export_push_uploads_the_folder_whose_card_loads_the_repo(
+    tmp_path, tiny_llama, monkeypatch
+):
     from huggingface_hub import HfApi
 
     calls: dict = {}
-    monkeypatch.setattr(HfApi, "create_repo",
-                        lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw)))
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw))
+    )
 
     def upload_folder(self, *, repo_id, folder_path, **kw):
         calls["upload"] = (repo_id, folder_path)
@@ -78,8 +84,10 @@ def test_export_push_uploads_the_folder_whose_card_loads_the_repo(tmp_path, tiny
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     head = head_folder(tmp_path, tiny_llama)
     out = tmp_path / "hf"
-    assert main(["export", str(head), str(out), "--export", "none", "--push", "me/rm",
-                 "--private"]) == 0
+    assert (
+        main(["export", str(head), str(out), "--export", "none", "--push", "me/rm", "--private"])
+        == 0
+    )
     assert calls["create"] == ("me/rm", {"private": True, "exist_ok": True})
     assert calls["upload"] == ("me/rm", str(out))
     assert 'RewardModel.from_pretrained("me/rm")' in (out / "README.md").read_text()

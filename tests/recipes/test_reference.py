@@ -26,9 +26,13 @@ def test_fidelity_uses_the_fold_of_each_pairs_seed_and_counts_only_new_pairs() -
     ref = FoldedReference(folds=np.array([0, 1, 0, 1]), heads=[Coord(0), Coord(0, -1.0)])
     pool = np.array([[0.0], [5.0], [3.0], [1.0], [3.0], [-2.0]], dtype=np.float32)
     aug = AugmentedPairs(
-        pool=pool, chosen_idx=np.array([0, 2, 1, 3, 4]), rejected_idx=np.array([1, 3, 5, 1, 2]),
-        seed_idx=np.array([0, 0, 0, 1, 1]), synthetic=np.array([False, True, True, True, True]),
-        method="x", ratio=2,
+        pool=pool,
+        chosen_idx=np.array([0, 2, 1, 3, 4]),
+        rejected_idx=np.array([1, 3, 5, 1, 2]),
+        seed_idx=np.array([0, 0, 0, 1, 1]),
+        synthetic=np.array([False, True, True, True, True]),
+        method="x",
+        ratio=2,
     )
     # seed 0 -> row 2 -> fold 0 (score +x): 3>1 agree, 5>-2 agree
     # seed 1 -> row 3 -> fold 1 (score -x): -1 vs -5 agree, -3 vs -3 tie -> (1+1+1+0.5)/4

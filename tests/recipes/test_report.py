@@ -34,12 +34,15 @@ def test_effective_labels_read_a_monotone_curve_not_its_noise() -> None:
 
     np.testing.assert_allclose(
         isotonic_means(np.array([0.581, 0.630, 0.626, 0.634]), np.array([10, 10, 10, 10])),
-        [0.581, 0.628, 0.628, 0.634])
+        [0.581, 0.628, 0.628, 0.634],
+    )
     # weights: 3 splits at 0.60 and 1 at 0.56 pool to (3 * 0.60 + 0.56) / 4 = 0.59
-    np.testing.assert_allclose(isotonic_means(np.array([0.60, 0.56]), np.array([3, 1])),
-                               [0.59, 0.59])
-    curve = pd.DataFrame({"n_seed": [250, 500, 1000, 1500], "seeds": [10] * 4,
-                          "mean": [0.581, 0.630, 0.626, 0.634]})
+    np.testing.assert_allclose(
+        isotonic_means(np.array([0.60, 0.56]), np.array([3, 1])), [0.59, 0.59]
+    )
+    curve = pd.DataFrame(
+        {"n_seed": [250, 500, 1000, 1500], "seeds": [10] * 4, "mean": [0.581, 0.630, 0.626, 0.634]}
+    )
     # 0.620: 39/47 of the way from 0.581 (250) to the pooled 0.628 (500)
     n, bound = effective_labels(curve, 0.620)
     assert bound == "" and n == pytest.approx(250 * 2 ** (39 / 47))
@@ -48,5 +51,3 @@ def test_effective_labels_read_a_monotone_curve_not_its_noise() -> None:
     assert bound == "" and n == pytest.approx(1000 * 1.5 ** (1 / 6))
     assert effective_labels(curve, 0.64) == (1500.0, ">")
     assert math.isnan(effective_labels(curve, float("nan"))[0])
-
-

@@ -19,12 +19,35 @@ def test_section_scores_worked_by_hand():
     """Chat: alpacaeval-easy (100 pairs) at 1.0 and mt-bench-easy (28) at 0.5 ->
     100 x (100 + 14) / 128 = 89.0625; Safety: donotanswer alone at 0.25 -> 25; Score: their
     mean 57.03125 (sections without subsets are left out)."""
-    got = section_scores({"alpacaeval-easy": 1.0, "mt-bench-easy": 0.5, "donotanswer": 0.25,
-                          "my-own": 0.0})
-    assert got == {"Chat": pytest.approx(89.0625), "Safety": pytest.approx(25.0),
-                   "Score": pytest.approx(57.03125)}
-    assert sum(EXAMPLE_COUNTS.values()) == 100 + 95 + 95 + 28 + 40 + 37 + 984 + 100 + 100 + 100 \
-        + 134 + 92 + 47 + 46 + 250 + 154 + 136 + 6 * 164
+    got = section_scores(
+        {"alpacaeval-easy": 1.0, "mt-bench-easy": 0.5, "donotanswer": 0.25, "my-own": 0.0}
+    )
+    assert got == {
+        "Chat": pytest.approx(89.0625),
+        "Safety": pytest.approx(25.0),
+        "Score": pytest.approx(57.03125),
+    }
+    assert (
+        sum(EXAMPLE_COUNTS.values())
+        == 100
+        + 95
+        + 95
+        + 28
+        + 40
+        + 37
+        + 984
+        + 100
+        + 100
+        + 100
+        + 134
+        + 92
+        + 47
+        + 46
+        + 250
+        + 154
+        + 136
+        + 6 * 164
+    )
     assert section_scores({"my-own": 1.0}) == {}
 
 
@@ -34,9 +57,12 @@ ROWS = [
     {"id": 2, "prompt": "q", "chosen": "abc", "rejected": "abc", "subset": "alpacaeval-easy"},
     {"id": 3, "prompt": "q", "chosen": "a", "rejected": "abc", "subset": "mt-bench-easy"},
     # --load_json layout: whole conversations
-    {"id": 4, "subset": "mt-bench-easy",
-     "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long one"}],
-     "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "short"}]},
+    {
+        "id": 4,
+        "subset": "mt-bench-easy",
+        "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long one"}],
+        "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "short"}],
+    },
 ]
 
 
@@ -52,8 +78,11 @@ def test_accuracy_per_subset_counts_ties_as_wrong():
 
 def test_multi_turn_prompts_alternate_roles_like_rewardbench():
     model = length_model()
-    prompt = [{"role": "system", "content": "s"}, {"role": "assistant", "content": "x"},
-              {"role": "user", "content": "q"}]
+    prompt = [
+        {"role": "system", "content": "s"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "q"},
+    ]
     rewardbench_rows(model, [(1, {"prompt": prompt, "chosen": "a", "rejected": "b"})])
     seen = model.embedder.calls[0][0][0]
     assert [m["role"] for m in seen] == ["user", "assistant", "user"]
@@ -64,10 +93,14 @@ def test_bad_rows_name_the_line_and_field():
         rewardbench_rows(length_model(), [(2, {"prompt": "q", "chosen": "a"})], path="rb.jsonl")
     conv = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     other = [{"role": "user", "content": "other"}, {"role": "assistant", "content": "b"}]
-    with pytest.raises(DataError, match=r"^rb\.jsonl:3: chosen and rejected conversations "
-                                        r"differ before the last answer"):
-        rewardbench_rows(length_model(), [(3, {"chosen": conv, "rejected": other})],
-                         path="rb.jsonl")
+    with pytest.raises(
+        DataError,
+        match=r"^rb\.jsonl:3: chosen and rejected conversations "
+        r"differ before the last answer",
+    ):
+        rewardbench_rows(
+            length_model(), [(3, {"chosen": conv, "rejected": other})], path="rb.jsonl"
+        )
 
 
 def test_cli_rewardbench_prints_subsets_and_sections(tmp_path: Path, capsys, monkeypatch):
@@ -80,7 +113,12 @@ def test_cli_rewardbench_prints_subsets_and_sections(tmp_path: Path, capsys, mon
     assert main(["rewardbench", "--model", "m", "--data", str(data), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "accuracy: 0.5000 on 4 pairs" in printed and "  mt-bench-easy: 0.5000 (2 pairs)" in (
-        printed)
+        printed
+    )
     assert "Chat: 50.00" in printed and "Score: 50.00" in printed
     assert [json.loads(x)["correct"] for x in out.read_text().splitlines()] == [
-        True, False, False, True]
+        True,
+        False,
+        False,
+        True,
+    ]

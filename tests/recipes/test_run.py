@@ -24,15 +24,21 @@ from latentrm.recipes.run import run_pipeline
 from latentrm.testing import small_overrides
 
 
-def test_run_pipeline_pairs_writes_every_artifact(hh_file: Path, tmp_path: Path,
-                                                  fake_embed: dict) -> None:
+def test_run_pipeline_pairs_writes_every_artifact(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     out = tmp_path / "run"
     cfg = load_config(None, small_overrides(hh_file, out))
     m = run_pipeline(cfg)
     # only the 80 seed + 40 test pairs of the 120 are embedded
     assert fake_embed["texts"] == 2 * 120 and m["data"]["pairs_embedded"] == 120
-    assert m["split"] == {"split_seed": 0, "n_train": 64, "n_val": 16, "n_test": 40,
-                          "bon_prompts": 0}
+    assert m["split"] == {
+        "split_seed": 0,
+        "n_train": 64,
+        "n_val": 16,
+        "n_test": 40,
+        "bon_prompts": 0,
+    }
     rows = {r["method"]: r for r in m["results"]}
     assert list(rows) == ["none", "direct", "gaussian", "lens"]
     assert rows["none"]["ratio"] == 0 and rows["lens"]["ratio"] == 2
@@ -45,8 +51,10 @@ def test_run_pipeline_pairs_writes_every_artifact(hh_file: Path, tmp_path: Path,
     assert np.isnan(rows["none"]["fidelity"]) and rows["lens"]["fidelity"] > 0.6
     # artifacts: resolved config, strict-JSON metrics, table, loadable heads
     assert load_config(out / "config.yaml") == cfg
-    strict = json.loads((out / "metrics.json").read_text(),
-                        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    strict = json.loads(
+        (out / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"),
+    )
     assert strict["results"][3]["accuracy"] == rows["lens"]["accuracy"]
     assert strict["results"][0]["fidelity"] is None
     table = (out / "results.md").read_text()
@@ -59,12 +67,24 @@ def test_run_pipeline_pairs_writes_every_artifact(hh_file: Path, tmp_path: Path,
     assert acc == pytest.approx(rows["lens"]["accuracy"])
 
 
-def test_candidates_split_by_instruction_with_best_of_n(cand_file: Path, tmp_path: Path,
-                                                        fake_embed: dict) -> None:
+def test_candidates_split_by_instruction_with_best_of_n(
+    cand_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     out = tmp_path / "alpaca"
-    cfg = load_config(None, small_overrides(
-        cand_file, out, "data.n_seed=60", "data.n_test=null", "data.min_gold_gap=0.3",
-        "eval.candidate_pool=6", "eval.best_of_n=4", "eval.bon_draws=3", "methods=[none,lens]"))
+    cfg = load_config(
+        None,
+        small_overrides(
+            cand_file,
+            out,
+            "data.n_seed=60",
+            "data.n_test=null",
+            "data.min_gold_gap=0.3",
+            "eval.candidate_pool=6",
+            "eval.best_of_n=4",
+            "eval.bon_draws=3",
+            "methods=[none,lens]",
+        ),
+    )
     data = prepare_data(cfg)
     assert data.mode == "candidates" and fake_embed["texts"] == 40 * 6  # pool of 6, embedded once
     sp = data.splits[0]
@@ -86,8 +106,13 @@ def test_candidates_split_by_instruction_with_best_of_n(cand_file: Path, tmp_pat
     assert (a["bon_floor"], a["bon_ceiling"]) == (b["bon_floor"], b["bon_ceiling"])
 
 
-def test_cli_run_json(hh_file: Path, tmp_path: Path, fake_embed: dict,
-                      capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_cli_run_json(
+    hh_file: Path,
+    tmp_path: Path,
+    fake_embed: dict,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     out = tmp_path / "cli"
     yaml_path = tmp_path / "c.yaml"
     yaml_path.write_text("methods: [none, gaussian]\n")
@@ -124,8 +149,9 @@ class _PlantedEmbedder:
     dim = 12  # conftest.PLANTED_DIM
 
 
-def test_run_heads_record_their_training_and_get_a_real_card(hh_file: Path, tmp_path: Path,
-                                                             fake_embed: dict) -> None:
+def test_run_heads_record_their_training_and_get_a_real_card(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     """What latentrm.fit records, plus held-out accuracy and the config: the card of a run head
     saved with save_pretrained says what it was trained on and how well it did."""
     from latentrm.model import RewardModel
@@ -136,11 +162,34 @@ def test_run_heads_record_their_training_and_get_a_real_card(hh_file: Path, tmp_
     lens = RewardModel.load(rows["lens"]["head_dir"], embedder=_PlantedEmbedder())
     rec = lens.training
     # 120 pairs: 80 seed pairs (64 trained on + 16 validation), 40 held out; ratio 2 adds 128
-    assert {k: rec[k] for k in ("data", "n_pairs", "n_val", "n_test", "split_seed", "method",
-                                "ratio", "pairs_trained", "n_synthetic", "margin", "seed")} == {
-        "data": str(hh_file), "n_pairs": 80, "n_val": 16, "n_test": 40, "split_seed": 0,
-        "method": "lens", "ratio": 2, "pairs_trained": 192, "n_synthetic": 128,
-        "margin": False, "seed": 0}
+    assert {
+        k: rec[k]
+        for k in (
+            "data",
+            "n_pairs",
+            "n_val",
+            "n_test",
+            "split_seed",
+            "method",
+            "ratio",
+            "pairs_trained",
+            "n_synthetic",
+            "margin",
+            "seed",
+        )
+    } == {
+        "data": str(hh_file),
+        "n_pairs": 80,
+        "n_val": 16,
+        "n_test": 40,
+        "split_seed": 0,
+        "method": "lens",
+        "ratio": 2,
+        "pairs_trained": 192,
+        "n_synthetic": 128,
+        "margin": False,
+        "seed": 0,
+    }
     m = rec["metrics"]
     assert m["heldout_accuracy"] == round(rows["lens"]["accuracy"], 4)
     assert m["heldout_accuracy_lo"] == round(rows["lens"]["accuracy_lo"], 4)
@@ -151,13 +200,19 @@ def test_run_heads_record_their_training_and_get_a_real_card(hh_file: Path, tmp_
     assert rec["config"]["vae"]["latent_dim"] == 4 and rec["config"]["ratios"] == [2]
     none = RewardModel.load(rows["none"]["head_dir"], embedder=_PlantedEmbedder()).training
     assert (none["method"], none["ratio"], none["pairs_trained"], none["n_synthetic"]) == (
-        "none", 0, 64, 0)
+        "none",
+        0,
+        64,
+        0,
+    )
     lens.save_pretrained(tmp_path / "card", export="none")
     card = (tmp_path / "card" / "README.md").read_text()
     assert "Not recorded" not in card
     # a card is public: the data file by its name, never this machine's folders
-    assert (f"Trained on `{hh_file.name}` (80 labelled pairs, 16 of them held out for early "
-            "stopping); evaluated on 40 further held-out pairs.") in card
+    assert (
+        f"Trained on `{hh_file.name}` (80 labelled pairs, 16 of them held out for early "
+        "stopping); evaluated on 40 further held-out pairs."
+    ) in card
     assert str(tmp_path) not in card
     assert "augmented with `lens` at ratio 2" in card
     assert f"| heldout_accuracy | {m['heldout_accuracy']} |" in card
@@ -166,8 +221,11 @@ def test_run_heads_record_their_training_and_get_a_real_card(hh_file: Path, tmp_
 
 # --- the run folder is all-or-nothing (issue 16 item 3) -------------------------------------------
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and "cache" not in p.parts}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "cache" not in p.parts
+    }
 
 
 def _siblings(out: Path) -> list[str]:
@@ -182,21 +240,27 @@ def finished_run(hh_file: Path, tmp_path: Path, fake_embed: dict) -> Path:
     return out
 
 
-def test_failed_run_leaves_the_earlier_run_untouched(finished_run: Path, hh_file: Path,
-                                                     tmp_path: Path) -> None:
+def test_failed_run_leaves_the_earlier_run_untouched(
+    finished_run: Path, hh_file: Path, tmp_path: Path
+) -> None:
     from latentrm.errors import DataError
 
     before = _snapshot(finished_run)
-    cfg = load_config(None, small_overrides(hh_file, finished_run, "methods=[none]",
-                                            f"data.path={tmp_path / 'missing.jsonl'}"))
+    cfg = load_config(
+        None,
+        small_overrides(
+            hh_file, finished_run, "methods=[none]", f"data.path={tmp_path / 'missing.jsonl'}"
+        ),
+    )
     with pytest.raises(DataError, match="file not found"):
         run_pipeline(cfg)
     assert _snapshot(finished_run) == before  # not even config.yaml was replaced
     assert _siblings(finished_run) == []
 
 
-def test_crash_while_saving_heads_leaves_no_mixed_folder(finished_run: Path, hh_file: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_while_saving_heads_leaves_no_mixed_folder(
+    finished_run: Path, hh_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Disk full while the second head is saved: the earlier run stays whole."""
     import errno
 
@@ -212,17 +276,18 @@ def test_crash_while_saving_heads_leaves_no_mixed_folder(finished_run: Path, hh_
         real(self, out_dir)
 
     monkeypatch.setattr(RewardModel, "save", save)
-    cfg = load_config(None, small_overrides(hh_file, finished_run, "methods=[none,gaussian]",
-                                            "seed=1"))
+    cfg = load_config(
+        None, small_overrides(hh_file, finished_run, "methods=[none,gaussian]", "seed=1")
+    )
     with pytest.raises(OSError, match="No space left"):
         run_pipeline(cfg)
     assert len(calls) == 2 and _snapshot(finished_run) == before
     assert _siblings(finished_run) == []  # the temporary folder is gone too
 
 
-def test_crash_in_a_fresh_out_dir_leaves_nothing(hh_file: Path, tmp_path: Path,
-                                                 fake_embed: dict,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_in_a_fresh_out_dir_leaves_nothing(
+    hh_file: Path, tmp_path: Path, fake_embed: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from latentrm.recipes import run as run_module
 
     def boom(*args: object, **kwargs: object) -> None:
@@ -230,15 +295,17 @@ def test_crash_in_a_fresh_out_dir_leaves_nothing(hh_file: Path, tmp_path: Path,
 
     monkeypatch.setattr(run_module, "metrics_table", boom)  # after every head is saved
     out = tmp_path / "fresh"
-    cfg = load_config(None, small_overrides(hh_file, out, "methods=[none]",
-                                            f"cache_dir={tmp_path}/cache"))
+    cfg = load_config(
+        None, small_overrides(hh_file, out, "methods=[none]", f"cache_dir={tmp_path}/cache")
+    )
     with pytest.raises(RuntimeError, match="killed mid-run"):
         run_pipeline(cfg)
     assert not out.exists() and _siblings(out) == []
 
 
-def test_rerun_replaces_the_run_and_keeps_what_is_not_its_own(finished_run: Path,
-                                                              hh_file: Path) -> None:
+def test_rerun_replaces_the_run_and_keeps_what_is_not_its_own(
+    finished_run: Path, hh_file: Path
+) -> None:
     """Fewer methods: no stale head survives; the embedding cache this config keeps under
     out_dir and a user's notes are carried over."""
     import stat
@@ -249,7 +316,8 @@ def test_rerun_replaces_the_run_and_keeps_what_is_not_its_own(finished_run: Path
     assert sorted(p.name for p in (finished_run / "heads").iterdir()) == ["none-r0"]
     assert [r["head_dir"] for r in m["results"]] == [str(finished_run / "heads" / "none-r0")]
     assert json.loads((finished_run / "metrics.json").read_text())["results"][0]["head_dir"] == (
-        str(finished_run / "heads" / "none-r0"))
+        str(finished_run / "heads" / "none-r0")
+    )
     assert (finished_run / "notes.txt").read_text() == "mine\n"
     assert sorted(p.name for p in (finished_run / "cache").rglob("*")) == cache_files
     assert _siblings(finished_run) == []
@@ -258,8 +326,9 @@ def test_rerun_replaces_the_run_and_keeps_what_is_not_its_own(finished_run: Path
     assert stat.S_IMODE(finished_run.stat().st_mode) == 0o777 & ~umask
 
 
-def test_out_dir_that_is_not_a_run_folder_is_refused(hh_file: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_dir_that_is_not_a_run_folder_is_refused(
+    hh_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from latentrm.errors import ConfigError
 
     def cfg(out: Path):
@@ -272,8 +341,11 @@ def test_out_dir_that_is_not_a_run_folder_is_refused(hh_file: Path, tmp_path: Pa
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("x")
-    with pytest.raises(ConfigError, match=rf"^out_dir={mine} holds files but no latentrm run "
-                                          r"\(thesis\.tex\); give a new or empty folder$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^out_dir={mine} holds files but no latentrm run "
+        r"\(thesis\.tex\); give a new or empty folder$",
+    ):
         run_pipeline(cfg(mine))
     monkeypatch.chdir(mine)
     with pytest.raises(ConfigError, match=r"^out_dir=\. is the working directory"):
@@ -281,13 +353,17 @@ def test_out_dir_that_is_not_a_run_folder_is_refused(hh_file: Path, tmp_path: Pa
     assert taken.read_text() == "a file\n" and os.listdir(mine) == ["thesis.tex"]
 
 
-def test_small_data_warnings_name_the_split_and_head(hh_file: Path, tmp_path: Path,
-                                                     fake_embed: dict,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_small_data_warnings_name_the_split_and_head(
+    hh_file: Path, tmp_path: Path, fake_embed: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
-    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none]",
-                                            "reward.epochs=2", "reward.patience=5"))
+    cfg = load_config(
+        None,
+        small_overrides(
+            hh_file, tmp_path / "run", "methods=[none]", "reward.epochs=2", "reward.patience=5"
+        ),
+    )
     with caplog.at_level(logging.WARNING, logger="latentrm.recipes"):
         run_pipeline(cfg)
     said = [m for m in caplog.messages if m.startswith(("split 0:", "none ratio 0"))]
@@ -295,7 +371,8 @@ def test_small_data_warnings_name_the_split_and_head(hh_file: Path, tmp_path: Pa
         "split 0: the validation split has 16 pairs (< 50): early stopping and the choices made "
         "on validation are noisy; raise data.n_seed or data.val_fraction",
         "none ratio 0 (split 0): hit its epoch cap reward.epochs=2 before early stopping ended it "
-        "(best epoch 1): the validation loss was still improving; raise reward.epochs"]
+        "(best epoch 1): the validation loss was still improving; raise reward.epochs",
+    ]
 
 
 def test_run_refuses_a_margin_column_it_would_ignore(tmp_path: Path, fake_embed: dict) -> None:
@@ -304,23 +381,39 @@ def test_run_refuses_a_margin_column_it_would_ignore(tmp_path: Path, fake_embed:
     from latentrm.errors import ConfigError
 
     data = tmp_path / "m.jsonl"
-    data.write_text("\n".join(json.dumps({"prompt": f"q {i}", "chosen": f"good {i}",
-                                          "rejected": f"bad {i}",
-                                          "margin": None if i % 2 else 1.0})
-                              for i in range(40)) + "\n")
+    data.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "prompt": f"q {i}",
+                    "chosen": f"good {i}",
+                    "rejected": f"bad {i}",
+                    "margin": None if i % 2 else 1.0,
+                }
+            )
+            for i in range(40)
+        )
+        + "\n"
+    )
     cfg = load_config(None, small_overrides(data, tmp_path / "out"))
-    with pytest.raises(ConfigError, match=r"m\.jsonl: 20 records have a 'margin' \(TRL's column\)"
-                                          r".*latentrm\.fit"):
+    with pytest.raises(
+        ConfigError,
+        match=r"m\.jsonl: 20 records have a 'margin' \(TRL's column\)"
+        r".*latentrm\.fit",
+    ):
         run_pipeline(cfg)
     assert fake_embed["pairs"] == 0
 
 
-def test_small_data_heads_train_on_the_whole_seed_set(hh_file: Path, tmp_path: Path,
-                                                      fake_embed: dict) -> None:
+def test_small_data_heads_train_on_the_whole_seed_set(
+    hh_file: Path, tmp_path: Path, fake_embed: dict
+) -> None:
     # 80 seed pairs < reward.small_data: every method's head is cross-fitted on all 80 (64 + the
     # 16 validation pairs); lens adds 2 x 80 new pairs
-    cfg = load_config(None, small_overrides(hh_file, tmp_path / "run", "methods=[none,lens]",
-                                            "reward.small_data=1000"))
+    cfg = load_config(
+        None,
+        small_overrides(hh_file, tmp_path / "run", "methods=[none,lens]", "reward.small_data=1000"),
+    )
     rows = {r["method"]: r for r in run_pipeline(cfg)["results"]}
     assert rows["none"]["n_pairs_trained"] == 80 and rows["lens"]["n_pairs_trained"] == 240
     assert rows["none"]["heads"] == 5 and 0 <= rows["none"]["heads_at_epoch0"] <= 5

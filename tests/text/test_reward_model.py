@@ -81,8 +81,9 @@ def test_experiment_entry_point_self_rewarding_adds_ratio_pairs(tiny_lm):
     train = planted_pairs(4, seed=7)
     synth = SelfRewardConfig(max_new_tokens=4, device="cpu")
     text = TextRewardConfig(max_length=32, device="cpu")
-    rm = text_reward_model(cfg, "self-rewarding", train, None, 0, cfg.ratios[0], text_cfg=text,
-                           synth_cfg=synth)
+    rm = text_reward_model(
+        cfg, "self-rewarding", train, None, 0, cfg.ratios[0], text_cfg=text, synth_cfg=synth
+    )
     assert rm.ratio_ == 2 and rm.mode == "lora" and rm.n_train_pairs_ == 4 + 2 * 4
     assert len(rm.synthesis_.pairs) == 8
     with pytest.raises(ConfigError):
@@ -93,11 +94,19 @@ def test_experiment_entry_point_takes_text_and_self_rewarding_sections_from_the_
     from latentrm.config import load_config
     from latentrm.text.reward_model import text_reward_model
 
-    cfg = load_config(None, [
-        f"embed.model={tiny_lm}", "embed.device=cpu", "ratios=[1]", "text.max_length=16",
-        "text.lora_r=2", "text.max_train_pairs=3", "self_rewarding.max_new_tokens=3",
-        "self_rewarding.train_mode=full",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"embed.model={tiny_lm}",
+            "embed.device=cpu",
+            "ratios=[1]",
+            "text.max_length=16",
+            "text.lora_r=2",
+            "text.max_train_pairs=3",
+            "self_rewarding.max_new_tokens=3",
+            "self_rewarding.train_mode=full",
+        ],
+    )
     rm = text_reward_model(cfg, "lora", planted_pairs(5, seed=3), None, 0)
     assert rm.cfg.max_length == 16 and rm.cfg.lora_r == 2 and rm.n_train_pairs_ == 3
     assert rm.cfg.device == "cpu"  # "auto" in the text section follows embed.device

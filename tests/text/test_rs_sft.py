@@ -20,16 +20,18 @@ pytestmark = [
 ]
 
 PROMPTS = ["w1 w2", "w3 w4 w5", "w6", "w7 w8"]
-SAMPLING = SamplingConfig(n=3, max_new_tokens=5, batch_size=2, chunk_size=2, seed=0,
-                          show_progress=False)
+SAMPLING = SamplingConfig(
+    n=3, max_new_tokens=5, batch_size=2, chunk_size=2, seed=0, show_progress=False
+)
 
 
 class GoodScorer:
     """+1 per 'good', -1 per 'bad' in the response."""
 
     def score(self, prompts, responses):
-        return np.array([r.split().count("good") - r.split().count("bad") for r in responses],
-                        np.float32)
+        return np.array(
+            [r.split().count("good") - r.split().count("bad") for r in responses], np.float32
+        )
 
 
 class NoSampling(Sampler):
@@ -49,9 +51,16 @@ def tiny_judge(tmp_path_factory: pytest.TempPathFactory) -> str:
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     tok = word_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
-                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                      num_labels=1, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(1)
     folder = tmp_path_factory.mktemp("judge")
     LlamaForSequenceClassification(cfg).save_pretrained(folder)
@@ -83,8 +92,9 @@ def test_generation_is_cached_in_chunks_and_resumes(tiny_lm, tmp_path):
     first, stats = generate_responses(tiny_lm, prompts, SAMPLING, tmp_path)
     assert stats["chunks_sampled"] == 2 and stats["chunks_cached"] == 0
     assert [len(r) for r in first] == [3, 3, 3]
-    again, stats = generate_responses(tiny_lm, prompts, SAMPLING, tmp_path,
-                                      sampler=NoSampling(tiny_lm, SAMPLING))
+    again, stats = generate_responses(
+        tiny_lm, prompts, SAMPLING, tmp_path, sampler=NoSampling(tiny_lm, SAMPLING)
+    )
     assert again == first and stats["chunks_cached"] == 2
     # A run killed in its second chunk: only that chunk is sampled again, with the same result
     # (each chunk has its own seed).
@@ -112,16 +122,22 @@ def test_sampling_config_is_checked():
         SamplingConfig(top_p=0).check()
 
 
-def test_whole_loop_generate_score_pick_sft_save_judge(tiny_lm, tiny_judge, prompt_file,
-                                                       tmp_path):
+def test_whole_loop_generate_score_pick_sft_save_judge(tiny_lm, tiny_judge, prompt_file, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from latentrm.recipes.rs_sft import judge_policies, rs_sft
 
     sft = SFTConfig(mode="lora", epochs=1, batch_size=2, lora_r=4, max_length=64, seed=0)
     out = tmp_path / "policy"
-    summary = rs_sft(tiny_lm, GoodScorer(), out, prompts=prompt_file, sampling=SAMPLING,
-                     sft=sft, cache_dir=tmp_path / "cache")
+    summary = rs_sft(
+        tiny_lm,
+        GoodScorer(),
+        out,
+        prompts=prompt_file,
+        sampling=SAMPLING,
+        sft=sft,
+        cache_dir=tmp_path / "cache",
+    )
     assert (summary["prompts"], summary["responses"], summary["kept"]) == (4, 12, 4)
     picks = [json.loads(x) for x in (out / "picks.jsonl").read_text().splitlines()]
     assert [p["prompt"][0]["content"] for p in picks] == PROMPTS
@@ -137,14 +153,28 @@ def test_whole_loop_generate_score_pick_sft_save_judge(tiny_lm, tiny_judge, prom
     assert not np.allclose(tuned.state_dict()[q].numpy(), base.state_dict()[q].numpy())
     assert not any("lora" in k for k in tuned.state_dict())
     # The judge: both policies answer the prompts, a sequence classifier scores both.
-    verdict = judge_policies(tiny_judge, prompt_file, str(out), tiny_lm,
-                             sampling=SamplingConfig(n=1, max_new_tokens=5, show_progress=False),
-                             cache_dir=tmp_path / "cache", out=tmp_path / "verdict.jsonl",
-                             n_bootstrap=200)
+    verdict = judge_policies(
+        tiny_judge,
+        prompt_file,
+        str(out),
+        tiny_lm,
+        sampling=SamplingConfig(n=1, max_new_tokens=5, show_progress=False),
+        cache_dir=tmp_path / "cache",
+        out=tmp_path / "verdict.jsonl",
+        n_bootstrap=200,
+    )
     assert verdict["prompts"] == 4 and 0.0 <= verdict["win_rate"] <= 1.0
     rows = [json.loads(x) for x in (tmp_path / "verdict.jsonl").read_text().splitlines()]
-    credit = np.mean([1.0 if r["reward_a"][0] > r["reward_b"][0] else
-                      0.5 if r["reward_a"][0] == r["reward_b"][0] else 0.0 for r in rows])
+    credit = np.mean(
+        [
+            1.0
+            if r["reward_a"][0] > r["reward_b"][0]
+            else 0.5
+            if r["reward_a"][0] == r["reward_b"][0]
+            else 0.0
+            for r in rows
+        ]
+    )
     assert verdict["win_rate"] == pytest.approx(credit)
     # A rerun into a new folder samples nothing: the generation cache holds every response.
     import latentrm.text.generation as gen
@@ -152,30 +182,47 @@ def test_whole_loop_generate_score_pick_sft_save_judge(tiny_lm, tiny_judge, prom
     again = tmp_path / "again"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(gen.Sampler, "sample", NoSampling.sample)
-        rs_sft(tiny_lm, GoodScorer(), again, prompts=prompt_file, sampling=SAMPLING, sft=sft,
-               cache_dir=tmp_path / "cache")
+        rs_sft(
+            tiny_lm,
+            GoodScorer(),
+            again,
+            prompts=prompt_file,
+            sampling=SAMPLING,
+            sft=sft,
+            cache_dir=tmp_path / "cache",
+        )
     assert (again / "picks.jsonl").read_text() == (out / "picks.jsonl").read_text()
 
 
 def test_candidates_file_needs_no_generation_and_threshold_drops(tiny_lm, tmp_path):
     from latentrm.recipes.rs_sft import rs_sft
 
-    cands = write_jsonl(tmp_path / "cands.jsonl", [
-        {"prompt": "w1", "candidates": ["w2 bad", "w3 good", {"output": "w4 good good"}]},
-        {"prompt": "w5", "candidates": [{"output": "w6 bad"}, "w7"]},
-    ])
+    cands = write_jsonl(
+        tmp_path / "cands.jsonl",
+        [
+            {"prompt": "w1", "candidates": ["w2 bad", "w3 good", {"output": "w4 good good"}]},
+            {"prompt": "w5", "candidates": [{"output": "w6 bad"}, "w7"]},
+        ],
+    )
     with pytest.MonkeyPatch.context() as mp:
         import latentrm.text.generation as gen
 
         mp.setattr(gen.Sampler, "sample", NoSampling.sample)
-        summary = rs_sft(tiny_lm, GoodScorer(), tmp_path / "out", candidates=cands,
-                         threshold=1.0, sft=SFTConfig(batch_size=1, max_length=32),
-                         cache_dir=tmp_path / "cache")
+        summary = rs_sft(
+            tiny_lm,
+            GoodScorer(),
+            tmp_path / "out",
+            candidates=cands,
+            threshold=1.0,
+            sft=SFTConfig(batch_size=1, max_length=32),
+            cache_dir=tmp_path / "cache",
+        )
     # Prompt 1: scores -1, 1, 2 -> 'w4 good good' (2 >= 1); prompt 2: -1, 0 -> best 0 < 1, dropped.
     assert summary["kept"] == 1
     picks = [json.loads(x) for x in (tmp_path / "out" / "picks.jsonl").read_text().splitlines()]
     assert [(p["completion"][0]["content"], p["scores"]) for p in picks] == [
-        ("w4 good good", [-1.0, 1.0, 2.0])]
+        ("w4 good good", [-1.0, 1.0, 2.0])
+    ]
 
 
 def test_random_scorer_is_seeded_and_in_unit_interval():
@@ -193,12 +240,38 @@ def test_cli_checks_outputs_before_work(tmp_path, prompt_file, capsys):
 
     file_out = tmp_path / "taken"
     file_out.write_text("x")
-    code = main(["rs-sft", "--policy", "smollm2", "--prompts", str(prompt_file), "--model",
-                 "random", "--out", str(file_out), "--cache-dir", str(tmp_path / "c")])
+    code = main(
+        [
+            "rs-sft",
+            "--policy",
+            "smollm2",
+            "--prompts",
+            str(prompt_file),
+            "--model",
+            "random",
+            "--out",
+            str(file_out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "is not a folder" in err and len(err.splitlines()) == 1
-    code = main(["judge", "--judge", "x", "--prompts", str(prompt_file), "--policy-a", "a",
-                 "--policy-b", "b", "--out", str(tmp_path / "v.unknown")])
+    code = main(
+        [
+            "judge",
+            "--judge",
+            "x",
+            "--prompts",
+            str(prompt_file),
+            "--policy-a",
+            "a",
+            "--policy-b",
+            "b",
+            "--out",
+            str(tmp_path / "v.unknown"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "unknown output type" in err and not (tmp_path / "c").exists()
 
@@ -210,11 +283,14 @@ def test_read_prompts_from_a_pair_file_and_from_prompt_rows(fixtures_dir, tmp_pa
     hh = read_prompts(fixtures_dir / "hh.jsonl")  # HH pairs: the dialogue before the last reply
     assert hh[0] == user_prompt("What is 2+2?")
     assert len(hh) == len({tuple(tuple(m.items()) for m in p) for p in hh})  # distinct
-    rows = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "w1"}, {"instruction": "w2"},
-                                              {"prompt": "w1"}])
+    rows = write_jsonl(
+        tmp_path / "p.jsonl", [{"prompt": "w1"}, {"instruction": "w2"}, {"prompt": "w1"}]
+    )
     assert read_prompts(rows) == [user_prompt("w1"), user_prompt("w2")]  # repeats read once
-    bad = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "w1", "candidates": ["a"]},
-                                             {"prompt": "w2", "candidates": [{"gold": 1}]}])
+    bad = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"prompt": "w1", "candidates": ["a"]}, {"prompt": "w2", "candidates": [{"gold": 1}]}],
+    )
     with pytest.raises(DataError, match=r"c.jsonl:2: candidate needs.*candidates\[0\]"):
         read_candidates(bad)
 
@@ -223,14 +299,53 @@ def test_cli_rs_sft_then_judge(tiny_lm, tiny_judge, prompt_file, tmp_path, capsy
     from latentrm.cli import main
 
     out, cache = tmp_path / "pol", str(tmp_path / "cache")
-    code = main(["rs-sft", "--policy", tiny_lm, "--prompts", str(prompt_file), "--model",
-                 "random", "--out", str(out), "--n", "2", "--max-new-tokens", "3",
-                 "--train-batch-size", "2", "--lora-r", "2", "--cache-dir", cache,
-                 "--no-show-progress", "--threads", "1"])
+    code = main(
+        [
+            "rs-sft",
+            "--policy",
+            tiny_lm,
+            "--prompts",
+            str(prompt_file),
+            "--model",
+            "random",
+            "--out",
+            str(out),
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--train-batch-size",
+            "2",
+            "--lora-r",
+            "2",
+            "--cache-dir",
+            cache,
+            "--no-show-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0 and "kept: 4" in capsys.readouterr().out
     assert len((out / "picks.jsonl").read_text().splitlines()) == 4
-    code = main(["judge", "--judge", tiny_judge, "--prompts", str(prompt_file), "--policy-a",
-                 str(out), "--policy-b", tiny_lm, "--max-new-tokens", "3", "--cache-dir", cache,
-                 "--n-bootstrap", "50", "--no-show-progress"])
+    code = main(
+        [
+            "judge",
+            "--judge",
+            tiny_judge,
+            "--prompts",
+            str(prompt_file),
+            "--policy-a",
+            str(out),
+            "--policy-b",
+            tiny_lm,
+            "--max-new-tokens",
+            "3",
+            "--cache-dir",
+            cache,
+            "--n-bootstrap",
+            "50",
+            "--no-show-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and "win_rate:" in printed and "prompts: 4" in printed
