@@ -43,7 +43,7 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError
 from latentrm.head.reward import EnsembleHead, RewardHead, check_scores
-from latentrm.hub.card import TAGS
+from latentrm.hub.card_meta import TAGS
 from latentrm.hub.folder import (
     FORMAT,
     INFO_FILE,

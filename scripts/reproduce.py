@@ -201,7 +201,7 @@ def collect(name: str, cfg: RunConfig, reports: Path, kind: str = "experiment") 
         # An experiment's table is re-rendered from its rows, so it has today's columns.
         import pandas as pd
 
-        from latentrm.recipes.active import active_markdown
+        from latentrm.recipes.active_report import active_markdown
         from latentrm.recipes.report import summary_markdown
 
         df = pd.read_csv(dst / "results.csv", dtype=READ_AS_TEXT)

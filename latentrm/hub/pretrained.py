@@ -18,7 +18,8 @@ from huggingface_hub import ModelHubMixin, snapshot_download
 
 from latentrm.embed.embedder import Embedder
 from latentrm.errors import ConfigError, DataError, ModelError
-from latentrm.hub.card import CARD_KEYS, render_card
+from latentrm.hub.card import render_card
+from latentrm.hub.card_meta import CARD_KEYS
 from latentrm.hub.export import export_transformers
 from latentrm.hub.folder import LATENTRM_FILES
 from latentrm.hub.native import export_native, fold_linear_head, native_reason

@@ -11,7 +11,6 @@ Best-of-N draws (see `evaluate.bon_draws`) depend on `eval.bon_seed` and the set
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -49,29 +48,13 @@ from latentrm.recipes.outdir import child_dir, staged_run_dir
 from latentrm.recipes.prepare import PreparedData, Split, prepare_layers
 from latentrm.recipes.reference import FoldedReference, fit_reference
 from latentrm.recipes.report import json_safe, metrics_table
-from latentrm.recipes.select import choose_layer, choose_recipe
+from latentrm.recipes.select import choose_layer, choose_recipe, selection_grid
 from latentrm.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 
 
 # --- training and evaluation of one split -------------------------------------------------------
-def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Hyperparameters chosen on validation for `method`: (dotted keys, value tuples).
-
-    The first key is the one the augmenter's fit depends on (refit per value); the others only
-    change synthesis. One grid point = no selection.
-    """
-    if method == "lens":
-        keys = ["vae.gamma", "synth.sigma2"]
-        vals = [cfg.select_gamma or (cfg.vae.gamma,), cfg.select_sigma2 or (cfg.synth.sigma2,)]
-    elif method == "direct":
-        keys, vals = ["synth.direct_noise"], [cfg.select_direct_noise or (cfg.synth.direct_noise,)]
-    else:
-        return [], [()]
-    return keys, list(itertools.product(*vals))
-
-
 def bon_metrics(scores: list[np.ndarray], sets: list[Any], cfg: RunConfig) -> dict[str, Any]:
     """Best-of-N gold metrics (`evaluate.bon_gold` at cfg.eval's settings) and the Spearman
     correlation with gold of a model's `scores` of candidate `sets` (one array per set)."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -146,3 +147,19 @@ def choose_layer(
             best = (acc, layer)
     assert best is not None
     return best[1], scores
+
+
+def selection_grid(cfg: RunConfig, method: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Hyperparameters chosen on validation for `method`: (dotted keys, value tuples).
+
+    The first key is the one the augmenter's fit depends on (refit per value); the others only
+    change synthesis. One grid point = no selection.
+    """
+    if method == "lens":
+        keys = ["vae.gamma", "synth.sigma2"]
+        vals = [cfg.select_gamma or (cfg.vae.gamma,), cfg.select_sigma2 or (cfg.synth.sigma2,)]
+    elif method == "direct":
+        keys, vals = ["synth.direct_noise"], [cfg.select_direct_noise or (cfg.synth.direct_noise,)]
+    else:
+        return [], [()]
+    return keys, list(itertools.product(*vals))

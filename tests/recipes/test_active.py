@@ -8,7 +8,8 @@ import pytest
 
 from latentrm.config import load_config
 from latentrm.errors import ConfigError
-from latentrm.recipes.active import active_markdown, check_active, run_strategy, sizes
+from latentrm.recipes.active import check_active, run_strategy, sizes
+from latentrm.recipes.active_report import active_markdown
 from latentrm.recipes.prepare import PreparedData, Split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
