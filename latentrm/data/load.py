@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,7 @@ def _pairs_from_sources(
     if len(sources) > 1:
         stats["files"] = len(sources)
     pairs: list[PreferencePair] = []
+    no_margin: list[tuple[str, int]] = []  # (file, line) of pairs without a margin value
     seen: dict[str, tuple[str, int]] = {}
     stats["exact_duplicates"] = 0
     for src in sources:
@@ -108,9 +110,10 @@ def _pairs_from_sources(
                 repeats.append((line, first_of[content]))
             else:
                 first_of[content] = line
-            pairs.append(PreferencePair(pid, prompt, chosen, rejected))
-            if isinstance(rec, Mapping) and rec.get("margin") is not None:
-                stats["margin_records"] = stats.get("margin_records", 0) + 1  # TRL's column
+            margin = _margin(rec, src.label, line)
+            if margin is None:
+                no_margin.append((src.label, line))
+            pairs.append(PreferencePair(pid, prompt, chosen, rejected, margin))
         if repeats:
             stats["exact_duplicates"] += len(repeats)
             shown = ", ".join(f"{a} (= {b})" for a, b in repeats[:10])
@@ -134,7 +137,37 @@ def _pairs_from_sources(
     if not pairs:
         raise DataError("no usable pairs (every record was dropped)", path=label)
     stats["pairs"] = len(pairs)
+    n_margin = len(pairs) - len(no_margin)
+    if n_margin:
+        stats["margin_records"] = n_margin  # TRL's column: every pair gets one
+        if no_margin:
+            shown = ", ".join(str(line) for _, line in no_margin[:5])
+            log.warning(
+                "%s: %d of %d records have no margin (lines %s%s): margin 0 for them",
+                label,
+                len(no_margin),
+                len(pairs),
+                shown,
+                ", ..." if len(no_margin) > 5 else "",
+            )
+            pairs = [
+                p if p.margin is not None else dataclasses.replace(p, margin=0.0) for p in pairs
+            ]
     return PreferenceDataset(pairs, label, stats)
+
+
+def _margin(rec: object, label: str, line: int) -> float | None:
+    """A record's `margin` (TRL's column: chosen should win by this much): None when absent or
+    null (a `datasets.Dataset` stores a missing cell as None); DataError naming the line when it
+    is not a finite number."""
+    m = rec.get("margin") if isinstance(rec, Mapping) else None
+    if m is None:
+        return None
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
+        raise DataError(
+            f"margin must be a finite number, got {m!r}", path=label, line=line, field="margin"
+        )
+    return float(m)
 
 
 def _candidate_sets(sources: list[Source], cfg: DataConfig) -> list[CandidateSet]:

@@ -22,6 +22,8 @@ class PreferencePair:
     prompt: Prompt  # conversation before the response; last message is "user"
     chosen: str  # the final assistant reply preferred by the label
     rejected: str
+    # TRL's `margin` column (chosen should win by this much), None when the data has no margins
+    margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,14 @@ class PreferenceDataset(Sequence[PreferencePair]):
             h.update(json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
             h.update(b"\n")
         return h.hexdigest()
+
+    @property
+    def margins(self) -> np.ndarray | None:
+        """(P,) float32 margins (TRL's column; a pair without one: 0), or None when no pair has
+        one (the plain Bradley-Terry loss)."""
+        if all(p.margin is None for p in self.pairs):
+            return None
+        return np.array([p.margin or 0.0 for p in self.pairs], np.float32)
 
     @property
     def ids(self) -> list[str]:

@@ -39,7 +39,6 @@ from latentrm.config import (
     parse_overrides,
     to_dict,
 )
-from latentrm.data.formats import record_id
 from latentrm.data.load import pairs_from_source
 from latentrm.data.readers import Source, read_source, records_from_datasets
 from latentrm.data.splits import carve_validation
@@ -95,51 +94,6 @@ def _source(data: Any, cfg: RunConfig) -> Source | PreferenceDataset:
     )
 
 
-def margins_of(src: Source, ds: PreferenceDataset) -> np.ndarray | None:
-    """(P,) float32 `margin` of each pair of `ds` (parsed from `src`), or None without the column.
-
-    The column is TRL's: when any record has it, a record without a value (absent or None, as a
-    `datasets.Dataset` stores a missing cell) gets margin 0, the plain Bradley-Terry loss, with
-    one warning that counts them and names the first lines; a value that is not a finite number
-    is a DataError naming the line.
-    """
-    recs = [(line, rec) for line, rec in src.records if isinstance(rec, Mapping)]
-    if not any("margin" in rec for _, rec in recs):
-        return None
-    by_id: dict[str, float] = {}
-    missing: list[int] = []
-    for line, rec in recs:
-        m = rec.get("margin")
-        if m is None:
-            missing.append(line)
-            m = 0.0
-        elif isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m):
-            raise DataError(
-                f"margin must be a finite number, got {m!r}",
-                path=src.label,
-                line=line,
-                field="margin",
-            )
-        by_id[record_id(rec, src.stem, line)] = float(m)
-    if missing:
-        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-        log.warning(
-            "%s: %d of %d records have no margin (lines %s): margin 0 for them",
-            src.label,
-            len(missing),
-            len(recs),
-            shown,
-        )
-    try:
-        return np.array([by_id[p.id] for p in ds], np.float32)
-    except KeyError:  # candidate sets are binarised into new pairs: no per-record margin
-        raise DataError(
-            "a margin column needs pair records (chosen/rejected), not candidate sets",
-            path=src.label,
-            field="margin",
-        ) from None
-
-
 def fit(
     data: Any,
     *,
@@ -182,10 +136,10 @@ def fit(
     base, mcfg = method_config(cfg, name)
     src = _source(data, cfg)
     if isinstance(src, PreferenceDataset):
-        ds, margins, label = src, None, src.source or "<PreferenceDataset>"
+        ds, label = src, src.source or "<PreferenceDataset>"
     else:
         ds, label = pairs_from_source(src, cfg.data), src.label
-        margins = margins_of(src, ds)
+    margins = ds.margins  # TRL's margin column (data.load parses it), None without one
     train, val = carve_validation(np.arange(len(ds)), cfg.data.val_fraction, cfg.data.split_seed)
     if len(val) == 0 or len(train) < 2:
         raise ConfigError(

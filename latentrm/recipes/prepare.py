@@ -73,6 +73,11 @@ class PreparedData:
     meta: dict[str, Any] = field(default_factory=dict)
     groups: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
+    @property
+    def margins(self) -> np.ndarray | None:
+        """(P,) TRL margins of the pairs (they enter the loss), or None without a margin column."""
+        return None if self.ds is None else self.ds.margins
+
 
 def _is_candidates_file(cfg: RunConfig) -> bool:
     """Whether data.path holds candidate sets (format 'candidates', or detected under 'auto')."""
@@ -225,14 +230,7 @@ def prepare_data(
         )
     else:
         mode = "pairs"
-        full = load_pairs(cfg.data.path, cfg.data)
-        if full.stats.get("margin_records"):
-            # Not silently dropped: a head would say `margin: false` for data that had margins.
-            raise ConfigError(
-                f"{cfg.data.path}: {full.stats['margin_records']} records have a 'margin' "
-                "(TRL's column), which latentrm run and experiment do not use; train with "
-                "latentrm.fit(...), which puts it in the loss, or drop the column"
-            )
+        full = load_pairs(cfg.data.path, cfg.data)  # a margin column rides on the pairs
         parts = {
             s: split_indices(len(full), cfg.data.n_seed, cfg.data.n_test, s, cfg.data.fixed_test)
             for s in seeds

@@ -129,6 +129,8 @@ def fit_method(
     if ignores_validation(bcfg.reward, n_labelled):
         rows, fit_val = np.sort(np.concatenate([split.train, split.val])), None
     train = (data.chosen[rows], data.rejected[rows])
+    margins = data.margins  # TRL's margin column (None without one): it enters the loss
+    margins = None if margins is None else margins[rows]
     data_key = f"split {split.split_seed} {'seed set' if fit_val is None else 'train'}"
     ratios = (0,) if base == "none" else cfg.ratios
     keys, grid = selection_grid(bcfg, base)
@@ -139,7 +141,14 @@ def fit_method(
         augmenter, t_fit = fit_augmenter(base, mcfg, train, cfg.seed, memo, data_key)
         for ratio in ratios:
             t = augment_then_fit(
-                base, hcfg, train, fit_val, ratio=ratio, seed=cfg.seed, augmenter=augmenter
+                base,
+                hcfg,
+                train,
+                fit_val,
+                ratio=ratio,
+                seed=cfg.seed,
+                augmenter=augmenter,
+                margins=margins,
             )
             head = t.fitter.head_
             val_acc = (
@@ -216,7 +225,7 @@ def _training(
         method=method,
         ratio=ratio,
         aug=fit.aug,
-        margin=False,
+        margin=fit.aug.margin is not None,
         cfg=fit.cfg,
         metrics=metrics,
         **extra,

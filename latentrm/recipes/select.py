@@ -85,6 +85,7 @@ def kfold_accuracy(
     memo = memo if memo is not None else FitMemo()
     base, mcfg = method_config(cfg, name)
     groups = data.groups[rows] if len(data.groups) == len(data.chosen) else rows
+    margins = data.margins  # TRL's margin column enters the loss here too
     accs = []
     for rep in range(cfg.select_repeats):
         folds = group_folds(groups, cfg.select_folds, seed + 7919 * rep)
@@ -99,6 +100,7 @@ def kfold_accuracy(
                 seed=seed,
                 memo=memo,
                 data_key=f"rows {hash(rows.tobytes())} repeat {rep} fold {f}",
+                margins=None if margins is None else margins[tr],
             ).fitter.head_
             accs.append(
                 pairwise_accuracy(head.score(data.chosen[va]), head.score(data.rejected[va]))

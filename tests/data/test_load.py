@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from latentrm.config import DataConfig
@@ -172,3 +173,36 @@ def test_exact_duplicate_records_are_kept_and_warned_with_their_lines(
     assert len(ds) == 5 and ds.stats["exact_duplicates"] == 3
     want = "dup.jsonl: 3 records repeat an earlier record exactly (lines 3 (= 1), 4 (= 2), 5 (= 1))"
     assert want in caplog.text
+
+
+def test_a_margin_column_reaches_every_pair_and_a_missing_one_counts_as_zero(caplog):
+    """TRL's `margin` column: parsed with the pairs (training and `latentrm run` share it); a
+    record without a value (absent, or None as a `datasets.Dataset` stores a missing cell) gets
+    margin 0, the plain loss, with one warning naming its lines; a non-number names its line."""
+    from latentrm.data.load import pairs_from_source
+    from latentrm.data.readers import Source
+
+    recs = [
+        {
+            "prompt": f"q {i}?",
+            "chosen": f"good {i}",
+            "rejected": f"bad {i}",
+            "margin": 0.5 * (i % 3),
+        }
+        for i in range(8)
+    ]
+    recs[2]["margin"] = None
+    del recs[5]["margin"]
+    with caplog.at_level("WARNING"):
+        ds = pairs_from_source(Source("<records>", "record", list(enumerate(recs, 1))))
+    want = [0.0, 0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.5]  # 0.5 * (i % 3), lines 3 and 6 without
+    np.testing.assert_array_equal(ds.margins, np.array(want, np.float32))
+    assert "<records>: 2 of 8 records have no margin (lines 3, 6): margin 0 for them" in caplog.text
+    assert ds.subset([1, 4]).margins.tolist() == [0.5, 0.5]  # subsets keep them
+    plain = [{k: v for k, v in r.items() if k != "margin"} for r in recs]
+    assert (
+        pairs_from_source(Source("<records>", "record", list(enumerate(plain, 1)))).margins is None
+    )
+    recs[4]["margin"] = "big"
+    with pytest.raises(DataError, match=r"<records>:5: margin must be a finite number, got 'big'"):
+        pairs_from_source(Source("<records>", "record", list(enumerate(recs, 1))))

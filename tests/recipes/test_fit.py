@@ -158,39 +158,6 @@ def test_a_margin_column_reaches_the_pairs_and_the_loss(tmp_path, bert_embedder,
     )
 
 
-def test_missing_margins_count_as_zero_with_one_warning(caplog):
-    """TRL datasets store a missing cell as None: those pairs get margin 0 (the plain loss)."""
-    from latentrm.data.readers import Source
-    from latentrm.recipes.fit import margins_of
-
-    recs = records(8, margin=True)
-    recs[2]["margin"] = None
-    del recs[5]["margin"]
-    src = Source("<records>", "record", list(enumerate(recs, 1)))
-    ds = fit_mod_pairs(src)
-    caplog.set_level("WARNING")
-    got = margins_of(src, ds)
-    want = [0.5 * (i % 3) for i in range(8)]
-    want[2] = want[5] = 0.0
-    np.testing.assert_array_equal(got, np.array(want, np.float32))
-    assert "<records>: 2 of 8 records have no margin (lines 3, 6): margin 0 for them" in (
-        caplog.text
-    )
-    assert (
-        margins_of(
-            Source("<records>", "record", list(enumerate(records(4), 1))),
-            fit_mod_pairs(Source("<records>", "record", list(enumerate(records(4), 1)))),
-        )
-        is None
-    )
-
-
-def fit_mod_pairs(src):
-    from latentrm.data.load import pairs_from_source
-
-    return pairs_from_source(src)
-
-
 def test_below_small_data_the_head_is_cross_fitted_on_every_pair(tmp_path, bert_embedder):
     from latentrm.head.reward import EnsembleHead
 

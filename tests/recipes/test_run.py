@@ -375,34 +375,43 @@ def test_small_data_warnings_name_the_split_and_head(
     ]
 
 
-def test_run_refuses_a_margin_column_it_would_ignore(tmp_path: Path, fake_embed: dict) -> None:
-    """A head of `latentrm run` records margin: false, so margins in the data are refused with
-    the way to use them (latentrm.fit), before anything is embedded."""
-    from latentrm.errors import ConfigError
+def test_run_puts_a_margin_column_in_the_loss(
+    tmp_path: Path, fake_embed: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL's margin column reaches every head of `latentrm run` as it does `latentrm.fit`'s
+    (it used to be dropped while the heads said margin: false): the original pairs carry their
+    record's margin (a record without one: 0), a synthetic pair its seed pair's, and the saved
+    head records margin: true."""
+    import latentrm.augment.fit as fit_mod
+    from latentrm.model import RewardModel
 
     data = tmp_path / "m.jsonl"
-    data.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "prompt": f"q {i}",
-                    "chosen": f"good {i}",
-                    "rejected": f"bad {i}",
-                    "margin": None if i % 2 else 1.0,
-                }
-            )
-            for i in range(40)
-        )
-        + "\n"
-    )
-    cfg = load_config(None, small_overrides(data, tmp_path / "out"))
-    with pytest.raises(
-        ConfigError,
-        match=r"m\.jsonl: 20 records have a 'margin' \(TRL's column\)"
-        r".*latentrm\.fit",
-    ):
-        run_pipeline(cfg)
-    assert fake_embed["pairs"] == 0
+    rows = [
+        {"prompt": f"q {i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
+        | ({} if i % 2 else {"margin": (i + 2) / 100})
+        for i in range(120)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = []
+    real = fit_mod.RewardHeadFitter
+
+    class Spy(real):
+        def fit(self, train, val):
+            seen.append(train)
+            return super().fit(train, val)
+
+    monkeypatch.setattr(fit_mod, "RewardHeadFitter", Spy)
+    cfg = load_config(None, small_overrides(data, tmp_path / "out", "methods=[none,lens]"))
+    result = {r["method"]: r for r in run_pipeline(cfg)["results"]}
+    given = {float(np.float32((i + 2) / 100)) for i in range(0, 120, 2)} | {0.0}
+    heads = [a for a in seen if a.margin is not None]  # (the fidelity reference judges plainly)
+    for aug in heads:  # the plain head's pairs, then LENS's (originals + 2 per seed)
+        assert set(aug.margin.tolist()) <= given
+        assert (aug.margin[~aug.synthetic] > 0).any() and (aug.margin[~aug.synthetic] == 0).any()
+        np.testing.assert_array_equal(aug.margin, aug.margin[aug.seed_idx])  # seed's margin
+    assert {bool(a.synthetic.any()) for a in heads} == {False, True}
+    for method in ("none", "lens"):
+        assert RewardModel.load(result[method]["head_dir"]).training["margin"] is True
 
 
 def test_small_data_heads_train_on_the_whole_seed_set(
