@@ -2,6 +2,7 @@
 
 Modules: :mod:`~latentrm.embed.embedder` (the model: rendering, pooling),
 :mod:`~latentrm.embed.batching` (the token budget: left-cut truncation, batches),
+:mod:`~latentrm.embed.spec` (dtype, device and stored layers, resolved once),
 :mod:`~latentrm.embed.models` (offline aliases, loading, which weights a model is),
 :mod:`~latentrm.embed.store` (the on-disk format: keys, chunks, planning, reading, writing),
 :mod:`~latentrm.embed.views` (one embedded dataset: write, load back, verify),

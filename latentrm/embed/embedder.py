@@ -31,26 +31,14 @@ from latentrm.embed.models import (
     resolve_model,
     st_normalizes,
 )
+from latentrm.embed.spec import resolve_spec
 from latentrm.errors import ConfigError
-from latentrm.runtime import TORCH_DTYPES, resolve_device, resolve_dtype, torch_threads
+from latentrm.runtime import TORCH_DTYPES, torch_threads
 
 if TYPE_CHECKING:
     from latentrm.data.types import Message
 
 log = logging.getLogger(__name__)
-
-
-def stored_layers(cfg: EmbedConfig) -> list[int]:
-    """The hidden-state indices an embedder computes and the cache stores, in one forward pass.
-
-    embed.layers plus embed.layer (unless it is "mean", the mean over embed.layers), sorted with
-    the last layer (-1) last; e.g. layer=-1, layers=[15, 20] -> [15, 20, -1].
-    """
-    extra = [cfg.layer] if isinstance(cfg.layer, int) else []
-    layers = sorted(set(cfg.layers) | set(extra), key=lambda v: (v < 0, v))
-    if not layers:
-        raise ConfigError("embed.layer='mean' needs embed.layers, the hidden states to average")
-    return layers
 
 
 def pick_layer(rows: np.ndarray, layers: Sequence[int], layer: int | str) -> np.ndarray:
@@ -72,13 +60,11 @@ class Embedder:
         self.cfg = cfg
         self.path, alias_gguf = resolve_model(cfg.model)
         self.gguf_file = cfg.gguf_file or alias_gguf
-        self.device = resolve_device(cfg.device, "embed.device")
-        # embed.dtype=auto: bfloat16 where the hardware computes it natively (logged, and part of
-        # the cache key), float32 elsewhere.
-        self.dtype: str = resolve_dtype(cfg.dtype, cfg.device)
+        self.spec = resolve_spec(cfg)  # dtype, device and stored layers, as the store keys them
+        self.device, self.dtype = self.spec.device, self.spec.dtype
         if cfg.dtype == "auto":
             log.info("embed.dtype=auto -> %s on %s", self.dtype, self.device)
-        self.layers: list[int] = stored_layers(cfg)
+        self.layers: list[int] = list(self.spec.layers)
         self.tokenizer, self.model = load_hf_model(
             self.path,
             self.gguf_file,

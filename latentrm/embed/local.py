@@ -19,8 +19,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from latentrm.config import EmbedConfig
-from latentrm.embed.embedder import Embedder, stored_layers
+from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity
+from latentrm.embed.spec import resolve_spec
 from latentrm.embed.store import (
     CachePlan,
     FlatRows,
@@ -33,7 +34,6 @@ from latentrm.embed.store import (
 )
 from latentrm.embed.views import PairEmbeddings, write_view
 from latentrm.errors import CacheError, ConfigError
-from latentrm.runtime import resolve_dtype
 
 if TYPE_CHECKING:
     from latentrm.data.types import CandidateSet, PreferenceDataset
@@ -47,15 +47,16 @@ _SAME_EMBEDDER = ("model", "gguf_file", "revision", "pooling", "max_length", "te
 def _check_embedder(embedder: Embedder, cfg: EmbedConfig) -> None:
     have = {f: getattr(embedder.cfg, f) for f in _SAME_EMBEDDER}
     asked = {f: getattr(cfg, f) for f in _SAME_EMBEDDER}
+    spec = resolve_spec(cfg)
     if (
         have != asked
-        or not set(stored_layers(cfg)) <= set(embedder.layers)
-        or (embedder.dtype != resolve_dtype(cfg.dtype, cfg.device))
+        or not set(spec.layers) <= set(embedder.layers)
+        or (embedder.dtype != spec.dtype)
     ):
         raise ConfigError(
             f"embedder was built with {have} (layers {embedder.layers}, "
             f"{embedder.dtype}), but the request asks {asked} (layers "
-            f"{stored_layers(cfg)}, {cfg.dtype})"
+            f"{list(spec.layers)}, {spec.dtype})"
         )
 
 

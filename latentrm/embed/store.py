@@ -53,8 +53,9 @@ from latentrm.embed.chunks import (
     set_aside,
     write_chunk,
 )
-from latentrm.embed.embedder import pick_layer, resolve_dtype, stored_layers
+from latentrm.embed.embedder import pick_layer
 from latentrm.embed.models import resolve_identity
+from latentrm.embed.spec import resolve_spec
 from latentrm.errors import CacheError
 from latentrm.io import sha256_json
 
@@ -125,16 +126,17 @@ def store_request(cfg: EmbedConfig, identity: dict) -> dict:
     """What decides the vectors of a store (its key): weights and every setting that changes them.
 
     Batch size, threads, device and the chunk size do not; the dtype is the resolved one (`auto`
-    means bfloat16 on CPUs and GPUs with bf16 units, float32 elsewhere).
+    means bfloat16 on CPUs and GPUs with bf16 units, float32 elsewhere: `embed.spec`).
     """
+    spec = resolve_spec(cfg)
     return {
         "format": FORMAT,
         "model_identity": identity,
         "pooling": cfg.pooling,
-        "layers": stored_layers(cfg),
+        "layers": list(spec.layers),
         "max_length": cfg.max_length,
         "text_format": cfg.text_format,
-        "dtype": resolve_dtype(cfg.dtype, cfg.device),
+        "dtype": spec.dtype,
         "latentrm_version": __version__,
     }
 
