@@ -43,6 +43,7 @@ from latentrm.embed.embedder import Embedder
 from latentrm.embed.models import resolve_identity, resolve_model
 from latentrm.errors import ConfigError, DataError
 from latentrm.head.reward import EnsembleHead, RewardHead, check_scores
+from latentrm.head.train import History
 from latentrm.hub.card_meta import TAGS
 from latentrm.hub.folder import (
     FORMAT,
@@ -82,7 +83,7 @@ class RewardModel(
         embed_cfg: EmbedConfig,
         head: RewardHead | EnsembleHead,
         embedder: Any | None = None,
-        history: dict | None = None,
+        history: History | None = None,
         *,
         max_response_chars: int | None = None,
         identity: dict | None = None,

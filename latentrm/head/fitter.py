@@ -25,7 +25,7 @@ from latentrm.data.splits import seed_folds
 from latentrm.errors import ConfigError
 from latentrm.head.estimator import Estimator
 from latentrm.head.reward import EnsembleHead, RewardHead, bradley_terry_loss
-from latentrm.head.train import fit_loop, minibatches, seeded, standardization_stats
+from latentrm.head.train import History, fit_loop, minibatches, seeded, standardization_stats
 from latentrm.pairs import AugmentedPairs, check_pairs
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,9 @@ class RewardHeadFitter(Estimator):
     (e.g. NaN embeddings).
     """
 
+    head_: RewardHead | EnsembleHead
+    history_: History
+
     def __init__(self, cfg: RewardConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
 
@@ -152,7 +155,7 @@ class RewardHeadFitter(Estimator):
         train: AugmentedPairs,
         val: tuple[np.ndarray, np.ndarray] | None,
         seed: int,
-    ) -> tuple[RewardHead, dict[str, Any]]:
+    ) -> tuple[RewardHead, History]:
         if cfg.l2 != 0:
             return fit_linear_l2(train, cfg, seed, val)
         d = train.pool.shape[1]
@@ -200,7 +203,7 @@ class RewardHeadFitter(Estimator):
         return head, history
 
 
-def _ensemble_history(histories: list[dict[str, Any]]) -> dict[str, Any]:
+def _ensemble_history(histories: list[History]) -> History:
     return {
         "members": histories,
         "best_val": float(np.mean([h["best_val"] for h in histories])),
@@ -210,7 +213,7 @@ def _ensemble_history(histories: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def epoch0_heads(history: dict[str, Any]) -> tuple[int, int]:
+def epoch0_heads(history: History) -> tuple[int, int]:
     """(heads that kept their epoch-0 weights, heads) of a fitted head's history: a head stopped
     at its first epoch is nearly its initialisation (the collapse of small validation sets)."""
     members = history.get("members", [history])
@@ -275,7 +278,7 @@ def fit_linear_l2(
     cfg: RewardConfig,
     seed: int,
     val: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[RewardHead, dict[str, Any]]:
+) -> tuple[RewardHead, History]:
     """A linear :class:`RewardHead` (``cfg.hidden`` empty) minimising the mean Bradley-Terry loss
     plus ``l2/2 |w|^2`` on standardised inputs, exactly (:func:`_newton_bt`; the bias cancels in
     ``r+ - r-``). ``cfg.l2 == "cv"``: l2 is the value of :data:`L2_GRID` with the lowest pooled
@@ -351,7 +354,7 @@ def fit_linear_l2(
                 torch.from_numpy(head.score(val[0])), torch.from_numpy(head.score(val[1]))
             )
         )
-    history = {
+    history: History = {
         "train_loss": [train_loss],
         "val_loss": [val_loss],
         "best_epoch": -1,

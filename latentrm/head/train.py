@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -123,6 +123,29 @@ class AdamW:
         )
 
 
+class History(TypedDict, total=False):
+    """What a training loop gives back (a head's folder keeps it in head.json): a plain JSON
+    dict, typed where it crosses modules. :func:`fit_loop` fills the first seven keys (epochs are
+    0-based; ``best_val`` is the validation loss of the epoch kept). An ensemble keeps its
+    members' under ``members``, with their mean ``best_val``, max ``epochs_run`` and median
+    ``best_epoch``; a cross-fitted head adds its out-of-fold figures, the exact L2 fit its
+    strength and cross-validation losses, the VAE its validation loss terms."""
+
+    train_loss: list[float]
+    val_loss: list[float]
+    best_epoch: int
+    best_val: float
+    epochs_run: int
+    steps: int
+    seconds: float
+    members: list[History]
+    oof_accuracy: float
+    oof_bt_loss: float
+    l2: float
+    l2_cv_loss: dict[str, float]
+    val_parts: dict[str, float]
+
+
 def fit_loop(
     model: nn.Module,
     params: Iterable[nn.Parameter],
@@ -139,7 +162,7 @@ def fit_loop(
     early_stopping: bool = True,
     min_epochs: int = 0,
     average: bool = False,
-) -> dict[str, Any]:
+) -> History:
     """Train `model` in place with AdamW and early stopping; return the history.
 
     Args:
@@ -176,7 +199,7 @@ def fit_loop(
     if min_epochs > epochs:
         raise TrainingError(f"{name}: min_epochs={min_epochs} exceeds epochs={epochs}")
     params = list(params)
-    history: dict[str, Any] = {
+    history: History = {
         "train_loss": [],
         "val_loss": [],
         "best_epoch": -1,

@@ -24,6 +24,7 @@ from latentrm.config import EmbedConfig, from_dict, to_dict
 from latentrm.embed.models import models_home
 from latentrm.errors import ConfigError, ModelError
 from latentrm.head.reward import EnsembleHead, RewardHead
+from latentrm.head.train import History
 from latentrm.hub.head import read_model_json, save_head
 from latentrm.io import atomic_write_json
 
@@ -56,7 +57,7 @@ def write_files(
     out: Path,
     embed_cfg: EmbedConfig,
     head: RewardHead | EnsembleHead,
-    history: dict | None,
+    history: History | None,
     record: dict[str, Any],
     max_response_chars: int | None,
     training: dict[str, Any],

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from latentrm.errors import ConfigError, ModelError
 from latentrm.head.reward import ENSEMBLE_FORMAT, HEAD_FORMAT, EnsembleHead, RewardHead
+from latentrm.head.train import History
 from latentrm.io import atomic_write, atomic_write_json
 
 # Byte sizes of the safetensors dtypes a head may hold (float only: heads are trained in float32).
@@ -82,7 +83,7 @@ def read_model_json(path: Path, root: Path | None = None) -> Any:
 
 
 def save_head(
-    head: RewardHead | EnsembleHead, out_dir: str | Path, history: dict | None = None
+    head: RewardHead | EnsembleHead, out_dir: str | Path, history: History | None = None
 ) -> None:
     """Write ``head.safetensors`` (weights + standardisation buffers) and ``head.json`` (config,
     and the training `history` when given)."""
