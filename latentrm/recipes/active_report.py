@@ -17,7 +17,7 @@ from latentrm.recipes.report import effective_labels, points
 METRICS = {
     "accuracy": ("Accuracy on the held-out pairs", "accuracy"),
     "bon_gap_closed": (
-        "Best-of-N gold gap closed on the held-out instructions (candidates data)",
+        "Best-of-N gold gap closed on the held-out instructions",
         "gap closed",
     ),
 }
