@@ -1,6 +1,6 @@
 """`make reproduce`: run every config, collect tables/plots in reports/, refresh REPORT.md's tables.
 
-Each config runs in-process (`latentrm run` for demo.yaml, `latentrm active` for active_hh.yaml,
+Each config runs in-process (`latentrm run` for demo.yaml, `latentrm active` for active_*.yaml,
 `latentrm experiment` for the others) into its own out_dir; embeddings come from the shared
 on-disk cache (cache_dir), so a second reproduce embeds nothing. With --skip-existing a config
 whose out_dir already holds results for the same resolved config is not rerun, only collected.
@@ -41,6 +41,7 @@ CONFIGS = (
     ("quality_hh_1000", "experiment"),
     ("small_data_hh", "experiment"),
     ("active_hh", "active"),  # active selection: `latentrm active`, ~15 min of 2-core CPU
+    ("active_alpaca", "active"),  # the same on AlpacaEval candidates (embeds 6,331 texts first)
     ("learning_curve_alpaca", "experiment"),
     ("quality_alpaca", "experiment"),
     ("learning_curve_alpaca_smollm2", "experiment"),

@@ -51,6 +51,8 @@ from latentrm.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 
+BON_COLUMNS = ("bon_gap_closed", "bon_picked", "bon_floor", "bon_ceiling")
+
 
 def sizes(cfg: RunConfig) -> list[int]:
     """Label counts at which heads are fitted and measured: start, start + step, ..., budget."""
@@ -86,6 +88,24 @@ def check_active(cfg: RunConfig) -> None:
         raise ConfigError(f"active.methods_at must be one of the label counts {steps}")
 
 
+def pool_rows(data: PreparedData, split: Split) -> np.ndarray:
+    """Rows whose labels may be bought. Pairs data: every pair outside the held-out ones.
+    Candidates data: every binarised pair of the split's training instructions (so no pair of a
+    held-out instruction, even one that data.n_test left out of split.test)."""
+    if data.mode == "candidates":
+        return np.flatnonzero(~np.isin(data.groups, split.bon_sets))
+    return np.setdiff1d(np.arange(len(data.chosen)), split.test)
+
+
+def _bon(cfg: RunConfig, data: PreparedData, split: Split, head: Any) -> dict[str, Any]:
+    """Best-of-N gold of `head` on the split's held-out candidate sets (`run.bon_metrics`)."""
+    from latentrm.recipes.run import bon_metrics
+
+    sets = [data.sets[i] for i in split.bon_sets]
+    out = bon_metrics([head.score(data.set_emb[i]) for i in split.bon_sets], sets, cfg)
+    return {k: out[k] for k in BON_COLUMNS}
+
+
 def member_margins(head: Any, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
     """(K, N) margins r_k(a) - r_k(b) of each member (K = 1 for a single head)."""
     members = head.members
@@ -107,7 +127,7 @@ def run_strategy(
 ) -> list[dict[str, Any]]:
     """The rounds of one strategy on one split: one row per label count."""
     split = data.splits[split_seed]
-    pool = np.setdiff1d(np.arange(len(data.chosen)), split.test)  # hidden labels
+    pool = pool_rows(data, split)  # hidden labels
     rng = np.random.default_rng([split_seed, 7])
     labelled = np.sort(rng.permutation(pool)[: cfg.active.start])  # same for every strategy
     scale = response_scale(np.concatenate([data.chosen[pool], data.rejected[pool]]))
@@ -134,6 +154,8 @@ def run_strategy(
             "accuracy": acc,
             "epochs": fitter.history_["epochs_run"],
         }
+        if len(split.bon_sets):  # candidates data: Best-of-N on the held-out instructions
+            rec.update(_bon(cfg, data, split, head))
         if r + 1 < len(steps):
             free = np.setdiff1d(pool, labelled)
             margins = member_margins(head, data.chosen[free], data.rejected[free])
@@ -242,6 +264,7 @@ def run_active(cfg: RunConfig, embedder: Any | None = None) -> pd.DataFrame:
 __all__ = [
     "check_active",
     "member_margins",
+    "pool_rows",
     "run_active",
     "run_strategy",
     "sizes",

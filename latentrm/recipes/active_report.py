@@ -13,9 +13,18 @@ from latentrm.evaluate import bootstrap_ci, mean_ci_over_seeds
 from latentrm.head.acquire import STRATEGIES
 from latentrm.recipes.report import effective_labels, points
 
+# The measures a study's rows may hold: column -> (what the tables call it, its short name).
+METRICS = {
+    "accuracy": ("Accuracy on the held-out pairs", "accuracy"),
+    "bon_gap_closed": (
+        "Best-of-N gold gap closed on the held-out instructions",
+        "gap closed",
+    ),
+}
 
-def _curve(df: pd.DataFrame, strategy: str) -> pd.DataFrame:
-    g = df[df.strategy == strategy].groupby("n_labels")["accuracy"]
+
+def _curve(df: pd.DataFrame, strategy: str, metric: str = "accuracy") -> pd.DataFrame:
+    g = df[df.strategy == strategy].groupby("n_labels")[metric]
     return pd.DataFrame(
         {
             "n_seed": g.mean().index.astype(int),
@@ -27,7 +36,8 @@ def _curve(df: pd.DataFrame, strategy: str) -> pd.DataFrame:
 
 def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
     """The study's tables: learning curves with paired differences to random, the factor-x goal,
-    labels to match random at the budget, effective labels.
+    labels to match random at the budget, effective labels; for candidates data (rows with
+    Best-of-N) first those of the gold gap closed, then those of the accuracy.
 
     Paired: each split has the same start labels, pool and held-out pairs for every strategy, so
     a strategy's accuracy minus random's on the same split removes the split's variance; 95%
@@ -35,12 +45,26 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
     """
     extra = df[df["head"] != "round"] if "head" in df.columns else df.iloc[:0]
     df = df[df["head"] == "round"] if "head" in df.columns else df
-    acc = df.pivot_table(index=["seed", "n_labels"], columns="strategy", values="accuracy")
+    if "bon_gap_closed" not in df.columns or df.bon_gap_closed.isna().all():
+        return _metric_markdown(df, extra, "accuracy", factor, bought=True)
+    return (
+        _metric_markdown(df, extra.iloc[:0], "bon_gap_closed", factor, bought=True)
+        + "\n"
+        + _metric_markdown(df, extra, "accuracy", factor, bought=False)
+    )
+
+
+def _metric_markdown(
+    df: pd.DataFrame, extra: pd.DataFrame, metric: str, factor: int, bought: bool
+) -> str:
+    """active_markdown's tables of one measure (a column of METRICS) of the round heads' rows."""
+    title, word = METRICS[metric]
+    acc = df.pivot_table(index=["seed", "n_labels"], columns="strategy", values=metric)
     strategies = [s for s in STRATEGIES if s in acc.columns]
     ns = sorted(int(n) for n in acc.index.get_level_values(1).unique())
     n_splits = df.seed.nunique()
     lines = [
-        f"Accuracy on the held-out pairs (mean ± 95% CI over {n_splits} splits) and each "
+        f"{title} (mean ± 95% CI over {n_splits} splits) and each "
         "strategy minus random on the same split:\n",
         "| labels | "
         + " | ".join(strategies)
@@ -71,7 +95,7 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
                 d = (acc[s] - acc["random"]).unstack("n_labels")[after].mean(axis=1)
                 cells.append(points(*mean_ci_over_seeds(d.to_numpy(np.float64))))
         lines.append(f"| mean {after[0]:,}-{after[-1]:,} | " + " | ".join(cells) + " |")
-    if "next_abs_margin" in df.columns:
+    if bought and "next_abs_margin" in df.columns:
         lines += [
             "",
             "What each strategy bought (means over rounds and splits, at purchase "
@@ -89,12 +113,12 @@ def active_markdown(df: pd.DataFrame, factor: int = 2) -> str:
                     f"| {s} | {g.next_bald.mean():.4f} | {g.pool_bald.mean():.4f} | "
                     f"{g.next_abs_margin.mean():.3f} |"
                 )
-    random_curve = _curve(df, "random")
+    random_curve = _curve(df, "random", metric)
     top = ns[-1]
     target = float(random_curve.set_index("n_seed").loc[top, "mean"])
     lines += [
         "",
-        f"Effective labels: the random labels that give a strategy's mean accuracy "
+        f"Effective labels: the random labels that give a strategy's mean {word} "
         f"(random's mean curve made non-decreasing, interpolated in log labels; '>' = "
         f"beyond the curve's {top:,}), and the {factor}x goal: a strategy at n labels minus "
         f"random at {factor}n, paired by split (met when its 95% CI excludes 0 above). "

@@ -8,7 +8,7 @@ import pytest
 
 from latentrm.config import load_config
 from latentrm.errors import ConfigError
-from latentrm.recipes.active import check_active, run_strategy, sizes
+from latentrm.recipes.active import check_active, pool_rows, run_strategy, sizes
 from latentrm.recipes.active_report import active_markdown
 from latentrm.recipes.prepare import PreparedData, Split
 
@@ -162,3 +162,87 @@ def test_latentrm_active_end_to_end_and_resume(
     monkeypatch.setattr(active, "run_strategy", fail)
     assert main(argv) == 0
     assert pd.read_csv(tmp_path / "a" / "results.csv").equals(df)
+
+
+def candidates_data() -> PreparedData:
+    """8 instructions x 4 candidates (gold 0, 1, 2, 3; the embedding's first coordinate is the
+    gold plus noise), binarised into every pair (6 an instruction, group = the instruction).
+    Instructions 6 and 7 are held out (Best-of-N); split.test holds only instruction 6's pairs,
+    as when data.n_test cuts the held-out pairs."""
+    from latentrm.data.types import CandidateSet
+
+    rng = np.random.default_rng(0)
+    gold = np.arange(4, dtype=np.float64)
+    sets, emb, chosen, rejected, groups = [], [], [], [], []
+    for i in range(8):
+        e = rng.normal(scale=0.3, size=(4, 3)).astype(np.float32)
+        e[:, 0] += gold
+        sets.append(CandidateSet(f"s{i}", f"p{i}", tuple("abcd"), tuple(gold)))  # type: ignore[arg-type]
+        emb.append(e)
+        for c in range(4):
+            for r in range(c):
+                chosen.append(e[c])
+                rejected.append(e[r])
+                groups.append(i)
+    g = np.array(groups, np.int64)
+    test = np.flatnonzero(g == 6)
+    split = Split(0, np.zeros(0, np.int64), np.zeros(0, np.int64), test, np.array([6, 7]))
+    return PreparedData(
+        "candidates",
+        None,  # type: ignore[arg-type]
+        np.stack(chosen),
+        np.stack(rejected),
+        sets,
+        emb,
+        {0: split},
+        groups=g,
+    )
+
+
+def test_candidates_pool_is_the_training_instructions() -> None:
+    """6 pairs an instruction: the pool is instructions 0-5, rows 0-35; instruction 7's pairs
+    (36-47 are 6's and 7's) are held out although split.test leaves them out. Pairs data: every
+    row outside split.test."""
+    data = candidates_data()
+    assert pool_rows(data, data.splits[0]).tolist() == list(range(36))
+    assert pool_rows(planted(), planted().splits[0]).tolist() == list(range(100))
+
+
+def test_candidates_rounds_buy_training_pairs_and_measure_best_of_n(monkeypatch) -> None:
+    """Every label bought is a training instruction's pair, and each round's head is measured
+    by Best-of-4 on the 2 held-out instructions: all 4 candidates drawn, gold 0-3, so floor
+    = 1.5, ceiling = 3 and gap closed = (picked - 1.5) / 1.5."""
+    import latentrm.recipes.active as active
+
+    seen: list[np.ndarray] = []
+    fit = active._fit
+
+    def spy(cfg, data, labelled, split_seed, fit_seed):
+        seen.append(labelled)
+        return fit(cfg, data, labelled, split_seed, fit_seed)
+
+    monkeypatch.setattr(active, "_fit", spy)
+    cfg = small_cfg("eval.best_of_n=4", "eval.candidate_pool=4")
+    for strategy in ("random", "hybrid"):
+        rows = run_strategy(cfg, candidates_data(), 0, strategy)
+        assert [r["n_labels"] for r in rows] == [10, 20, 30]
+        for r in rows:
+            assert r["bon_floor"] == 1.5 and r["bon_ceiling"] == 3.0
+            assert r["bon_gap_closed"] == pytest.approx((r["bon_picked"] - 1.5) / 1.5)
+    assert [len(s) for s in seen] == [10, 20, 30] * 2
+    assert all(s.max() < 36 for s in seen)
+
+
+def test_report_of_candidates_data_by_hand() -> None:
+    """Rows with Best-of-N: the gap-closed tables first (gap = accuracy - 0.5 here, so the same
+    differences as test_report_by_hand: +5.0 ± 12.7 points at 100), then the accuracy tables."""
+    df = _df().assign(bon_gap_closed=lambda d: d.accuracy - 0.5)
+    md = active_markdown(df)
+    gap = md.index("Best-of-N gold gap closed on the held-out instructions")
+    acc = md.index("Accuracy on the held-out pairs")
+    assert gap < acc
+    assert "| 100 | 0.110 ± 0.127 | 0.160 ± 0.000 | +5.0 ± 12.7 pts |" in md[gap:acc]
+    assert "| 100 | 0.610 ± 0.127 | 0.660 ± 0.000 | +5.0 ± 12.7 pts |" in md[acc:]
+    assert md[gap:acc].count("| bald | 78 | 77 to 79 | 22% |") == 1
+    assert md[acc:].count("| bald | 78 | 77 to 79 | 22% |") == 1
+    assert active_markdown(_df()) == active_markdown(_df().assign(bon_gap_closed=np.nan))
