@@ -29,8 +29,8 @@ SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 _TOO_DEEP = "JSON nested too deeply (over ~1000 levels of lists/objects)"
 
 # What one compressed input may cost: a .gz file may inflate, and a Parquet file decode, to at
-# most max(MIN_INFLATE_LIMIT, MAX_INFLATE_RATIO x its size on disk). The HH-RLHF and alpaca-eval
-# files inflate 4.4x and 4.3x, so real files of any size pass; a 1 MB file of 1 GiB of newlines
+# most max(MIN_INFLATE_LIMIT, MAX_INFLATE_RATIO x its size on disk): far above what real data
+# files do (scripts/inflate_ratio.py, README), far below a bomb: a 1 MB file of 1 GiB of newlines
 # (1000x) is refused once 256 MiB are inflated, before a line is split.
 MAX_INFLATE_RATIO = 100
 MIN_INFLATE_LIMIT = 256 << 20
