@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from latentrm.cli.options import command, config_args, load_run_config, positive_int, seed_int
+from latentrm.cli.options import (
+    command,
+    config_args,
+    load_run_config,
+    positive_int,
+    seed_int,
+    thread_count,
+)
 from latentrm.cli.serving import format_summary
 
 
@@ -54,7 +61,7 @@ def _add_suggest(p: argparse.ArgumentParser) -> None:
         "away from them",
     )
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
+        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
     )
     p.add_argument(
         "--trust-remote-code",

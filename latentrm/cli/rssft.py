@@ -7,9 +7,8 @@ recipe (latentrm.recipes.rs_sft) and prints a summary.
 from __future__ import annotations
 
 import argparse
-import contextlib
 
-from latentrm.cli.options import command, positive_int, seed_int
+from latentrm.cli.options import command, positive_int, seed_int, thread_count
 from latentrm.cli.serving import format_summary
 
 
@@ -37,7 +36,7 @@ def _add_sampling(p: argparse.ArgumentParser, n: int) -> None:
     )
     p.add_argument("--cache-dir", default="cache", help="generation cache root (cache)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (cpu)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
+    p.add_argument("--threads", type=thread_count, default=None, help="torch threads")
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -64,12 +63,6 @@ def _sampling(args: argparse.Namespace):
         device=args.device,
         show_progress=args.show_progress and not args.quiet,
     )
-
-
-def _threads(args: argparse.Namespace):
-    from latentrm.runtime import torch_threads
-
-    return torch_threads(args.threads) if args.threads else contextlib.nullcontext()
 
 
 def _add_rs_sft(p: argparse.ArgumentParser) -> None:
@@ -130,6 +123,7 @@ def _add_rs_sft(p: argparse.ArgumentParser) -> None:
 )
 def _cmd_rs_sft(args: argparse.Namespace) -> int:
     from latentrm.recipes.rs_sft import rs_sft
+    from latentrm.runtime import torch_threads
     from latentrm.text.rs_sft import SFTConfig
 
     sampling = _sampling(args)
@@ -147,7 +141,7 @@ def _cmd_rs_sft(args: argparse.Namespace) -> int:
         device=args.device,
         show_progress=sampling.show_progress,
     )
-    with _threads(args):
+    with torch_threads(args.threads):
         summary = rs_sft(
             args.policy,
             args.model,
@@ -189,8 +183,9 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
 )
 def _cmd_judge(args: argparse.Namespace) -> int:
     from latentrm.recipes.rs_sft import judge_policies
+    from latentrm.runtime import torch_threads
 
-    with _threads(args):
+    with torch_threads(args.threads):
         summary = judge_policies(
             args.judge,
             args.prompts,
