@@ -167,7 +167,7 @@ def _gold(value: Any, **where: Any) -> float | None:
     return float(value)
 
 
-def _candidate(c: Any, **where: Any) -> tuple[Any, float | None]:
+def parse_candidate(c: Any, **where: Any) -> tuple[Any, float | None]:
     """(text or messages, gold) of a candidate: a string, messages, or a dict with a text field."""
     if isinstance(c, Mapping) and "role" not in c:
         key = _field(c, _CANDIDATE_TEXT_KEYS)
@@ -224,7 +224,7 @@ def bon_rows(
         prompt = as_prompt(row[pkey], field=pkey, **where)
         cands, gold = [], []
         for j, c in enumerate(raw):
-            value, g = _candidate(c, field=f"{key}[{j}]", **where)
+            value, g = parse_candidate(c, field=f"{key}[{j}]", **where)
             cands.append(as_response(value, prompt, field=f"{key}[{j}]", **where))
             gold.append(g)
         parsed.append(cands)

@@ -37,7 +37,7 @@ from latentrm.data.readers import read_source
 from latentrm.data.types import CandidateSet, PreferencePair, Prompt
 from latentrm.data.writers import check_output_path, write_rows
 from latentrm.errors import DataError
-from latentrm.recipes.score import CANDIDATE_COLUMNS, _candidate, candidates_column
+from latentrm.recipes.score import CANDIDATE_COLUMNS, candidates_column, parse_candidate
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def read_pool(path: str | Path, cfg: DataConfig | None = None) -> tuple[str, lis
                 raise DataError("expected a non-empty list of candidates", field=key, **where)
             texts = []
             for j, c in enumerate(raw):
-                value, _ = _candidate(c, field=f"{key}[{j}]", **where)
+                value, _ = parse_candidate(c, field=f"{key}[{j}]", **where)
                 text = as_response(value, prompt, field=f"{key}[{j}]", **where)[1]
                 texts.append(text[: cfg.max_response_chars])
             sets.append(CandidateSet(record_id(row, src.stem, line), prompt, tuple(texts), ()))
